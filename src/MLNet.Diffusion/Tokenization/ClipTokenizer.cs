@@ -1,0 +1,421 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Microsoft.ML.Tokenizers;
+
+namespace MLNet.Diffusion.Tokenization;
+
+/// <summary>
+/// CLIP's byte-level BPE tokenizer as Stable Diffusion's text encoders expect it: every prompt becomes exactly
+/// <see cref="MaxLength"/> ids, the start token, the content (cut to <c>MaxLength - 2</c> tokens), the end token,
+/// then the pad token.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Text is prepared as CLIP prepares it: unpaired surrogates (and U+FFFE, U+FFFF) become U+FFFD, control characters that are not
+/// whitespace are dropped, the text is put in Unicode normalization form C, every run of whitespace becomes one
+/// space, the ends are trimmed and the whole is lower-cased. It is then split with CLIP's pattern (words, single
+/// digits, runs of other symbols, English contractions, the two special tokens) and each piece is merged with the
+/// vocabulary's byte-pair merges, its last symbol carrying <c>&lt;/w&gt;</c>. <c>&lt;|startoftext|&gt;</c> and
+/// <c>&lt;|endoftext|&gt;</c> typed in a prompt map to their own ids, as in CLIP.
+/// </para>
+/// <para>
+/// An instance is immutable after it is made and safe to use from many threads at once. The underlying
+/// <see cref="BpeTokenizer"/> keeps one word cache, guarded by a lock and bounded (it stops adding past
+/// 10,000 entries of at most 15 characters each), so memory does not grow with the number of calls.
+/// </para>
+/// </remarks>
+public sealed class ClipTokenizer
+{
+    /// <summary>The vocabulary file of a diffusers tokenizer folder.</summary>
+    public const string VocabFileName = "vocab.json";
+
+    /// <summary>The merges file of a diffusers tokenizer folder.</summary>
+    public const string MergesFileName = "merges.txt";
+
+    /// <summary>The optional settings file of a diffusers tokenizer folder.</summary>
+    public const string TokenizerConfigFileName = "tokenizer_config.json";
+
+    /// <summary>The optional special-token file of a diffusers tokenizer folder; it wins over <see cref="TokenizerConfigFileName"/>.</summary>
+    public const string SpecialTokensMapFileName = "special_tokens_map.json";
+
+    /// <summary>CLIP's pre-tokenization pattern (Python's <c>re.IGNORECASE</c> form).</summary>
+    private const string ClipPattern =
+        @"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
+
+    private readonly BpeTokenizer _bpe;
+
+    private ClipTokenizer(BpeTokenizer bpe, int maxLength, int bosId, int eosId, int padId)
+    {
+        _bpe = bpe;
+        MaxLength = maxLength;
+        BosId = bosId;
+        EosId = eosId;
+        PadId = padId;
+    }
+
+    /// <summary>How many ids <see cref="Encode(string)"/> gives (77 for CLIP).</summary>
+    public int MaxLength { get; }
+
+    /// <summary>The vocabulary's id of the start token (<c>&lt;|startoftext|&gt;</c> unless configured otherwise).</summary>
+    public int BosId { get; }
+
+    /// <summary>The vocabulary's id of the end token (<c>&lt;|endoftext|&gt;</c> unless configured otherwise).</summary>
+    public int EosId { get; }
+
+    /// <summary>The vocabulary's id of the pad token: <see cref="EosId"/> for Stable Diffusion 1.x, the id of <c>"!"</c> for 2.x and SDXL's second tokenizer.</summary>
+    public int PadId { get; }
+
+    /// <summary>
+    /// Loads a diffusers tokenizer folder: <c>vocab.json</c> and <c>merges.txt</c>, and where present
+    /// <c>tokenizer_config.json</c> and <c>special_tokens_map.json</c> (the latter winning) for
+    /// <c>bos_token</c>, <c>eos_token</c>, <c>pad_token</c> (each a string or an object with <c>content</c>) and
+    /// <c>model_max_length</c>. A <c>model_max_length</c> above 77 (some files hold 10<sup>30</sup> to mean
+    /// "unset") is taken as 77, CLIP's context length.
+    /// </summary>
+    /// <param name="tokenizerDirectory">The folder, such as a model's <c>tokenizer/</c> or <c>tokenizer_2/</c>.</param>
+    /// <returns>The tokenizer.</returns>
+    /// <exception cref="ArgumentException"><paramref name="tokenizerDirectory"/> is null, empty or blank.</exception>
+    /// <exception cref="FileNotFoundException"><c>vocab.json</c> or <c>merges.txt</c> is missing.</exception>
+    /// <exception cref="InvalidDataException">A file cannot be read as what it should be, or the vocabulary lacks a special token.</exception>
+    public static ClipTokenizer Load(string tokenizerDirectory)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(tokenizerDirectory);
+        string vocabPath = Path.Combine(tokenizerDirectory, VocabFileName);
+        string mergesPath = Path.Combine(tokenizerDirectory, MergesFileName);
+        EnsureExists(vocabPath);
+        EnsureExists(mergesPath);
+        ClipTokenizerOptions options = TokenizerConfigReader.Read(tokenizerDirectory);
+        return Create(vocabPath, mergesPath, options);
+    }
+
+    /// <summary>Makes a tokenizer from a vocabulary and a merges file.</summary>
+    /// <param name="vocabJsonPath">A <c>vocab.json</c>: one JSON object from token to id.</param>
+    /// <param name="mergesPath">A <c>merges.txt</c>: one merge (two symbols and a space) a line, an optional <c>#version</c> line first.</param>
+    /// <param name="options">Special tokens and length; <see langword="null"/> for CLIP's defaults with the end token as padding.</param>
+    /// <returns>The tokenizer.</returns>
+    /// <exception cref="ArgumentException">A path is null or empty, or an option is out of range.</exception>
+    /// <exception cref="FileNotFoundException">A file is missing.</exception>
+    /// <exception cref="InvalidDataException">A file cannot be read as what it should be, or the vocabulary lacks a special token.</exception>
+    public static ClipTokenizer Create(string vocabJsonPath, string mergesPath, ClipTokenizerOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(vocabJsonPath);
+        ArgumentException.ThrowIfNullOrEmpty(mergesPath);
+        options ??= new ClipTokenizerOptions();
+        ArgumentException.ThrowIfNullOrEmpty(options.BosToken, nameof(options) + "." + nameof(options.BosToken));
+        ArgumentException.ThrowIfNullOrEmpty(options.EosToken, nameof(options) + "." + nameof(options.EosToken));
+        if (options.PadToken is { Length: 0 })
+        {
+            throw new ArgumentException("The pad token must be null (use the end token) or a token of the vocabulary.", nameof(options));
+        }
+
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxLength, ClipTokenizerOptions.MinimumMaxLength, nameof(options) + "." + nameof(options.MaxLength));
+        EnsureExists(vocabJsonPath);
+        EnsureExists(mergesPath);
+
+        Dictionary<string, int> vocabulary = ReadVocabulary(vocabJsonPath);
+        List<string> merges = ReadMerges(mergesPath);
+
+        int bosId = LookUp(vocabulary, options.BosToken, vocabJsonPath, "start");
+        int eosId = LookUp(vocabulary, options.EosToken, vocabJsonPath, "end");
+        int padId = LookUp(vocabulary, options.PadToken ?? options.EosToken, vocabJsonPath, "pad");
+
+        var specialTokens = new Dictionary<string, int>(StringComparer.Ordinal)
+        {
+            [options.BosToken] = bosId,
+            [options.EosToken] = eosId,
+        };
+
+        var bpeOptions = new BpeOptions(vocabulary)
+        {
+            Merges = merges,
+            ByteLevel = true,
+            EndOfWordSuffix = "</w>",
+            SpecialTokens = specialTokens,
+            PreTokenizer = new RegexPreTokenizer(new Regex(ClipPattern, RegexOptions.IgnoreCase | RegexOptions.CultureInvariant), null),
+        };
+
+        BpeTokenizer bpe;
+        try
+        {
+            bpe = BpeTokenizer.Create(bpeOptions);
+        }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException)
+        {
+            throw new InvalidDataException(
+                $"'{vocabJsonPath}' and '{mergesPath}' do not make a BPE tokenizer: {e.Message}", e);
+        }
+
+        return new ClipTokenizer(bpe, options.MaxLength, bosId, eosId, padId);
+    }
+
+    /// <summary>Encodes a prompt into exactly <see cref="MaxLength"/> ids: start, up to <c>MaxLength - 2</c> content ids, end, padding.</summary>
+    /// <param name="text">The prompt; any string, empty included.</param>
+    /// <returns>A new array of <see cref="MaxLength"/> ids.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="text"/> is null.</exception>
+    public int[] Encode(string text)
+    {
+        var ids = new int[MaxLength];
+        Encode(text, ids, out _);
+        return ids;
+    }
+
+    /// <summary>Encodes a prompt into the first <see cref="MaxLength"/> elements of <paramref name="destination"/>, as <see cref="Encode(string)"/> does.</summary>
+    /// <param name="text">The prompt; any string, empty included.</param>
+    /// <param name="destination">At least <see cref="MaxLength"/> elements; those after the first <see cref="MaxLength"/> are left as they are.</param>
+    /// <param name="truncated">Whether the content had more than <c>MaxLength - 2</c> tokens and was cut.</param>
+    /// <returns>The number of content tokens before truncation (start, end and padding not counted).</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="text"/> is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="destination"/> is shorter than <see cref="MaxLength"/>.</exception>
+    public int Encode(string text, Span<int> destination, out bool truncated)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        if (destination.Length < MaxLength)
+        {
+            throw new ArgumentException(
+                $"The destination holds {destination.Length} ids; this tokenizer writes {MaxLength}.", nameof(destination));
+        }
+
+        IReadOnlyList<int> content = EncodeContent(text);
+        int capacity = MaxLength - 2;
+        int kept = Math.Min(content.Count, capacity);
+        truncated = content.Count > capacity;
+
+        destination[0] = BosId;
+        for (int i = 0; i < kept; i++)
+        {
+            destination[1 + i] = content[i];
+        }
+
+        destination[1 + kept] = EosId;
+        destination.Slice(2 + kept, MaxLength - 2 - kept).Fill(PadId);
+        return content.Count;
+    }
+
+    /// <summary>Encodes a prompt into its content ids only: no start, end or padding, and no truncation (for splitting long prompts into chunks).</summary>
+    /// <param name="text">The prompt; any string, empty included.</param>
+    /// <returns>The content ids.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="text"/> is null.</exception>
+    public IReadOnlyList<int> EncodeContent(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        string prepared = Prepare(text);
+        return prepared.Length == 0
+            ? Array.Empty<int>()
+            : _bpe.EncodeToIds(prepared, considerPreTokenization: true, considerNormalization: false);
+    }
+
+    /// <summary>
+    /// CLIP's text clean-up: unpaired surrogates and U+FFFE/U+FFFF to U+FFFD, non-whitespace control characters dropped, NFC,
+    /// whitespace runs to one space, trimmed, lower-cased.
+    /// </summary>
+    internal static string Prepare(string text)
+    {
+        string sanitized = Sanitize(text);
+        try
+        {
+            if (!sanitized.IsNormalized(NormalizationForm.FormC))
+            {
+                sanitized = sanitized.Normalize(NormalizationForm.FormC);
+            }
+        }
+        catch (ArgumentException)
+        {
+            // The platform's normalizer refuses some code points that Sanitize lets through; keep the text as it is.
+        }
+
+        return CollapseWhitespace(sanitized).ToLowerInvariant();
+    }
+
+    private static string Sanitize(string text)
+    {
+        int i = 0;
+        for (; i < text.Length; i++)
+        {
+            if (NeedsSanitizing(text, i))
+            {
+                break;
+            }
+        }
+
+        if (i == text.Length)
+        {
+            return text;
+        }
+
+        var builder = new StringBuilder(text.Length);
+        builder.Append(text, 0, i);
+        for (; i < text.Length; i++)
+        {
+            char c = text[i];
+            if (char.IsHighSurrogate(c))
+            {
+                if (i + 1 < text.Length && char.IsLowSurrogate(text[i + 1]))
+                {
+                    builder.Append(c).Append(text[++i]);
+                }
+                else
+                {
+                    builder.Append('\uFFFD');
+                }
+            }
+            else if (char.IsLowSurrogate(c) || IsNonCharacter(c))
+            {
+                builder.Append('\uFFFD');
+            }
+            else if (!(char.IsControl(c) && !char.IsWhiteSpace(c)))
+            {
+                builder.Append(c);
+            }
+        }
+
+        return builder.ToString();
+    }
+
+    private static bool NeedsSanitizing(string text, int i)
+    {
+        char c = text[i];
+        if (char.IsHighSurrogate(c))
+        {
+            return i + 1 >= text.Length || !char.IsLowSurrogate(text[i + 1]);
+        }
+
+        if (char.IsLowSurrogate(c))
+        {
+            return i == 0 || !char.IsHighSurrogate(text[i - 1]);
+        }
+
+        return IsNonCharacter(c) || (char.IsControl(c) && !char.IsWhiteSpace(c));
+    }
+
+    /// <summary>U+FFFE and U+FFFF, which .NET's normalization refuses.</summary>
+    private static bool IsNonCharacter(char c) => c >= '\uFFFE';
+
+    private static string CollapseWhitespace(string text)
+    {
+        int start = 0;
+        int end = text.Length;
+        while (start < end && char.IsWhiteSpace(text[start]))
+        {
+            start++;
+        }
+
+        while (end > start && char.IsWhiteSpace(text[end - 1]))
+        {
+            end--;
+        }
+
+        bool clean = true;
+        for (int i = start; i < end; i++)
+        {
+            if (char.IsWhiteSpace(text[i]) && (text[i] != ' ' || char.IsWhiteSpace(text[i + 1])))
+            {
+                clean = false;
+                break;
+            }
+        }
+
+        if (clean)
+        {
+            return start == 0 && end == text.Length ? text : text[start..end];
+        }
+
+        var builder = new StringBuilder(end - start);
+        bool inSpace = false;
+        for (int i = start; i < end; i++)
+        {
+            char c = text[i];
+            if (char.IsWhiteSpace(c))
+            {
+                if (!inSpace)
+                {
+                    builder.Append(' ');
+                    inSpace = true;
+                }
+            }
+            else
+            {
+                builder.Append(c);
+                inSpace = false;
+            }
+        }
+
+        return builder.ToString();
+    }
+
+    internal static void EnsureExists(string path)
+    {
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException(
+                $"'{path}' was not found. A diffusers tokenizer folder (such as a model's tokenizer/ or tokenizer_2/) " +
+                $"holds {VocabFileName} and {MergesFileName}.",
+                path);
+        }
+    }
+
+    private static Dictionary<string, int> ReadVocabulary(string path)
+    {
+        Dictionary<string, int>? vocabulary;
+        try
+        {
+            using FileStream stream = File.OpenRead(path);
+            vocabulary = JsonSerializer.Deserialize<Dictionary<string, int>>(stream);
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"'{path}' is not a JSON object from token to integer id: {e.Message}", e);
+        }
+
+        if (vocabulary is null || vocabulary.Count == 0)
+        {
+            throw new InvalidDataException($"'{path}' holds no vocabulary: it should be a JSON object from token to integer id.");
+        }
+
+        var seen = new HashSet<int>();
+        foreach (KeyValuePair<string, int> entry in vocabulary)
+        {
+            if (entry.Value < 0 || !seen.Add(entry.Value))
+            {
+                throw new InvalidDataException($"'{path}' gives the token '{entry.Key}' the id {entry.Value}, which is negative or already taken.");
+            }
+        }
+
+        return vocabulary;
+    }
+
+    private static List<string> ReadMerges(string path)
+    {
+        var merges = new List<string>();
+        int lineNumber = 0;
+        foreach (string line in File.ReadLines(path))
+        {
+            lineNumber++;
+            if (line.Length == 0 || (lineNumber == 1 && line.StartsWith("#version", StringComparison.Ordinal)))
+            {
+                continue;
+            }
+
+            int space = line.IndexOf(' ');
+            if (space <= 0 || space == line.Length - 1 || line.IndexOf(' ', space + 1) >= 0)
+            {
+                throw new InvalidDataException(
+                    $"'{path}' line {lineNumber} is not a merge: it should be two symbols separated by one space.");
+            }
+
+            merges.Add(line);
+        }
+
+        return merges;
+    }
+
+    private static int LookUp(Dictionary<string, int> vocabulary, string token, string vocabPath, string role)
+    {
+        if (!vocabulary.TryGetValue(token, out int id))
+        {
+            throw new InvalidDataException($"The vocabulary '{vocabPath}' lacks the {role} token '{token}'.");
+        }
+
+        return id;
+    }
+}
