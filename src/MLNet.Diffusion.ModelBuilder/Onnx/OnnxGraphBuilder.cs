@@ -127,6 +127,8 @@ public sealed class OnnxGraphBuilder
     public string Unsqueeze(string x, params long[] axes) => Node("Unsqueeze", [x, Longs(axes)]);
     /// <summary>Concatenates along <paramref name="axis"/>.</summary>
     public string Concat(long axis, params string[] xs) => Node("Concat", xs, ("axis", axis));
+    /// <summary>Slices <paramref name="x"/> to [starts, ends) along <paramref name="axes"/> (step 1).</summary>
+    public string Slice(string x, long[] starts, long[] ends, long[] axes) => Node("Slice", [x, Longs(starts), Longs(ends), Longs(axes)]);
     /// <summary>Passes <paramref name="x"/> on under the name <paramref name="output"/>.</summary>
     public string Identity(string x, string output) => NodeNamed("Identity", [x], output);
 

@@ -37,6 +37,19 @@ public class OnnxGraphBuilderTests
     }
 
     [Fact]
+    public void SliceTakesARangeAlongAnAxis()
+    {
+        var g = new OnnxGraphBuilder("slice");
+        var x = g.Input("x", OnnxElementType.Float, 2, 3);
+        g.Identity(g.Slice(x, [1], [3], [1]), "y");
+        g.Output("y", OnnxElementType.Float, 2, 2);
+        using var session = new InferenceSession(g.ToBytes());
+        using var input = OrtValue.CreateTensorValueFromMemory(new float[] { 1, 2, 3, 4, 5, 6 }, new long[] { 2, 3 });
+        using var outputs = session.Run(new RunOptions(), new[] { "x" }, new[] { input }, new[] { "y" });
+        Assert.Equal(new float[] { 2, 3, 5, 6 }, outputs[0].GetTensorDataAsSpan<float>().ToArray());
+    }
+
+    [Fact]
     public void SameCallsGiveSameBytes() => Assert.Equal(AffineGraph().ToBytes(), AffineGraph().ToBytes());
 
     [Fact]
