@@ -119,6 +119,50 @@ public class DpmSolverMultistepSchedulerTests
     }
 
     [Theory]
+    [InlineData(2, "heun", 25)]
+    [InlineData(3, "midpoint", 25)]
+    [InlineData(3, "midpoint", 10)] // below 15 steps: lower_order_final also lowers the second-to-last step to order 2
+    public void GaussianData_TransferMatchesTheDpmSolverPlusPlusFormulasWithDifferences(int order, string solverType, int steps)
+    {
+        // DPM-Solver++ (2211.01095) in VE coordinates, written with the divided differences rather than the
+        // expanded per-output coefficients the scheduler uses: with D_k = k(σ_k)·g_k, h = log(σ/σ'), r_j = h_j/h,
+        // D1₀ = (D0 − D_{-1})/r0, D1₁ = (D_{-1} − D_{-2})/r1,
+        // order 2 (heun): g' = (σ'/σ)g + (1 − e^{−h})D0 + ((e^{−h} − 1)/h + 1)·D1₀;
+        // order 3: D1 = D1₀ + r0/(r0 + r1)(D1₀ − D1₁), D2 = (D1₀ − D1₁)/(r0 + r1),
+        //          g' = (σ'/σ)g + (1 − e^{−h})D0 + ((e^{−h} − 1)/h + 1)·D1 − ((e^{−h} − 1 + h)/h² − ½)·D2.
+        var s = Sd15(("solver_order", order), ("solver_type", solverType));
+        var end = SigmaTestKit.RunFromMarginal(s, 0.3f, Sd, steps, 16384, 11, out var start);
+        var d = new List<double>();
+        var lambda = new List<double>();
+        double gain = 1;
+        for (int i = 0; i < steps; i++)
+        {
+            double sig = s.Sigmas[i], next = s.Sigmas[i + 1];
+            d.Add(K(sig) * gain);
+            lambda.Add(-Math.Log(sig));
+            if (next == 0) { gain = d[i]; break; } // final_sigmas_type zero: the last step returns D
+            int use = Math.Min(order, i + 1);
+            if (steps < 15 && i == steps - 2) use = Math.Min(use, 2);
+            double h = -Math.Log(next) - lambda[i], em = Math.Exp(-h);
+            double update = next / sig * gain + (1 - em) * d[i];
+            if (use == 2)
+            {
+                double r0 = (lambda[i] - lambda[i - 1]) / h, d1 = (d[i] - d[i - 1]) / r0;
+                update += solverType == "midpoint" ? 0.5 * (1 - em) * d1 : ((em - 1) / h + 1) * d1;
+            }
+            else if (use == 3)
+            {
+                double r0 = (lambda[i] - lambda[i - 1]) / h, r1 = (lambda[i - 1] - lambda[i - 2]) / h;
+                double d10 = (d[i] - d[i - 1]) / r0, d11 = (d[i - 1] - d[i - 2]) / r1;
+                double d1 = d10 + r0 / (r0 + r1) * (d10 - d11), d2 = (d10 - d11) / (r0 + r1);
+                update += ((em - 1) / h + 1) * d1 - ((em - 1 + h) / (h * h) - 0.5) * d2;
+            }
+            gain = update;
+        }
+        Assert.Equal(Ratio(gain, s.Sigmas[0]), SigmaTestKit.TransferRatio(s, start, end, Sd), 1e-5);
+    }
+
+    [Theory]
     [InlineData(2, 0.99, 1.02)]  // DPM++ 2M Karras, measured 1.0138
     [InlineData(3, 0.995, 1.005)] // DPM++ 3M Karras, measured 0.9990
     public void GaussianDataWithKarrasSigmas_PreservesTheMarginal(int order, double low, double high)
