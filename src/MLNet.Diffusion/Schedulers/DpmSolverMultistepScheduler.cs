@@ -8,6 +8,8 @@ namespace MLNet.Diffusion.Schedulers;
 /// Solver for Guided Sampling of Diffusion Probabilistic Models", arXiv:2211.01095, Alg. 2) and DPM-Solver
 /// (Lu et al. 2022a, arXiv:2206.00927), orders 1 to 3. With the defaults (<c>dpmsolver++</c>, order 2,
 /// <c>midpoint</c>) and <c>use_karras_sigmas</c> this is the "DPM++ 2M Karras" sampler.
+/// Source: diffusers <c>src/diffusers/schedulers/scheduling_dpmsolver_multistep.py</c>; k-diffusion
+/// <c>k_diffusion/sampling.py</c> (<c>sample_dpmpp_2m</c>, the same update in σ coordinates).
 /// </summary>
 /// <remarks>
 /// <para>The solver works on the VP sample x = α_t·x₀ + σ_t·ε with α_t = √ᾱ_t, σ_t = √(1 − ᾱ_t), and in

@@ -8,6 +8,7 @@ namespace MLNet.Diffusion.Schedulers;
 /// <c>sample_euler_ancestral</c>). Each step goes deterministically down to σ_down and adds fresh noise of
 /// size σ_up, with σ_down² + σ_up² = σ_next², so the marginal noise level is σ_next; σ_up² = σ_next²(σ² − σ_next²)/σ²
 /// is the variance of x(σ_next) given x₀ and x(σ) for x(σ) = x₀ + σ·ε, the DDPM posterior (Ho et al. 2020) in σ terms.
+/// Source: diffusers <c>src/diffusers/schedulers/scheduling_euler_ancestral_discrete.py</c>; k-diffusion <c>k_diffusion/sampling.py</c>.
 /// </summary>
 /// <remarks>
 /// Configuration keys: <c>timestep_spacing</c> (<c>linspace</c>), <c>steps_offset</c>, <c>rescale_betas_zero_snr</c>,

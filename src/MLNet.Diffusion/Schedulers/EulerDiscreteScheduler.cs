@@ -6,6 +6,7 @@ namespace MLNet.Diffusion.Schedulers;
 /// diffusers' <c>EulerDiscreteScheduler</c>: Euler steps of the probability-flow ODE dx/dσ = (x − D(x; σ))/σ,
 /// Algorithm 2 of Karras et al. 2022 ("Elucidating the Design Space of Diffusion-Based Generative Models")
 /// with γ = 0 (no churn), as k-diffusion's <c>sample_euler</c>.
+/// Source: diffusers <c>src/diffusers/schedulers/scheduling_euler_discrete.py</c>; k-diffusion <c>k_diffusion/sampling.py</c>.
 /// </summary>
 /// <remarks>
 /// Configuration keys (class defaults as in diffusers): <c>timestep_spacing</c> (<c>linspace</c>, fractional

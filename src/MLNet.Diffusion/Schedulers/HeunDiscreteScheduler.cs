@@ -10,6 +10,7 @@ namespace MLNet.Diffusion.Schedulers;
 /// Euler prediction for σ_{i+1}; the last step, to σ = 0, is a plain Euler step. With n inference steps the
 /// model is called 2n − 1 times, and <see cref="DiffusionScheduler.Timesteps"/> lists every call as diffusers
 /// does: t₀, t₁, t₁, t₂, t₂, …, t_{n−1}, t_{n−1}.
+/// Source: diffusers <c>src/diffusers/schedulers/scheduling_heun_discrete.py</c>; k-diffusion <c>k_diffusion/sampling.py</c>.
 /// </summary>
 /// <remarks>
 /// Class defaults differ from the other schedulers: <c>beta_start</c> 0.00085 and <c>beta_end</c> 0.012 (with

@@ -12,6 +12,7 @@ namespace MLNet.Diffusion.Schedulers;
 /// steps make 2n − 1 model calls, listed in <see cref="DiffusionScheduler.Timesteps"/> as diffusers does:
 /// t₀, τ₁, t₁, τ₂, t₂, …, τ_{n−1}, t_{n−1}, where τ_{i+1} is the fractional timestep of σ_mid between σ_i and
 /// σ_{i+1} (log-σ interpolation of the training table, diffusers' <c>_sigma_to_t</c>).
+/// Source: diffusers <c>src/diffusers/schedulers/scheduling_k_dpm_2_discrete.py</c>; k-diffusion <c>k_diffusion/sampling.py</c>.
 /// </summary>
 /// <remarks>
 /// diffusers' midpoint is log-σ interpolation (<c>sigmas.log().lerp(sigmas.roll(1).log(), 0.5).exp()</c>),

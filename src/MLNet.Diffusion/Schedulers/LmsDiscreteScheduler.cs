@@ -8,6 +8,8 @@ namespace MLNet.Diffusion.Schedulers;
 /// the probability-flow ODE dx/dσ = d(x, σ), after k-diffusion's <c>sample_lms</c>. The derivative is
 /// interpolated through the last k values by a Lagrange polynomial in σ and integrated over [σ_i, σ_{i+1}]:
 /// x_{i+1} = x_i + Σ_j c_{ij}·d_{i−j},  c_{ij} = ∫_{σ_i}^{σ_{i+1}} Π_{m≠j} (τ − σ_{i−m})/(σ_{i−j} − σ_{i−m}) dτ.
+/// Source: diffusers <c>src/diffusers/schedulers/scheduling_lms_discrete.py</c>; k-diffusion <c>k_diffusion/sampling.py</c>
+/// (<c>linear_multistep_coeff</c>).
 /// </summary>
 /// <remarks>
 /// diffusers and k-diffusion integrate with <c>scipy.integrate.quad</c>; here each coefficient is computed by
