@@ -87,6 +87,20 @@ public class EulerDiscreteSchedulerTests
         Assert.Equal(SigmaTestKit.SigmaMin, s.Sigmas[10], 1e-8);
     }
 
+    [Fact]
+    public void RescaleBetasZeroSnr_FloorsTheLastAlphaBarAsDiffusersDoes()
+    {
+        // Zero terminal SNR makes ᾱ_999 = 0 (σ = ∞); diffusers' σ schedulers set it to 2⁻²⁴, so σ_max = √(2²⁴ − 1) ≈ 4096.
+        var s = Sd15(("rescale_betas_zero_snr", true), ("timestep_spacing", "trailing"));
+        s.SetTimesteps(10);
+        Assert.Equal(Math.Sqrt((1 << 24) - 1), s.Sigmas[0], 1e-6);
+        Assert.Equal(s.Sigmas[0], s.InitNoiseSigma, 1e-3);
+        // LMSDiscreteScheduler has no such key, so diffusers ignores it there.
+        var lms = new LmsDiscreteScheduler(SigmaTestKit.Sd15(("rescale_betas_zero_snr", true)));
+        lms.SetTimesteps(10);
+        Assert.Equal(SigmaTestKit.SigmaMax, lms.Sigmas[0], 1e-6);
+    }
+
     [Theory]
     [InlineData("epsilon", false)]
     [InlineData("v_prediction", false)]
