@@ -1,0 +1,293 @@
+using System.Numerics.Tensors;
+using MLNet.Diffusion.Noise;
+
+namespace MLNet.Diffusion.Schedulers;
+
+/// <summary>
+/// diffusers' <c>DPMSolverMultistepScheduler</c>: multistep DPM-Solver++ (Lu et al. 2022b, "DPM-Solver++: Fast
+/// Solver for Guided Sampling of Diffusion Probabilistic Models", arXiv:2211.01095, Alg. 2) and DPM-Solver
+/// (Lu et al. 2022a, arXiv:2206.00927), orders 1 to 3. With the defaults (<c>dpmsolver++</c>, order 2,
+/// <c>midpoint</c>) and <c>use_karras_sigmas</c> this is the "DPM++ 2M Karras" sampler.
+/// Source: diffusers <c>src/diffusers/schedulers/scheduling_dpmsolver_multistep.py</c>; k-diffusion
+/// <c>k_diffusion/sampling.py</c> (<c>sample_dpmpp_2m</c>, the same update in σ coordinates).
+/// </summary>
+/// <remarks>
+/// <para>The solver works on the VP sample x = α_t·x₀ + σ_t·ε with α_t = √ᾱ_t, σ_t = √(1 − ᾱ_t), and in
+/// λ_t = log(α_t/σ_t); the table it keeps is the VE σ = σ_t/α_t, from which α_t = 1/√(σ² + 1), σ_t = σ·α_t and
+/// λ_t = −log σ. So the UNet input is the sample itself (<see cref="DiffusionScheduler.ScaleModelInput"/> copies) and the initial
+/// noise is N(0, 1) (<see cref="InitNoiseSigma"/> = 1).</para>
+/// <para>Keys (diffusers defaults): <c>solver_order</c> (2), <c>algorithm_type</c> (<c>dpmsolver++</c>; also
+/// <c>dpmsolver</c>, and <c>deis</c>, which diffusers maps to <c>dpmsolver++</c>), <c>solver_type</c>
+/// (<c>midpoint</c> or <c>heun</c>; <c>logrho</c>/<c>bh1</c>/<c>bh2</c> map to <c>midpoint</c>), <c>lower_order_final</c>
+/// (true), <c>euler_at_final</c> (false), <c>use_karras_sigmas</c>, <c>final_sigmas_type</c> (<c>zero</c> or
+/// <c>sigma_min</c>; <c>dpmsolver</c> requires <c>sigma_min</c>, as in diffusers), <c>lambda_min_clipped</c> (−∞),
+/// <c>timestep_spacing</c> (<c>linspace</c>), <c>steps_offset</c>, <c>rescale_betas_zero_snr</c>,
+/// <c>prediction_type</c> (<c>epsilon</c>, <c>v_prediction</c>, <c>sample</c>).</para>
+/// <para>Not supported (<see cref="NotSupportedException"/>): the stochastic <c>sde-dpmsolver</c> and
+/// <c>sde-dpmsolver++</c>, <c>thresholding</c>, <c>variance_type</c> <c>learned</c>/<c>learned_range</c>,
+/// <c>use_lu_lambdas</c>, <c>use_exponential_sigmas</c>, <c>use_beta_sigmas</c>, <c>use_flow_sigmas</c> and
+/// <c>use_dynamic_shifting</c>.</para>
+/// </remarks>
+public sealed class DpmSolverMultistepScheduler : DiffusionScheduler
+{
+    private readonly double[] _trainSigmas;
+    private readonly bool _plusPlus;
+    private readonly bool _midpoint;
+    private readonly int _solverOrder;
+    private readonly bool _lowerOrderFinal, _eulerAtFinal, _finalZero, _karras, _cosine;
+    private readonly double _lambdaMinClipped;
+    private double[] _sigmas = [];
+    // Converted model outputs, newest first: m0 (this step), m1, m2.
+    private float[]? _m0, _m1, _m2;
+    private int _lowerOrderNums;
+
+    /// <summary>Builds the scheduler from a diffusers scheduler configuration.</summary>
+    /// <exception cref="InvalidDataException">A key has a value diffusers rejects.</exception>
+    /// <exception cref="NotSupportedException">The configuration asks for an option this implementation lacks.</exception>
+    public DpmSolverMultistepScheduler(SchedulerConfig config) : base(config)
+    {
+        SigmaSchedule.FloorZeroTerminalSnr(AlphasCumprod, config);
+        _trainSigmas = SchedulerMath.Sigmas(AlphasCumprod);
+        string where = $"(scheduler configuration '{config.Source ?? "(text)"}')";
+
+        string algorithm = config.GetString("algorithm_type", "dpmsolver++");
+        if (algorithm == "deis") algorithm = "dpmsolver++";
+        if (algorithm is "sde-dpmsolver" or "sde-dpmsolver++")
+            throw new NotSupportedException($"{Name}: algorithm_type '{algorithm}' (the stochastic DPM-Solver) is not supported; use dpmsolver++ or dpmsolver {where}.");
+        if (algorithm is not ("dpmsolver++" or "dpmsolver"))
+            throw new InvalidDataException($"{Name}: algorithm_type '{algorithm}' is not one of dpmsolver++, dpmsolver, sde-dpmsolver++, sde-dpmsolver {where}.");
+        _plusPlus = algorithm == "dpmsolver++";
+
+        string solverType = config.GetString("solver_type", "midpoint");
+        if (solverType is "logrho" or "bh1" or "bh2") solverType = "midpoint";
+        if (solverType is not ("midpoint" or "heun"))
+            throw new InvalidDataException($"{Name}: solver_type '{solverType}' is not one of midpoint, heun {where}.");
+        _midpoint = solverType == "midpoint";
+
+        _solverOrder = config.GetInt("solver_order", 2);
+        if (_solverOrder is < 1 or > 3)
+            throw new InvalidDataException($"{Name}: solver_order is {_solverOrder}, expected 1, 2 or 3 {where}.");
+
+        string finalType = config.GetString("final_sigmas_type", "zero");
+        if (finalType is not ("zero" or "sigma_min"))
+            throw new InvalidDataException($"{Name}: final_sigmas_type '{finalType}' is not one of zero, sigma_min {where}.");
+        _finalZero = finalType == "zero";
+        if (!_plusPlus && _finalZero)
+            throw new InvalidDataException($"{Name}: final_sigmas_type 'zero' is not supported with algorithm_type 'dpmsolver' (λ = +∞ at σ = 0); set final_sigmas_type to 'sigma_min' {where}.");
+
+        if (config.GetBool("thresholding", false))
+            throw new NotSupportedException($"{Name}: 'thresholding: true' (dynamic thresholding, for pixel-space models) is not supported {where}.");
+        string? varianceType = config.Contains("variance_type") ? config.GetString("variance_type", "") : null;
+        if (varianceType is "learned" or "learned_range")
+            throw new NotSupportedException($"{Name}: variance_type '{varianceType}' (a model that also predicts its variance) is not supported {where}.");
+        foreach (var key in new[] { "use_lu_lambdas", "use_exponential_sigmas", "use_beta_sigmas", "use_flow_sigmas", "use_dynamic_shifting" })
+            SigmaSchedule.RejectFlag(config, Name, key);
+
+        _lowerOrderFinal = config.GetBool("lower_order_final", true);
+        _eulerAtFinal = config.GetBool("euler_at_final", false);
+        _karras = config.GetBool("use_karras_sigmas", false);
+        _cosine = config.GetString("beta_schedule", "linear") == "squaredcos_cap_v2";
+        _lambdaMinClipped = config.GetDouble("lambda_min_clipped", double.NegativeInfinity);
+        string spacing = config.GetString("timestep_spacing", "linspace");
+        if (spacing is not ("linspace" or "leading" or "trailing"))
+            throw new InvalidDataException($"{Name}: timestep_spacing '{spacing}' is not supported; expected linspace, leading or trailing {where}.");
+    }
+
+    /// <inheritdoc />
+    public override string Name => "DPMSolverMultistepScheduler";
+
+    /// <summary>1: the solver works on the unscaled VP sample, whose marginal at t = T is ≈ N(0, 1).</summary>
+    public override float InitNoiseSigma => 1f;
+
+    /// <summary>The VE noise level σ = √((1 − ᾱ)/ᾱ) of each model call followed by the final one (0 or σ_min), as diffusers' <c>sigmas</c>.</summary>
+    public ReadOnlySpan<double> Sigmas => _sigmas;
+
+    /// <summary>
+    /// Integer timesteps as diffusers: <c>linspace</c> rounds linspace(0, T − 1, n + 1) and drops the final 0;
+    /// <c>leading</c> uses ratio T div (n + 1); <c>trailing</c> arange(T, 0, −N/n) − 1; T = N unless
+    /// <c>lambda_min_clipped</c> cuts the high-noise end. Karras σ come from the whole training range and are
+    /// mapped back to timesteps, rounded except for the cosine schedule, then truncated to integers.
+    /// </summary>
+    protected override float[] ComputeTimesteps(int inferenceSteps)
+    {
+        int n = inferenceSteps, trainSteps = NumTrainTimesteps;
+        // searchsorted(flip(λ), lambda_min_clipped): the number of training λ_t = −log σ_t below the clip.
+        int clipped = 0;
+        foreach (var s in _trainSigmas)
+            if (-Math.Log(s) < _lambdaMinClipped) clipped++;
+        int last = trainSteps - clipped;
+        var t = new List<double>(n);
+        switch (Config.GetString("timestep_spacing", "linspace"))
+        {
+            case "linspace":
+                var lin = SchedulerMath.Linspace(0, last - 1, n + 1);
+                for (int i = n; i >= 1; i--) t.Add(Math.Round(lin[i], MidpointRounding.ToEven));
+                break;
+            case "leading":
+                int ratio = last / (n + 1);
+                for (int i = n; i >= 1; i--) t.Add((double)i * ratio + Config.GetInt("steps_offset", 0));
+                break;
+            default: // trailing
+                double r = (double)trainSteps / n;
+                for (int i = 0; last - i * r > 0; i++) t.Add(Math.Round(last - i * r, MidpointRounding.ToEven) - 1);
+                break;
+        }
+        double[] timesteps = [.. t];
+        double[] sigmas;
+        if (_karras)
+        {
+            sigmas = SchedulerMath.KarrasSigmas(_trainSigmas[0], _trainSigmas[^1], n);
+            timesteps = SigmaSchedule.TimestepsFor(sigmas, _trainSigmas, round: !_cosine);
+        }
+        else
+        {
+            sigmas = SigmaSchedule.SigmasAt(timesteps, _trainSigmas);
+        }
+        for (int i = 0; i < timesteps.Length; i++) timesteps[i] = Math.Truncate(timesteps[i]); // .to(torch.int64)
+        _sigmas = SigmaSchedule.WithFinal(sigmas, _finalZero ? 0 : _trainSigmas[0]);
+        _lowerOrderNums = 0;
+        return SigmaSchedule.ToFloat(timesteps);
+    }
+
+    /// <summary>Starts part-way down the schedule; the solver restarts at first order.</summary>
+    public override void SetBeginIndex(int callIndex)
+    {
+        base.SetBeginIndex(callIndex);
+        _lowerOrderNums = 0;
+    }
+
+    /// <summary>
+    /// One multistep update from σ_s0 = σ[i] to σ_t = σ[i+1]. The model output is first converted
+    /// (<c>convert_model_output</c>): for DPM-Solver++ to the data prediction x₀ = (x − σ_t·ε)/α_t
+    /// (v: α_t·x − σ_t·v), for DPM-Solver to the noise prediction ε (v: α_t·v + σ_t·x). With h = λ_t − λ_s0,
+    /// h_k = λ_{s_k} − λ_{s_{k+1}}, r_k = h_k/h, D0 = m0, D1 = (m0 − m1)/r0 (order 2), the update is
+    /// x_t = A·x + φ·D0 + ψ·D1 + ω·D2 with
+    /// DPM-Solver++ (2211.01095 eqs. 9–10, Alg. 2): A = σ_t/σ_s0, φ = α_t(1 − e^{−h}), ψ = α_t((e^{−h} − 1)/h + 1),
+    /// ω = −α_t((e^{−h} − 1 + h)/h² − ½);
+    /// DPM-Solver (2206.00927 Alg. 1 and App. B): A = α_t/α_s0, φ = −σ_t(e^h − 1), ψ = −σ_t((e^h − 1)/h − 1),
+    /// ω = −σ_t((e^h − 1 − h)/h² − ½);
+    /// at order 2 the midpoint solver uses ψ = φ/2; order 3 uses D1 = D1₀ + r0/(r0 + r1)(D1₀ − D1₁),
+    /// D2 = (D1₀ − D1₁)/(r0 + r1), D1₀ = (m0 − m1)/r0, D1₁ = (m1 − m2)/r1. The order is min(solver_order,
+    /// steps taken + 1), lowered to 1 at the last step (always with <c>final_sigmas_type: zero</c>, where
+    /// e^{−h} = σ_t/σ_s0 = 0 and the update returns x₀) and to 2 at the one before when
+    /// <c>lower_order_final</c> and fewer than 15 steps.
+    /// </summary>
+    public override void Step(ReadOnlySpan<float> modelOutput, Span<float> sample, INoiseSource? noise = null)
+    {
+        EnsureStepping();
+        CheckLengths(modelOutput, sample);
+        int i = StepIndex, n = CallCount;
+        bool lowerOrderFinal = i == n - 1 && (_eulerAtFinal || (_lowerOrderFinal && n < 15) || _finalZero);
+        bool lowerOrderSecond = i == n - 2 && _lowerOrderFinal && n < 15;
+
+        // Rotate the history buffers (no allocation after the first steps at this size) and convert into m0.
+        if (_m0 is null || _m0.Length != sample.Length)
+        {
+            if (_lowerOrderNums > 0 && _m0 is not null)
+                throw new ArgumentException($"{Name}: the sample size changed from {_m0.Length} to {sample.Length} in the middle of a schedule.", nameof(sample));
+            (_m0, _m1, _m2) = (new float[sample.Length], new float[sample.Length], new float[sample.Length]);
+        }
+        (_m0, _m1, _m2) = (_m2!, _m0, _m1!);
+        var m0 = _m0;
+        var (alphaS, sigmaS) = AlphaSigma(_sigmas[i]);
+        ConvertModelOutput(modelOutput, sample, alphaS, sigmaS, m0);
+
+        int order = _solverOrder == 1 || _lowerOrderNums < 1 || lowerOrderFinal ? 1
+            : _solverOrder == 2 || _lowerOrderNums < 2 || lowerOrderSecond ? 2 : 3;
+
+        var (alphaT, sigmaT) = AlphaSigma(_sigmas[i + 1]);
+        double lambdaT = Lambda(_sigmas[i + 1]), lambdaS0 = Lambda(_sigmas[i]);
+        double h = lambdaT - lambdaS0;
+        double a, phi, psi, omega;
+        if (_plusPlus)
+        {
+            double em = Math.Exp(-h); // = σ_VE(t)/σ_VE(s0); 0 when σ_t = 0
+            a = sigmaT / sigmaS;
+            phi = alphaT * (1 - em);
+            psi = order == 2 && _midpoint ? phi / 2 : alphaT * ((em - 1) / h + 1);
+            omega = -alphaT * ((em - 1 + h) / (h * h) - 0.5);
+        }
+        else
+        {
+            double ep = Math.Exp(h);
+            a = alphaT / alphaS;
+            phi = -sigmaT * (ep - 1);
+            psi = order == 2 && _midpoint ? phi / 2 : -sigmaT * ((ep - 1) / h - 1);
+            omega = -sigmaT * ((ep - 1 - h) / (h * h) - 0.5);
+        }
+
+        // x_t = A·x + c0·m0 + c1·m1 + c2·m2.
+        double c0 = phi, c1 = 0, c2 = 0;
+        if (order == 2)
+        {
+            double r0 = (lambdaS0 - Lambda(_sigmas[i - 1])) / h;
+            c0 += psi / r0;
+            c1 = -psi / r0;
+        }
+        else if (order == 3)
+        {
+            double lambdaS1 = Lambda(_sigmas[i - 1]), lambdaS2 = Lambda(_sigmas[i - 2]);
+            double r0 = (lambdaS0 - lambdaS1) / h, r1 = (lambdaS1 - lambdaS2) / h, g = 1 / (r0 + r1);
+            double p = psi * (1 + r0 * g) + omega * g; // coefficient of D1₀
+            double q = -psi * r0 * g - omega * g;      // coefficient of D1₁
+            c0 += p / r0;
+            c1 = -p / r0 + q / r1;
+            c2 = -q / r1;
+        }
+
+        TensorPrimitives.Multiply(sample, (float)a, sample);
+        TensorPrimitives.MultiplyAdd(m0, (float)c0, sample, sample);
+        if (order >= 2) TensorPrimitives.MultiplyAdd(_m1, (float)c1, sample, sample);
+        if (order == 3) TensorPrimitives.MultiplyAdd(_m2, (float)c2, sample, sample);
+
+        if (_lowerOrderNums < _solverOrder) _lowerOrderNums++;
+        StepIndex++;
+    }
+
+    /// <summary>α_t·x₀ + σ_t·ε with α_t = 1/√(σ² + 1), σ_t = σ·α_t at model call <paramref name="callIndex"/> (diffusers <c>add_noise</c>).</summary>
+    public override void AddNoise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int callIndex, Span<float> destination)
+    {
+        SigmaSchedule.CheckCallIndex(callIndex, CallCount, Name);
+        SigmaSchedule.CheckNoiseLengths(original, noise, destination, Name);
+        var (alpha, sigma) = AlphaSigma(_sigmas[callIndex]);
+        TensorPrimitives.Multiply(original, (float)alpha, destination);
+        TensorPrimitives.MultiplyAdd(noise, (float)sigma, destination, destination);
+    }
+
+    /// <summary>diffusers <c>_sigma_to_alpha_sigma_t</c>: α_t = 1/√(σ² + 1), σ_t = σ·α_t.</summary>
+    private static (double Alpha, double Sigma) AlphaSigma(double sigma)
+    {
+        double alpha = 1 / Math.Sqrt(sigma * sigma + 1);
+        return (alpha, sigma * alpha);
+    }
+
+    /// <summary>λ = log α_t − log σ_t = −log σ (VE); +∞ at σ = 0.</summary>
+    private static double Lambda(double sigma) => -Math.Log(sigma);
+
+    private void ConvertModelOutput(ReadOnlySpan<float> output, ReadOnlySpan<float> sample, double alpha, double sigma, Span<float> destination)
+    {
+        switch (PredictionType, _plusPlus)
+        {
+            case (PredictionType.Epsilon, true):      // x₀ = (x − σ_t·ε)/α_t
+                TensorPrimitives.Multiply(output, (float)(-sigma / alpha), destination);
+                TensorPrimitives.MultiplyAdd(sample, (float)(1 / alpha), destination, destination);
+                break;
+            case (PredictionType.VPrediction, true):  // x₀ = α_t·x − σ_t·v
+                TensorPrimitives.Multiply(output, (float)-sigma, destination);
+                TensorPrimitives.MultiplyAdd(sample, (float)alpha, destination, destination);
+                break;
+            case (PredictionType.Sample, true):       // x₀ = F
+            case (PredictionType.Epsilon, false):     // ε = F
+                output.CopyTo(destination);
+                break;
+            case (PredictionType.VPrediction, false): // ε = α_t·v + σ_t·x
+                TensorPrimitives.Multiply(output, (float)alpha, destination);
+                TensorPrimitives.MultiplyAdd(sample, (float)sigma, destination, destination);
+                break;
+            default:                                  // ε = (x − α_t·x₀)/σ_t
+                TensorPrimitives.Multiply(output, (float)(-alpha / sigma), destination);
+                TensorPrimitives.MultiplyAdd(sample, (float)(1 / sigma), destination, destination);
+                break;
+        }
+    }
+}
