@@ -75,9 +75,11 @@ public abstract class DiffusionScheduler
         if (inferenceSteps < 1 || inferenceSteps > NumTrainTimesteps)
             throw new ArgumentOutOfRangeException(nameof(inferenceSteps), inferenceSteps,
                 $"{Name}: the number of inference steps must be between 1 and num_train_timesteps ({NumTrainTimesteps}).");
+        // Compute first: a step count the subclass rejects leaves the previous state intact.
+        var timesteps = ComputeTimesteps(inferenceSteps);
+        _timesteps = timesteps;
         InferenceSteps = inferenceSteps;
         StepIndex = 0;
-        _timesteps = ComputeTimesteps(inferenceSteps);
     }
 
     /// <summary>

@@ -1,0 +1,26 @@
+using Microsoft.ML.Data;
+
+namespace MLNet.Diffusion.Pipeline;
+
+/// <summary>A generated image with what produced it.</summary>
+public sealed class GeneratedImage
+{
+    internal GeneratedImage(MLImage image, ImagePrompt prompt, float[] latents)
+    {
+        Image = image;
+        Prompt = prompt;
+        Latents = latents;
+    }
+
+    /// <summary>The RGBA image. The caller owns it (dispose it when done).</summary>
+    public MLImage Image { get; }
+
+    /// <summary>The prompt, negative prompt and seed.</summary>
+    public ImagePrompt Prompt { get; }
+
+    /// <summary>The final latents [4, h, w] (scaled, as the UNet sees them).</summary>
+    public float[] Latents { get; }
+
+    /// <summary>Writes the image as PNG (or another format chosen by the extension).</summary>
+    public void Save(string path) => Image.Save(path);
+}

@@ -1,0 +1,65 @@
+namespace MLNet.Diffusion.Schedulers;
+
+/// <summary>
+/// Creates schedulers by diffusers class name (<c>EulerDiscreteScheduler</c>) or short name (<c>euler</c>),
+/// configured from a model's <c>scheduler_config.json</c>. As with diffusers' <c>from_config</c>, overriding the
+/// folder's scheduler keeps the folder's noise schedule (betas, training steps, offsets) and lets each class
+/// fill the keys it does not find with its own defaults.
+/// </summary>
+public static class SchedulerFactory
+{
+    private static readonly (string ClassName, string[] Aliases, Func<SchedulerConfig, DiffusionScheduler> Create)[] Registry =
+    [
+        ("PNDMScheduler", ["pndm", "plms"], c => new PndmScheduler(c)),
+        ("DDIMScheduler", ["ddim"], c => new DdimScheduler(c)),
+        ("DDPMScheduler", ["ddpm"], c => new DdpmScheduler(c)),
+        ("LMSDiscreteScheduler", ["lms"], c => new LmsDiscreteScheduler(c)),
+        ("EulerDiscreteScheduler", ["euler"], c => new EulerDiscreteScheduler(c)),
+        ("EulerAncestralDiscreteScheduler", ["euler-a", "euler_a", "euler-ancestral"], c => new EulerAncestralScheduler(c)),
+        ("DPMSolverMultistepScheduler", ["dpm++2m", "dpmsolver++", "dpm-solver++"], c => new DpmSolverMultistepScheduler(c)),
+        ("HeunDiscreteScheduler", ["heun"], c => new HeunDiscreteScheduler(c)),
+        ("KDPM2DiscreteScheduler", ["kdpm2", "dpm2"], c => new KDpm2DiscreteScheduler(c)),
+        ("LCMScheduler", ["lcm"], c => new LcmScheduler(c)),
+    ];
+
+    /// <summary>Short names that select Karras σ spacing on top of a class (<c>dpm++2m-karras</c>).</summary>
+    private static readonly (string Alias, string ClassName)[] KarrasAliases =
+    [
+        ("dpm++2m-karras", "DPMSolverMultistepScheduler"),
+        ("euler-karras", "EulerDiscreteScheduler"),
+        ("lms-karras", "LMSDiscreteScheduler"),
+        ("heun-karras", "HeunDiscreteScheduler"),
+        ("kdpm2-karras", "KDPM2DiscreteScheduler"),
+    ];
+
+    /// <summary>Every accepted name: the short names, then the diffusers class names.</summary>
+    public static IReadOnlyList<string> Names { get; } =
+        [.. Registry.SelectMany(r => r.Aliases.Take(1)), .. KarrasAliases.Select(k => k.Alias), .. Registry.Select(r => r.ClassName)];
+
+    /// <summary>
+    /// Creates the scheduler named <paramref name="name"/>, or the one the configuration's <c>_class_name</c>
+    /// names when <paramref name="name"/> is null or empty.
+    /// </summary>
+    /// <exception cref="ArgumentException">The name is not known; the message lists the known names.</exception>
+    public static DiffusionScheduler Create(string? name, SchedulerConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        string? requested = string.IsNullOrWhiteSpace(name) ? config.ClassName : name.Trim();
+        if (requested is null)
+            throw new ArgumentException($"Scheduler configuration '{config.Source ?? "(text)"}' names no _class_name; choose a scheduler by name: {string.Join(", ", Names)}.", nameof(name));
+        foreach (var (alias, className) in KarrasAliases)
+            if (string.Equals(alias, requested, StringComparison.OrdinalIgnoreCase))
+                return Find(className)!(config.With(("use_karras_sigmas", true)));
+        var create = Find(requested)
+            ?? throw new ArgumentException($"Unknown scheduler '{requested}'{(name is null ? $" (named by {config.Source ?? "the configuration"})" : "")}. Known: {string.Join(", ", Names)}.", nameof(name));
+        return create(config);
+    }
+
+    private static Func<SchedulerConfig, DiffusionScheduler>? Find(string name)
+    {
+        foreach (var (className, aliases, create) in Registry)
+            if (string.Equals(className, name, StringComparison.OrdinalIgnoreCase) || aliases.Any(a => string.Equals(a, name, StringComparison.OrdinalIgnoreCase)))
+                return create;
+        return null;
+    }
+}

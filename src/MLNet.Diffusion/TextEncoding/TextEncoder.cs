@@ -1,0 +1,86 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+using MLNet.Diffusion.Runtime;
+using MLNet.Diffusion.Tokenization;
+
+namespace MLNet.Diffusion.TextEncoding;
+
+/// <summary>
+/// CLIP text encoder (<c>text_encoder/model.onnx</c>): prompts → token ids → per-token embeddings
+/// <c>last_hidden_state</c> [N, 77, D] that condition every UNet call. The id input may be int32 (diffusers'
+/// export) or int64 (Optimum's); D is 768 for SD 1.x and 1024 for SD 2.x.
+/// </summary>
+/// <remarks>
+/// Prompts longer than the tokenizer's 77 positions (BOS + 75 tokens + EOS) are truncated, as diffusers'
+/// pipelines do, and a warning names the prompt; chunking is not done because CLIP's position embeddings
+/// stop at 77.
+/// </remarks>
+public sealed class TextEncoder : OnnxModelComponent
+{
+    private readonly TensorSpec _ids;
+    private readonly string _hiddenName;
+    private readonly ILogger? _logger;
+
+    /// <summary>Loads the encoder and checks its contract.</summary>
+    /// <exception cref="InvalidDataException">The model does not have <c>input_ids</c> (int32/int64, rank 2) or a float output of rank 3.</exception>
+    public TextEncoder(string modelPath, ClipTokenizer tokenizer, OnnxSessionFactory sessions, ILogger? logger = null)
+        : base("text_encoder", modelPath, sessions)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        Tokenizer = tokenizer;
+        _logger = logger;
+        _ids = Require(true, "input_ids", [TensorElementType.Int32, TensorElementType.Int64], 2);
+        CheckDimension(_ids, 1, tokenizer.MaxLength, "sequence length");
+        _hiddenName = FirstOutput("last_hidden_state") ?? Outputs.Values.FirstOrDefault(o => o.Rank == 3)?.Name
+            ?? throw new InvalidDataException($"The text_encoder model '{modelPath}' has no 'last_hidden_state' output of rank 3 (it declares {string.Join(", ", Outputs.Values)}).");
+        var hidden = Require(false, _hiddenName, [TensorElementType.Float, TensorElementType.Float16], 3);
+        EmbeddingWidth = hidden.Dimensions[2] > 0 ? hidden.Dimensions[2] : 0;
+        foreach (var extra in Inputs.Keys.Where(k => k != "input_ids"))
+            if (extra != "attention_mask")
+                throw new InvalidDataException($"The text_encoder model '{modelPath}' needs an input '{extra}' that the SD contract does not have (only input_ids).");
+    }
+
+    /// <summary>The tokenizer that turns prompts into ids.</summary>
+    public ClipTokenizer Tokenizer { get; }
+
+    /// <summary>Token positions per prompt (77).</summary>
+    public int SequenceLength => Tokenizer.MaxLength;
+
+    /// <summary>The embedding width D, or 0 until the first run when the model leaves it symbolic.</summary>
+    public int EmbeddingWidth { get; private set; }
+
+    /// <summary>Encodes prompts into [N, 77, D] embeddings, flattened.</summary>
+    /// <param name="prompts">The prompts; null entries are not allowed, empty ones are (the unconditional prompt).</param>
+    /// <param name="cancellationToken">Checked before the run.</param>
+    public float[] Encode(IReadOnlyList<string> prompts, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
+        if (prompts.Count == 0) return [];
+        ThrowIfDisposed();
+        cancellationToken.ThrowIfCancellationRequested();
+        int n = prompts.Count, len = SequenceLength;
+        var ids = new int[n * len];
+        for (int i = 0; i < n; i++)
+        {
+            var prompt = prompts[i] ?? throw new ArgumentNullException(nameof(prompts), $"Prompt {i} is null.");
+            int content = Tokenizer.Encode(prompt, ids.AsSpan(i * len, len), out bool truncated);
+            if (truncated)
+                _logger?.LogWarning("Prompt {Index} has {Tokens} tokens; only the first {Kept} are used (CLIP reads 77 positions): \"{Prompt}\"",
+                    i, content, len - 2, prompt.Length > 80 ? prompt[..80] + "…" : prompt);
+        }
+        using var input = OrtTensor.Create(_ids.ElementType, n, len);
+        input.Write(ids);
+        using var runOptions = new RunOptions();
+        using var registration = cancellationToken.Register(() => runOptions.Terminate = true);
+        using var outputs = Session.Run(runOptions, ["input_ids"], [input.Value], [_hiddenName]);
+        var info = outputs[0].GetTensorTypeAndShape();
+        var shape = info.Shape;
+        if (shape.Length != 3 || shape[0] != n || shape[1] != len)
+            throw new InvalidDataException($"The text_encoder model '{ModelPath}' returned {_hiddenName} of shape [{string.Join(", ", shape)}], expected [{n}, {len}, D].");
+        EmbeddingWidth = (int)shape[2];
+        var result = new float[n * len * EmbeddingWidth];
+        OrtTensor.ReadFloats(outputs[0], info.ElementDataType, result);
+        return result;
+    }
+}
