@@ -71,6 +71,14 @@ public sealed class UNet : OnnxModelComponent
         return new UNetBinding(this, batch, latentHeight, latentWidth, sequenceLength, embeddingWidth);
     }
 
-    internal void RunBound(Microsoft.ML.OnnxRuntime.RunOptions options, string[] inputNames, Microsoft.ML.OnnxRuntime.OrtValue[] inputs, string[] outputNames, Microsoft.ML.OnnxRuntime.OrtValue[] outputs) =>
+    private long _calls;
+
+    /// <summary>How many times the UNet has run since it was loaded (each run is one batch; diagnostics and tests).</summary>
+    public long RunCount => Interlocked.Read(ref _calls);
+
+    internal void RunBound(Microsoft.ML.OnnxRuntime.RunOptions options, string[] inputNames, Microsoft.ML.OnnxRuntime.OrtValue[] inputs, string[] outputNames, Microsoft.ML.OnnxRuntime.OrtValue[] outputs)
+    {
         Run(options, inputNames, inputs, outputNames, outputs);
+        Interlocked.Increment(ref _calls);
+    }
 }
