@@ -87,7 +87,7 @@ public sealed class DpmSolverMultistepScheduler : DiffusionScheduler
         _eulerAtFinal = config.GetBool("euler_at_final", false);
         _karras = config.GetBool("use_karras_sigmas", false);
         _cosine = config.GetString("beta_schedule", "linear") == "squaredcos_cap_v2";
-        _lambdaMinClipped = config.GetDouble("lambda_min_clipped", double.NegativeInfinity);
+        _lambdaMinClipped = config.GetDouble("lambda_min_clipped", double.NegativeInfinity, allowInfinite: true);
         string spacing = config.GetString("timestep_spacing", "linspace");
         if (spacing is not ("linspace" or "leading" or "trailing"))
             throw new InvalidDataException($"{Name}: timestep_spacing '{spacing}' is not supported; expected linspace, leading or trailing {where}.");

@@ -46,6 +46,8 @@ public sealed class SchedulerConfig
     /// <exception cref="InvalidDataException">The text is not a JSON object.</exception>
     public static SchedulerConfig Parse(string json, string? source = null)
     {
+        ArgumentNullException.ThrowIfNull(json);
+        json = QuoteNonFiniteLiterals(json);
         JsonDocument doc;
         try
         {
@@ -79,15 +81,19 @@ public sealed class SchedulerConfig
     public bool Contains(string key) => _values.TryGetValue(key, out var v) && v.ValueKind != JsonValueKind.Null;
 
     /// <summary>A number, or <paramref name="defaultValue"/> when the key is absent or null.</summary>
-    /// <exception cref="InvalidDataException">The value is not a finite number.</exception>
-    public double GetDouble(string key, double defaultValue)
+    /// <param name="key">The configuration key.</param>
+    /// <param name="defaultValue">The scheduler class's default.</param>
+    /// <param name="allowInfinite">Accept ±Infinity (Python's json writes <c>-Infinity</c> for keys such as
+    /// DPM-Solver's <c>lambda_min_clipped</c>); NaN is always refused.</param>
+    /// <exception cref="InvalidDataException">The value is not a number (or not finite, unless allowed).</exception>
+    public double GetDouble(string key, double defaultValue, bool allowInfinite = false)
     {
         if (!_values.TryGetValue(key, out var v) || v.ValueKind == JsonValueKind.Null) return defaultValue;
         double d;
         if (v.ValueKind == JsonValueKind.Number) d = v.GetDouble();
         else if (v.ValueKind == JsonValueKind.String && double.TryParse(v.GetString(), NumberStyles.Float, CultureInfo.InvariantCulture, out var parsed)) d = parsed;
         else throw Bad(key, v, "a number");
-        if (!double.IsFinite(d)) throw Bad(key, v, "a finite number");
+        if (double.IsNaN(d) || (!allowInfinite && double.IsInfinity(d))) throw Bad(key, v, "a finite number");
         return d;
     }
 
@@ -137,6 +143,41 @@ public sealed class SchedulerConfig
             result[i++] = e.GetDouble();
         }
         return result;
+    }
+
+    /// <summary>
+    /// Python's <c>json</c> module writes the non-standard literals <c>Infinity</c>, <c>-Infinity</c> and <c>NaN</c>;
+    /// turn them (outside strings) into strings so the document parses, and let <see cref="GetDouble"/> judge them.
+    /// </summary>
+    private static string QuoteNonFiniteLiterals(string json)
+    {
+        if (!json.Contains("Infinity", StringComparison.Ordinal) && !json.Contains("NaN", StringComparison.Ordinal)) return json;
+        var sb = new System.Text.StringBuilder(json.Length + 8);
+        bool inString = false;
+        for (int i = 0; i < json.Length; i++)
+        {
+            char c = json[i];
+            if (inString)
+            {
+                sb.Append(c);
+                if (c == '\\' && i + 1 < json.Length) sb.Append(json[++i]);
+                else if (c == '"') inString = false;
+                continue;
+            }
+            if (c == '"') { inString = true; sb.Append(c); continue; }
+            foreach (var literal in (ReadOnlySpan<string>)["-Infinity", "Infinity", "NaN"])
+            {
+                if (string.CompareOrdinal(json, i, literal, 0, literal.Length) == 0)
+                {
+                    sb.Append('"').Append(literal).Append('"');
+                    i += literal.Length - 1;
+                    goto next;
+                }
+            }
+            sb.Append(c);
+        next:;
+        }
+        return sb.ToString();
     }
 
     private InvalidDataException Bad(string key, JsonElement value, string expected)
