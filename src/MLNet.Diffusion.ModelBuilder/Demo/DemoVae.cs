@@ -27,8 +27,8 @@ namespace MLNet.Diffusion.ModelBuilder.Demo;
 /// window: g = Σ(min − 0.1·m)(1 − m) / Σ(1 − m)² (exact for a grey behind a palette colour), colour = Σ opponent / Σ m.</para>
 /// <para><b>Decoder.</b> Every channel is upsampled ×8 by cubic convolution (Catmull–Rom, half-pixel centres, as ONNX Resize
 /// does); coverage α = sigmoid(<see cref="DemoDataset.EdgeSharpness"/> · d), the shape colour is a sharp soft
-/// nearest match of the opponent components to the palette (a softmax), the background is g clamped to [0, 1], and
-/// the pixel is α · colour + (1 − α) · background. Any latent decodes to such a picture; blends of latents give
+/// nearest match of the opponent components to the palette (a softmax), the background the nearest of the dataset's
+/// greys (likewise; leftover sampling noise does not mottle it), and the pixel is α · colour + (1 − α) · background. Any latent decodes to such a picture; blends of latents give
 /// blended outlines and colours snapped to the palette. The outline is as fine as a distance field sampled every
 /// 8 pixels allows: straight edges and circles come back exactly, corners sharper than ~4 pixels come back
 /// rounded (which is why the dataset's corners are rounded by <see cref="DemoDataset.CornerRadius"/>).</para>
@@ -71,6 +71,9 @@ public static class DemoVae
 
     /// <summary>Sharpness of the decoder's palette match (softmax of −Sharpness · squared distance).</summary>
     public const float PaletteSharpness = 40f;
+
+    /// <summary>Sharpness of the decoder's background match (softmax of −Sharpness · squared grey difference).</summary>
+    public const float GreySharpness = 200f;
 
     /// <summary>The cubic convolution coefficient of the decoder's upsampling (−0.5: Catmull–Rom, exact for quadratics).</summary>
     public const float CubicCoefficient = -0.5f;
@@ -252,7 +255,7 @@ public static class DemoVae
                         up[c] = acc * ScalingFactor;
                     }
                     float alpha = DemoDataset.Sigmoid(DemoDataset.EdgeSharpness * DistanceUnit * (up[0] - DistanceOffset));
-                    float grey = Math.Clamp(up[1] * (0.5f / GreyGain) + 0.5f, 0, 1);
+                    float grey = SnapGrey(up[1] * (0.5f / GreyGain) + 0.5f);
                     float ca = up[2] / ColourGain, cb = up[3] / ColourGain;
                     float maxLogit = float.NegativeInfinity;
                     for (int j = 0; j < palette.Length; j++)
@@ -378,9 +381,20 @@ public static class DemoVae
         var alpha = g.Sigmoid(g.Conv(up,
             g.Initializer("alpha_weight", new float[] { edge, 0, 0, 0 }, 1, 4, 1, 1),
             g.Initializer("alpha_bias", new float[] { -DemoDataset.EdgeSharpness * DistanceUnit * DistanceOffset }, 1)));
-        var grey = g.Clip(g.Conv(up,
-            g.Initializer("grey_weight", new float[] { 0, 0.5f / GreyGain * k, 0, 0 }, 1, 4, 1, 1),
-            g.Initializer("grey_bias", new float[] { 0.5f }, 1)), 0, 1);
+        // Background: the nearest dataset grey (a sharp softmax over the levels), so that leftover noise in a
+        // generated latent does not mottle flat backgrounds.
+        var levels = GreyLevels();
+        var greyWeight = new float[levels.Length * 4];
+        var greyBias = new float[levels.Length];
+        for (int j = 0; j < levels.Length; j++)
+        {
+            // β(2·g·L − L²) with g = up₁ · k · 0.5/GreyGain + 0.5.
+            greyWeight[j * 4 + 1] = GreySharpness * 2 * levels[j] * (0.5f / GreyGain) * k;
+            greyBias[j] = GreySharpness * (2 * levels[j] * 0.5f - levels[j] * levels[j]);
+        }
+        var greyLogits = g.Conv(up, g.Initializer("grey_logit_weight", greyWeight, levels.Length, 4, 1, 1), g.Initializer("grey_logit_bias", greyBias, levels.Length));
+        var greyWeights = g.Exp(g.Sub(greyLogits, g.ReduceMax(greyLogits, [1])));
+        var grey = g.Div(g.Conv(greyWeights, g.Initializer("grey_levels", levels, 1, levels.Length, 1, 1)), g.ReduceSum(greyWeights, [1]));
         var palette = PaletteOpponents();
         var logitWeight = new float[palette.Length * 4];
         var logitBias = new float[palette.Length];
@@ -444,6 +458,31 @@ public static class DemoVae
     {
         float oy = dy - WindowHalf + 0.5f, ox = dx - WindowHalf + 0.5f;
         return MathF.Sqrt(oy * oy + ox * ox);
+    }
+
+    /// <summary>The background grey levels the decoder snaps to (those of <see cref="DemoDataset.BackgroundColours"/>).</summary>
+    public static float[] GreyLevels() => DemoDataset.BackgroundColours.Select(c => c.R).ToArray();
+
+    /// <summary>The decoder's background: the dataset grey nearest to <paramref name="g"/>, through a softmax of
+    /// −<see cref="GreySharpness"/> · (g − level)² (a smooth step half-way between levels).</summary>
+    public static float SnapGrey(float g)
+    {
+        var levels = GreyLevels();
+        var logits = new float[levels.Length];
+        float max = float.NegativeInfinity;
+        for (int j = 0; j < levels.Length; j++)
+        {
+            logits[j] = GreySharpness * (2 * g * levels[j] - levels[j] * levels[j]);
+            max = MathF.Max(max, logits[j]);
+        }
+        float total = 0, sum = 0;
+        for (int j = 0; j < levels.Length; j++)
+        {
+            float e = MathF.Exp(logits[j] - max);
+            total += e;
+            sum += e * levels[j];
+        }
+        return sum / total;
     }
 
     /// <summary>Keys' cubic convolution kernel with a = <see cref="CubicCoefficient"/>.</summary>
