@@ -171,7 +171,7 @@ public static class DemoDataset
             case DemoShape.Triangle:
                 return PolygonDistance(TriangleVertices(radius), dx, dy - 0.2 * radius) + CornerRadius;
             case DemoShape.Star:
-                return PolygonDistance(StarVertices(radius), dx, dy - 0.08 * radius) + CornerRadius;
+                return StarDistance(radius, dx, dy - 0.08 * radius) + CornerRadius;
             default:
                 throw new ArgumentOutOfRangeException(nameof(shape));
         }
@@ -245,6 +245,41 @@ public static class DemoDataset
             v[i] = (r * Math.Cos(angle), r * Math.Sin(angle));
         }
         return v;
+    }
+
+    /// <summary>The size of the fillets rounding a star's concave corners (the k of the polynomial smooth maximum).</summary>
+    public const double StarFillet = 6;
+
+    /// <summary>
+    /// A star as the union of its inner pentagon and five arm triangles (each arm's sides extended past the inner
+    /// corners into the pentagon so the pieces overlap), joined by a polynomial smooth maximum that rounds the concave
+    /// corners; outside the fillets this is the star's exact signed distance.
+    /// </summary>
+    private static double StarDistance(double radius, double px, double py)
+    {
+        var v = StarVertices(radius);
+        var pentagon = new (double X, double Y)[5];
+        for (int i = 0; i < 5; i++) pentagon[i] = v[2 * i + 1];
+        double d = PolygonDistance(pentagon, px, py);
+        var arm = new (double X, double Y)[3];
+        for (int i = 0; i < 5; i++)
+        {
+            var tip = v[2 * i];
+            var left = v[(2 * i + 9) % 10];
+            var right = v[2 * i + 1];
+            arm[0] = tip;
+            arm[1] = (tip.X + 1.6 * (right.X - tip.X), tip.Y + 1.6 * (right.Y - tip.Y));
+            arm[2] = (tip.X + 1.6 * (left.X - tip.X), tip.Y + 1.6 * (left.Y - tip.Y));
+            d = SmoothMax(d, PolygonDistance(arm, px, py), StarFillet);
+        }
+        return d;
+    }
+
+    /// <summary>Polynomial smooth maximum (Quilez): max(a, b) plus a bump of at most k/4 where a and b are within k.</summary>
+    private static double SmoothMax(double a, double b, double k)
+    {
+        double h = Math.Max(k - Math.Abs(a - b), 0) / k;
+        return Math.Max(a, b) + h * h * k * 0.25;
     }
 
     private static (double X, double Y)[] StarVertices(double radius)
