@@ -129,7 +129,10 @@ public sealed class DpmSolverMultistepScheduler : DiffusionScheduler
                 break;
             default: // trailing
                 double r = (double)trainSteps / n;
-                for (int i = 0; last - i * r > 0; i++) t.Add(Math.Round(last - i * r, MidpointRounding.ToEven) - 1);
+                // numpy's float arange can yield one value too many (≈ 0 → timestep −1, e.g. n = 38); stop at n
+                // steps and at timestep 0, which is what the spacing means.
+                for (int i = 0; i < n && Math.Round(last - i * r, MidpointRounding.ToEven) >= 1; i++)
+                    t.Add(Math.Round(last - i * r, MidpointRounding.ToEven) - 1);
                 break;
         }
         double[] timesteps = [.. t];

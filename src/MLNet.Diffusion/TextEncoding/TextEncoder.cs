@@ -64,10 +64,10 @@ public sealed class TextEncoder : OnnxModelComponent
         for (int i = 0; i < n; i++)
         {
             var prompt = prompts[i] ?? throw new ArgumentNullException(nameof(prompts), $"Prompt {i} is null.");
-            int content = Tokenizer.Encode(prompt, ids.AsSpan(i * len, len), out bool truncated);
+            Tokenizer.Encode(prompt, ids.AsSpan(i * len, len), out bool truncated);
             if (truncated)
-                _logger?.LogWarning("Prompt {Index} has {Tokens} tokens; only the first {Kept} are used (CLIP reads 77 positions): \"{Prompt}\"",
-                    i, content, len - 2, prompt.Length > 80 ? prompt[..80] + "…" : prompt);
+                _logger?.LogWarning("Prompt {Index} has more than {Kept} tokens; only the first {Kept} are used (CLIP reads {Positions} positions): \"{Prompt}\"",
+                    i, len - 2, len - 2, len, prompt.Length > 80 ? prompt[..80] + "…" : prompt);
         }
         using var input = OrtTensor.Create(_ids.ElementType, n, len);
         input.Write(ids);

@@ -45,9 +45,13 @@ public sealed class ClipTokenizer
 
     private readonly BpeTokenizer _bpe;
 
+    /// <summary>The longest vocabulary entry in characters (without the end-of-word suffix): no token covers more of the prepared text.</summary>
+    private readonly int _longestToken;
+
     private ClipTokenizer(BpeTokenizer bpe, int maxLength, int bosId, int eosId, int padId)
     {
         _bpe = bpe;
+        _longestToken = Math.Max(1, bpe.Vocabulary.Keys.Max(k => k.EndsWith("</w>", StringComparison.Ordinal) ? k.Length - 4 : k.Length));
         MaxLength = maxLength;
         BosId = bosId;
         EosId = eosId;
@@ -164,7 +168,9 @@ public sealed class ClipTokenizer
     /// <param name="text">The prompt; any string, empty included.</param>
     /// <param name="destination">At least <see cref="MaxLength"/> elements; those after the first <see cref="MaxLength"/> are left as they are.</param>
     /// <param name="truncated">Whether the content had more than <c>MaxLength - 2</c> tokens and was cut.</param>
-    /// <returns>The number of content tokens before truncation (start, end and padding not counted).</returns>
+    /// <returns>The number of content tokens (start, end and padding not counted), counted up to <c>MaxLength - 1</c>:
+    /// a value above <c>MaxLength - 2</c> means the prompt was truncated. Counting stops there so that a huge prompt
+    /// costs no more than its first tokens (use <see cref="EncodeContent"/> for the full count).</returns>
     /// <exception cref="ArgumentNullException"><paramref name="text"/> is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="destination"/> is shorter than <see cref="MaxLength"/>.</exception>
     public int Encode(string text, Span<int> destination, out bool truncated)
@@ -176,8 +182,11 @@ public sealed class ClipTokenizer
                 $"The destination holds {destination.Length} ids; this tokenizer writes {MaxLength}.", nameof(destination));
         }
 
-        IReadOnlyList<int> content = EncodeContent(text);
         int capacity = MaxLength - 2;
+        string prepared = LimitForEncoding(Prepare(text), capacity + 1);
+        IReadOnlyList<int> content = prepared.Length == 0
+            ? Array.Empty<int>()
+            : _bpe.EncodeToIds(prepared, capacity + 1, out _, out _, considerPreTokenization: true, considerNormalization: false);
         int kept = Math.Min(content.Count, capacity);
         truncated = content.Count > capacity;
 
@@ -203,6 +212,22 @@ public sealed class ClipTokenizer
         return prepared.Length == 0
             ? Array.Empty<int>()
             : _bpe.EncodeToIds(prepared, considerPreTokenization: true, considerNormalization: false);
+    }
+
+    /// <summary>
+    /// Cuts prepared text that is far longer than <paramref name="tokens"/> tokens can cover, so that the cost of
+    /// encoding does not grow with the prompt: each token covers at most <see cref="_longestToken"/> characters plus one
+    /// separator, so the first <paramref name="tokens"/> tokens lie within that many characters. The cut is moved back
+    /// to a space when one is near, so the word that spans it is not split (a single word longer than the limit is cut,
+    /// which only changes tokens past the ones kept).
+    /// </summary>
+    private string LimitForEncoding(string prepared, int tokens)
+    {
+        long limit = (long)tokens * (_longestToken + 1) + 64;
+        if (prepared.Length <= limit) return prepared;
+        int cut = (int)limit;
+        int space = prepared.LastIndexOf(' ', cut, Math.Min(cut, 256));
+        return prepared[..(space > 0 ? space : cut)];
     }
 
     /// <summary>
