@@ -71,7 +71,9 @@ public sealed record DemoItem(int Index, DemoShape Shape, int Colour, int Backgr
 /// A shape is drawn as coverage α = sigmoid(<see cref="EdgeSharpness"/> · d), d being the exact signed distance
 /// (pixels, positive inside) from the pixel centre to the shape's outline; the pixel is
 /// α · colour + (1 − α) · background. The VAE decoder draws with the same rule, which is why it can give a
-/// dataset image back almost exactly. Shape colours all have channel minimum 0.1 and maximum 0.9 (chroma
+/// dataset image back almost exactly. Corners are rounded (<see cref="CornerRadius"/>; the star's concave corners by a
+/// smooth union, <see cref="StarFillet"/>) because the latent's distance field, sampled every 8 pixels, cannot carry
+/// sharper ones. Shape colours all have channel minimum 0.1 and maximum 0.9 (chroma
 /// 0.8) and backgrounds are grey levels (chroma 0): the VAE encoder finds the shape by its chroma.
 /// </remarks>
 public static class DemoDataset

@@ -25,13 +25,15 @@ namespace MLNet.Diffusion.ModelBuilder.Demo;
 /// the clamp). The sign comes from the mean s0 of the four pixels around c, which near the outline
 /// (|s0| &lt; 0.2) is itself the answer, exact for straight edges. Colours are normalised averages over the same
 /// window: g = Σ(min − 0.1·m)(1 − m) / Σ(1 − m)² (exact for a grey behind a palette colour), colour = Σ opponent / Σ m.</para>
-/// <para><b>Decoder.</b> Every channel is upsampled ×8 by cubic convolution (Catmull–Rom, half-pixel centres, as ONNX Resize
-/// does); coverage α = sigmoid(<see cref="DemoDataset.EdgeSharpness"/> · d), the shape colour is a sharp soft
-/// nearest match of the opponent components to the palette (a softmax), the background the nearest of the dataset's
-/// greys (likewise; leftover sampling noise does not mottle it), and the pixel is α · colour + (1 − α) · background. Any latent decodes to such a picture; blends of latents give
-/// blended outlines and colours snapped to the palette. The outline is as fine as a distance field sampled every
-/// 8 pixels allows: straight edges and circles come back exactly, corners sharper than ~4 pixels come back
-/// rounded (which is why the dataset's corners are rounded by <see cref="DemoDataset.CornerRadius"/>).</para>
+/// <para><b>Decoder.</b> Every channel is upsampled ×8 by cubic convolution (Catmull–Rom with half-pixel centres, what
+/// ONNX Resize mode=cubic computes; the graph does it with two transposed convolutions, which run much faster).
+/// Coverage α = sigmoid(<see cref="DemoDataset.EdgeSharpness"/> · d); the shape colour is a sharp soft nearest match of
+/// the opponent components to the palette (a softmax); the background is the nearest of the dataset's greys (likewise,
+/// so leftover sampling noise does not mottle it); the pixel is α · colour + (1 − α) · background. Any latent decodes
+/// to such a picture; blends of latents give blended outlines and colours snapped to the palette. The outline is as
+/// fine as a distance field sampled every 8 pixels allows: straight edges and circles come back exactly, corners
+/// sharper than ~4 pixels come back rounded (which is why the dataset rounds its corners,
+/// <see cref="DemoDataset.CornerRadius"/>).</para>
 /// </remarks>
 public static class DemoVae
 {
