@@ -24,7 +24,9 @@ namespace MLNet.Diffusion.ModelBuilder.Demo;
 /// exact when c is inside (both follow from the distance being 1-Lipschitz; a window with no such pixel gives
 /// the clamp). The sign comes from the mean s0 of the four pixels around c, which near the outline
 /// (|s0| &lt; 0.2) is itself the answer, exact for straight edges. Colours are normalised averages over the same
-/// window: g = Σ(min − 0.1·m)(1 − m) / Σ(1 − m)² (exact for a grey behind a palette colour), colour = Σ opponent / Σ m.</para>
+/// window: g = Σ(min − 0.1·m)(1 − m) / Σ(1 − m)² (exact for a grey behind a palette colour), colour = Σ opponent / Σ m.
+/// A sketch therefore encodes well when, like the dataset, it has coloured shapes on a white, grey or black ground
+/// (hard edges are fine: they are read as ±1 pixel from the outline); black or grey strokes count as background.</para>
 /// <para><b>Decoder.</b> Every channel is upsampled ×8 by cubic convolution (Catmull–Rom with half-pixel centres, what
 /// ONNX Resize mode=cubic computes; the graph does it with two transposed convolutions, which run much faster).
 /// Coverage α = sigmoid(<see cref="DemoDataset.EdgeSharpness"/> · d); the shape colour is a sharp soft nearest match of
