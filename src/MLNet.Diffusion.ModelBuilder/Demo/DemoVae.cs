@@ -137,8 +137,9 @@ public static class DemoVae
                 float b = Math.Clamp(image[2 * plane + i] * 0.5f + 0.5f, 0, 1);
                 float max = MathF.Max(MathF.Max(r, g), b), min = MathF.Min(MathF.Min(r, g), b);
                 float m = Math.Clamp((max - min) * (1f / DemoDataset.ShapeChroma), 0, 1);
-                float mc = Math.Clamp(m, LogitEpsilon, 1 - LogitEpsilon);
-                float si = Math.Clamp(MathF.Log(mc / (1 - mc)) * (1f / DemoDataset.EdgeSharpness), -PixelBand, PixelBand);
+                // logit(0.01)/4 < −1 and logit(0.99)/4 > 1: outside (0.01, 0.99) the clamp decides, no logarithm needed.
+                float si = m <= 0.01f ? -PixelBand : m >= 0.99f ? PixelBand : Math.Clamp(
+                    MathF.Log(m / (1 - m)) * (1f / DemoDataset.EdgeSharpness), -PixelBand, PixelBand);
                 int o = y * pw + x;
                 if (y >= pad && y < pad + height && x >= pad && x < pad + width) s[i] = si;
                 lowerField[o] = si - (si <= -PixelBand + DeepMargin ? 1f : 0f) * Big;
