@@ -71,7 +71,9 @@ public sealed record DemoItem(int Index, DemoShape Shape, int Colour, int Backgr
 /// A shape is drawn as coverage α = sigmoid(<see cref="EdgeSharpness"/> · d), d being the exact signed distance
 /// (pixels, positive inside) from the pixel centre to the shape's outline; the pixel is
 /// α · colour + (1 − α) · background. The VAE decoder draws with the same rule, which is why it can give a
-/// dataset image back almost exactly. Shape colours all have channel minimum 0.1 and maximum 0.9 (chroma
+/// dataset image back almost exactly. Corners are rounded (<see cref="CornerRadius"/>; the star's concave corners by a
+/// smooth union, <see cref="StarFillet"/>) because the latent's distance field, sampled every 8 pixels, cannot carry
+/// sharper ones. Shape colours all have channel minimum 0.1 and maximum 0.9 (chroma
 /// 0.8) and backgrounds are grey levels (chroma 0): the VAE encoder finds the shape by its chroma.
 /// </remarks>
 public static class DemoDataset
@@ -234,8 +236,11 @@ public static class DemoDataset
     /// <summary>A star's inner (concave) vertices lie at this fraction of the outer radius before rounding.</summary>
     public const double StarInnerRatio = 0.6;
 
+    [ThreadStatic] private static (double Radius, (double X, double Y)[] Vertices)? _triangleCache;
+
     private static (double X, double Y)[] TriangleVertices(double radius)
     {
+        if (_triangleCache is { } cached && cached.Radius == radius) return cached.Vertices;
         // Shrunk so that rounding by CornerRadius keeps the size: the inradius drops by CornerRadius.
         double r = 1.3 * radius - 2 * CornerRadius;
         var v = new (double, double)[3];
@@ -244,6 +249,7 @@ public static class DemoDataset
             double angle = -Math.PI / 2 + i * 2 * Math.PI / 3;
             v[i] = (r * Math.Cos(angle), r * Math.Sin(angle));
         }
+        _triangleCache = (radius, v);
         return v;
     }
 
@@ -257,22 +263,36 @@ public static class DemoDataset
     /// </summary>
     private static double StarDistance(double radius, double px, double py)
     {
+        var pieces = StarPieces(radius);
+        double d = PolygonDistance(pieces[0], px, py);
+        for (int i = 1; i < pieces.Length; i++) d = SmoothMax(d, PolygonDistance(pieces[i], px, py), StarFillet);
+        return d;
+    }
+
+    // The pieces of the last star drawn on this thread (rendering asks for the same radius for every pixel).
+    [ThreadStatic] private static (double Radius, (double X, double Y)[][] Pieces)? _starCache;
+
+    /// <summary>The star's inner pentagon, then its five arms.</summary>
+    private static (double X, double Y)[][] StarPieces(double radius)
+    {
+        if (_starCache is { } cached && cached.Radius == radius) return cached.Pieces;
         var v = StarVertices(radius);
-        var pentagon = new (double X, double Y)[5];
-        for (int i = 0; i < 5; i++) pentagon[i] = v[2 * i + 1];
-        double d = PolygonDistance(pentagon, px, py);
-        var arm = new (double X, double Y)[3];
+        var pieces = new (double X, double Y)[6][];
+        pieces[0] = [v[1], v[3], v[5], v[7], v[9]];
         for (int i = 0; i < 5; i++)
         {
             var tip = v[2 * i];
             var left = v[(2 * i + 9) % 10];
             var right = v[2 * i + 1];
-            arm[0] = tip;
-            arm[1] = (tip.X + 1.6 * (right.X - tip.X), tip.Y + 1.6 * (right.Y - tip.Y));
-            arm[2] = (tip.X + 1.6 * (left.X - tip.X), tip.Y + 1.6 * (left.Y - tip.Y));
-            d = SmoothMax(d, PolygonDistance(arm, px, py), StarFillet);
+            pieces[i + 1] =
+            [
+                tip,
+                (tip.X + 1.6 * (right.X - tip.X), tip.Y + 1.6 * (right.Y - tip.Y)),
+                (tip.X + 1.6 * (left.X - tip.X), tip.Y + 1.6 * (left.Y - tip.Y)),
+            ];
         }
-        return d;
+        _starCache = (radius, pieces);
+        return pieces;
     }
 
     /// <summary>Polynomial smooth maximum (Quilez): max(a, b) plus a bump of at most k/4 where a and b are within k.</summary>

@@ -51,12 +51,13 @@ public static class DemoModelBuilder
     public static bool EnsureBuilt(string directory)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(directory);
-        var full = Path.GetFullPath(directory);
+        var full = Path.GetFullPath(directory).TrimEnd(Path.DirectorySeparatorChar);
         if (IsCurrent(full)) return false;
+        var parent = Path.GetDirectoryName(full) ?? throw new IOException($"Cannot build the demo model into the root folder '{full}'.");
         lock (Gate)
         {
-            Directory.CreateDirectory(Path.GetDirectoryName(full.TrimEnd(Path.DirectorySeparatorChar))!);
-            using var fileLock = AcquireLock(full.TrimEnd(Path.DirectorySeparatorChar) + ".lock");
+            Directory.CreateDirectory(parent);
+            using var fileLock = AcquireLock(full + ".lock");
             if (IsCurrent(full)) return false;
             Build(full);
             return true;

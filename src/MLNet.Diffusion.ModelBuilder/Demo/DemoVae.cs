@@ -24,14 +24,18 @@ namespace MLNet.Diffusion.ModelBuilder.Demo;
 /// exact when c is inside (both follow from the distance being 1-Lipschitz; a window with no such pixel gives
 /// the clamp). The sign comes from the mean s0 of the four pixels around c, which near the outline
 /// (|s0| &lt; 0.2) is itself the answer, exact for straight edges. Colours are normalised averages over the same
-/// window: g = Σ(min − 0.1·m)(1 − m) / Σ(1 − m)² (exact for a grey behind a palette colour), colour = Σ opponent / Σ m.</para>
-/// <para><b>Decoder.</b> Every channel is upsampled ×8 by cubic convolution (Catmull–Rom, half-pixel centres, as ONNX Resize
-/// does); coverage α = sigmoid(<see cref="DemoDataset.EdgeSharpness"/> · d), the shape colour is a sharp soft
-/// nearest match of the opponent components to the palette (a softmax), the background the nearest of the dataset's
-/// greys (likewise; leftover sampling noise does not mottle it), and the pixel is α · colour + (1 − α) · background. Any latent decodes to such a picture; blends of latents give
-/// blended outlines and colours snapped to the palette. The outline is as fine as a distance field sampled every
-/// 8 pixels allows: straight edges and circles come back exactly, corners sharper than ~4 pixels come back
-/// rounded (which is why the dataset's corners are rounded by <see cref="DemoDataset.CornerRadius"/>).</para>
+/// window: g = Σ(min − 0.1·m)(1 − m) / Σ(1 − m)² (exact for a grey behind a palette colour), colour = Σ opponent / Σ m.
+/// A sketch therefore encodes well when, like the dataset, it has coloured shapes on a white, grey or black ground
+/// (hard edges are fine: they are read as ±1 pixel from the outline); black or grey strokes count as background.</para>
+/// <para><b>Decoder.</b> Every channel is upsampled ×8 by cubic convolution (Catmull–Rom with half-pixel centres, what
+/// ONNX Resize mode=cubic computes; the graph does it with two transposed convolutions, which run much faster).
+/// Coverage α = sigmoid(<see cref="DemoDataset.EdgeSharpness"/> · d); the shape colour is a sharp soft nearest match of
+/// the opponent components to the palette (a softmax); the background is the nearest of the dataset's greys (likewise,
+/// so leftover sampling noise does not mottle it); the pixel is α · colour + (1 − α) · background. Any latent decodes
+/// to such a picture; blends of latents give blended outlines and colours snapped to the palette. The outline is as
+/// fine as a distance field sampled every 8 pixels allows: straight edges and circles come back exactly, corners
+/// sharper than ~4 pixels come back rounded (which is why the dataset rounds its corners,
+/// <see cref="DemoDataset.CornerRadius"/>).</para>
 /// </remarks>
 public static class DemoVae
 {
@@ -133,8 +137,9 @@ public static class DemoVae
                 float b = Math.Clamp(image[2 * plane + i] * 0.5f + 0.5f, 0, 1);
                 float max = MathF.Max(MathF.Max(r, g), b), min = MathF.Min(MathF.Min(r, g), b);
                 float m = Math.Clamp((max - min) * (1f / DemoDataset.ShapeChroma), 0, 1);
-                float mc = Math.Clamp(m, LogitEpsilon, 1 - LogitEpsilon);
-                float si = Math.Clamp(MathF.Log(mc / (1 - mc)) * (1f / DemoDataset.EdgeSharpness), -PixelBand, PixelBand);
+                // logit(0.01)/4 < −1 and logit(0.99)/4 > 1: outside (0.01, 0.99) the clamp decides, no logarithm needed.
+                float si = m <= 0.01f ? -PixelBand : m >= 0.99f ? PixelBand : Math.Clamp(
+                    MathF.Log(m / (1 - m)) * (1f / DemoDataset.EdgeSharpness), -PixelBand, PixelBand);
                 int o = y * pw + x;
                 if (y >= pad && y < pad + height && x >= pad && x < pad + width) s[i] = si;
                 lowerField[o] = si - (si <= -PixelBand + DeepMargin ? 1f : 0f) * Big;

@@ -53,7 +53,8 @@ public class DemoModelBuilderTests(DemoModelFixture model, ITestOutputHelper out
         foreach (var f in Files)
             Assert.True(File.ReadAllBytes(Path.Combine(model.Folder, f)).AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(copy, f))), $"{f} differs between builds");
         // No temporary siblings or lock files are left behind.
-        Assert.DoesNotContain(Directory.EnumerateFileSystemEntries(Path.GetDirectoryName(copy)!), p => Path.GetFileName(p).StartsWith('.'));
+        Assert.DoesNotContain(Directory.EnumerateFileSystemEntries(Path.GetDirectoryName(copy)!),
+            p => Path.GetFileName(p).StartsWith('.') || p.EndsWith(".lock", StringComparison.Ordinal));
     }
 
     [Fact]
