@@ -1,3 +1,4 @@
+using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -10,17 +11,18 @@ namespace Microsoft.Extensions.DependencyInjection;
 public static class StableDiffusionServiceCollectionExtensions
 {
     /// <summary>
-    /// Registers a Stable Diffusion model: a singleton <see cref="StableDiffusionPipeline"/>, plus the shared
-    /// <see cref="IDiffusionPipelineProvider"/>.
+    /// Registers a Stable Diffusion model: <see cref="StableDiffusionPipeline"/> and <see cref="IImageGenerator"/>
+    /// (a <see cref="StableDiffusionImageGenerator"/> with <see cref="StableDiffusionServiceOptions.DefaultGenerationOptions"/>),
+    /// both singletons, plus the shared <see cref="IDiffusionPipelineProvider"/>.
     /// </summary>
     /// <remarks>
     /// Nothing loads at registration. The options are checked, and the model folder loaded, when the pipeline (or the
-    /// anything that needs it) is first resolved; later resolutions, in any scope, return the same instance, and every registration
+    /// generator) is first resolved; later resolutions, in any scope, return the same instance, and every registration
     /// or consumer of the provider that names the same folder shares that one pipeline. Pipelines are disposed with the
     /// container. When the container has an <see cref="ILoggerFactory"/>, pipelines log through it. The options can
     /// also be bound from configuration with <c>services.Configure&lt;StableDiffusionServiceOptions&gt;(section)</c>.
-    /// A <see cref="StableDiffusionPipeline"/> registered earlier is kept; use the named overload to add more models
-    /// beside it.
+    /// An <see cref="IImageGenerator"/> or <see cref="StableDiffusionPipeline"/> registered earlier is kept; use the
+    /// named overload to add more models beside it.
     /// </remarks>
     /// <param name="services">The service collection.</param>
     /// <param name="configure">Sets the options; <see cref="StableDiffusionServiceOptions.ModelPath"/> is required.</param>
@@ -31,12 +33,13 @@ public static class StableDiffusionServiceCollectionExtensions
         ArgumentNullException.ThrowIfNull(configure);
         AddCore(services, Options.Options.DefaultName, configure);
         services.TryAddSingleton(sp => Pipeline(sp, Options.Options.DefaultName));
+        services.TryAddSingleton(sp => Generator(sp, Options.Options.DefaultName, sp.GetRequiredService<StableDiffusionPipeline>()));
         return services;
     }
 
     /// <summary>
-    /// Registers a Stable Diffusion model under <paramref name="name"/>: a keyed singleton
-    /// <see cref="StableDiffusionPipeline"/> with key <paramref name="name"/>
+    /// Registers a Stable Diffusion model under <paramref name="name"/>: keyed services
+    /// <see cref="StableDiffusionPipeline"/> and <see cref="IImageGenerator"/> with key <paramref name="name"/>
     /// (resolve with <c>GetRequiredKeyedService</c> or <c>[FromKeyedServices(name)]</c>), options named
     /// <paramref name="name"/>, and the shared <see cref="IDiffusionPipelineProvider"/>. Use it once per model folder.
     /// </summary>
@@ -52,6 +55,7 @@ public static class StableDiffusionServiceCollectionExtensions
         ArgumentNullException.ThrowIfNull(configure);
         AddCore(services, name, configure);
         services.TryAddKeyedSingleton(name, (sp, _) => Pipeline(sp, name));
+        services.TryAddKeyedSingleton(name, (sp, _) => Generator(sp, name, sp.GetRequiredKeyedService<StableDiffusionPipeline>(name)));
         return services;
     }
 
@@ -77,4 +81,12 @@ public static class StableDiffusionServiceCollectionExtensions
         return services.GetRequiredService<DiffusionPipelineProvider>().Get(options.ModelPath!);
     }
 
+    // IImageGenerator is experimental in Microsoft.Extensions.AI (MEAI001); registering it is this method's purpose.
+#pragma warning disable MEAI001
+    private static IImageGenerator Generator(IServiceProvider services, string name, StableDiffusionPipeline pipeline)
+    {
+        var options = services.GetRequiredService<StableDiffusionRegistrations>().Options(name);
+        return new StableDiffusionImageGenerator(pipeline, options.DefaultGenerationOptions, options.MaxBatchSize);
+    }
+#pragma warning restore MEAI001
 }

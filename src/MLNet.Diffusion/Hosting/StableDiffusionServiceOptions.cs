@@ -6,8 +6,8 @@ namespace MLNet.Diffusion.Hosting;
 
 /// <summary>
 /// Settings of one Stable Diffusion registration in a service container
-/// (<c>services.AddStableDiffusion(o =&gt; o.ModelPath = ...)</c>): the model folder, how its components run, and
-/// generation defaults. Checked when the pipeline is first
+/// (<c>services.AddStableDiffusion(o =&gt; o.ModelPath = ...)</c>): the model folder, how its components run, and the
+/// defaults of the <see cref="StableDiffusionImageGenerator"/> registered with it. Checked when the pipeline is first
 /// resolved; each problem is reported with the name of the option.
 /// </summary>
 public sealed class StableDiffusionServiceOptions
@@ -37,8 +37,15 @@ public sealed class StableDiffusionServiceOptions
     /// <summary>The graph optimisation level (<see cref="DiffusionRuntimeOptions.GraphOptimizationLevel"/>). Default: all.</summary>
     public GraphOptimizationLevel GraphOptimizationLevel { get; set; } = GraphOptimizationLevel.ORT_ENABLE_ALL;
 
-    /// <summary>Generation defaults (size, steps, guidance, scheduler, η) for consumers of this registration.</summary>
+    /// <summary>
+    /// Defaults of the registered <see cref="StableDiffusionImageGenerator"/> (size, steps, guidance, scheduler, η);
+    /// a request's <c>ImageGenerationOptions</c> override them.
+    /// </summary>
     public GenerationOptions DefaultGenerationOptions { get; set; } = new();
+
+    /// <summary>The most images the registered <see cref="StableDiffusionImageGenerator"/> puts in one UNet batch; a
+    /// larger <c>Count</c> runs in several batches (each image depends only on its seed). Default 4.</summary>
+    public int MaxBatchSize { get; set; } = 4;
 
     /// <summary>The runtime settings these options ask for; the logger is set by the caller.</summary>
     public DiffusionRuntimeOptions ToRuntimeOptions() => new()

@@ -36,6 +36,8 @@ internal sealed class StableDiffusionServiceOptionsValidator : IValidateOptions<
             problems.Add($"{type}.{nameof(o.IntraOpThreads)} must be 0 (ONNX Runtime chooses) or more; got {o.IntraOpThreads}.");
         if (o.InterOpThreads < 0)
             problems.Add($"{type}.{nameof(o.InterOpThreads)} must be 0 (ONNX Runtime chooses) or more; got {o.InterOpThreads}.");
+        if (o.MaxBatchSize < 1)
+            problems.Add($"{type}.{nameof(o.MaxBatchSize)} must be 1 or more; got {o.MaxBatchSize}.");
 
         const string generation = $"{type}.{nameof(StableDiffusionServiceOptions.DefaultGenerationOptions)}";
         var g = o.DefaultGenerationOptions;

@@ -1,3 +1,5 @@
+#pragma warning disable MEAI001 // IImageGenerator is experimental in Microsoft.Extensions.AI; these tests resolve it.
+using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -45,7 +47,9 @@ public class StableDiffusionServiceCollectionTests
         Assert.All(seen.Concat(parallel), p => Assert.Same(first, p));
         Assert.All(seen.Concat(parallel), p => Assert.Same(first.UNet, p.UNet));
 
-        // The provider (as the ML.NET transforms use it) hands out the same pipeline.
+        // The image generator and the provider (as the ML.NET transforms use it) hand out the same pipeline.
+        var generator = container.GetRequiredService<IImageGenerator>();
+        Assert.Same(first, generator.GetService<StableDiffusionPipeline>());
         Assert.Same(first, provider.Get(folder.Path + Path.DirectorySeparatorChar));
         Assert.Same(container.GetRequiredService<DiffusionPipelineProvider>(), provider);
 
@@ -68,7 +72,7 @@ public class StableDiffusionServiceCollectionTests
     }
 
     [Fact]
-    public void NamedRegistrationsGiveOnePipelinePerFolder()
+    public async Task NamedRegistrationsGiveOnePipelinePerFolderAndKeyedGenerators()
     {
         using var a = TestModelFactory.CreateTemp();
         using var b = TestModelFactory.CreateTemp();
@@ -76,7 +80,7 @@ public class StableDiffusionServiceCollectionTests
         using var container = Build(s => s
             .AddStableDiffusion(o => o.ModelPath = a.Path)
             .AddStableDiffusion("a", o => o.ModelPath = a.Path + Path.DirectorySeparatorChar)
-            .AddStableDiffusion("b", o => o.ModelPath = b.Path),
+            .AddStableDiffusion("b", o => { o.ModelPath = b.Path; o.DefaultGenerationOptions = new GenerationOptions { Steps = 2, Width = 16, Height = 24 }; }),
             logs);
         var pa = container.GetRequiredKeyedService<StableDiffusionPipeline>("a");
         var pb = container.GetRequiredKeyedService<StableDiffusionPipeline>("b");
@@ -84,7 +88,16 @@ public class StableDiffusionServiceCollectionTests
         Assert.Same(pa, container.GetRequiredService<StableDiffusionPipeline>());
         Assert.Same(pb, container.GetRequiredKeyedService<StableDiffusionPipeline>("b"));
         Assert.Equal(2, logs.Loads);
-        Assert.Equal(b.Path, pb.Folder.Directory);
+
+        var gb = container.GetRequiredKeyedService<IImageGenerator>("b");
+        Assert.Equal(b.Path, gb.GetService<ImageGeneratorMetadata>()!.DefaultModelId);
+        Assert.Equal(a.Path, container.GetRequiredKeyedService<IImageGenerator>("a").GetService<ImageGeneratorMetadata>()!.DefaultModelId);
+        Assert.Same(gb, container.GetRequiredKeyedService<IImageGenerator>("b"));
+
+        // The registration's DefaultGenerationOptions reach its generator: 16×24 without an ImageSize.
+        var response = await gb.GenerateImagesAsync("red cat", new ImageGenerationOptions { AdditionalProperties = new() { ["seed"] = 3 } });
+        using var image = Microsoft.ML.Data.MLImage.CreateFromStream(new MemoryStream(((DataContent)Assert.Single(response.Contents)).Data.ToArray()));
+        Assert.Equal((16, 24), (image.Width, image.Height));
     }
 
     public static TheoryData<string, string> BadOptions => new()
@@ -100,6 +113,7 @@ public class StableDiffusionServiceCollectionTests
         { "guidance", "StableDiffusionServiceOptions.DefaultGenerationOptions.GuidanceScale" },
         { "eta", "StableDiffusionServiceOptions.DefaultGenerationOptions.Eta" },
         { "scheduler", "StableDiffusionServiceOptions.DefaultGenerationOptions.Scheduler" },
+        { "batch", "StableDiffusionServiceOptions.MaxBatchSize" },
         { "null-generation", "StableDiffusionServiceOptions.DefaultGenerationOptions must not be null" },
     };
 
@@ -124,13 +138,14 @@ public class StableDiffusionServiceCollectionTests
                 case "guidance": o.DefaultGenerationOptions.GuidanceScale = float.NaN; break;
                 case "eta": o.DefaultGenerationOptions.Eta = 2; break;
                 case "scheduler": o.DefaultGenerationOptions.Scheduler = "no-such-scheduler"; break;
+                case "batch": o.MaxBatchSize = 0; break;
                 case "null-generation": o.DefaultGenerationOptions = null!; break;
             }
         }
         using var container = Build(s => s.AddStableDiffusion(Configure).AddStableDiffusion("sd2", Configure));
         var e = Assert.Throws<OptionsValidationException>(() => container.GetRequiredService<StableDiffusionPipeline>());
         Assert.Contains(named, e.Message);
-        var keyed = Assert.Throws<OptionsValidationException>(() => container.GetRequiredKeyedService<StableDiffusionPipeline>("sd2"));
+        var keyed = Assert.Throws<OptionsValidationException>(() => container.GetRequiredKeyedService<IImageGenerator>("sd2"));
         Assert.Contains($"'sd2': {named}", keyed.Message);
         Assert.Empty(container.GetRequiredService<IDiffusionPipelineProvider>().LoadedModelPaths);
     }
