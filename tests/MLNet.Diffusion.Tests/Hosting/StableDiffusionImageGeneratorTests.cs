@@ -261,6 +261,33 @@ public class StableDiffusionImageGeneratorTests(GeneratorModelFixture model) : I
     }
 
     [Fact]
+    public async Task CancellationAtAnyMomentIsReportedAsCancellation()
+    {
+        // Cancel after a spread of delays, so the token fires in text encoding, the UNet loop, decoding or PNG
+        // writing: each request either completes or throws OperationCanceledException, never ONNX Runtime's own
+        // "terminate flag" error.
+        var options = new ImageGenerationOptions { Count = 8, AdditionalProperties = new() { ["seed"] = 1, ["steps"] = 2 } };
+        int cancelled = 0;
+        for (int delay = 0; delay < 40; delay += 2)
+        {
+            using var cts = new CancellationTokenSource();
+            var generation = Generator(maxBatchSize: 8).GenerateImagesAsync(Prompt, options, cts.Token);
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            while (watch.ElapsedMilliseconds < delay && !generation.IsCompleted) Thread.SpinWait(100);
+            cts.Cancel();
+            try
+            {
+                Assert.Equal(8, (await generation).Contents.Count);
+            }
+            catch (OperationCanceledException)
+            {
+                cancelled++;
+            }
+        }
+        Assert.True(cancelled > 0, "no request was cancelled");
+    }
+
+    [Fact]
     public void GetServiceGivesMetadataThePipelineAndItself()
     {
         IImageGenerator generator = Generator();
