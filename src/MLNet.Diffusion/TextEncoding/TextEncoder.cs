@@ -52,7 +52,8 @@ public sealed class TextEncoder : OnnxModelComponent
 
     /// <summary>Encodes prompts into [N, 77, D] embeddings, flattened.</summary>
     /// <param name="prompts">The prompts; null entries are not allowed, empty ones are (the unconditional prompt).</param>
-    /// <param name="cancellationToken">Checked before the run.</param>
+    /// <param name="cancellationToken">Checked before the run, and terminates a running one.</param>
+    /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
     public float[] Encode(IReadOnlyList<string> prompts, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(prompts);
@@ -73,7 +74,18 @@ public sealed class TextEncoder : OnnxModelComponent
         input.Write(ids);
         using var runOptions = new RunOptions();
         using var registration = cancellationToken.Register(() => runOptions.Terminate = true);
-        using var outputs = Session.Run(runOptions, ["input_ids"], [input.Value], [_hiddenName]);
+        IDisposableReadOnlyCollection<OrtValue> outputs;
+        try
+        {
+            outputs = Session.Run(runOptions, ["input_ids"], [input.Value], [_hiddenName]);
+        }
+        catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
+        {
+            // A run stopped through RunOptions.Terminate fails with ONNX Runtime's own exception; callers expect
+            // cancellation to look like cancellation, as the UNet loop and the VAE decoding already report it.
+            throw new OperationCanceledException("Text encoding was cancelled.", cancellationToken);
+        }
+        using var _ = outputs;
         var info = outputs[0].GetTensorTypeAndShape();
         var shape = info.Shape;
         if (shape.Length != 3 || shape[0] != n || shape[1] != len)

@@ -1,0 +1,272 @@
+// Microsoft.Extensions.AI marks its image-generation abstraction experimental ([Experimental("MEAI001")]).
+// This file implements that abstraction, so it opts in to MEAI001 here; nothing else is suppressed.
+#pragma warning disable MEAI001
+
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.Extensions.AI;
+using MLNet.Diffusion.Pipeline;
+
+namespace MLNet.Diffusion.Hosting;
+
+/// <summary>
+/// Text-to-image generation behind Microsoft.Extensions.AI's <see cref="IImageGenerator"/>, over a (shared)
+/// <see cref="StableDiffusionPipeline"/>. Images come back as <see cref="DataContent"/> holding PNG bytes
+/// (<c>image/png</c>), each with its seed in <see cref="AIContent.AdditionalProperties"/> under
+/// <see cref="SeedProperty"/> so that it can be made again. Thread-safe: concurrent requests share the pipeline.
+/// </summary>
+/// <remarks>
+/// <para>From <see cref="ImageGenerationOptions"/>: <see cref="ImageGenerationOptions.Count"/> (images; image i takes
+/// seed base + i), <see cref="ImageGenerationOptions.ImageSize"/> (each side a multiple of 8),
+/// <see cref="ImageGenerationOptions.MediaType"/> (only <c>image/png</c>) and, in
+/// <see cref="ImageGenerationOptions.AdditionalProperties"/>, the model's own settings: <see cref="SeedProperty"/>,
+/// <see cref="StepsProperty"/>, <see cref="GuidanceScaleProperty"/>, <see cref="NegativePromptProperty"/>,
+/// <see cref="SchedulerProperty"/> and <see cref="EtaProperty"/> (numbers may be given as numbers, numeric strings or
+/// JSON elements). Other additional properties are ignored, as are <see cref="ImageGenerationOptions.ModelId"/> (the
+/// model is the pipeline's folder), <see cref="ImageGenerationOptions.ResponseFormat"/> (the data is always inline;
+/// <see cref="DataContent.Uri"/> gives it as a data URI) and <see cref="ImageGenerationOptions.StreamingCount"/>.
+/// Unset settings come from <see cref="DefaultOptions"/>; with no seed given, a random base seed is drawn.</para>
+/// <para>Disposing the generator does not dispose the pipeline: the pipeline's owner (the caller, or the
+/// <see cref="IDiffusionPipelineProvider"/> in a service container) does.</para>
+/// </remarks>
+public sealed class StableDiffusionImageGenerator : IImageGenerator
+{
+    /// <summary>The provider name in <see cref="ImageGeneratorMetadata"/>.</summary>
+    public const string ProviderName = "MLNet.Diffusion";
+
+    /// <summary>The only media type produced.</summary>
+    public const string PngMediaType = "image/png";
+
+    /// <summary>Additional property: the base seed (integer); image i of a request uses seed + i.</summary>
+    public const string SeedProperty = "seed";
+
+    /// <summary>Additional property: inference steps (integer, 1–1000).</summary>
+    public const string StepsProperty = "steps";
+
+    /// <summary>Additional property: the classifier-free guidance scale (number; 1 or less turns guidance off).</summary>
+    public const string GuidanceScaleProperty = "guidance_scale";
+
+    /// <summary>Additional property: what the images should not show (string).</summary>
+    public const string NegativePromptProperty = "negative_prompt";
+
+    /// <summary>Additional property: the scheduler, a short name such as <c>euler-a</c> or a diffusers class name (string).</summary>
+    public const string SchedulerProperty = "scheduler";
+
+    /// <summary>Additional property: DDIM's η (number, 0–1).</summary>
+    public const string EtaProperty = "eta";
+
+    private readonly ImageGeneratorMetadata _metadata;
+    private readonly GenerationOptions _defaults;
+    private readonly int _maxBatchSize;
+
+    /// <summary>A generator over <paramref name="pipeline"/>.</summary>
+    /// <param name="pipeline">The pipeline; the generator uses it but does not own it.</param>
+    /// <param name="defaults">Settings a request does not give (copied); null: <see cref="GenerationOptions"/>'s defaults.</param>
+    /// <param name="maxBatchSize">The most images generated in one UNet batch; larger counts run in several batches
+    /// (an image depends only on its seed, so the split does not change it). Default 4.</param>
+    public StableDiffusionImageGenerator(StableDiffusionPipeline pipeline, GenerationOptions? defaults = null, int maxBatchSize = 4)
+    {
+        ArgumentNullException.ThrowIfNull(pipeline);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxBatchSize, 1);
+        Pipeline = pipeline;
+        _defaults = defaults?.Clone() ?? new GenerationOptions();
+        _maxBatchSize = maxBatchSize;
+        string folder = pipeline.Folder.Directory;
+        _metadata = new ImageGeneratorMetadata(ProviderName, new Uri(folder), folder);
+    }
+
+    /// <summary>The pipeline the images come from.</summary>
+    public StableDiffusionPipeline Pipeline { get; }
+
+    /// <summary>The settings used where a request gives none (a copy; changing it does not change the generator).</summary>
+    public GenerationOptions DefaultOptions => _defaults.Clone();
+
+    /// <summary>Generates <see cref="ImageGenerationOptions.Count"/> images (default 1) for the request's prompt.</summary>
+    /// <returns>One <see cref="DataContent"/> per image: PNG bytes, media type <c>image/png</c>, name
+    /// <c>{seed}.png</c>, and the seed under <see cref="SeedProperty"/>.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="request"/> is null.</exception>
+    /// <exception cref="ArgumentException">The prompt is missing, or a size, count or additional property is out of
+    /// range or of the wrong type (the message names it).</exception>
+    /// <exception cref="NotSupportedException">A media type other than <c>image/png</c> was asked for, or the request
+    /// has <see cref="ImageGenerationRequest.OriginalImages"/> (image editing is not supported).</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled; checked before
+    /// every UNet call, and a running call is terminated.</exception>
+    public async Task<ImageGenerationResponse> GenerateAsync(ImageGenerationRequest request, ImageGenerationOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var plan = Plan(request, options);
+        cancellationToken.ThrowIfCancellationRequested();
+        var contents = await Task.Run(() => Generate(plan, cancellationToken), cancellationToken).ConfigureAwait(false);
+        return new ImageGenerationResponse(contents);
+    }
+
+    /// <summary>What a request asks for: <see cref="Count"/> images of one prompt, seeds <see cref="Seed"/> + i.</summary>
+    private readonly record struct Request(string Prompt, string NegativePrompt, long Seed, int Count, GenerationOptions Generation);
+
+    private List<AIContent> Generate(Request request, CancellationToken cancellationToken)
+    {
+        var contents = new List<AIContent>(Math.Min(request.Count, 64));
+        // Batch by batch, so that memory follows the batch size, not the count.
+        for (int start = 0; start < request.Count; start += _maxBatchSize)
+        {
+            var batch = new ImagePrompt[Math.Min(_maxBatchSize, request.Count - start)];
+            for (int i = 0; i < batch.Length; i++)
+                batch[i] = new ImagePrompt(request.Prompt, unchecked(request.Seed + start + i)) { NegativePrompt = request.NegativePrompt };
+            var images = Pipeline.Generate(batch, request.Generation, null, cancellationToken);
+            try
+            {
+                foreach (var image in images)
+                {
+                    contents.Add(new DataContent(PngEncoder.Encode(image.Image), PngMediaType)
+                    {
+                        Name = string.Create(CultureInfo.InvariantCulture, $"{image.Prompt.Seed}.png"),
+                        AdditionalProperties = new AdditionalPropertiesDictionary { [SeedProperty] = image.Prompt.Seed },
+                    });
+                }
+            }
+            finally
+            {
+                foreach (var image in images) image.Image.Dispose();
+            }
+        }
+        return contents;
+    }
+
+    /// <summary>Checks the request and the options and resolves them against the defaults.</summary>
+    private Request Plan(ImageGenerationRequest request, ImageGenerationOptions? options)
+    {
+        if (request.Prompt is null)
+            throw new ArgumentException("ImageGenerationRequest.Prompt is required (an empty string generates without a prompt).", nameof(request));
+        if (request.OriginalImages?.Any() == true)
+            throw new NotSupportedException("ImageGenerationRequest.OriginalImages is set, but StableDiffusionImageGenerator only generates from text; image editing is not supported.");
+
+        var generation = _defaults.Clone();
+        int count = options?.Count ?? 1;
+        if (count < 1)
+            throw new ArgumentOutOfRangeException(nameof(options), count, $"ImageGenerationOptions.Count must be 1 or more; got {count}.");
+        if (options?.ImageSize is { } size)
+        {
+            if (!ValidSide(size.Width) || !ValidSide(size.Height))
+                throw new ArgumentException(
+                    $"ImageGenerationOptions.ImageSize must have a width and height that are multiples of 8 from 8 to 4096 (the VAE works on 8×8 pixel blocks); got {size.Width}×{size.Height}. " +
+                    $"The nearest valid size is {Nearest(size.Width)}×{Nearest(size.Height)}.", nameof(options));
+            generation.Width = size.Width;
+            generation.Height = size.Height;
+        }
+        if (options?.MediaType is { } mediaType && !string.IsNullOrWhiteSpace(mediaType) && !IsPng(mediaType))
+            throw new NotSupportedException($"ImageGenerationOptions.MediaType '{mediaType}' is not supported: StableDiffusionImageGenerator produces {PngMediaType} only.");
+
+        var extra = options?.AdditionalProperties;
+        if (GetInteger(extra, StepsProperty) is long steps)
+        {
+            if (steps < 1 || steps > 1000)
+                throw new ArgumentOutOfRangeException(nameof(options), steps, $"ImageGenerationOptions.AdditionalProperties[\"{StepsProperty}\"] must be from 1 to 1000; got {steps}.");
+            generation.Steps = (int)steps;
+        }
+        if (GetNumber(extra, GuidanceScaleProperty) is double guidance)
+        {
+            if (!double.IsFinite(guidance) || !float.IsFinite((float)guidance))
+                throw new ArgumentOutOfRangeException(nameof(options), guidance, $"ImageGenerationOptions.AdditionalProperties[\"{GuidanceScaleProperty}\"] must be a finite number; got {guidance}.");
+            generation.GuidanceScale = (float)guidance;
+        }
+        if (GetNumber(extra, EtaProperty) is double eta)
+        {
+            if (!(eta >= 0 && eta <= 1))
+                throw new ArgumentOutOfRangeException(nameof(options), eta, $"ImageGenerationOptions.AdditionalProperties[\"{EtaProperty}\"] must be from 0 to 1; got {eta}.");
+            generation.Eta = (float)eta;
+        }
+        if (GetString(extra, SchedulerProperty) is { } scheduler && !string.IsNullOrWhiteSpace(scheduler))
+            generation.Scheduler = scheduler;
+        string negative = GetString(extra, NegativePromptProperty) ?? "";
+        long seed = GetInteger(extra, SeedProperty) ?? Random.Shared.NextInt64(0, 1L << 32);
+        return new Request(request.Prompt, negative, seed, count, generation);
+    }
+
+    private static bool ValidSide(int side) => side >= 8 && side <= 4096 && side % 8 == 0;
+
+    private static int Nearest(int side) => Math.Clamp((int)Math.Round(side / 8.0, MidpointRounding.AwayFromZero) * 8, 8, 4096);
+
+    private static bool IsPng(string mediaType) =>
+        string.Equals(mediaType.Split(';', 2)[0].Trim(), PngMediaType, StringComparison.OrdinalIgnoreCase);
+
+    private static long? GetInteger(AdditionalPropertiesDictionary? extra, string key)
+    {
+        if (extra is null || !extra.TryGetValue(key, out var value) || value is null) return null;
+        long? result = value switch
+        {
+            long l => l,
+            int i => i,
+            short s => s,
+            sbyte s => s,
+            byte b => b,
+            ushort u => u,
+            uint u => u,
+            ulong u when u <= long.MaxValue => (long)u,
+            double d when double.IsInteger(d) && Math.Abs(d) <= 1e15 => (long)d,
+            float f when float.IsInteger(f) && Math.Abs(f) <= 1e7f => (long)f,
+            decimal m when decimal.IsInteger(m) && m >= long.MinValue && m <= long.MaxValue => (long)m,
+            string s when long.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out var p) => p,
+            JsonElement { ValueKind: JsonValueKind.Number } j when j.TryGetInt64(out var p) => p,
+            JsonElement { ValueKind: JsonValueKind.String } j when long.TryParse(j.GetString(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var p) => p,
+            _ => null,
+        };
+        return result ?? throw WrongType(key, "a whole number", value);
+    }
+
+    private static double? GetNumber(AdditionalPropertiesDictionary? extra, string key)
+    {
+        if (extra is null || !extra.TryGetValue(key, out var value) || value is null) return null;
+        double? result = value switch
+        {
+            double d => d,
+            float f => f,
+            decimal m => (double)m,
+            long l => l,
+            int i => i,
+            short s => s,
+            sbyte s => s,
+            byte b => b,
+            ushort u => u,
+            uint u => u,
+            ulong u => u,
+            string s when double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var p) => p,
+            JsonElement { ValueKind: JsonValueKind.Number } j => j.GetDouble(),
+            JsonElement { ValueKind: JsonValueKind.String } j when double.TryParse(j.GetString(), NumberStyles.Float, CultureInfo.InvariantCulture, out var p) => p,
+            _ => null,
+        };
+        return result ?? throw WrongType(key, "a number", value);
+    }
+
+    private static string? GetString(AdditionalPropertiesDictionary? extra, string key)
+    {
+        if (extra is null || !extra.TryGetValue(key, out var value) || value is null) return null;
+        return value switch
+        {
+            string s => s,
+            JsonElement { ValueKind: JsonValueKind.String } j => j.GetString(),
+            JsonElement { ValueKind: JsonValueKind.Null } => null,
+            _ => throw WrongType(key, "a string", value),
+        };
+    }
+
+    private static ArgumentException WrongType(string key, string expected, object value) =>
+        new($"ImageGenerationOptions.AdditionalProperties[\"{key}\"] must be {expected}; got {(value is JsonElement j ? j.GetRawText() : value)} ({value.GetType().Name}).", "options");
+
+    /// <summary>
+    /// <see cref="ImageGeneratorMetadata"/> (provider <see cref="ProviderName"/>, the model folder as default model id
+    /// and as a file URI), the <see cref="StableDiffusionPipeline"/>, or this generator; null for anything else or
+    /// for any <paramref name="serviceKey"/>.
+    /// </summary>
+    public object? GetService(Type serviceType, object? serviceKey = null)
+    {
+        ArgumentNullException.ThrowIfNull(serviceType);
+        if (serviceKey is not null) return null;
+        if (serviceType == typeof(ImageGeneratorMetadata)) return _metadata;
+        if (serviceType.IsInstanceOfType(this)) return this;
+        if (serviceType.IsInstanceOfType(Pipeline)) return Pipeline;
+        return null;
+    }
+
+    /// <summary>Does nothing: the pipeline belongs to whoever created it.</summary>
+    public void Dispose() { }
+}
