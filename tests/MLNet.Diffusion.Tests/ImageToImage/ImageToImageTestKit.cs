@@ -93,3 +93,39 @@ internal static class ImageToImageTestKit
         return [.. Enumerable.Range(0, 4).Select(c => zu[c] + guidance * (zc[c] - zu[c]))];
     }
 }
+
+/// <summary>
+/// One loaded pipeline per test-model variant for a test class (xUnit class fixture: the tests of a class run
+/// one after another, so UNet.RunCount differences stay per test). Saves writing and loading a model per case.
+/// </summary>
+public sealed class PipelineCache : IDisposable
+{
+    private readonly Dictionary<TestModelOptions, (TempModelFolder Folder, StableDiffusionPipeline Pipeline)> _loaded = [];
+
+    /// <summary>The pipeline of a test model with these options (written and loaded on first use).</summary>
+    public StableDiffusionPipeline Get(TestModelOptions? options = null)
+    {
+        options ??= new TestModelOptions();
+        lock (_loaded)
+        {
+            if (!_loaded.TryGetValue(options, out var entry))
+            {
+                var folder = TestModelFactory.CreateTemp(options);
+                entry = (folder, StableDiffusionPipeline.Load(folder.Path));
+                _loaded.Add(options, entry);
+            }
+            return entry.Pipeline;
+        }
+    }
+
+    /// <summary>Disposes the pipelines and deletes their folders.</summary>
+    public void Dispose()
+    {
+        foreach (var (folder, pipeline) in _loaded.Values)
+        {
+            pipeline.Dispose();
+            folder.Dispose();
+        }
+        _loaded.Clear();
+    }
+}

@@ -7,7 +7,7 @@ using static MLNet.Diffusion.Tests.Pipeline.PipelineTestHelpers;
 
 namespace MLNet.Diffusion.Tests.ImageToImage;
 
-public class ImageToImageTests
+public class ImageToImageTests(PipelineCache models) : IClassFixture<PipelineCache>
 {
     [Theory]
     [InlineData(VaeEncoderForm.LatentSample, false, "ddim")]
@@ -16,8 +16,7 @@ public class ImageToImageTests
     [InlineData(VaeEncoderForm.LatentSample, true, "euler-a")]
     public void StrengthZeroReturnsTheInputThroughTheVae(VaeEncoderForm form, bool fp16, string scheduler)
     {
-        using var folder = TestModelFactory.CreateTemp(new TestModelOptions { Encoder = form, Fp16 = fp16 });
-        using var pipeline = StableDiffusionPipeline.Load(folder.Path);
+        var pipeline = models.Get(new TestModelOptions { Encoder = form, Fp16 = fp16 });
         using var input = BlockImage(64, 64);
         var (result, runs) = GenerateCounting(pipeline, new ImagePrompt(Prompt, 3) { InitImage = input, Strength = 0 },
             new GenerationOptions { Steps = 10, Scheduler = scheduler });
@@ -45,8 +44,7 @@ public class ImageToImageTests
     public void StrengthOneIsTextToImageWithTheSameSeed(string scheduler, VaeEncoderForm form)
     {
         // SD 1.5's own schedule (not ending at ᾱ = 1), so the seed's noise still shows in the result.
-        using var folder = TestModelFactory.CreateTemp(new TestModelOptions { Encoder = form });
-        using var pipeline = StableDiffusionPipeline.Load(folder.Path);
+        var pipeline = models.Get(new TestModelOptions { Encoder = form });
         using var input = BlockImage(64, 64);
         var options = new GenerationOptions { Steps = 6, Scheduler = scheduler, GuidanceScale = 3 };
         var textToImage = pipeline.Generate([new ImagePrompt(Prompt, 42) { NegativePrompt = "blue dog" }], options)[0];
@@ -63,8 +61,7 @@ public class ImageToImageTests
         // Data N(target, 0.5²): a deterministic sampler keeps part of where it starts, less the more noise it starts from.
         const float s = 0.5f;
         var o = new TestModelOptions { DataStd = s, SchedulerConfigJson = ExactEndConfig };
-        using var folder = TestModelFactory.CreateTemp(o);
-        using var pipeline = StableDiffusionPipeline.Load(folder.Path);
+        var pipeline = models.Get(o);
         // Colours opposite to the target's signs, so the input is far from the target.
         var target = GuidedTarget(Prompt, "", 1, o);
         (byte, byte, byte) Colour(int bx, int by) =>
@@ -131,8 +128,7 @@ public class ImageToImageTests
     [InlineData("dpm++2m", 20, 0.04f, 0)]       // ⌊0.8⌋ = 0: nothing to denoise
     public void UNetCallsAreTheKeptSteps(string scheduler, int steps, float strength, int expectedCalls)
     {
-        using var folder = TestModelFactory.CreateTemp();
-        using var pipeline = StableDiffusionPipeline.Load(folder.Path);
+        var pipeline = models.Get();
         using var input = BlockImage(64, 64);
         var reports = new List<DiffusionProgress>();
         var progress = new SynchronousProgress<DiffusionProgress>(reports.Add);
@@ -168,8 +164,7 @@ public class ImageToImageTests
     [MemberData(nameof(AllSchedulers))]
     public void EverySchedulerRunsImageToImageAndLandsOnTheTarget(string scheduler)
     {
-        using var folder = TestModelFactory.CreateTemp(new TestModelOptions { SchedulerConfigJson = ExactEndConfig });
-        using var pipeline = StableDiffusionPipeline.Load(folder.Path);
+        var pipeline = models.Get(new TestModelOptions { SchedulerConfigJson = ExactEndConfig });
         using var input = BlockImage(64, 64);
         var options = new GenerationOptions { Steps = 25, Scheduler = scheduler, GuidanceScale = 2.5f };
         var (result, runs) = GenerateCounting(pipeline, new ImagePrompt(Prompt, 11) { NegativePrompt = "blue dog", InitImage = input, Strength = 0.6f }, options);
@@ -186,8 +181,7 @@ public class ImageToImageTests
     [Fact]
     public void InitImagesOfAnySizeAreStretchedToTheGenerationSize()
     {
-        using var folder = TestModelFactory.CreateTemp();
-        using var pipeline = StableDiffusionPipeline.Load(folder.Path);
+        var pipeline = models.Get();
         // A constant colour stays constant under any resize, so the round trip is exact.
         using var input = BlockImage(20, 13, (_, _) => (200, 60, 120));
         var result = pipeline.Generate([new ImagePrompt(Prompt, 0) { InitImage = input, Strength = 0 }], new GenerationOptions { Width = 48, Height = 32 })[0];
@@ -202,8 +196,7 @@ public class ImageToImageTests
     [Fact]
     public void MixedStrengthsInOneCallEqualImagesGeneratedAlone()
     {
-        using var folder = TestModelFactory.CreateTemp();
-        using var pipeline = StableDiffusionPipeline.Load(folder.Path);
+        var pipeline = models.Get();
         using var a = BlockImage(64, 64);
         using var b = BlockImage(64, 64, (x, y) => ((byte)(x * 30), (byte)(y * 30), 90));
         using var mask = MaskImage(64, 64, (x, y) => x >= 32);
@@ -236,8 +229,7 @@ public class ImageToImageTests
     [InlineData(VaeEncoderForm.LatentParameters)]
     public void EncodeImageGivesTheScaledLatentsInBothExportForms(VaeEncoderForm form)
     {
-        using var folder = TestModelFactory.CreateTemp(new TestModelOptions { Encoder = form, ScalingFactor = 0.13025f });
-        using var pipeline = StableDiffusionPipeline.Load(folder.Path);
+        var pipeline = models.Get(new TestModelOptions { Encoder = form, ScalingFactor = 0.13025f });
         Assert.Equal(form == VaeEncoderForm.LatentParameters, pipeline.VaeEncoder!.ReturnsDistribution);
         using var input = BlockImage(64, 64);
         var expected = BlockLatents(64, 64); // the test encoder divides by s, the engine multiplies by it

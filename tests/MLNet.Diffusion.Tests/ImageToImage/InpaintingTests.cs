@@ -5,7 +5,7 @@ using static MLNet.Diffusion.Tests.Pipeline.PipelineTestHelpers;
 
 namespace MLNet.Diffusion.Tests.ImageToImage;
 
-public class InpaintingTests
+public class InpaintingTests(PipelineCache models) : IClassFixture<PipelineCache>
 {
     /// <summary>Repaint the lower-left quarter and one more block: block-aligned, so every 8×8 block is either kept or repainted.</summary>
     private static bool Repaint(int x, int y) => (x < 32 && y >= 32) || (x is >= 48 and < 56 && y is >= 8 and < 16);
@@ -30,8 +30,7 @@ public class InpaintingTests
     [InlineData("lcm", null)]
     public void FourChannelInpaintingKeepsTheOutsideAndReachesTheTargetInside(string scheduler, float? strength)
     {
-        using var folder = TestModelFactory.CreateTemp(new TestModelOptions { SchedulerConfigJson = ExactEndConfig });
-        using var pipeline = StableDiffusionPipeline.Load(folder.Path);
+        var pipeline = models.Get(new TestModelOptions { SchedulerConfigJson = ExactEndConfig });
         Assert.Equal(4, pipeline.UNet.InChannels);
         using var input = BlockImage(64, 64);
         using var mask = MaskImage(64, 64, Repaint);
@@ -72,8 +71,7 @@ public class InpaintingTests
     public void NineChannelUNetGetsTheMaskAndMaskedImageLatentsInDiffusersOrder(VaeEncoderForm form, float? strength, string scheduler)
     {
         var o = new TestModelOptions { UnetInChannels = 9, Encoder = form, SchedulerConfigJson = ExactEndConfig };
-        using var folder = TestModelFactory.CreateTemp(o);
-        using var pipeline = StableDiffusionPipeline.Load(folder.Path);
+        var pipeline = models.Get(o);
         Assert.Equal(9, pipeline.UNet.InChannels);
         using var input = BlockImage(64, 64);
         using var mask = MaskImage(64, 64, Repaint);
@@ -99,8 +97,7 @@ public class InpaintingTests
     [Fact]
     public void NineChannelUNetWithoutAMaskRepaintsEverything()
     {
-        using var folder = TestModelFactory.CreateTemp(new TestModelOptions { UnetInChannels = 9, SchedulerConfigJson = ExactEndConfig });
-        using var pipeline = StableDiffusionPipeline.Load(folder.Path);
+        var pipeline = models.Get(new TestModelOptions { UnetInChannels = 9, SchedulerConfigJson = ExactEndConfig });
         using var input = BlockImage(64, 64);
         var result = pipeline.Generate([new ImagePrompt(Prompt, 8) { InitImage = input }], new GenerationOptions { Steps = 20, Scheduler = "ddim", GuidanceScale = 1 })[0];
         result.Image.Dispose();
@@ -110,8 +107,7 @@ public class InpaintingTests
     [Fact]
     public void MaskBlocksFollowTheirTopLeftPixelAsDiffusersNearestDownsampling()
     {
-        using var folder = TestModelFactory.CreateTemp(new TestModelOptions { SchedulerConfigJson = ExactEndConfig });
-        using var pipeline = StableDiffusionPipeline.Load(folder.Path);
+        var pipeline = models.Get(new TestModelOptions { SchedulerConfigJson = ExactEndConfig });
         using var input = BlockImage(64, 64);
         // White 4×4 squares: at the top-left corner of block (1, 1), and in the middle of block (2, 0).
         using var mask = MaskImage(64, 64, (x, y) => (x is >= 8 and < 12 && y is >= 8 and < 12) || (x is >= 20 and < 24 && y is >= 2 and < 6));
@@ -130,8 +126,7 @@ public class InpaintingTests
     [Fact]
     public void StrengthZeroInpaintingReturnsTheInput()
     {
-        using var folder = TestModelFactory.CreateTemp();
-        using var pipeline = StableDiffusionPipeline.Load(folder.Path);
+        var pipeline = models.Get();
         using var input = BlockImage(64, 64);
         using var mask = MaskImage(64, 64, Repaint);
         var (result, runs) = GenerateCounting(pipeline, new ImagePrompt(Prompt, 1) { InitImage = input, Mask = mask, Strength = 0 }, new GenerationOptions { Steps = 10 });
