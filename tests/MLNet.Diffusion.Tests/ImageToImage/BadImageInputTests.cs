@@ -70,7 +70,7 @@ public class BadImageInputTests
         var e = Assert.Throws<ArgumentException>(() => pipeline.Generate([new ImagePrompt(Prompt) { Mask = mask }]));
         Assert.Contains("Mask needs an InitImage", e.Message);
         var s = Assert.Throws<ArgumentException>(() => pipeline.Generate([new ImagePrompt(Prompt) { Strength = 0.5f }]));
-        Assert.Contains("Strength (0.5) applies to an InitImage", s.Message);
+        Assert.Contains($"Strength ({0.5f}) applies to an InitImage", s.Message);
         AssertNothingRan(pipeline);
     }
 
