@@ -108,25 +108,34 @@ internal static class SigmaTestKit
         return Moments(end).Variance / Moments(start).Variance / ideal;
     }
 
-    /// <summary>Bytes allocated on this thread by all calls after the first one of a generation.</summary>
+    /// <summary>
+    /// Bytes allocated on this thread by all calls after the first one of a generation: the least over three
+    /// generations, since the runtime itself may allocate once on a thread (tiered JIT, type loading) while a
+    /// step that allocates does so in every generation.
+    /// </summary>
     public static long AllocationsAfterFirstStep(DiffusionScheduler scheduler, int steps, int length)
     {
         var oracle = new GaussianOracle(scheduler, Pattern(length), 0.5);
         var noise = new GaussianNoise(3);
-        scheduler.SetTimesteps(steps);
         var x = new float[length];
-        noise.Fill(x);
         var input = new float[length];
         var output = new float[length];
-        long before = 0;
-        while (scheduler.StepIndex < scheduler.CallCount)
+        long least = long.MaxValue;
+        for (int run = 0; run < 3; run++)
         {
-            if (scheduler.StepIndex == 1) before = GC.GetAllocatedBytesForCurrentThread();
-            scheduler.ScaleModelInput(x, input);
-            oracle.Predict(input, scheduler.Timesteps[scheduler.StepIndex], output);
-            scheduler.Step(output, x, noise);
+            scheduler.SetTimesteps(steps);
+            noise.Fill(x);
+            long before = 0;
+            while (scheduler.StepIndex < scheduler.CallCount)
+            {
+                if (scheduler.StepIndex == 1) before = GC.GetAllocatedBytesForCurrentThread();
+                scheduler.ScaleModelInput(x, input);
+                oracle.Predict(input, scheduler.Timesteps[scheduler.StepIndex], output);
+                scheduler.Step(output, x, noise);
+            }
+            least = Math.Min(least, GC.GetAllocatedBytesForCurrentThread() - before);
         }
-        return GC.GetAllocatedBytesForCurrentThread() - before;
+        return least;
     }
 
     /// <summary>Checks that ScaleModelInput at the current call divides by √(σ² + 1).</summary>
