@@ -25,9 +25,14 @@ public class GenerateImagesPipelineTests
         var pipeline = ml.Transforms.GenerateImages(Options(folder.Path, batchSize: 3), promptColumn: "Prompt", outputColumn: "Image")
             .Append(ml.Transforms.ResizeImages("Small", 16, 16, "Image"))
             .Append(ml.Transforms.ExtractPixels("Pixels", "Small"))
+            // Trainers read their data several times: keep the pixels, not the images, and cache them, so each image is generated once.
+            .Append(ml.Transforms.DropColumns("Image", "Small"))
+            .AppendCacheCheckpoint(ml)
             .Append(ml.Transforms.NormalizeMinMax("Normalized", "Pixels"))
             .Append(ml.Clustering.Trainers.KMeans("Normalized", numberOfClusters: 2));
         using var model = pipeline.Fit(table);
+        var unet = model.OfType<DiffusionTransformer>().Single().Pipeline.UNet;
+        Assert.Equal(2 * 3, unet.RunCount); // fitting generated the 6 images once: 2 batches of 3, 3 steps
         var scored = model.Transform(table);
 
         var rows = ml.Data.CreateEnumerable<PixelRow>(scored, reuseRowObject: false).ToList();

@@ -70,3 +70,13 @@ internal static class TransformTestKit
         return max;
     }
 }
+
+/// <summary>One test model folder for a test class.</summary>
+public sealed class TransformModelFixture : IDisposable
+{
+    private readonly MLNet.Diffusion.Tests.TestModels.TempModelFolder _folder = MLNet.Diffusion.Tests.TestModels.TestModelFactory.CreateTemp();
+
+    public string Path => _folder.Path;
+
+    public void Dispose() => _folder.Dispose();
+}
