@@ -37,6 +37,7 @@ internal static class TransformTestKit
         GuidanceScale = 3,
         BatchSize = batchSize,
         Seed = 100,
+        IntraOpThreads = 1, // tests run in parallel on few cores: no spinning ONNX Runtime thread pools
     };
 
     public static IDataView Table(MLContext ml, int rows) =>
