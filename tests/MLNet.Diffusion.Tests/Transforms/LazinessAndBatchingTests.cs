@@ -182,4 +182,48 @@ public class LazinessAndBatchingTests(TransformModelFixture model) : IClassFixtu
         }
         Assert.Throws<InvalidOperationException>(() => transformer.GetRowToRowMapper(table.Schema));
     }
+
+    [Fact]
+    public void NegativePromptGuidanceAndInt64SeedColumnsArePerRow()
+    {
+        var ml = new MLContext();
+        var rows = new[]
+        {
+            new FullRow { Prompt = "red cat", Negative = "blue dog", Seed = 1L << 40, Guidance = float.NaN }, // NaN: the options' scale (3)
+            new FullRow { Prompt = "the horse", Negative = "cat", Seed = -2, Guidance = 1 },                 // guidance off: its own UNet call
+            new FullRow { Prompt = "painting", Negative = "", Seed = 3, Guidance = 5 },
+        };
+        var table = ml.Data.LoadFromEnumerable(rows);
+        var options = Options(model.Path, batchSize: 3);
+        options.NegativePromptColumnName = "Negative";
+        options.SeedColumnName = "Seed";
+        options.GuidanceScaleColumnName = "Guidance";
+        options.StepsColumnName = "Steps";
+        using var transformer = ml.Transforms.GenerateImages(options).Fit(table);
+        long before = transformer.Pipeline.UNet.RunCount;
+        var images = ReadImages(transformer.Transform(table));
+        Assert.Equal(2 * options.Steps, transformer.Pipeline.UNet.RunCount - before); // guided pair + unguided row
+        for (int i = 0; i < rows.Length; i++)
+        {
+            var request = new ImagePrompt(rows[i].Prompt, rows[i].Seed) { NegativePrompt = rows[i].Negative, GuidanceScale = float.IsNaN(rows[i].Guidance) ? null : rows[i].Guidance };
+            using var alone = transformer.Pipeline.Generate([request], Generation(options))[0].Image;
+            Assert.True(MaxByteDifference(alone.Pixels.ToArray(), images[i]) <= 1, $"row {i} differs from its image generated alone");
+        }
+        Assert.NotEqual(images[0], images[2]);
+    }
+
+    [Fact]
+    public void AnOutOfRangeStepsValueNamesTheRowAndColumnWhenItsImageIsRead()
+    {
+        var ml = new MLContext();
+        var table = ml.Data.LoadFromEnumerable(new[] { new SeededRow { Prompt = "cat", Steps = 3 }, new SeededRow { Prompt = "dog", Steps = -5 } });
+        var options = Options(model.Path);
+        options.StepsColumnName = "Steps";
+        using var transformer = ml.Transforms.GenerateImages(options).Fit(table);
+        var output = transformer.Transform(table);
+        Assert.Equal(2, output.GetColumn<string>("Prompt").Count()); // pass-through reads are fine
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => ReadImages(output));
+        Assert.Contains("Row 1", e.Message);
+        Assert.Contains("'Steps' holds -5", e.Message);
+    }
 }
