@@ -16,7 +16,8 @@ namespace MLNet.Diffusion.Transforms;
 /// <see cref="BatchSize"/> images, twice that with guidance): a batch is the next <see cref="BatchSize"/>
 /// consecutive images of the view. Images of one batch whose steps differ, or of which some use guidance
 /// (scale &gt; 1) and others do not, cannot share a UNet call: the batch is split into one call per
-/// (steps, guidance on/off) group, in order of first appearance. An image's pixels do not depend on its batch.</para>
+/// (steps, guidance on/off) group, in order of first appearance (the image size is one setting for the whole
+/// transform, so it never splits a batch). An image's pixels do not depend on its batch.</para>
 /// </remarks>
 public sealed class DiffusionOptions
 {
