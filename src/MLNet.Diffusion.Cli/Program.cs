@@ -74,6 +74,13 @@ public static class Program
             config.AddCommand<BatchCommand>("batch")
                 .WithDescription("Generate an image per row of a CSV/TSV table, with a manifest; rerun to resume after an interruption.")
                 .WithExample("batch", "prompts.csv", "--prompt-column", "prompt", "--batch-size", "4", "--out", "images");
+            config.AddCommand<GridCommand>("grid")
+                .WithDescription("Generate a contact sheet (prompts x seeds) as one labelled PNG, with a legend in NAME.json.")
+                .WithExample("grid", "\"a red circle\"", "\"a blue square\"", "--seeds", "4")
+                .WithExample("grid", "\"a yellow star\"", "--seeds", "1,7,42");
+            config.AddCommand<InfoCommand>("info")
+                .WithDescription("Show what a model folder holds: components with their ONNX inputs and outputs, scheduler, VAE scaling factor, default size, device.")
+                .WithExample("info", "--model", "/models/sd15-onnx");
         });
         try
         {
