@@ -9,6 +9,8 @@ public enum DiffusionStage
     Denoising,
     /// <summary>Decoding latents into images.</summary>
     Decoding,
+    /// <summary>Encoding init images (and masked images) into latents.</summary>
+    EncodingImages,
 }
 
 /// <summary>Progress of a generation: <paramref name="Step"/> of <paramref name="Total"/> within <paramref name="Stage"/>.</summary>

@@ -3,7 +3,7 @@ namespace MLNet.Diffusion.Pipeline;
 /// <summary>Settings shared by the images of one generation call.</summary>
 public sealed class GenerationOptions
 {
-    /// <summary>Image width in pixels, a multiple of 8; null takes the model's default (UNet sample_size × 8, else 512).</summary>
+    /// <summary>Image width in pixels, a multiple of 8; null takes the model's default (UNet sample_size × 8, else 512). Init images and masks are stretched to this size.</summary>
     public int? Width { get; set; }
 
     /// <summary>Image height in pixels, a multiple of 8; null takes the model's default.</summary>

@@ -14,13 +14,14 @@ using MLNet.Diffusion.Vae;
 namespace MLNet.Diffusion.Pipeline;
 
 /// <summary>
-/// Text-to-image generation with a Stable Diffusion ONNX folder: text encoding, the denoising loop with
-/// classifier-free guidance, and VAE decoding. Each stage is also callable alone
-/// (<see cref="EncodeText"/>, <see cref="Denoise"/>, <see cref="Decode"/>), which is what the ML.NET
-/// transforms build on. One instance holds one ONNX Runtime session per component; it is safe to call
-/// from several threads at once (each call has its own scheduler and buffers).
+/// Text-to-image, image-to-image and inpainting with a Stable Diffusion ONNX folder: text encoding, the
+/// denoising loop with classifier-free guidance, and VAE decoding (and encoding, for init images). Each stage
+/// is also callable alone (<see cref="EncodeText"/>, <see cref="EncodeImage"/>, <see cref="Denoise(ReadOnlySpan{float}, ReadOnlySpan{float}, IReadOnlyList{ImagePrompt}, int, int, GenerationOptions, IProgress{DiffusionProgress}?, CancellationToken)"/>,
+/// <see cref="Decode"/>), which is what the ML.NET transforms build on. One instance holds one ONNX Runtime
+/// session per component; it is safe to call from several threads at once (each call has its own scheduler
+/// and buffers).
 /// </summary>
-public sealed class StableDiffusionPipeline : IDisposable
+public sealed partial class StableDiffusionPipeline : IDisposable
 {
     private readonly ILogger? _logger;
 
@@ -103,10 +104,15 @@ public sealed class StableDiffusionPipeline : IDisposable
         Generate([new ImagePrompt(prompt, seed)], options, progress, cancellationToken)[0];
 
     /// <summary>
-    /// Generates one image per entry of <paramref name="images"/>, all in one UNet batch (with guidance,
-    /// the unconditional and conditional halves of every image share each UNet call).
+    /// Generates one image per entry of <paramref name="images"/>: from noise, or from an entry's
+    /// <see cref="ImagePrompt.InitImage"/> (image-to-image, and inpainting with a <see cref="ImagePrompt.Mask"/>).
+    /// Images that start at the same step (all text-to-image ones, and init images whose strengths skip the same
+    /// number of steps) share one UNet batch; with guidance the unconditional and conditional halves of every
+    /// image share each UNet call.
     /// </summary>
-    /// <exception cref="ArgumentException">A setting is out of range; the message names it.</exception>
+    /// <exception cref="ArgumentException">A setting is out of range, or an image request is inconsistent (a mask without an init image or of another size); the message names it.</exception>
+    /// <exception cref="InvalidOperationException">An init image is given but the folder has no VAE encoder.</exception>
+    /// <exception cref="NotSupportedException">The UNet is an inpainting UNet and an entry has no init image.</exception>
     /// <exception cref="OperationCanceledException">The token was cancelled; no partial result is returned.</exception>
     public IReadOnlyList<GeneratedImage> Generate(IReadOnlyList<ImagePrompt> images, GenerationOptions? options = null, IProgress<DiffusionProgress>? progress = null, CancellationToken cancellationToken = default)
     {
@@ -116,14 +122,8 @@ public sealed class StableDiffusionPipeline : IDisposable
         var (width, height) = ResolveSize(options);
         ValidateCommon(options);
         int n = images.Count;
-        var guidance = new float[n];
-        for (int i = 0; i < n; i++)
-        {
-            if (images[i] is null) throw new ArgumentNullException(nameof(images), $"Image request {i} is null.");
-            guidance[i] = images[i].GuidanceScale ?? options.GuidanceScale;
-            if (!float.IsFinite(guidance[i])) throw new ArgumentOutOfRangeException(nameof(images), guidance[i], $"Image {i}: the guidance scale must be a finite number.");
-        }
-        bool cfg = guidance.Any(g => g > 1);
+        var plan = PlanImages(images, options); // every request checked before any model runs
+        bool cfg = plan.Any(p => p.Guidance > 1);
 
         progress?.Report(new DiffusionProgress(DiffusionStage.EncodingText, 0, 1));
         var prompts = images.Select(i => i.Prompt).ToArray();
@@ -131,7 +131,7 @@ public sealed class StableDiffusionPipeline : IDisposable
         float[]? uncond = cfg ? EncodeText(images.Select(i => i.NegativePrompt ?? "").ToArray(), cancellationToken) : null;
         progress?.Report(new DiffusionProgress(DiffusionStage.EncodingText, 1, 1));
 
-        var latents = Denoise(cond, uncond, images.Select(i => i.Seed).ToArray(), guidance, width, height, options, progress, cancellationToken);
+        var latents = Denoise(cond, uncond, images, width, height, options, progress, cancellationToken);
         var decoded = Decode(latents, n, height / 8, width / 8, progress, cancellationToken);
         int per = latents.Length / n;
         var result = new GeneratedImage[n];
@@ -145,7 +145,8 @@ public sealed class StableDiffusionPipeline : IDisposable
         TextEncoder.Encode(prompts, cancellationToken);
 
     /// <summary>
-    /// The denoising loop: from seeded noise to final latents [N, 4, h, w] for N images.
+    /// The denoising loop: from seeded noise to final latents [N, 4, h, w] for N images (text-to-image).
+    /// The same as the <see cref="ImagePrompt"/> overload with prompts that carry only a seed and a guidance scale.
     /// </summary>
     /// <param name="conditional">Prompt embeddings [N, 77, D].</param>
     /// <param name="unconditional">Negative-prompt embeddings [N, 77, D]; needed when any guidance scale is above 1.</param>
@@ -161,70 +162,189 @@ public sealed class StableDiffusionPipeline : IDisposable
     {
         ArgumentNullException.ThrowIfNull(seeds);
         ArgumentNullException.ThrowIfNull(guidanceScales);
+        int n = seeds.Count;
+        if (guidanceScales.Count != n) throw new ArgumentException($"{guidanceScales.Count} guidance scales for {n} images.", nameof(guidanceScales));
+        var prompts = new ImagePrompt[n];
+        for (int i = 0; i < n; i++) prompts[i] = new ImagePrompt("", seeds[i]) { GuidanceScale = guidanceScales[i] };
+        return Denoise(conditional, unconditional, prompts, width, height, options, progress, cancellationToken);
+    }
+
+    /// <summary>
+    /// The denoising loop for N images described by <paramref name="images"/>: each one's seed, guidance scale
+    /// (else <see cref="GenerationOptions.GuidanceScale"/>) and, optionally, init image, mask and strength (their
+    /// prompt texts are not read: the embeddings are given). Returns the final latents [N, 4, h, w] in request
+    /// order. Images are grouped by the step they start at; each group is one UNet batch.
+    /// </summary>
+    /// <remarks>
+    /// Each image's own generator (its seed) first draws the initial noise ε, then the VAE encoder's samples
+    /// (Optimum's <c>latent_parameters</c> form), then the stochastic schedulers' noise. A text-to-image entry, and
+    /// an init image at strength 1 without a mask, start from ε × <see cref="DiffusionScheduler.InitNoiseSigma"/>
+    /// without encoding anything, so they give exactly the text-to-image result for the seed.
+    /// </remarks>
+    /// <param name="conditional">Prompt embeddings [N, 77, D].</param>
+    /// <param name="unconditional">Negative-prompt embeddings [N, 77, D]; needed when any guidance scale is above 1.</param>
+    /// <param name="images">One entry per image.</param>
+    /// <param name="width">Image width (multiple of 8); init images and masks are stretched to it.</param>
+    /// <param name="height">Image height (multiple of 8).</param>
+    /// <param name="options">Steps, scheduler, η, default guidance.</param>
+    /// <param name="progress">Receives one report per encoded image and per UNet call.</param>
+    /// <param name="cancellationToken">Checked before every model call and passed to ONNX Runtime.</param>
+    /// <exception cref="ArgumentException">A setting or an image request is invalid; the message names it.</exception>
+    /// <exception cref="InvalidOperationException">An init image is given but the folder has no VAE encoder.</exception>
+    /// <exception cref="NotSupportedException">The UNet is an inpainting UNet and an entry has no init image.</exception>
+    public float[] Denoise(ReadOnlySpan<float> conditional, ReadOnlySpan<float> unconditional, IReadOnlyList<ImagePrompt> images,
+        int width, int height, GenerationOptions options, IProgress<DiffusionProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(images);
         ArgumentNullException.ThrowIfNull(options);
         ValidateSize(width, height);
         ValidateCommon(options);
-        int n = seeds.Count;
+        int n = images.Count;
         if (n == 0) return [];
-        if (guidanceScales.Count != n) throw new ArgumentException($"{guidanceScales.Count} guidance scales for {n} images.", nameof(guidanceScales));
-        if (UNet.InChannels != 4)
-            throw new NotSupportedException($"The unet model '{UNet.ModelPath}' is an inpainting UNet ({UNet.InChannels} input channels); text-to-image needs a 4-channel UNet.");
+        var plan = PlanImages(images, options);
         int seqLen = TextEncoder.SequenceLength;
         if (conditional.Length == 0 || conditional.Length % (n * seqLen) != 0)
             throw new ArgumentException($"Prompt embeddings have {conditional.Length} values, which is not {n} × {seqLen} × D.", nameof(conditional));
-        int d = conditional.Length / (n * seqLen);
-        bool cfg = false;
-        for (int i = 0; i < n; i++) cfg |= guidanceScales[i] > 1;
+        int d = conditional.Length / (n * seqLen), rowLength = seqLen * d;
+        bool cfg = plan.Any(p => p.Guidance > 1);
         if (cfg && unconditional.Length != conditional.Length)
             throw new ArgumentException($"Guidance above 1 needs negative-prompt embeddings of the same size as the prompt embeddings ({conditional.Length} values), got {unconditional.Length}.", nameof(unconditional));
 
+        // Group by start step, in order of first appearance; each group gets its own scheduler.
+        var groups = Enumerable.Range(0, n).GroupBy(i => plan[i].StartStep).Select(g => g.ToArray()).ToArray();
+        var schedulers = new DiffusionScheduler[groups.Length];
+        int totalCalls = 0, totalEncodes = 0;
+        for (int g = 0; g < groups.Length; g++)
+        {
+            schedulers[g] = CreateScheduler(options);
+            totalCalls += schedulers[g].CallCount - schedulers[g].FirstCallOfStep(plan[groups[g][0]].StartStep);
+            totalEncodes += groups[g].Count(i => NeedsEncoding(images[i], plan[i].StartStep));
+        }
+        var counter = new ProgressCounter(progress, totalCalls, totalEncodes);
+
+        int h = height / 8, w = width / 8, per = 4 * h * w;
+        var result = new float[n * per];
+        using var runOptions = new RunOptions();
+        using var registration = cancellationToken.Register(() => runOptions.Terminate = true);
+        try
+        {
+            for (int g = 0; g < groups.Length; g++)
+            {
+                var rows = groups[g];
+                bool groupCfg = rows.Any(i => plan[i].Guidance > 1);
+                var cond = new float[rows.Length * rowLength];
+                var uncond = groupCfg ? new float[rows.Length * rowLength] : null;
+                for (int j = 0; j < rows.Length; j++)
+                {
+                    conditional.Slice(rows[j] * rowLength, rowLength).CopyTo(cond.AsSpan(j * rowLength));
+                    if (uncond is not null) unconditional.Slice(rows[j] * rowLength, rowLength).CopyTo(uncond.AsSpan(j * rowLength));
+                }
+                var items = rows.Select(i => images[i]).ToArray();
+                var guidance = rows.Select(i => plan[i].Guidance).ToArray();
+                var latents = DenoiseGroup(cond, uncond, d, items, guidance, plan[rows[0]].StartStep, schedulers[g], width, height, counter, runOptions, cancellationToken);
+                for (int j = 0; j < rows.Length; j++)
+                    latents.AsSpan(j * per, per).CopyTo(result.AsSpan(rows[j] * per));
+            }
+        }
+        catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
+        {
+            throw new OperationCanceledException("Generation was cancelled during a model call.", cancellationToken);
+        }
+        return result;
+    }
+
+    private DiffusionScheduler CreateScheduler(GenerationOptions options)
+    {
         var scheduler = SchedulerFactory.Create(options.Scheduler, SchedulerConfig);
         if (scheduler is DdimScheduler ddim) ddim.Eta = options.Eta;
         scheduler.SetTimesteps(options.Steps);
+        return scheduler;
+    }
 
-        int h = height / 8, w = width / 8, per = 4 * h * w, total = n * per;
-        var noise = new BatchNoise(seeds);
+    /// <summary>
+    /// One UNet batch of images that start at the same step: initial latents (noise, or the init images'
+    /// latents noised to the first kept call), the model calls with guidance, and for masked images on a
+    /// 4-channel UNet the blend that keeps the init image outside the mask.
+    /// </summary>
+    private float[] DenoiseGroup(float[] conditional, float[]? unconditional, int d, ImagePrompt[] items, float[] guidance, int startStep,
+        DiffusionScheduler scheduler, int width, int height, ProgressCounter counter, RunOptions runOptions, CancellationToken cancellationToken)
+    {
+        int n = items.Length, seqLen = TextEncoder.SequenceLength;
+        bool cfg = unconditional is not null;
+        int h = height / 8, w = width / 8, hw = h * w, per = 4 * hw, total = n * per;
+        int begin = scheduler.FirstCallOfStep(startStep), calls = scheduler.CallCount;
+
+        var generators = new GaussianNoise[n];
+        for (int i = 0; i < n; i++) generators[i] = new GaussianNoise(items[i].Seed);
+        var noise = new BatchNoise(generators);
+        var initialNoise = new float[total];
+        noise.Fill(initialNoise); // the first draw of every image's generator, as in text-to-image
+
+        var images = PrepareImages(items, startStep, width, height, generators, counter, cancellationToken);
         var latents = new float[total];
-        noise.Fill(latents);
-        TensorPrimitives.Multiply(latents, scheduler.InitNoiseSigma, latents);
+        if (startStep == 0)
+            TensorPrimitives.Multiply(initialNoise, scheduler.InitNoiseSigma, latents);
+        else if (begin == calls)
+            images.Latents!.CopyTo(latents, 0); // strength 0: nothing to denoise
+        else
+            scheduler.AddNoise(images.Latents!, initialNoise, begin, latents);
+        if (begin > 0) scheduler.SetBeginIndex(begin);
 
+        bool inpaintUnet = UNet.InChannels == 9;
         using var binding = UNet.Bind(cfg ? 2 * n : n, h, w, seqLen, d);
-        if (cfg)
+        if (unconditional is not null)
         {
             var hidden = new float[2 * conditional.Length];
-            unconditional.CopyTo(hidden);
-            conditional.CopyTo(hidden.AsSpan(conditional.Length));
+            unconditional.CopyTo(hidden, 0);
+            conditional.CopyTo(hidden, conditional.Length);
             binding.SetHiddenStates(hidden);
         }
         else
         {
             binding.SetHiddenStates(conditional);
         }
+        int rowStride = UNet.InChannels * hw, batch = binding.Batch;
+        if (inpaintUnet)
+        {
+            // diffusers' StableDiffusionInpaintPipeline: sample = scaled latents ++ mask ++ masked-image latents,
+            // the last two the same for both guidance halves.
+            for (int r = 0; r < batch; r++)
+            {
+                binding.WriteSample(images.LatentMasks!.AsSpan(r % n * hw, hw), r * rowStride + per);
+                binding.WriteSample(images.MaskedLatents!.AsSpan(r % n * per, per), r * rowStride + per + hw);
+            }
+        }
         var scaled = new float[total];
         var prediction = new float[binding.OutputLength];
         var guided = cfg ? new float[total] : prediction;
+        var known = images.Blend ? new float[total] : null;
 
-        using var runOptions = new RunOptions();
-        using var registration = cancellationToken.Register(() => runOptions.Terminate = true);
-        int calls = scheduler.CallCount;
-        try
+        while (scheduler.StepIndex < calls)
         {
-            while (scheduler.StepIndex < calls)
+            cancellationToken.ThrowIfCancellationRequested();
+            float t = scheduler.Timesteps[scheduler.StepIndex];
+            scheduler.ScaleModelInput(latents, scaled);
+            if (inpaintUnet)
             {
-                cancellationToken.ThrowIfCancellationRequested();
-                float t = scheduler.Timesteps[scheduler.StepIndex];
-                scheduler.ScaleModelInput(latents, scaled);
+                for (int r = 0; r < batch; r++) binding.WriteSample(scaled.AsSpan(r % n * per, per), r * rowStride);
+            }
+            else
+            {
                 binding.WriteSample(scaled, 0);
                 if (cfg) binding.WriteSample(scaled, total);
-                binding.Run(t, prediction, runOptions);
-                if (cfg) ApplyGuidance(prediction, guided, n, per, guidanceScales);
-                scheduler.Step(guided, latents, noise);
-                progress?.Report(new DiffusionProgress(DiffusionStage.Denoising, scheduler.StepIndex, calls));
             }
-        }
-        catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
-        {
-            throw new OperationCanceledException("Generation was cancelled during a UNet call.", cancellationToken);
+            binding.Run(t, prediction, runOptions);
+            if (cfg) ApplyGuidance(prediction, guided, n, per, guidance);
+            scheduler.Step(guided, latents, noise);
+            if (known is not null)
+            {
+                // diffusers' 4-channel inpainting: outside the mask, the init latents noised (with the initial
+                // noise) to the level of the next call; after the last call, the init latents themselves.
+                if (scheduler.StepIndex < calls) scheduler.AddNoise(images.Latents!, initialNoise, scheduler.StepIndex, known);
+                else images.Latents!.CopyTo(known, 0);
+                BlendOutsideMasks(latents, known, images, hw);
+            }
+            counter.Step();
         }
         return latents;
     }

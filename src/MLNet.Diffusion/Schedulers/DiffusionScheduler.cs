@@ -94,6 +94,30 @@ public abstract class DiffusionScheduler
     }
 
     /// <summary>
+    /// The index in <see cref="Timesteps"/> of the first model call of inference step <paramref name="step"/>
+    /// (0 ≤ step ≤ <see cref="InferenceSteps"/>; step = <see cref="InferenceSteps"/> gives <see cref="CallCount"/>).
+    /// Image-to-image that skips the first <paramref name="step"/> steps passes this to <see cref="SetBeginIndex"/>
+    /// and to <see cref="AddNoise"/>. One call per step here; second-order schedulers return 2·step (diffusers'
+    /// <c>t_start · order</c>) and PNDM steps over its warm-up's extra calls.
+    /// </summary>
+    /// <exception cref="InvalidOperationException"><see cref="SetTimesteps"/> was not called.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The step is outside 0 … <see cref="InferenceSteps"/>.</exception>
+    public int FirstCallOfStep(int step)
+    {
+        if (_timesteps.Length == 0)
+            throw new InvalidOperationException($"{Name}: call SetTimesteps before asking for a step's first call.");
+        if (step < 0 || step > InferenceSteps)
+            throw new ArgumentOutOfRangeException(nameof(step), step, $"{Name}: the step must be between 0 and {InferenceSteps}.");
+        return step == InferenceSteps ? CallCount : FirstCallOfStepCore(step);
+    }
+
+    /// <summary>
+    /// <see cref="FirstCallOfStep"/> for 0 ≤ <paramref name="step"/> &lt; <see cref="InferenceSteps"/>: the step itself,
+    /// for schedulers that call the model once per step.
+    /// </summary>
+    protected virtual int FirstCallOfStepCore(int step) => step;
+
+    /// <summary>
     /// Subclasses compute the timesteps (and their own tables, such as sigmas) for a step count and reset
     /// their multistep state.
     /// </summary>

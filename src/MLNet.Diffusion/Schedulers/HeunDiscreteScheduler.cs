@@ -75,6 +75,9 @@ public sealed class HeunDiscreteScheduler : DiffusionScheduler
         return calls;
     }
 
+    /// <summary>Step i begins at call 2i (calls t₀ | t₁, t₁ | t₂, t₂ …: a predictor then a corrector), diffusers' <c>t_start · order</c>.</summary>
+    protected override int FirstCallOfStepCore(int step) => 2 * step;
+
     /// <summary>Starts at call <paramref name="callIndex"/>, which must begin a step (be even), as diffusers' image-to-image does (t_start·order).</summary>
     public override void SetBeginIndex(int callIndex)
     {

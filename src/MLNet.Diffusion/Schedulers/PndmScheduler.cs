@@ -119,6 +119,17 @@ public sealed class PndmScheduler : DiffusionScheduler
     }
 
     /// <summary>
+    /// Where step i begins in the call list. With <c>skip_prk_steps</c> the PLMS warm-up visits the second timestep
+    /// twice (calls 1 and 2), so step 0 is call 0 and step i ≥ 1 is call i + 1. With the Runge–Kutta warm-up,
+    /// steps 0–2 take four calls each (calls 0, 4, 8) and step i ≥ 3 is call i + 9. (diffusers' image-to-image
+    /// slices <c>timesteps[t_start:]</c> since PNDM's order is 1, which starts one timestep early past the
+    /// warm-up; here a skipped step is skipped with its extra calls, so the kept steps and noise level agree with
+    /// every other scheduler.)
+    /// </summary>
+    protected override int FirstCallOfStepCore(int step) =>
+        SkipPrkSteps ? (step == 0 ? 0 : step + 1) : (step < 3 ? 4 * step : step + 9);
+
+    /// <summary>
     /// Skips the first <paramref name="callIndex"/> calls. With <c>skip_prk_steps</c>, index 1 (the Euler point,
     /// whose timestep is visited again at index 2) moves to index 2, the same timestep. With the Runge–Kutta
     /// warm-up only the start of a Runge–Kutta step (0, 4, 8) or a multistep call may begin a run.

@@ -23,7 +23,9 @@ namespace MLNet.Diffusion.Tests.TestModels;
 /// interpolated linearly between ⌊t⌋ and ⌊t⌋ + 1, t clamped to [0, N − 1], ᾱ = 1/(1 + σ²), exact at
 /// integers — it outputs ε̂ = (x − √ᾱ·z)/√(1 − ᾱ) (epsilon), z (sample), or
 /// v = √ᾱ·ε̂ − √(1 − ᾱ)·z = (√ᾱ·x − z)/√(1 − ᾱ) (v_prediction). Each batch row takes its own timestep
-/// (a [1] or rank-0 timestep is shared). A deterministic scheduler driven by it ends at latents ≈ z.</para>
+/// (a [1] or rank-0 timestep is shared). A deterministic scheduler driven by it ends at latents ≈ z.
+/// With <see cref="TestModelOptions.DataStd"/> s &gt; 0 it is instead the exact denoiser for data N(z, s²) per
+/// element: ε̂ = √(1 − ᾱ)·r/D, x̂₀ = z + √ᾱ·s²·r/D with r = x − √ᾱ·z, D = ᾱs² + 1 − ᾱ (s = 0 is the case above).</para>
 /// <para><b>Inpainting UNet</b> (9 channels: x ++ mask m ++ masked-image latents M, in that order):
 /// z = m·z(c) + (1 − m)·M per element (<see cref="InpaintTarget"/>), so generation gives the text target
 /// where the mask is 1 and keeps the masked-image latents where it is 0. A wrong channel order blends with a

@@ -268,22 +268,26 @@ public class TestModelFactoryTests
             }
     }
 
-    public static TheoryData<string, bool, TimestepForm, int> UnetCases() => new()
+    public static TheoryData<string, bool, TimestepForm, int, float> UnetCases() => new()
     {
-        { "epsilon", false, TimestepForm.FloatBatch, 4 },
-        { "epsilon", true, TimestepForm.FloatBatch, 4 },
-        { "v_prediction", false, TimestepForm.FloatScalar, 4 },
-        { "sample", false, TimestepForm.Int64Batch, 4 },
-        { "epsilon", false, TimestepForm.Int64Batch, 9 },
-        { "v_prediction", true, TimestepForm.FloatScalar, 9 },
-        { "sample", true, TimestepForm.FloatBatch, 9 },
+        { "epsilon", false, TimestepForm.FloatBatch, 4, 0 },
+        { "epsilon", true, TimestepForm.FloatBatch, 4, 0 },
+        { "v_prediction", false, TimestepForm.FloatScalar, 4, 0 },
+        { "sample", false, TimestepForm.Int64Batch, 4, 0 },
+        { "epsilon", false, TimestepForm.Int64Batch, 9, 0 },
+        { "v_prediction", true, TimestepForm.FloatScalar, 9, 0 },
+        { "sample", true, TimestepForm.FloatBatch, 9, 0 },
+        { "epsilon", false, TimestepForm.FloatBatch, 4, 0.5f },
+        { "v_prediction", false, TimestepForm.FloatBatch, 4, 0.5f },
+        { "sample", false, TimestepForm.FloatScalar, 9, 0.5f },
+        { "epsilon", true, TimestepForm.Int64Batch, 9, 1f },
     };
 
     [Theory]
     [MemberData(nameof(UnetCases))]
-    public void UnetMatchesTheGaussianOracle(string prediction, bool fp16, TimestepForm form, int inChannels)
+    public void UnetMatchesTheGaussianOracle(string prediction, bool fp16, TimestepForm form, int inChannels, float dataStd)
     {
-        var o = new TestModelOptions { PredictionType = prediction, Fp16 = fp16, Timestep = form, UnetInChannels = inChannels };
+        var o = new TestModelOptions { PredictionType = prediction, Fp16 = fp16, Timestep = form, UnetInChannels = inChannels, DataStd = dataStd };
         using var model = TestModelFactory.CreateTemp(o);
         var scheduler = SchedulerOf(model.Path);
         using var session = Open(model.Path, "unet");
@@ -334,7 +338,7 @@ public class TestModelFactoryTests
                 if (inChannels == 9)
                     mean = TestModelFactory.InpaintTarget(target, sample.AsSpan((b * 9 + 4) * hw, hw), sample.AsSpan((b * 9 + 5) * hw, 4 * hw), h, w);
                 var expected = new float[4 * hw];
-                new GaussianOracle(scheduler, mean, 0).Predict(x, ts[ts.Length == 1 ? 0 : b], expected);
+                new GaussianOracle(scheduler, mean, dataStd).Predict(x, ts[ts.Length == 1 ? 0 : b], expected);
                 AssertClose(expected, output.AsSpan(b * 4 * hw, 4 * hw), fp16 ? 1e-2 : 1e-4, $"{prediction} t={ts[ts.Length == 1 ? 0 : b]} row {b}");
             }
         }

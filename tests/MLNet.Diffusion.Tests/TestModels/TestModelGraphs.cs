@@ -119,12 +119,31 @@ internal static class TestModelGraphs
         var sa = g.Reshape(sqrtA, -1, 1, 1, 1);
         var sb = g.Reshape(sqrtB, -1, 1, 1, 1);
 
-        string result = o.PredictionType switch
+        string result;
+        if (o.DataStd > 0)
         {
-            "epsilon" => g.Div(g.Sub(x, g.Mul(sa, z)), sb),
-            "sample" => g.Node("Expand", [z, g.Node("Shape", [x])]),
-            _ => g.Div(g.Sub(g.Mul(sa, x), z), sb),
-        };
+            // Data N(z, s²): r = x − √ᾱ·z, D = ᾱs² + 1 − ᾱ, ε̂ = √(1 − ᾱ)·r/D, x̂₀ = z + √ᾱ·s²·r/D (GaussianOracle).
+            var s2 = g.Scalar(o.DataStd * o.DataStd);
+            var r = g.Sub(x, g.Mul(sa, z));
+            var denom = g.Add(g.Mul(g.Mul(sa, sa), s2), g.Mul(sb, sb));
+            var eps = g.Div(g.Mul(sb, r), denom);
+            var x0 = g.Add(z, g.Div(g.Mul(g.Mul(sa, s2), r), denom));
+            result = o.PredictionType switch
+            {
+                "epsilon" => eps,
+                "sample" => x0,
+                _ => g.Sub(g.Mul(sa, eps), g.Mul(sb, x0)),
+            };
+        }
+        else
+        {
+            result = o.PredictionType switch
+            {
+                "epsilon" => g.Div(g.Sub(x, g.Mul(sa, z)), sb),
+                "sample" => g.Node("Expand", [z, g.Node("Shape", [x])]),
+                _ => g.Div(g.Sub(g.Mul(sa, x), z), sb),
+            };
+        }
         Out(g, result, "out_sample", o, "batch", 4, "height", "width");
         return g;
     }

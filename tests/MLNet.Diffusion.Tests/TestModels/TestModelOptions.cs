@@ -69,6 +69,14 @@ public sealed record TestModelOptions
     /// built into both VAE graphs so that the engine's scaling round-trips.</summary>
     public float ScalingFactor { get; init; } = 0.18215f;
 
+    /// <summary>
+    /// The spread s of the data the oracle UNet denoises. 0 (the default): one point per prompt, so every start
+    /// ends on the target. s &gt; 0: the exact denoiser for x₀ ~ N(target, s²) per element (<c>GaussianOracle</c>),
+    /// so a deterministic scheduler keeps part of where it started, more the less noise it starts from
+    /// (what image-to-image strength controls).
+    /// </summary>
+    public float DataStd { get; init; }
+
     /// <summary>unet/config.json's sample_size (latent pixels; the default image is 8× this).</summary>
     public int SampleSize { get; init; } = 8;
 }
