@@ -1,5 +1,6 @@
 using System.ComponentModel;
 using System.Diagnostics;
+using Microsoft.ML.Data;
 using MLNet.Diffusion.Cli.Output;
 using MLNet.Diffusion.Pipeline;
 using Spectre.Console;
@@ -30,11 +31,29 @@ internal sealed class GenerateCommand(CliEnvironment environment) : Command<Gene
         [DefaultValue(".")]
         public string Out { get; init; } = ".";
 
+        [CommandOption("-i|--init-image <PNG>")]
+        [Description("Image-to-image: start from this image (PNG or JPEG, any size: stretched to --size). Needs a model with vae_encoder/.")]
+        public string? InitImage { get; init; }
+
+        [CommandOption("--strength <S>")]
+        [Description("Image-to-image: how much of the schedule runs, 0 (keep the init image) to 1 (ignore it). Default 0.8, or 1 with --mask.")]
+        public float? Strength { get; init; }
+
+        [CommandOption("--mask <PNG>")]
+        [Description("Inpainting: white is repainted, black kept; the init image's size. Needs --init-image.")]
+        public string? Mask { get; init; }
+
         public override ValidationResult Validate()
         {
             try
             {
                 OptionParsing.CheckRange("--count", Count, 1, 10000);
+                if (InitImage is null && (Strength is not null || Mask is not null))
+                    throw new UserException($"{(Mask is not null ? "--mask" : "--strength")} needs --init-image.");
+                if (Strength is float strength && !(strength >= 0 && strength <= 1))
+                    throw new UserException($"--strength must be from 0 to 1; got {strength.ToString(System.Globalization.CultureInfo.InvariantCulture)}.");
+                foreach (var (option, path) in new[] { ("--init-image", InitImage), ("--mask", Mask) })
+                    if (path is not null && !File.Exists(path)) throw new UserException($"{option}: the file '{Path.GetFullPath(path)}' does not exist.");
             }
             catch (UserException e)
             {
@@ -48,8 +67,16 @@ internal sealed class GenerateCommand(CliEnvironment environment) : Command<Gene
     {
         var token = environment.CancellationToken;
         long first = settings.Seed ?? Random.Shared.NextInt64(0, 1L << 32);
+        using var initImage = LoadImage("--init-image", settings.InitImage);
+        using var mask = LoadImage("--mask", settings.Mask);
         var requests = Enumerable.Range(0, settings.Count)
-            .Select(i => new ImagePrompt(settings.Prompt, unchecked(first + i)) { NegativePrompt = settings.Negative ?? "" })
+            .Select(i => new ImagePrompt(settings.Prompt, unchecked(first + i))
+            {
+                NegativePrompt = settings.Negative ?? "",
+                InitImage = initImage,
+                Mask = mask,
+                Strength = settings.Strength,
+            })
             .ToArray();
         using var pipeline = ModelLocator.Load(settings, environment);
         var options = settings.ToGenerationOptions();
@@ -85,5 +112,18 @@ internal sealed class GenerateCommand(CliEnvironment environment) : Command<Gene
         foreach (var path in written) environment.Out.WriteLine(path);
         environment.Console.MarkupLineInterpolated($"[green]{written.Count} image(s) in {clock.Elapsed.TotalSeconds:F1} s.[/]");
         return 0;
+    }
+
+    private static MLImage? LoadImage(string option, string? path)
+    {
+        if (path is null) return null;
+        try
+        {
+            return MLImage.CreateFromFile(path);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            throw new UserException($"{option}: '{Path.GetFullPath(path)}' could not be read as an image: {Program.MessageOf(e)}");
+        }
     }
 }
