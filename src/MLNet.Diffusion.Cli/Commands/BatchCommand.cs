@@ -1,17 +1,27 @@
 using System.ComponentModel;
 using System.Diagnostics;
 using System.Globalization;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Runtime;
+using Microsoft.ML.Transforms.Image;
 using MLNet.Diffusion.Cli.Csv;
 using MLNet.Diffusion.Cli.Output;
+using MLNet.Diffusion.Models;
 using MLNet.Diffusion.Pipeline;
+using MLNet.Diffusion.Runtime;
+using MLNet.Diffusion.Schedulers;
+using MLNet.Diffusion.Transforms;
 using Spectre.Console;
 using Spectre.Console.Cli;
 
 namespace MLNet.Diffusion.Cli.Commands;
 
 /// <summary>
-/// <c>batch table.csv</c>: an image per row of a CSV/TSV table, resumable. See <see cref="Manifest"/> for what counts as
-/// done; rows are generated in UNet batches of --batch-size, each image written atomically before its manifest line.
+/// <c>batch table.csv</c>: an image per row of a CSV/TSV table, through the ML.NET pipeline, resumable. The table is
+/// loaded with <c>ml.Data.LoadFromTextFile</c>; rows already in the manifest are left out; the rest go through
+/// <c>ml.Transforms.GenerateImages</c> (UNet batches of --batch-size) and each image is written atomically before its
+/// manifest line. See <see cref="Manifest"/> for what counts as done.
 /// </summary>
 internal sealed class BatchCommand(CliEnvironment environment) : Command<BatchCommand.Settings>
 {
@@ -44,12 +54,26 @@ internal sealed class BatchCommand(CliEnvironment environment) : Command<BatchCo
         public string? Out { get; init; }
     }
 
+    /// <summary>A pending row as the ML.NET pipeline sees it.</summary>
+    internal sealed class BatchRow
+    {
+        public int Row { get; set; }
+        public string Prompt { get; set; } = "";
+        public string NegativePrompt { get; set; } = "";
+        public long Seed { get; set; }
+    }
+
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
         var token = environment.CancellationToken;
         var console = environment.Console;
+        var ml = new MLContext(seed: 0);
+        ml.Log += (_, e) =>
+        {
+            if (e.Kind == ChannelMessageKind.Warning && e.Source.StartsWith("MLNet.Diffusion", StringComparison.Ordinal)) environment.Warn(e.Message);
+        };
         var table = Path.GetFullPath(settings.Table);
-        var rows = PromptTable.Read(table, settings.PromptColumn, settings.NegativeColumn, settings.SeedColumn, settings.Negative ?? "", settings.Seed);
+        var rows = PromptTable.Read(ml, table, settings.PromptColumn, settings.NegativeColumn, settings.SeedColumn, settings.Negative ?? "", settings.Seed, environment.Warn);
         var outDir = Path.GetFullPath(settings.Out ?? Path.GetFileNameWithoutExtension(table) + "-images");
         Directory.CreateDirectory(outDir);
 
@@ -65,9 +89,32 @@ internal sealed class BatchCommand(CliEnvironment environment) : Command<BatchCo
             return 0;
         }
 
-        using var pipeline = ModelLocator.Load(settings, environment);
+        // Only the rows still to do go into the pipeline; each carries its own row number and seed, so the images do not
+        // depend on which rows were done before.
+        var modelDir = ModelLocator.Resolve(settings.Model, environment);
+        var (device, deviceId) = settings.ParsedDevice;
         var options = settings.ToGenerationOptions();
-        var settingsText = SettingsText(pipeline, options);
+        var estimator = ml.Transforms.GenerateImages(new DiffusionOptions
+        {
+            ModelPath = modelDir,
+            Steps = options.Steps,
+            GuidanceScale = options.GuidanceScale,
+            Scheduler = options.Scheduler,
+            Eta = options.Eta,
+            Width = options.Width,
+            Height = options.Height,
+            BatchSize = settings.BatchSize,
+            NegativePromptColumnName = nameof(BatchRow.NegativePrompt),
+            SeedColumnName = nameof(BatchRow.Seed),
+            GpuDeviceId = device == ExecutionDevice.Cuda ? deviceId : null,
+            FallbackToCpu = true,
+        }, promptColumn: nameof(BatchRow.Prompt), outputColumn: "Image");
+        var input = ml.Data.LoadFromEnumerable(pending.Select(r => new BatchRow { Row = r.Row, Prompt = r.Prompt, NegativePrompt = r.NegativePrompt, Seed = r.Seed }));
+        using var transformer = estimator.Fit(input);
+        var images = transformer.Transform(input);
+        var imageType = (ImageDataViewType)images.Schema["Image"].Type;
+        var settingsText = SettingsText(modelDir, options.Scheduler ?? SchedulerConfig.Load(DiffusionModelFolder.Open(modelDir).SchedulerConfigPath).ClassName,
+            imageType.Width, imageType.Height, options);
         int changed = rows.Count(r => manifest.Done.TryGetValue(r.Row, out var e) && (e.Settings != settingsText || e.Prompt != r.Prompt || e.Seed != r.Seed));
         if (changed > 0)
             environment.Warn($"{changed} finished row(s) in {manifest.Path} were made with other settings, prompts or seeds than now; they are kept (delete their lines or images to make them again).");
@@ -80,30 +127,41 @@ internal sealed class BatchCommand(CliEnvironment environment) : Command<BatchCo
         {
             ProgressDisplay.Create(console).Start(ctx =>
             {
-                var images = ctx.AddTask("images", maxValue: pending.Count);
-                var steps = ctx.AddTask("batch");
-                foreach (var batch in pending.Chunk(settings.BatchSize))
+                var task = ctx.AddTask("images", maxValue: pending.Count);
+                using var cursor = images.GetRowCursor(images.Schema);
+                var getImage = cursor.GetGetter<MLImage>(images.Schema["Image"]);
+                double seconds = 0;
+                for (int i = 0; cursor.MoveNext(); i++)
                 {
-                    token.ThrowIfCancellationRequested();
-                    steps.Value = 0;
-                    var batchClock = Stopwatch.StartNew();
-                    var requests = batch.Select(r => new ImagePrompt(r.Prompt, r.Seed) { NegativePrompt = r.NegativePrompt }).ToArray();
-                    var results = pipeline.Generate(requests, options, ProgressDisplay.StepsInto(steps), token);
-                    double seconds = batchClock.Elapsed.TotalSeconds / batch.Length;
-                    // The batch is generated: write all of it (quick) even if Ctrl+C comes now, so no work is lost.
-                    for (int i = 0; i < batch.Length; i++)
+                    var row = pending[i];
+                    MLImage? image = null;
+                    try
                     {
-                        using var image = results[i].Image;
-                        var row = batch[i];
+                        if (i % settings.BatchSize == 0)
+                        {
+                            // A new UNet batch is generated when its first image is read: stop between batches on Ctrl+C.
+                            // The rest of a batch is already made, so it is always written out.
+                            token.ThrowIfCancellationRequested();
+                            var batchClock = Stopwatch.StartNew();
+                            getImage(ref image!);
+                            seconds = batchClock.Elapsed.TotalSeconds / Math.Min(settings.BatchSize, pending.Count - i);
+                        }
+                        else
+                        {
+                            getImage(ref image!);
+                        }
                         var file = $"{row.Row.ToString("D" + digits, CultureInfo.InvariantCulture)}-{FileNames.Slug(row.Prompt)}.png";
                         AtomicImageFile.Save(image, Path.Combine(outDir, file));
                         manifest.Append(new ManifestEntry(row.Row, row.Prompt, row.NegativePrompt, row.Seed, settingsText, file, seconds));
-                        generated++;
-                        images.Increment(1);
-                        environment.ImageWritten?.Invoke(Path.Combine(outDir, file));
                     }
+                    finally
+                    {
+                        image?.Dispose();
+                    }
+                    generated++;
+                    task.Increment(1);
+                    environment.ImageWritten?.Invoke(Path.Combine(outDir, manifest.Done[row.Row].File));
                 }
-                steps.StopTask();
             });
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested)
@@ -117,12 +175,10 @@ internal sealed class BatchCommand(CliEnvironment environment) : Command<BatchCo
     }
 
     /// <summary>The settings column of the manifest: what, besides prompt and seed, decides an image.</summary>
-    internal static string SettingsText(StableDiffusionPipeline pipeline, GenerationOptions options)
+    internal static string SettingsText(string modelDirectory, string? scheduler, int width, int height, GenerationOptions options)
     {
-        int w = options.Width ?? pipeline.DefaultSize, h = options.Height ?? pipeline.DefaultSize;
-        var scheduler = options.Scheduler ?? pipeline.SchedulerConfig.ClassName ?? "?";
         var text = string.Create(CultureInfo.InvariantCulture,
-            $"model={Path.GetFileName(pipeline.Folder.Directory.TrimEnd(Path.DirectorySeparatorChar))} size={w}x{h} steps={options.Steps} guidance={options.GuidanceScale} scheduler={scheduler}");
+            $"model={Path.GetFileName(modelDirectory.TrimEnd(Path.DirectorySeparatorChar))} size={width}x{height} steps={options.Steps} guidance={options.GuidanceScale} scheduler={scheduler ?? "?"}");
         return options.Eta != 0 ? text + string.Create(CultureInfo.InvariantCulture, $" eta={options.Eta}") : text;
     }
 }

@@ -100,7 +100,7 @@ internal sealed class GridCommand(CliEnvironment environment) : Command<GridComm
             using (var image = sheet.Compose((r, c) => cells[r * seeds.Length + c], rowLabels, columnLabels))
                 AtomicImageFile.Save(image, png);
             var json = Path.Combine(outDir, settings.Name + ".json");
-            WriteLegend(json, png, sheet, prompts, seeds, BatchCommand.SettingsText(pipeline, options), settings.Negative ?? "");
+            WriteLegend(json, png, sheet, prompts, seeds, BatchCommand.SettingsText(pipeline.Folder.Directory, options.Scheduler ?? pipeline.SchedulerConfig.ClassName, width, height, options), settings.Negative ?? "");
 
             var legend = new Table().AddColumn("row").AddColumn("prompt");
             for (int i = 0; i < prompts.Length; i++) legend.AddRow((i + 1).ToString(System.Globalization.CultureInfo.InvariantCulture), Markup.Escape(prompts[i]));

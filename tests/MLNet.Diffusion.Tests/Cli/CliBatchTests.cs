@@ -63,6 +63,21 @@ public class CliBatchTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void LinesThatMLNetTakesForCommentsAreReportedNotLostSilently()
+    {
+        using var model = TestModelFactory.CreateTemp();
+        using var dir = new TempDir();
+        var table = dir["prompts.csv"];
+        File.WriteAllText(table, "prompt\na red circle\n// a line ML.NET's loader skips\na blue square\n");
+        var result = CliRun.Run("batch", table, "--model", model.Path, "--out", dir["out"], "--steps", "2");
+        Assert.True(result.ExitCode == 0, result.ToString());
+        var warning = Assert.Single(result.ErrLines);
+        Assert.StartsWith("warning: ", warning);
+        Assert.Contains("read 2 rows", warning);
+        Assert.Equal(["a red circle", "a blue square"], ReadManifest(dir["out"]).OrderBy(m => m.Row).Select(m => m.Prompt));
+    }
+
+    [Fact]
     public void AMissingColumnIsOneLineNamingTheColumnsThatExist()
     {
         using var dir = new TempDir();
