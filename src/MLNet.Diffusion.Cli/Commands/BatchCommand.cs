@@ -70,7 +70,9 @@ internal sealed class BatchCommand(CliEnvironment environment) : Command<BatchCo
         var ml = new MLContext(seed: 0);
         ml.Log += (_, e) =>
         {
-            if (e.Kind == ChannelMessageKind.Warning && e.Source.StartsWith("MLNet.Diffusion", StringComparison.Ordinal)) environment.Warn(e.Message);
+            if (!e.Source.StartsWith("MLNet.Diffusion", StringComparison.Ordinal)) return;
+            if (e.Kind is ChannelMessageKind.Warning or ChannelMessageKind.Error) environment.Warn(e.Message);
+            else if (environment.Verbose && e.Kind == ChannelMessageKind.Info) environment.Error.WriteLine(CliEnvironment.OneLine(e.Message));
         };
         var table = Path.GetFullPath(settings.Table);
         var rows = PromptTable.Read(ml, table, settings.PromptColumn, settings.NegativeColumn, settings.SeedColumn, settings.Negative ?? "", settings.Seed, environment.Warn);

@@ -26,12 +26,17 @@ internal sealed class Manifest : IDisposable
     /// <summary>The header line's columns.</summary>
     public static readonly string[] Columns = ["row", "prompt", "negative_prompt", "seed", "settings", "file", "seconds"];
 
+    /// <summary>The lock file that keeps a second run out of the same folder while one is writing.</summary>
+    public const string LockFileName = FileName + ".lock";
+
+    private readonly FileStream _lock;
     private readonly FileStream _stream;
     private readonly Dictionary<int, ManifestEntry> _done;
 
-    private Manifest(string path, FileStream stream, Dictionary<int, ManifestEntry> done, int dropped)
+    private Manifest(string path, FileStream fileLock, FileStream stream, Dictionary<int, ManifestEntry> done, int dropped)
     {
         Path = path;
+        _lock = fileLock;
         _stream = stream;
         _done = done;
         Dropped = dropped;
@@ -46,12 +51,35 @@ internal sealed class Manifest : IDisposable
     /// <summary>Lines dropped when opening (cut off, file missing, duplicate or malformed).</summary>
     public int Dropped { get; }
 
-    /// <summary>Opens (or creates) the manifest in <paramref name="directory"/>.</summary>
-    /// <exception cref="UserException">A file named manifest.csv is there but was not written by this tool.</exception>
+    /// <summary>Opens (or creates) the manifest in <paramref name="directory"/>, holding its lock until disposed.</summary>
+    /// <exception cref="UserException">Another run is writing to the folder, or a file named manifest.csv is there but was not written by this tool.</exception>
     public static Manifest Open(string directory)
     {
         Directory.CreateDirectory(directory);
         var path = System.IO.Path.Combine(directory, FileName);
+        FileStream fileLock;
+        try
+        {
+            // Exclusive (an OS lock, released if the process dies); the file is deleted when the run ends.
+            fileLock = new FileStream(System.IO.Path.Combine(directory, LockFileName), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.DeleteOnClose);
+        }
+        catch (IOException)
+        {
+            throw new UserException($"Another batch run is writing to '{directory}' (it holds {LockFileName}); wait for it to end or choose another --out folder.");
+        }
+        try
+        {
+            return Open(directory, path, fileLock);
+        }
+        catch
+        {
+            fileLock.Dispose();
+            throw;
+        }
+    }
+
+    private static Manifest Open(string directory, string path, FileStream fileLock)
+    {
         var done = new Dictionary<int, ManifestEntry>();
         int dropped = 0;
         if (File.Exists(path))
@@ -70,7 +98,7 @@ internal sealed class Manifest : IDisposable
         }
         if (dropped > 0 || !File.Exists(path)) Rewrite(path, done.Values.OrderBy(e => e.Row));
         var stream = new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.Read);
-        return new Manifest(path, stream, done, dropped);
+        return new Manifest(path, fileLock, stream, done, dropped);
     }
 
     /// <summary>Appends a finished row and flushes it to disk.</summary>
@@ -130,5 +158,9 @@ internal sealed class Manifest : IDisposable
         return removed;
     }
 
-    public void Dispose() => _stream.Dispose();
+    public void Dispose()
+    {
+        _stream.Dispose();
+        _lock.Dispose();
+    }
 }

@@ -120,6 +120,23 @@ public class CliBatchTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void ASecondRunIntoTheSameFolderIsRefusedWhileOneIsWriting()
+    {
+        using var model = TestModelFactory.CreateTemp();
+        using var dir = new TempDir();
+        var table = WriteTable(dir, 4);
+        string[] args = ["batch", table, "--model", model.Path, "--out", dir["out"], "--steps", "2"];
+        CliResult? second = null;
+        var first = CliRun.Run(args, CancellationToken.None, null, _ => second ??= CliRun.Run(args));
+        Assert.True(first.ExitCode == 0, first.ToString());
+        Assert.NotNull(second);
+        Assert.Equal(2, second.ExitCode);
+        Assert.Contains("Another batch run", Assert.Single(second.ErrLines));
+        AssertComplete(dir["out"], 4);
+        Assert.False(File.Exists(Path.Combine(dir["out"], Manifest.LockFileName)), "the lock file goes when the run ends");
+    }
+
+    [Fact]
     public void ARerunRepairsWhatACrashCanLeave()
     {
         using var model = TestModelFactory.CreateTemp();
@@ -184,6 +201,7 @@ public class CliBatchTests(ITestOutputHelper output)
         Assert.True(rerun.ExitCode == 0, rerun.ToString());
         AssertComplete(outDir, Rows);
         AssertUnchanged(before, Snapshot(outDir));
+        Assert.False(File.Exists(Path.Combine(outDir, Manifest.LockFileName)), "the rerun removes the killed run's lock file");
         output.WriteLine(rerun.Out);
     }
 
