@@ -24,6 +24,7 @@ public sealed class DenoisingTransformer : DiffusionTransformerBase
         if (options.SeedColumnName is { } seed) inputs.Add(InputColumn.Seed(seed));
         if (options.GuidanceScaleColumnName is { } guidance) inputs.Add(InputColumn.Single(InputRole.GuidanceScale, guidance));
         if (options.StepsColumnName is { } steps) inputs.Add(InputColumn.Int32(InputRole.Steps, steps));
+        inputs.AddRange(InputColumn.ImageToImage(options));
         Inputs = inputs;
         Outputs = [new OutputColumn(OutputRole.Latents, outputColumn, new VectorDataViewType(NumberDataViewType.Single, Generation.LatentDimensions)), .. ImageIndexColumn()];
     }
@@ -46,11 +47,12 @@ public sealed class DenoisingTransformer : DiffusionTransformerBase
 
     internal override IReadOnlyList<OutputColumn> Outputs { get; }
 
-    /// <summary>The request for one slot: its seed (by the documented formula), steps and guidance.</summary>
+    /// <summary>The request for one slot: its seed (by the documented formula), steps, guidance and, when bound, init image, mask and strength.</summary>
     internal DenoiseRequest Request(in ImageSlot slot, float[] conditional, float[]? unconditional)
     {
         var (steps, guidance) = Generation.SettingsOf(slot);
-        return new DenoiseRequest(conditional, unconditional, Generation.SeedOf(slot), guidance, steps);
+        var (init, mask, strength) = Generation.ImageInputsOf(slot);
+        return new DenoiseRequest(conditional, unconditional, Generation.SeedOf(slot), guidance, steps, init, mask, strength);
     }
 
     /// <summary>Denoises a batch (one UNet batch per steps/guidance group).</summary>

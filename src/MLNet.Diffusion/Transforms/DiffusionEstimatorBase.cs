@@ -67,6 +67,8 @@ public abstract class DiffusionEstimatorBase<TTransformer> : IEstimator<TTransfo
     {
         ArgumentNullException.ThrowIfNull(inputSchema);
         foreach (var column in ShapeInputs) column.Check(inputSchema);
+        if (ShapeInputs.Any(c => c.Role == InputRole.Mask))
+            InputColumn.CheckMaskSize(_options, name => inputSchema.Where(c => c.Name == name).Select(c => c.ItemType).LastOrDefault());
         var columns = new Dictionary<string, SchemaShape.Column>();
         foreach (var column in inputSchema) columns[column.Name] = column;
         foreach (var column in ShapeOutputs) columns[column.Name] = column;
@@ -107,5 +109,6 @@ public abstract class DiffusionEstimatorBase<TTransformer> : IEstimator<TTransfo
         if (_options.SeedColumnName is { } seed) yield return InputColumn.Seed(seed);
         if (_options.GuidanceScaleColumnName is { } guidance) yield return InputColumn.Single(InputRole.GuidanceScale, guidance);
         if (_options.StepsColumnName is { } steps) yield return InputColumn.Int32(InputRole.Steps, steps);
+        foreach (var column in InputColumn.ImageToImage(_options)) yield return column;
     }
 }

@@ -18,6 +18,17 @@ namespace MLNet.Diffusion.Transforms;
 /// (scale &gt; 1) and others do not, cannot share a UNet call: the batch is split into one call per
 /// (steps, guidance on/off) group, in order of first appearance (the image size is one setting for the whole
 /// transform, so it never splits a batch). An image's pixels do not depend on its batch.</para>
+/// <para><b>Image-to-image and inpainting.</b> <see cref="InitImageColumnName"/> names an image column
+/// (<c>ImageDataViewType</c> of <c>MLImage</c>, e.g. from <c>LoadImages</c>) whose rows start from that image instead of
+/// noise; <see cref="MaskColumnName"/> an image column of what to repaint (white) in it; <see cref="StrengthColumnName"/>
+/// a Single column of each row's strength. They become the engine's <see cref="ImagePrompt.InitImage"/>,
+/// <see cref="ImagePrompt.Mask"/> and <see cref="ImagePrompt.Strength"/>: init images of any size are stretched to the
+/// generation size, a mask must have its init image's size, and a row whose init image is null (or empty) is
+/// generated from text alone (its mask must then be null too; its strength is ignored). Rows with different strengths
+/// still share one batch and one <c>Denoise</c> call per (steps, guidance on/off) group: the engine runs the images
+/// that start at the same step together, so a batch of k distinct start steps makes k UNet batches per step, and an
+/// image's pixels still do not depend on its batch. The pixels are copied when a row is read, so the image column's
+/// upstream transforms run once per batch read.</para>
 /// </remarks>
 public sealed class DiffusionOptions
 {
@@ -67,6 +78,32 @@ public sealed class DiffusionOptions
     /// <summary>An Int32 column with each row's step count (0 takes <see cref="Steps"/>); null for none.</summary>
     public string? StepsColumnName { get; set; }
 
+    /// <summary>
+    /// An image column (<c>MLImage</c>) of init images for image-to-image: each row's image is noised to its
+    /// strength and denoised towards its prompt. A null or empty image generates that row from text alone. Needs a
+    /// model folder with <c>vae_encoder/model.onnx</c> (checked when the transform is fitted). Null (default): text-to-image.
+    /// </summary>
+    public string? InitImageColumnName { get; set; }
+
+    /// <summary>
+    /// An image column (<c>MLImage</c>) of inpainting masks, white (grey level ≥ ½) where the init image is repainted;
+    /// each must have its row's init image's size (a null mask repaints everything at the strength). Needs
+    /// <see cref="InitImageColumnName"/>. Null (default): no masks.
+    /// </summary>
+    public string? MaskColumnName { get; set; }
+
+    /// <summary>
+    /// A Single column with each row's strength, from 0 to 1 (NaN takes <see cref="Strength"/>); see
+    /// <see cref="ImagePrompt.Strength"/>. Needs <see cref="InitImageColumnName"/>. Null (default): none.
+    /// </summary>
+    public string? StrengthColumnName { get; set; }
+
+    /// <summary>
+    /// The strength of rows with an init image and no per-row value (0–1); null (default) takes the engine's defaults,
+    /// <see cref="ImagePrompt.DefaultStrength"/> (0.8), or <see cref="ImagePrompt.DefaultInpaintingStrength"/> (1) with a mask.
+    /// </summary>
+    public float? Strength { get; set; }
+
     /// <summary>The Int32 output column that numbers a row's images when <see cref="ImagesPerPrompt"/> &gt; 1. Default "ImageIndex".</summary>
     public string ImageIndexColumnName { get; set; } = DiffusionColumnNames.ImageIndex;
 
@@ -105,6 +142,12 @@ public sealed class DiffusionOptions
         if (BatchSize < 1 || BatchSize > 256) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "BatchSize must be from 1 to 256.");
         if (GpuDeviceId is < 0) throw new ArgumentOutOfRangeException(nameof(GpuDeviceId), GpuDeviceId, "GpuDeviceId must be 0 or more.");
         if (IntraOpThreads < 0) throw new ArgumentOutOfRangeException(nameof(IntraOpThreads), IntraOpThreads, "IntraOpThreads must be 0 (automatic) or more.");
+        if (Strength is float strength && !(strength >= 0 && strength <= 1))
+            throw new ArgumentOutOfRangeException(nameof(Strength), strength, "Strength must be from 0 to 1 (or null for the engine's defaults).");
+        if (InitImageColumnName is null && MaskColumnName is not null)
+            throw new ArgumentException($"MaskColumnName ('{MaskColumnName}') needs InitImageColumnName: a mask says what to repaint in an init image.", nameof(MaskColumnName));
+        if (InitImageColumnName is null && StrengthColumnName is not null)
+            throw new ArgumentException($"StrengthColumnName ('{StrengthColumnName}') needs InitImageColumnName: strength says how much of an init image is regenerated.", nameof(StrengthColumnName));
         if (ImagesPerPrompt > 1 && string.IsNullOrWhiteSpace(ImageIndexColumnName))
             throw new ArgumentException("ImageIndexColumnName must name a column when ImagesPerPrompt is above 1.", nameof(ImageIndexColumnName));
     }

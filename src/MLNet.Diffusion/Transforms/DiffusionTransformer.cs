@@ -34,6 +34,7 @@ public sealed class DiffusionTransformer : DiffusionTransformerBase
         if (options.SeedColumnName is { } seed) inputs.Add(InputColumn.Seed(seed));
         if (options.GuidanceScaleColumnName is { } guidance) inputs.Add(InputColumn.Single(InputRole.GuidanceScale, guidance));
         if (options.StepsColumnName is { } steps) inputs.Add(InputColumn.Int32(InputRole.Steps, steps));
+        inputs.AddRange(InputColumn.ImageToImage(options));
         Inputs = inputs;
         var outputs = new List<OutputColumn>();
         if (options.PromptEmbeddingColumnName is { } embedding)

@@ -75,6 +75,8 @@ public abstract class DiffusionTransformerBase : ITransformer, IDisposable
     {
         ArgumentNullException.ThrowIfNull(inputSchema);
         foreach (var input in Inputs) input.Check(inputSchema);
+        if (Inputs.Any(i => i.Role == InputRole.Mask))
+            InputColumn.CheckMaskSize(_options, name => inputSchema.GetColumnOrNull(name)?.Type);
         var builder = new DataViewSchema.Builder();
         builder.AddColumns(inputSchema);
         foreach (var output in Outputs) builder.AddColumn(output.Name, output.Type);

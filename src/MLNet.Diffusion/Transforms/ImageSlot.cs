@@ -13,6 +13,9 @@ internal sealed class RowInputs
     public float[]? PromptEmbedding { get; set; }
     public float[]? NegativeEmbedding { get; set; }
     public float[]? Latents { get; set; }
+    public ImagePixels? InitImage { get; set; }
+    public ImagePixels? Mask { get; set; }
+    public float? Strength { get; set; }
 }
 
 /// <summary>One output image position: input row <paramref name="Row"/> (0-based position in the input view), its image <paramref name="ImageIndex"/>.</summary>
@@ -57,6 +60,9 @@ internal sealed class ImagePixels
     public int Width { get; }
     public int Height { get; }
     public MLPixelFormat Format { get; }
+
+    /// <summary>A copy of <paramref name="image"/>'s pixels, or null for a missing (null or empty) image.</summary>
+    public static ImagePixels? CopyOrNull(MLImage? image) => image is null || image.Width <= 0 || image.Height <= 0 ? null : new ImagePixels(image);
 
     public MLImage ToImage() => MLImage.CreateFromPixels(Width, Height, Format, _data);
 }

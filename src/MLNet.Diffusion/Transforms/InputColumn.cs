@@ -1,5 +1,6 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using Microsoft.ML.Transforms.Image;
 
 namespace MLNet.Diffusion.Transforms;
 
@@ -14,6 +15,9 @@ internal enum InputRole
     PromptEmbedding,
     NegativeEmbedding,
     Latents,
+    InitImage,
+    Mask,
+    Strength,
 }
 
 /// <summary>
@@ -50,6 +54,10 @@ internal sealed class InputColumn
     public static InputColumn Int32(InputRole role, string name) =>
         new(role, name, "Int32", t => t == NumberDataViewType.Int32, c => Scalar(c) && c.ItemType == NumberDataViewType.Int32);
 
+    /// <summary>An image column (<see cref="ImageDataViewType"/> of <see cref="MLImage"/>, any size).</summary>
+    public static InputColumn Image(InputRole role, string name) =>
+        new(role, name, "Image", t => t is ImageDataViewType, c => Scalar(c) && c.ItemType is ImageDataViewType);
+
     /// <summary>A Single vector of the given dimensions; with none, any known-size Single vector (estimator-level check).</summary>
     public static InputColumn Vector(InputRole role, string name, params int[] dimensions)
     {
@@ -58,6 +66,27 @@ internal sealed class InputColumn
         return new(role, name, expected,
             t => t is VectorDataViewType v && v.ItemType == NumberDataViewType.Single && v.IsKnownSize && (size == 0 || v.Size == size),
             c => c.Kind == SchemaShape.Column.VectorKind.Vector && !c.IsKey && c.ItemType == NumberDataViewType.Single);
+    }
+
+    /// <summary>The init-image, mask and strength columns the options name.</summary>
+    public static IEnumerable<InputColumn> ImageToImage(DiffusionOptions options)
+    {
+        if (options.InitImageColumnName is { } init) yield return Image(InputRole.InitImage, init);
+        if (options.MaskColumnName is { } mask) yield return Image(InputRole.Mask, mask);
+        if (options.StrengthColumnName is { } strength) yield return Single(InputRole.Strength, strength);
+    }
+
+    /// <summary>
+    /// When both image columns declare a size (<c>ImageDataViewType(height, width)</c>), the mask's must be the init
+    /// image's; columns of unknown size are checked per row when generating.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The declared sizes differ; the message names the mask column and both types.</exception>
+    public static void CheckMaskSize(DiffusionOptions options, Func<string, DataViewType?> typeOf)
+    {
+        if (options.InitImageColumnName is not { } init || options.MaskColumnName is not { } mask) return;
+        if (typeOf(init) is ImageDataViewType i && typeOf(mask) is ImageDataViewType m
+            && i.Height > 0 && i.Width > 0 && m.Height > 0 && m.Width > 0 && (i.Height != m.Height || i.Width != m.Width))
+            throw SchemaErrors.Mismatch(mask, $"{i} (the size of init-image column '{init}')", m.ToString() ?? "?");
     }
 
     /// <summary>Finds and checks the column in <paramref name="schema"/>.</summary>

@@ -71,6 +71,28 @@ internal sealed class RowReader
                 int v = 0;
                 return r => { get(ref v); r.Steps = v == 0 ? null : v; };
             }
+            case InputRole.Strength:
+            {
+                var get = row.GetGetter<float>(column);
+                float v = 0;
+                return r => { get(ref v); r.Strength = float.IsNaN(v) ? null : v; };
+            }
+            case InputRole.InitImage or InputRole.Mask:
+            {
+                // ML.NET's image getters dispose the image passed back in and hand out a new one, so the pixels are
+                // copied at once (the batch keeps them while the look-ahead cursor moves on); the last image is the
+                // upstream getter's to dispose on its next call, as ML.NET's own image transforms leave it.
+                var get = row.GetGetter<MLImage>(column);
+                MLImage image = null!;
+                bool mask = input.Role == InputRole.Mask;
+                return r =>
+                {
+                    get(ref image);
+                    var pixels = ImagePixels.CopyOrNull(image);
+                    if (mask) r.Mask = pixels;
+                    else r.InitImage = pixels;
+                };
+            }
             default:
             {
                 var get = row.GetGetter<VBuffer<float>>(column);
