@@ -70,7 +70,7 @@ using (var cursor = result.GetRowCursor(result.Schema))
     ReadOnlyMemory<char> p = default; long s = 0; MLImage? img = null; VBuffer<float> px = default;
     while (cursor.MoveNext())
     {
-        prompt(ref p); seed(ref s); image(ref img); pixels(ref px);   // the image getter disposes the image passed back in
+        prompt(ref p); seed(ref s); image(ref img!); pixels(ref px);   // the image getter disposes the image passed back in
         string file = Path.Combine(outDir, $"table-seed{s}.png");
         img!.Save(file);
         Console.WriteLine($"{p} (seed {s}) → {Path.GetFileName(file)}, {px.Length} pixel values");
