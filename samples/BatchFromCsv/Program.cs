@@ -29,7 +29,7 @@ ReadOnlyMemory<char> p = default; long s = 0; MLImage? img = null;
 int n = 0;
 while (cursor.MoveNext())
 {
-    prompt(ref p); seed(ref s); image(ref img);
+    prompt(ref p); seed(ref s); image(ref img!);
     string file = Path.Combine(outDir, $"{n:D2}-seed{s}-{SampleModel.Slug(p.ToString())}.png");
     img!.Save(file);
     Console.WriteLine($"{file}  ({img.Width}×{img.Height})");

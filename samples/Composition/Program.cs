@@ -1,6 +1,7 @@
 // Composition: generated images feed ordinary ML.NET steps. GenerateImages → ResizeImages → ExtractPixels → KMeans,
-// then prints which prompts cluster together. With the demo model, red shapes and blue shapes land in different
-// clusters whatever their shape: the clustering sees colour, not the words.
+// then prints which prompts cluster together. Each image is shrunk to one pixel, its mean colour, so the shape's place
+// and size drop out (at 4×4 or more the demo model's shapes cluster by where they were drawn); with the demo model,
+// red shapes and blue shapes then land in different clusters whatever their shape: k-means sees the pixels, not the words.
 //
 //   dotnet run --project samples/Composition                      # demo model
 //   dotnet run --project samples/Composition -- /models/sd15-onnx  # a real model folder (use prompts it knows)
@@ -14,20 +15,20 @@ var ml = new MLContext(seed: 1);
 
 string[] prompts =
 [
-    "a large red circle in the center",
-    "a large red square in the center",
-    "a large red triangle in the center",
-    "a large red star in the center",
-    "a large blue circle in the center",
-    "a large blue square in the center",
-    "a large blue triangle in the center",
-    "a large blue star in the center",
+    "a large red circle on a white background",
+    "a large red square on a white background",
+    "a large red triangle on a white background",
+    "a large red star on a white background",
+    "a large blue circle on a white background",
+    "a large blue square on a white background",
+    "a large blue triangle on a white background",
+    "a large blue star on a white background",
 ];
 IDataView table = ml.Data.LoadFromEnumerable(prompts.Select(p => new PromptRow { Prompt = p }));
 
 var pipeline = ml.Transforms.GenerateImages(new DiffusionOptions { ModelPath = modelDir, Steps = 20, Seed = 42, BatchSize = 4 },
                                             promptColumn: "Prompt", outputColumn: "Image")
-    .Append(ml.Transforms.ResizeImages("Small", imageWidth: 16, imageHeight: 16, inputColumnName: "Image"))
+    .Append(ml.Transforms.ResizeImages("Small", imageWidth: 1, imageHeight: 1, inputColumnName: "Image"))   // the mean colour
     .Append(ml.Transforms.ExtractPixels("Features", inputColumnName: "Small", scaleImage: 1f / 255))
     .Append(ml.Transforms.DropColumns("Image", "Small"))
     .AppendCacheCheckpoint(ml)   // k-means reads the data several times; generate each image once
