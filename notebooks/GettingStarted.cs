@@ -79,13 +79,13 @@ using (var cursor = result.GetRowCursor(result.Schema))
 }
 Console.WriteLine($"Done in {total.Elapsed.TotalSeconds:F1} s; images in {outDir}");
 
-// Tiles the images (rows × columns, all one size) on a white canvas with 4-pixel gaps.
+// Tiles the images (rows × columns, all one size) on a light-gray canvas (so white backgrounds show) with 4-pixel gaps.
 static MLImage Grid(MLImage[][] rows, int gap = 4)
 {
     int w = rows[0][0].Width, h = rows[0][0].Height, cols = rows.Max(r => r.Length);
     int gw = cols * w + (cols + 1) * gap, gh = rows.Length * h + (rows.Length + 1) * gap;
     var canvas = new byte[gw * gh * 4];
-    Array.Fill(canvas, (byte)255);
+    Array.Fill(canvas, (byte)200);
     for (int r = 0; r < rows.Length; r++)
         for (int c = 0; c < rows[r].Length; c++)
         {
