@@ -86,6 +86,7 @@ static MLImage Grid(MLImage[][] rows, int gap = 4)
     int gw = cols * w + (cols + 1) * gap, gh = rows.Length * h + (rows.Length + 1) * gap;
     var canvas = new byte[gw * gh * 4];
     Array.Fill(canvas, (byte)200);
+    for (int i = 3; i < canvas.Length; i += 4) canvas[i] = 255;   // opaque
     for (int r = 0; r < rows.Length; r++)
         for (int c = 0; c < rows[r].Length; c++)
         {
