@@ -1,1 +1,60 @@
-return 0;
+using System.Diagnostics;
+using System.Globalization;
+using MLNet.Diffusion.ModelBuilder.Demo;
+
+namespace MLNet.Diffusion.ModelBuilder;
+
+/// <summary>The command line: <c>demo --out &lt;dir&gt;</c> builds the built-in demo model.</summary>
+public static class Program
+{
+    /// <summary>The usage text printed for <c>--help</c> and on bad arguments.</summary>
+    public const string Usage =
+        "Usage: dotnet run --project src/MLNet.Diffusion.ModelBuilder -- demo --out <dir>\n" +
+        "\n" +
+        "Commands:\n" +
+        "  demo --out <dir>   Build the built-in demo model (a Stable Diffusion ONNX folder, 128x128 images,\n" +
+        "                     about 2.6 MB) into <dir>. <dir> must be new, empty or an earlier demo model.\n" +
+        "  --help             Show this text.\n";
+
+    /// <summary>Runs the command line; returns the process exit code (0 success, 1 failure, 2 bad arguments).</summary>
+    public static int Main(string[] args)
+    {
+        ArgumentNullException.ThrowIfNull(args);
+        if (args.Length == 1 && args[0] is "--help" or "-h" or "help")
+        {
+            Console.Out.Write(Usage);
+            return 0;
+        }
+        if (args.Length == 0 || args[0] != "demo")
+            return Fail(args.Length == 0 ? "No command given." : $"Unknown command '{args[0]}'.");
+        string? output = null;
+        for (int i = 1; i < args.Length; i++)
+        {
+            if (args[i] is "--out" or "-o" && i + 1 < args.Length && output is null) output = args[++i];
+            else return Fail($"Unexpected argument '{args[i]}'.");
+        }
+        if (string.IsNullOrWhiteSpace(output)) return Fail("The demo command needs --out <dir>.");
+        try
+        {
+            var clock = Stopwatch.StartNew();
+            DemoModelBuilder.Build(output);
+            var full = Path.GetFullPath(output);
+            Console.Out.WriteLine(string.Format(CultureInfo.InvariantCulture,
+                "Built the demo model ({0}) in {1} ({2:F2} MB, {3:F1} s).",
+                DemoModelBuilder.Version, full, DemoModelBuilder.FolderSize(full) / 1e6, clock.Elapsed.TotalSeconds));
+            return 0;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 1;
+        }
+    }
+
+    private static int Fail(string message)
+    {
+        Console.Error.WriteLine($"error: {message}");
+        Console.Error.Write(Usage);
+        return 2;
+    }
+}

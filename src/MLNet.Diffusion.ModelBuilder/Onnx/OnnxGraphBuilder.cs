@@ -127,8 +127,43 @@ public sealed class OnnxGraphBuilder
     public string Unsqueeze(string x, params long[] axes) => Node("Unsqueeze", [x, Longs(axes)]);
     /// <summary>Concatenates along <paramref name="axis"/>.</summary>
     public string Concat(long axis, params string[] xs) => Node("Concat", xs, ("axis", axis));
-    /// <summary>Slices <paramref name="x"/> to [starts, ends) along <paramref name="axes"/> (step 1).</summary>
+    /// <summary>Maximum over <paramref name="axes"/> (opset 18+ takes axes as an input; before that, an attribute).</summary>
+    public string ReduceMax(string x, long[] axes, bool keepDims = true) =>
+        _opset >= 18 ? Node("ReduceMax", [x, Longs(axes)], ("keepdims", keepDims ? 1L : 0L)) : Node("ReduceMax", [x], ("axes", axes), ("keepdims", keepDims ? 1L : 0L));
+    /// <summary>Minimum over <paramref name="axes"/> (opset 18+ takes axes as an input; before that, an attribute).</summary>
+    public string ReduceMin(string x, long[] axes, bool keepDims = true) =>
+        _opset >= 18 ? Node("ReduceMin", [x, Longs(axes)], ("keepdims", keepDims ? 1L : 0L)) : Node("ReduceMin", [x], ("axes", axes), ("keepdims", keepDims ? 1L : 0L));
+    /// <summary>Clamps a float tensor to [<paramref name="min"/>, <paramref name="max"/>] (opset 11+: bounds as scalar inputs).</summary>
+    public string Clip(string x, float min, float max) => Node("Clip", [x, Scalar(min), Scalar(max)]);
+    /// <summary>Element-wise logistic sigmoid.</summary>
+    public string Sigmoid(string x) => Node("Sigmoid", [x]);
+    /// <summary>Element-wise natural logarithm.</summary>
+    public string Log(string x) => Node("Log", [x]);
+    /// <summary>Element-wise absolute value.</summary>
+    public string Abs(string x) => Node("Abs", [x]);
+    /// <summary>Element-wise floor.</summary>
+    public string Floor(string x) => Node("Floor", [x]);
+    /// <summary>Element-wise choice: <paramref name="whenTrue"/> where <paramref name="condition"/> holds, else <paramref name="whenFalse"/>.</summary>
+    public string Where(string condition, string whenTrue, string whenFalse) => Node("Where", [condition, whenTrue, whenFalse]);
+    /// <summary>Element-wise a &gt; b (boolean).</summary>
+    public string Greater(string a, string b) => Node("Greater", [a, b]);
+    /// <summary>Slices <paramref name="x"/> along <paramref name="axes"/> from <paramref name="starts"/> to <paramref name="ends"/>
+    /// (ends may be negative, counted from the end, or <see cref="long.MaxValue"/> for "to the end").</summary>
     public string Slice(string x, long[] starts, long[] ends, long[] axes) => Node("Slice", [x, Longs(starts), Longs(ends), Longs(axes)]);
+    /// <summary>x · scale + shift with float scalars (skipping a factor of 1 or a shift of 0).</summary>
+    public string Affine(string x, float scale, float shift)
+    {
+        var y = scale == 1f ? x : Mul(x, Scalar(scale));
+        return shift == 0f ? y : Add(y, Scalar(shift));
+    }
+    /// <summary>2-D convolution with the given weight (and optional bias) initializer names.</summary>
+    public string Conv(string x, string weight, string? bias = null, long[]? strides = null, long[]? pads = null, long group = 1)
+    {
+        var attributes = new List<(string, object)> { ("group", group) };
+        if (strides is not null) attributes.Add(("strides", strides));
+        if (pads is not null) attributes.Add(("pads", pads));
+        return Node("Conv", bias is null ? [x, weight] : [x, weight, bias], [.. attributes]);
+    }
     /// <summary>Passes <paramref name="x"/> on under the name <paramref name="output"/>.</summary>
     public string Identity(string x, string output) => NodeNamed("Identity", [x], output);
 

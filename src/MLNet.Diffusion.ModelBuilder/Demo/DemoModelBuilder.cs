@@ -1,0 +1,257 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+
+namespace MLNet.Diffusion.ModelBuilder.Demo;
+
+/// <summary>
+/// Writes the built-in demo model: a complete Stable Diffusion ONNX folder (diffusers/Optimum layout) made from code,
+/// with no downloaded weights, that runs through exactly the same code path as a real model.
+/// </summary>
+/// <remarks>
+/// <para>The folder holds <c>model_index.json</c>; <c>scheduler/scheduler_config.json</c> (PNDM, Stable Diffusion 1.5's
+/// schedule); <c>tokenizer/</c> (CLIP format, <see cref="ClipVocabularyWriter"/>); <c>text_encoder/</c>
+/// (<see cref="DemoTextEncoder"/>); <c>unet/</c> (<see cref="DemoUnet"/>); <c>vae_encoder/</c> and <c>vae_decoder/</c>
+/// (<see cref="DemoVae"/>), each with its <c>config.json</c>; a README and the version stamp <see cref="StampFile"/>.
+/// Images are 128×128 (latents 4×16×16), and the UNet takes no other size.</para>
+/// <para>Building is deterministic: the same builder version gives the same bytes. The whole folder is about 2.6 MB.</para>
+/// </remarks>
+public static class DemoModelBuilder
+{
+    /// <summary>The builder version, written to <see cref="StampFile"/>; bump it whenever the model's bytes change.</summary>
+    public const string Version = "demo-1";
+
+    /// <summary>The version stamp file in the model folder, written last.</summary>
+    public const string StampFile = "mlnet_demo_version.txt";
+
+    private static readonly object Gate = new();
+
+    /// <summary>The text of the version stamp.</summary>
+    public static string StampText => $"MLNet.Diffusion demo model, builder {Version}\n";
+
+    /// <summary>Whether <paramref name="directory"/> holds a demo model built by this builder version.</summary>
+    public static bool IsCurrent(string directory)
+    {
+        var stamp = Path.Combine(directory, StampFile);
+        try
+        {
+            return File.Exists(stamp) && File.ReadAllText(stamp) == StampText;
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// Builds the demo model into <paramref name="directory"/> unless it already holds one built by this
+    /// builder version. Safe to call from several threads or processes at once (they wait for one another).
+    /// </summary>
+    /// <returns>True when it built the model; false when the folder was already current.</returns>
+    public static bool EnsureBuilt(string directory)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(directory);
+        var full = Path.GetFullPath(directory).TrimEnd(Path.DirectorySeparatorChar);
+        if (IsCurrent(full)) return false;
+        var parent = Path.GetDirectoryName(full) ?? throw new IOException($"Cannot build the demo model into the root folder '{full}'.");
+        lock (Gate)
+        {
+            Directory.CreateDirectory(parent);
+            using var fileLock = AcquireLock(full + ".lock");
+            if (IsCurrent(full)) return false;
+            Build(full);
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// Builds the demo model into <paramref name="outputDirectory"/>: written into a temporary sibling folder first and
+    /// then renamed into place, so an interrupted build never leaves a half-written model. An existing folder is
+    /// replaced only when it is empty or holds a demo model (of any version).
+    /// </summary>
+    /// <exception cref="IOException">The folder exists, is not empty and is not a demo model.</exception>
+    public static void Build(string outputDirectory)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(outputDirectory);
+        var full = Path.GetFullPath(outputDirectory).TrimEnd(Path.DirectorySeparatorChar);
+        var parent = Path.GetDirectoryName(full) ?? throw new IOException($"Cannot build the demo model into the root folder '{full}'.");
+        var name = Path.GetFileName(full);
+        if (File.Exists(full)) throw new IOException($"'{full}' is a file; the demo model needs a folder.");
+        if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any() && !File.Exists(Path.Combine(full, StampFile)))
+            throw new IOException($"'{full}' is not empty and does not hold a demo model; choose a new or empty folder.");
+        Directory.CreateDirectory(parent);
+        var temp = Path.Combine(parent, $".{name}.building-{Guid.NewGuid():N}");
+        try
+        {
+            WriteModel(temp);
+            if (Directory.Exists(full))
+            {
+                var old = Path.Combine(parent, $".{name}.old-{Guid.NewGuid():N}");
+                Directory.Move(full, old);
+                Directory.Move(temp, full);
+                Directory.Delete(old, recursive: true);
+            }
+            else
+            {
+                Directory.Move(temp, full);
+            }
+        }
+        finally
+        {
+            if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+        }
+    }
+
+    /// <summary>Total size in bytes of the files under <paramref name="directory"/>.</summary>
+    public static long FolderSize(string directory) =>
+        new DirectoryInfo(directory).EnumerateFiles("*", SearchOption.AllDirectories).Sum(f => f.Length);
+
+    private static void WriteModel(string dir)
+    {
+        Directory.CreateDirectory(dir);
+        var latents = DemoUnet.DatasetLatents();
+        var captions = DemoUnet.CaptionEmbeddings();
+
+        DemoTextEncoder.BuildGraph().Save(Path.Combine(dir, "text_encoder", "model.onnx"));
+        DemoUnet.BuildGraph(latents, captions).Save(Path.Combine(dir, "unet", "model.onnx"));
+        DemoVae.BuildEncoderGraph().Save(Path.Combine(dir, "vae_encoder", "model.onnx"));
+        DemoVae.BuildDecoderGraph().Save(Path.Combine(dir, "vae_decoder", "model.onnx"));
+        ClipVocabularyWriter.Write(Path.Combine(dir, "tokenizer"));
+
+        const string note = "MLNet.Diffusion built-in demo model: hand-designed, not trained; see README.md in the model folder.";
+        DemoJson.Write(Path.Combine(dir, "model_index.json"), w =>
+        {
+            w.WriteStartObject();
+            w.WriteString("_class_name", "OnnxStableDiffusionPipeline");
+            w.WriteString("_mlnet_demo", note);
+            WritePair(w, "feature_extractor", null, null);
+            w.WriteBoolean("requires_safety_checker", false);
+            WritePair(w, "safety_checker", null, null);
+            WritePair(w, "scheduler", "diffusers", "PNDMScheduler");
+            WritePair(w, "text_encoder", "diffusers", "OnnxRuntimeModel");
+            WritePair(w, "tokenizer", "transformers", "CLIPTokenizer");
+            WritePair(w, "unet", "diffusers", "OnnxRuntimeModel");
+            WritePair(w, "vae_decoder", "diffusers", "OnnxRuntimeModel");
+            WritePair(w, "vae_encoder", "diffusers", "OnnxRuntimeModel");
+            w.WriteEndObject();
+        });
+
+        Directory.CreateDirectory(Path.Combine(dir, "scheduler"));
+        DemoJson.Write(Path.Combine(dir, "scheduler", "scheduler_config.json"), w =>
+        {
+            w.WriteStartObject();
+            w.WriteString("_class_name", "PNDMScheduler");
+            w.WriteNumber("beta_end", DemoUnet.BetaEnd);
+            w.WriteString("beta_schedule", "scaled_linear");
+            w.WriteNumber("beta_start", DemoUnet.BetaStart);
+            w.WriteBoolean("clip_sample", false);
+            w.WriteNumber("num_train_timesteps", DemoUnet.TrainTimesteps);
+            w.WriteString("prediction_type", "epsilon");
+            w.WriteBoolean("set_alpha_to_one", false);
+            w.WriteBoolean("skip_prk_steps", true);
+            w.WriteNumber("steps_offset", 1);
+            w.WriteString("timestep_spacing", "leading");
+            w.WriteNull("trained_betas");
+            w.WriteEndObject();
+        });
+
+        int vocabSize = ClipVocabularyWriter.Tokens().Count;
+        DemoJson.Write(Path.Combine(dir, "text_encoder", "config.json"), w =>
+        {
+            w.WriteStartObject();
+            w.WriteString("_mlnet_demo", note);
+            w.WriteStartArray("architectures");
+            w.WriteStringValue("CLIPTextModel");
+            w.WriteEndArray();
+            w.WriteNumber("bos_token_id", vocabSize - 2);
+            w.WriteNumber("eos_token_id", vocabSize - 1);
+            w.WriteNumber("hidden_size", DemoVocabulary.Dimension);
+            w.WriteNumber("max_position_embeddings", ClipVocabularyWriter.MaxLength);
+            w.WriteString("model_type", "clip_text_model");
+            w.WriteNumber("pad_token_id", vocabSize - 1);
+            w.WriteNumber("projection_dim", DemoVocabulary.Dimension);
+            w.WriteNumber("vocab_size", vocabSize);
+            w.WriteEndObject();
+        });
+
+        DemoJson.Write(Path.Combine(dir, "unet", "config.json"), w =>
+        {
+            w.WriteStartObject();
+            w.WriteString("_class_name", "UNet2DConditionModel");
+            w.WriteString("_mlnet_demo", note + " Exact posterior-mean denoiser over the 600 demo images; takes 16×16 latents only.");
+            w.WriteNumber("cross_attention_dim", DemoVocabulary.Dimension);
+            w.WriteNumber("in_channels", DemoVae.LatentChannels);
+            w.WriteNumber("out_channels", DemoVae.LatentChannels);
+            w.WriteNumber("sample_size", DemoUnet.LatentSize);
+            w.WriteEndObject();
+        });
+
+        foreach (var part in new[] { "vae_encoder", "vae_decoder" })
+        {
+            DemoJson.Write(Path.Combine(dir, part, "config.json"), w =>
+            {
+                w.WriteStartObject();
+                w.WriteString("_class_name", "AutoencoderKL");
+                w.WriteString("_mlnet_demo", note + " block_out_channels only tells the 8× downsampling (2^(4 − 1)).");
+                w.WriteStartArray("block_out_channels");
+                foreach (var c in new[] { 128, 256, 512, 512 }) w.WriteNumberValue(c);
+                w.WriteEndArray();
+                w.WriteNumber("in_channels", 3);
+                w.WriteNumber("latent_channels", DemoVae.LatentChannels);
+                w.WriteNumber("out_channels", 3);
+                w.WriteNumber("sample_size", DemoDataset.ImageSize);
+                w.WriteNumber("scaling_factor", (double)(decimal)DemoVae.ScalingFactor);
+                w.WriteEndObject();
+            });
+        }
+
+        File.WriteAllBytes(Path.Combine(dir, "README.md"), new UTF8Encoding(false).GetBytes(Readme()));
+        // Last: a folder with this stamp is complete.
+        File.WriteAllBytes(Path.Combine(dir, StampFile), new UTF8Encoding(false).GetBytes(StampText));
+    }
+
+    private static void WritePair(Utf8JsonWriter w, string key, string? library, string? type)
+    {
+        w.WriteStartArray(key);
+        if (library is null) w.WriteNullValue(); else w.WriteStringValue(library);
+        if (type is null) w.WriteNullValue(); else w.WriteStringValue(type);
+        w.WriteEndArray();
+    }
+
+    private static string Readme()
+    {
+        var words = string.Join(", ", DemoVocabulary.Words.Where(w => w.Slots.Length > 0).Select(w => w.Word));
+        var s = new StringBuilder();
+        s.Append("# MLNet.Diffusion demo model\n\n");
+        s.Append("A tiny Stable Diffusion ONNX folder built by code (`dotnet run --project src/MLNet.Diffusion.ModelBuilder -- demo --out <dir>`),\n");
+        s.Append("builder version ").Append(Version).Append(". It is not trained: every part is written down by hand.\n\n");
+        s.Append("- Images are 128×128 (latents 4×16×16; the UNet takes no other size).\n");
+        s.Append("- The dataset: ").Append(DemoDataset.Items.Count.ToString(CultureInfo.InvariantCulture))
+            .Append(" images of a circle, square, triangle or star; red, yellow, green, blue or purple; small or large;\n");
+        s.Append("  in a corner or the center; on a white, gray or black background. Caption example: \"")
+            .Append(DemoDataset.Items[0].Caption).Append("\".\n");
+        s.Append("- The UNet computes the exact posterior-mean denoiser of that dataset, with a prior over the images\n");
+        s.Append("  from the prompt's words, so guidance works as in real models and the output is one of the dataset's images.\n");
+        s.Append("- The VAE maps each 8×8 patch to a signed distance to the shape's outline, the background grey and the\n");
+        s.Append("  shape colour; it decodes any latent to a picture with crisp edges.\n");
+        s.Append("- Words that mean something: ").Append(words).Append(".\n");
+        s.Append("  Others (\"a\", \"on\", \"background\", unknown words) are ignored.\n");
+        return s.ToString();
+    }
+
+    private static FileStream AcquireLock(string path)
+    {
+        var deadline = DateTime.UtcNow.AddMinutes(5);
+        while (true)
+        {
+            try
+            {
+                return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.DeleteOnClose);
+            }
+            catch (IOException) when (DateTime.UtcNow < deadline)
+            {
+                Thread.Sleep(100);
+            }
+        }
+    }
+}

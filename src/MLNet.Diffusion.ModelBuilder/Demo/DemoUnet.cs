@@ -1,0 +1,216 @@
+using MLNet.Diffusion.ModelBuilder.Onnx;
+
+namespace MLNet.Diffusion.ModelBuilder.Demo;
+
+/// <summary>
+/// The demo model's UNet, <c>unet/model.onnx</c>, with Stable Diffusion's contract (<c>sample</c> [B, 4, 16, 16],
+/// <c>timestep</c> [B] float, <c>encoder_hidden_states</c> [B, L, D] → <c>out_sample</c> [B, 4, 16, 16], ε-prediction).
+/// It is no network: it computes the exact posterior-mean denoiser of the demo dataset.
+/// </summary>
+/// <remarks>
+/// <para>With the scaled dataset latents z_k (<see cref="DemoVae.ScalingFactor"/> × encoder output) and the noise level
+/// ᾱ of the timestep, x_t = √ᾱ·z + √(1 − ᾱ)·ε has posterior weights
+/// w_k ∝ π_k(c) · exp(−‖x_t − √ᾱ·z_k‖² / (2(1 − ᾱ))), so E[z | x_t] = Σ_k w_k z_k = x̂₀ and the model returns
+/// ε̂ = (x_t − √ᾱ·x̂₀) / √(1 − ᾱ). The weights are a softmax over log π_k minus the scaled squared distances.</para>
+/// <para>The prior is text-conditioned: the prompt's hidden states are summed over positions (padding and
+/// unknown tokens embed to zero) and log π_k = <see cref="PriorSharpness"/> · (pooled · a_k), a_k being the sum of
+/// the embeddings of image k's caption, i.e. its attribute vector. Each attribute the prompt names adds
+/// <see cref="PriorSharpness"/> to the images that have it; since a prompt names each attribute once, counting
+/// matches is the same as matches minus mismatches up to a constant. The empty prompt gives a uniform prior,
+/// so classifier-free guidance works as in real models.</para>
+/// <para>ᾱ comes from Stable Diffusion 1.5's schedule (scaled_linear, β from 0.00085 to 0.012, 1000 steps) through a
+/// table of σ_t = √((1 − ᾱ_t)/ᾱ_t); a fractional timestep interpolates σ linearly between floor(t) and floor(t) + 1
+/// and uses ᾱ = 1/(1 + σ²), exactly as Euler-type schedulers map σ back to t. Timesteps are clamped to [0, 999].
+/// The latent must be 16×16 (128×128 images): the dataset latents have that size.</para>
+/// </remarks>
+public static class DemoUnet
+{
+    /// <summary>Log-prior added per matching attribute (the prior's sharpness).</summary>
+    public const float PriorSharpness = 8f;
+
+    /// <summary>The training timesteps of the schedule (<c>num_train_timesteps</c>).</summary>
+    public const int TrainTimesteps = 1000;
+
+    /// <summary>β at the first timestep (<c>beta_start</c>).</summary>
+    public const double BetaStart = 0.00085;
+
+    /// <summary>β at the last timestep (<c>beta_end</c>).</summary>
+    public const double BetaEnd = 0.012;
+
+    /// <summary>The latent height and width the UNet takes.</summary>
+    public const int LatentSize = DemoDataset.ImageSize / DemoVae.Factor;
+
+    /// <summary>Values in one latent (4 × 16 × 16).</summary>
+    public const int LatentLength = DemoVae.LatentChannels * LatentSize * LatentSize;
+
+    /// <summary>ᾱ_t of the scaled_linear schedule: β_t = (linspace(√β_start, √β_end, 1000)_t)², ᾱ_t = Π_{s ≤ t}(1 − β_s).</summary>
+    public static double[] AlphasCumprod()
+    {
+        var result = new double[TrainTimesteps];
+        double a = Math.Sqrt(BetaStart), b = Math.Sqrt(BetaEnd), product = 1;
+        for (int t = 0; t < TrainTimesteps; t++)
+        {
+            double root = t == TrainTimesteps - 1 ? b : a + t * (b - a) / (TrainTimesteps - 1);
+            product *= 1 - root * root;
+            result[t] = product;
+        }
+        return result;
+    }
+
+    /// <summary>σ_t = √((1 − ᾱ_t)/ᾱ_t) in single precision, the table the graph holds.</summary>
+    public static float[] SigmaTable() => AlphasCumprod().Select(a => (float)Math.Sqrt((1 - a) / a)).ToArray();
+
+    /// <summary>ᾱ at a (possibly fractional) timestep, as the graph computes it: σ interpolated in the table, ᾱ = 1/(1 + σ²).</summary>
+    public static double AlphaBar(double timestep)
+    {
+        var sigmas = SigmaTable();
+        double t = Math.Clamp(timestep, 0, TrainTimesteps - 1);
+        int lo = (int)Math.Clamp(Math.Floor(t), 0, TrainTimesteps - 2);
+        double frac = t - lo;
+        double sigma = sigmas[lo] + frac * (sigmas[lo + 1] - (double)sigmas[lo]);
+        return 1 / (1 + sigma * sigma);
+    }
+
+    /// <summary>The caption embeddings a_k ([K, D] row-major): the pooled embedding of each image's caption.</summary>
+    public static float[] CaptionEmbeddings()
+    {
+        var items = DemoDataset.Items;
+        int d = DemoVocabulary.Dimension;
+        var a = new float[items.Count * d];
+        for (int k = 0; k < items.Count; k++) DemoVocabulary.Pool(items[k].Caption).CopyTo(a, k * d);
+        return a;
+    }
+
+    /// <summary>
+    /// The scaled latents of every dataset image ([K, 4, 16, 16] flattened): each image drawn, encoded by the reference
+    /// encoder and multiplied by <see cref="DemoVae.ScalingFactor"/>.
+    /// </summary>
+    public static float[] DatasetLatents()
+    {
+        var items = DemoDataset.Items;
+        var latents = new float[items.Count * LatentLength];
+        int n = DemoDataset.ImageSize;
+        Parallel.For(0, items.Count, k =>
+        {
+            var span = latents.AsSpan(k * LatentLength, LatentLength);
+            DemoVae.EncodeOne(DemoDataset.Render(items[k]), n, n, span);
+            for (int i = 0; i < span.Length; i++) span[i] *= DemoVae.ScalingFactor;
+        });
+        return latents;
+    }
+
+    /// <summary>The prior π(c) over the dataset images for a pooled prompt embedding (a softmax, in double precision).</summary>
+    public static double[] PriorWeights(ReadOnlySpan<float> pooled, ReadOnlySpan<float> captionEmbeddings)
+    {
+        int d = DemoVocabulary.Dimension, count = captionEmbeddings.Length / d;
+        var logits = new double[count];
+        for (int k = 0; k < count; k++)
+        {
+            double dot = 0;
+            for (int i = 0; i < d; i++) dot += pooled[i] * (double)captionEmbeddings[k * d + i];
+            logits[k] = PriorSharpness * dot;
+        }
+        return Softmax(logits);
+    }
+
+    /// <summary>
+    /// The reference computation of the graph in double precision: ε̂ for <paramref name="sample"/> ([B, 4, 16, 16]),
+    /// one timestep per batch entry (or one for all), and encoder hidden states ([B, L, D]).
+    /// </summary>
+    public static float[] Predict(ReadOnlySpan<float> sample, ReadOnlySpan<float> timesteps, ReadOnlySpan<float> hiddenStates,
+        ReadOnlySpan<float> datasetLatents, ReadOnlySpan<float> captionEmbeddings)
+    {
+        int batch = sample.Length / LatentLength, d = DemoVocabulary.Dimension, seq = hiddenStates.Length / (batch * d);
+        int count = datasetLatents.Length / LatentLength;
+        var output = new float[sample.Length];
+        var logits = new double[count];
+        var pooled = new float[d];
+        for (int b = 0; b < batch; b++)
+        {
+            double alphaBar = AlphaBar(timesteps[timesteps.Length == 1 ? 0 : b]);
+            double sa = Math.Sqrt(alphaBar), variance = 1 - alphaBar;
+            Array.Clear(pooled);
+            for (int l = 0; l < seq; l++)
+                for (int i = 0; i < d; i++) pooled[i] += hiddenStates[(b * seq + l) * d + i];
+            var x = sample.Slice(b * LatentLength, LatentLength);
+            for (int k = 0; k < count; k++)
+            {
+                double dot = 0;
+                for (int i = 0; i < d; i++) dot += pooled[i] * (double)captionEmbeddings[k * d + i];
+                var z = datasetLatents.Slice(k * LatentLength, LatentLength);
+                double dist = 0;
+                for (int i = 0; i < LatentLength; i++)
+                {
+                    double r = x[i] - sa * z[i];
+                    dist += r * r;
+                }
+                logits[k] = PriorSharpness * dot - dist / (2 * variance);
+            }
+            var w = Softmax(logits);
+            for (int i = 0; i < LatentLength; i++)
+            {
+                double x0 = 0;
+                for (int k = 0; k < count; k++) x0 += w[k] * datasetLatents[k * LatentLength + i];
+                output[b * LatentLength + i] = (float)((x[i] - sa * x0) / Math.Sqrt(variance));
+            }
+        }
+        return output;
+    }
+
+    /// <summary>Builds the graph over the given scaled dataset latents ([K, 1024]) and caption embeddings ([K, D]).</summary>
+    public static OnnxGraphBuilder BuildGraph(float[] datasetLatents, float[] captionEmbeddings)
+    {
+        ArgumentNullException.ThrowIfNull(datasetLatents);
+        ArgumentNullException.ThrowIfNull(captionEmbeddings);
+        int d = DemoVocabulary.Dimension, count = datasetLatents.Length / LatentLength;
+        var g = new OnnxGraphBuilder("demo_unet");
+        var sample = g.Input("sample", OnnxElementType.Float, "batch", DemoVae.LatentChannels, LatentSize, LatentSize);
+        var timestep = g.Input("timestep", OnnxElementType.Float, "batch");
+        var hidden = g.Input("encoder_hidden_states", OnnxElementType.Float, "batch", "sequence", d);
+
+        // Noise level: σ interpolated between the table entries around t, ᾱ = 1/(1 + σ²), 1 − ᾱ = σ²/(1 + σ²).
+        var sigmas = g.Initializer("sigma_table", SigmaTable(), TrainTimesteps);
+        var t = g.Clip(g.Reshape(timestep, -1, 1), 0, TrainTimesteps - 1);
+        var lo = g.Clip(g.Floor(t), 0, TrainTimesteps - 2);
+        var frac = g.Sub(t, lo);
+        var index = g.Cast(lo, OnnxElementType.Int64);
+        var sigmaLo = g.Gather(sigmas, index);
+        var sigmaHi = g.Gather(sigmas, g.Add(index, g.Initializer("one_i64", new long[] { 1 }, 1)));
+        var sigma = g.Add(sigmaLo, g.Mul(frac, g.Sub(sigmaHi, sigmaLo)));
+        var sigma2 = g.Mul(sigma, sigma);
+        var alphaBar = g.Div(g.Scalar(1f), g.Add(sigma2, g.Scalar(1f)));
+        var sqrtAlphaBar = g.Sqrt(alphaBar);                    // [T, 1]
+        var variance = g.Mul(sigma2, alphaBar);
+        var sqrtVariance = g.Sqrt(variance);
+
+        // Likelihood: −‖x − √ᾱ z_k‖² / (2(1 − ᾱ)) for every image k.
+        var z = g.Initializer("dataset_latents", datasetLatents, count, LatentLength);
+        var x = g.Reshape(sample, 0, -1);                        // [B, 1024]
+        var diff = g.Sub(g.Unsqueeze(x, 1), g.Mul(g.Unsqueeze(z, 0), g.Unsqueeze(sqrtAlphaBar, 2)));
+        var distance = g.ReduceSum(g.Mul(diff, diff), [2], keepDims: false);  // [B, K]
+        var logLikelihood = g.Div(distance, g.Mul(variance, g.Scalar(-2f)));
+
+        // Prior: PriorSharpness · (Σ_positions hidden) · a_k.
+        var captionsT = new float[d * count];
+        for (int k = 0; k < count; k++)
+            for (int i = 0; i < d; i++) captionsT[i * count + k] = PriorSharpness * captionEmbeddings[k * d + i];
+        var pooled = g.ReduceSum(hidden, [1], keepDims: false);      // [B, D]
+        var logPrior = g.MatMul(pooled, g.Initializer("caption_embeddings_scaled", captionsT, d, count));
+
+        var weights = g.Softmax(g.Add(logPrior, logLikelihood), axis: -1);
+        var x0 = g.MatMul(weights, z);                          // [B, 1024]
+        var eps = g.Div(g.Sub(x, g.Mul(x0, sqrtAlphaBar)), sqrtVariance);
+        g.NodeNamed("Reshape", [eps, g.Node("Shape", [sample])], "out_sample");
+        g.Output("out_sample", OnnxElementType.Float, "batch", DemoVae.LatentChannels, LatentSize, LatentSize);
+        return g;
+    }
+
+    private static double[] Softmax(double[] logits)
+    {
+        double max = logits.Max(), total = 0;
+        var w = new double[logits.Length];
+        for (int i = 0; i < w.Length; i++) total += w[i] = Math.Exp(logits[i] - max);
+        for (int i = 0; i < w.Length; i++) w[i] /= total;
+        return w;
+    }
+}
