@@ -1,0 +1,87 @@
+using System.Numerics.Tensors;
+using BenchmarkDotNet.Attributes;
+using MLNet.Diffusion.ModelBuilder.Synthetic;
+using MLNet.Diffusion.Noise;
+using MLNet.Diffusion.Schedulers;
+
+namespace MLNet.Diffusion.Benchmarks;
+
+/// <summary>
+/// One scheduler <c>Step</c> on the guided latent of one image, 4×64×64 (SD 1.5) and
+/// 4×128×128 (SDXL-sized), averaged over a whole 50-step schedule (so warm-up and multistep steps are weighted as
+/// in a generation). Compare with <see cref="MemoryStreamBenchmarks"/>.
+/// </summary>
+[MemoryDiagnoser]
+public class SchedulerStepBenchmarks
+{
+    private DiffusionScheduler _scheduler = null!;
+    private float[] _sample = [], _model = [], _scaled = [];
+    private readonly GaussianNoise _noise = new(1);
+
+    /// <summary>The scheduler.</summary>
+    [Params("euler", "dpm++2m", "pndm", "ddim")]
+    public string Scheduler { get; set; } = "euler";
+
+    /// <summary>The latent side h = w.</summary>
+    [Params(64, 128)]
+    public int Size { get; set; }
+
+    /// <summary>Builds the scheduler and buffers.</summary>
+    [GlobalSetup]
+    public void Setup()
+    {
+        _scheduler = SchedulerFactory.Create(Scheduler, SchedulerConfig.Parse(SyntheticModelFolder.Sd15SchedulerConfig, "sd15"));
+        _scheduler.SetTimesteps(50);
+        int n = 4 * Size * Size;
+        _sample = new float[n];
+        _model = new float[n];
+        _scaled = new float[n];
+        _noise.Fill(_sample);
+        _noise.Fill(_model);
+        TensorPrimitives.Multiply(_model, 0.01f, _model);
+    }
+
+    /// <summary>Step; the schedule restarts (without allocating) when it ends.</summary>
+    [Benchmark]
+    public void Step()
+    {
+        if (_scheduler.StepIndex >= _scheduler.CallCount) _scheduler.SetBeginIndex(0);
+        _scheduler.Step(_model, _sample, _noise);
+    }
+
+    /// <summary>ScaleModelInput (a copy, or x/√(σ² + 1) for the σ schedulers) into the UNet input buffer.</summary>
+    [Benchmark]
+    public void ScaleModelInput()
+    {
+        if (_scheduler.StepIndex >= _scheduler.CallCount) _scheduler.SetBeginIndex(0);
+        _scheduler.ScaleModelInput(_sample, _scaled);
+    }
+}
+
+/// <summary>
+/// The memory-streaming limit of a scheduler step: an Euler step reads the model output and the sample and
+/// writes the sample, 3 × 4·h·w floats; this copies the same number of bytes (reads 1.5 latents, writes 1.5).
+/// </summary>
+[MemoryDiagnoser]
+public class MemoryStreamBenchmarks
+{
+    private float[] _source = [], _destination = [];
+
+    /// <summary>The latent side h = w.</summary>
+    [Params(64, 128)]
+    public int Size { get; set; }
+
+    /// <summary>Buffers.</summary>
+    [GlobalSetup]
+    public void Setup()
+    {
+        int n = 3 * 4 * Size * Size / 2;
+        _source = new float[n];
+        _destination = new float[n];
+        new GaussianNoise(2).Fill(_source);
+    }
+
+    /// <summary>A vectorised copy of the bytes one step must read and write.</summary>
+    [Benchmark(Baseline = true)]
+    public void CopySameBytes() => _source.AsSpan().CopyTo(_destination);
+}

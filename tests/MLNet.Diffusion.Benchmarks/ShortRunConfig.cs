@@ -1,0 +1,42 @@
+using BenchmarkDotNet.Columns;
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Diagnosers;
+using BenchmarkDotNet.Jobs;
+using BenchmarkDotNet.Toolchains.InProcess.Emit;
+
+namespace MLNet.Diffusion.Benchmarks;
+
+/// <summary>
+/// Short runs for a small machine: the whole suite stays within about ten minutes on 2 cores. Micro-benchmarks
+/// (scheduler steps) keep BenchmarkDotNet's automatic invocation count; model benchmarks set one invocation per
+/// iteration themselves (<see cref="ModelJobAttribute"/>). Allocations are reported. Everything runs in process.
+/// </summary>
+public sealed class ShortRunConfig : ManualConfig
+{
+    /// <summary>The configuration.</summary>
+    public ShortRunConfig()
+    {
+        // In process: no per-benchmark project to generate and build (minutes on 2 cores).
+        AddJob(Job.ShortRun.WithWarmupCount(2).WithIterationCount(5).WithLaunchCount(1).WithToolchain(InProcessEmitToolchain.Instance));
+        AddDiagnoser(MemoryDiagnoser.Default);
+        AddColumnProvider(DefaultColumnProviders.Instance);
+        AddLogger(BenchmarkDotNet.Loggers.ConsoleLogger.Default);
+        AddExporter(BenchmarkDotNet.Exporters.MarkdownExporter.GitHub);
+        WithOptions(ConfigOptions.JoinSummary);
+    }
+}
+
+/// <summary>A model-sized benchmark: one invocation per iteration, one warm-up, three measured iterations.</summary>
+[AttributeUsage(AttributeTargets.Class)]
+public sealed class ModelJobAttribute : Attribute, IConfigSource
+{
+    /// <summary>The job.</summary>
+    public ModelJobAttribute(int iterations = 3)
+    {
+        Config = ManualConfig.CreateEmpty().AddJob(Job.ShortRun.WithWarmupCount(1).WithIterationCount(iterations).WithLaunchCount(1)
+            .WithInvocationCount(1).WithUnrollFactor(1).WithToolchain(InProcessEmitToolchain.Instance).WithId("Model"));
+    }
+
+    /// <inheritdoc />
+    public IConfig Config { get; }
+}
