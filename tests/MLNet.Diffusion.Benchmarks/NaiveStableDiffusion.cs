@@ -30,7 +30,9 @@ public sealed class NaiveStableDiffusion : IDisposable
         _unet = new InferenceSession(Path.Combine(folder, "unet", "model.onnx"));
         _vaeDecoder = new InferenceSession(Path.Combine(folder, "vae_decoder", "model.onnx"));
         _config = SchedulerConfig.Load(Path.Combine(folder, "scheduler", "scheduler_config.json"));
-        _scalingFactor = 0.18215f;
+        // The samples hard-code SD's 0.18215; read the folder's value so both paths decode the same latents.
+        using var vae = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, "vae_decoder", "config.json")));
+        _scalingFactor = vae.RootElement.TryGetProperty("scaling_factor", out var factor) ? factor.GetSingle() : 0.18215f;
     }
 
     /// <summary>Generates one image; returns RGBA bytes (height × width × 4).</summary>

@@ -11,6 +11,7 @@ namespace MLNet.Diffusion.Benchmarks;
 /// 4×128×128 (SDXL-sized), averaged over a whole 50-step schedule (so warm-up and multistep steps are weighted as
 /// in a generation). Compare with <see cref="MemoryStreamBenchmarks"/>.
 /// </summary>
+[MicroJob]
 [MemoryDiagnoser]
 public class SchedulerStepBenchmarks
 {
@@ -59,9 +60,12 @@ public class SchedulerStepBenchmarks
 }
 
 /// <summary>
-/// The memory-streaming limit of a scheduler step: an Euler step reads the model output and the sample and
-/// writes the sample, 3 × 4·h·w floats; this copies the same number of bytes (reads 1.5 latents, writes 1.5).
+/// The memory-streaming limit of a scheduler step: a vectorised copy of as many bytes as the step must read and
+/// write, counted in latent-sized (4·h·w float) buffers: Euler and DDIM read ε and x and write x (3); DPM-Solver++ 2M
+/// also reads m1 and writes m0 (5); PLMS reads ε, x and three ε̂ and writes ε̂ and x (7). A copy of B/2 buffers
+/// reads B/2 and writes B/2.
 /// </summary>
+[MicroJob]
 [MemoryDiagnoser]
 public class MemoryStreamBenchmarks
 {
@@ -71,11 +75,15 @@ public class MemoryStreamBenchmarks
     [Params(64, 128)]
     public int Size { get; set; }
 
+    /// <summary>Latent-sized buffers read plus written.</summary>
+    [Params(3, 5, 7)]
+    public int Buffers { get; set; }
+
     /// <summary>Buffers.</summary>
     [GlobalSetup]
     public void Setup()
     {
-        int n = 3 * 4 * Size * Size / 2;
+        int n = Buffers * 4 * Size * Size / 2;
         _source = new float[n];
         _destination = new float[n];
         new GaussianNoise(2).Fill(_source);
