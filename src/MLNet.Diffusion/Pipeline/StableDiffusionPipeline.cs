@@ -30,7 +30,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         Folder = folder;
         _logger = options.Logger;
         SchedulerConfig = SchedulerConfig.Load(folder.SchedulerConfigPath);
-        SchedulerFactory.Create(null, SchedulerConfig); // fail at load time on an unknown or broken scheduler
+        // Fail at load time on an unknown or broken scheduler, including keys read only when timesteps are set.
+        SchedulerFactory.Create(null, SchedulerConfig).SetTimesteps(1);
         var tokenizer = ClipTokenizer.Load(folder.TokenizerDirectory);
         var sessions = new OnnxSessionFactory(options);
         var loaded = new List<IDisposable>();
