@@ -44,7 +44,7 @@ public sealed partial class StableDiffusionPipeline
         RequireEncoder(null);
         try
         {
-            return EncodePixels(ImageTensor.FromImageResized(image, width, height), width, height, noise ?? ZeroNoise.Instance, cancellationToken);
+            return EncodePixels(ImageTensor.FromImageResized(image, width, height), width, height, noise ?? ZeroNoise.Instance, 0, 1, 0, cancellationToken);
         }
         catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
         {
@@ -59,11 +59,13 @@ public sealed partial class StableDiffusionPipeline
                 $"({Path.Combine("vae_encoder", "model.onnx")}), which image-to-image and inpainting need to encode the init image. Use an export that includes the VAE encoder.");
     }
 
-    private float[] EncodePixels(float[] pixels, int width, int height, INoiseSource noise, CancellationToken cancellationToken)
+    /// <summary>Encodes one image (item <paramref name="item"/> of <paramref name="items"/>, the caller's image <paramref name="imageIndex"/>).</summary>
+    private float[] EncodePixels(float[] pixels, int width, int height, INoiseSource noise, int item, int items, int imageIndex, CancellationToken cancellationToken)
     {
         var latents = VaeEncoder!.Encode(pixels, height, width, noise, out int lh, out int lw, cancellationToken);
         if (lh != height / 8 || lw != width / 8)
             throw new InvalidDataException($"The vae_encoder model '{VaeEncoder.ModelPath}' encoded a {width}×{height} image into {lw}×{lh} latents; expected {width / 8}×{height / 8}.");
+        NonFiniteLatentsException.ThrowIfNonFinite(latents, DiffusionStage.EncodingImages, "VAE encoder output", item + 1, items, null, latents.Length, imageOffset: imageIndex);
         return latents;
     }
 
@@ -126,7 +128,7 @@ public sealed partial class StableDiffusionPipeline
     /// Encodes what a group needs. Each image's generator has drawn its initial noise already; here it draws the
     /// init image's sample, then the masked image's (Optimum's <c>latent_parameters</c> form only).
     /// </summary>
-    private ImageConditioning PrepareImages(ImagePrompt[] items, int startStep, int width, int height, GaussianNoise[] generators, ProgressCounter counter, CancellationToken cancellationToken)
+    private ImageConditioning PrepareImages(int[] rows, ImagePrompt[] items, int startStep, int width, int height, GaussianNoise[] generators, ProgressCounter counter, CancellationToken cancellationToken)
     {
         int n = items.Length, hw = width / 8 * (height / 8), per = 4 * hw, plane = width * height;
         bool inpaintUnet = UNet.InChannels == 9;
@@ -141,7 +143,7 @@ public sealed partial class StableDiffusionPipeline
             if (startStep > 0 || (!inpaintUnet && pixelMask is not null))
             {
                 c.Latents ??= new float[n * per];
-                EncodePixels(pixels, width, height, generators[i], cancellationToken).CopyTo(c.Latents, i * per);
+                EncodePixels(pixels, width, height, generators[i], i, n, rows[i], cancellationToken).CopyTo(c.Latents, i * per);
             }
             if (pixelMask is not null || inpaintUnet)
             {
@@ -157,7 +159,7 @@ public sealed partial class StableDiffusionPipeline
                     if (pixelMask is null || pixelMask[p] >= 0.5f)
                         pixels[p] = pixels[plane + p] = pixels[2 * plane + p] = 0;
                 c.MaskedLatents ??= new float[n * per];
-                EncodePixels(pixels, width, height, generators[i], cancellationToken).CopyTo(c.MaskedLatents, i * per);
+                EncodePixels(pixels, width, height, generators[i], i, n, rows[i], cancellationToken).CopyTo(c.MaskedLatents, i * per);
             }
             else if (pixelMask is not null)
             {

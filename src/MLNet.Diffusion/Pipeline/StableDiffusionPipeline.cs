@@ -142,8 +142,14 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     }
 
     /// <summary>Encodes prompts into [N, 77, D] text embeddings (flattened).</summary>
-    public float[] EncodeText(IReadOnlyList<string> prompts, CancellationToken cancellationToken = default) =>
-        TextEncoder.Encode(prompts, cancellationToken);
+    /// <exception cref="NonFiniteLatentsException">The text encoder returned NaN or ±Infinity.</exception>
+    public float[] EncodeText(IReadOnlyList<string> prompts, CancellationToken cancellationToken = default)
+    {
+        var embeddings = TextEncoder.Encode(prompts, cancellationToken);
+        if (embeddings.Length > 0)
+            NonFiniteLatentsException.ThrowIfNonFinite(embeddings, DiffusionStage.EncodingText, "text encoder output", 0, prompts.Count, null, embeddings.Length / prompts.Count);
+        return embeddings;
+    }
 
     /// <summary>
     /// The denoising loop: from seeded noise to final latents [N, 4, h, w] for N images (text-to-image).
@@ -242,7 +248,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
                 }
                 var items = rows.Select(i => images[i]).ToArray();
                 var guidance = rows.Select(i => plan[i].Guidance).ToArray();
-                var latents = DenoiseGroup(cond, uncond, d, items, guidance, plan[rows[0]].StartStep, schedulers[g], width, height, counter, runOptions, cancellationToken);
+                var latents = DenoiseGroup(cond, uncond, d, rows, items, guidance, plan[rows[0]].StartStep, schedulers[g], width, height, counter, runOptions, cancellationToken);
                 for (int j = 0; j < rows.Length; j++)
                     latents.AsSpan(j * per, per).CopyTo(result.AsSpan(rows[j] * per));
             }
@@ -267,7 +273,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// latents noised to the first kept call), the model calls with guidance, and for masked images on a
     /// 4-channel UNet the blend that keeps the init image outside the mask.
     /// </summary>
-    private float[] DenoiseGroup(float[] conditional, float[]? unconditional, int d, ImagePrompt[] items, float[] guidance, int startStep,
+    private float[] DenoiseGroup(float[] conditional, float[]? unconditional, int d, int[] rows, ImagePrompt[] items, float[] guidance, int startStep,
         DiffusionScheduler scheduler, int width, int height, ProgressCounter counter, RunOptions runOptions, CancellationToken cancellationToken)
     {
         int n = items.Length, seqLen = TextEncoder.SequenceLength;
@@ -281,7 +287,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         var initialNoise = new float[total];
         noise.Fill(initialNoise); // the first draw of every image's generator, as in text-to-image
 
-        var images = PrepareImages(items, startStep, width, height, generators, counter, cancellationToken);
+        var images = PrepareImages(rows, items, startStep, width, height, generators, counter, cancellationToken);
         var latents = new float[total];
         if (startStep == 0)
             TensorPrimitives.Multiply(initialNoise, scheduler.InitNoiseSigma, latents);
@@ -336,6 +342,10 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             }
             binding.Run(t, prediction, runOptions);
             if (cfg) ApplyGuidance(prediction, guided, n, per, guidance);
+            // One vectorised pass each over the model output and the new latents: a NaN or ±Infinity (fp16 overflow)
+            // is reported at the call where it appears rather than decoded into a black image.
+            int call = scheduler.StepIndex + 1;
+            NonFiniteLatentsException.ThrowIfNonFinite(guided.AsSpan(0, total), DiffusionStage.Denoising, "UNet output", call, calls, t, per, rows);
             scheduler.Step(guided, latents, noise);
             if (known is not null)
             {
@@ -345,6 +355,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
                 else images.Latents!.CopyTo(known, 0);
                 BlendOutsideMasks(latents, known, images, hw);
             }
+            NonFiniteLatentsException.ThrowIfNonFinite(latents, DiffusionStage.Denoising, "latents after the scheduler step", call, calls, t, per, rows);
             counter.Step();
         }
         return latents;
@@ -379,6 +390,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             for (int i = 0; i < count; i++)
             {
                 var pixels = VaeDecoder.Decode(latents.Slice(i * per, per), latentHeight, latentWidth, out int height, out int width, cancellationToken);
+                NonFiniteLatentsException.ThrowIfNonFinite(pixels, DiffusionStage.Decoding, "VAE decoder output", i + 1, count, null, pixels.Length, imageOffset: i);
                 images[i] = ImageTensor.ToImage(pixels, width, height);
                 progress?.Report(new DiffusionProgress(DiffusionStage.Decoding, i + 1, count));
             }
