@@ -41,6 +41,7 @@ public sealed partial class StableDiffusionPipeline
     {
         ArgumentNullException.ThrowIfNull(image);
         ValidateSize(width, height);
+        CheckImage(image, null, "image");
         RequireEncoder(null);
         try
         {
@@ -93,6 +94,8 @@ public sealed partial class StableDiffusionPipeline
             }
             else
             {
+                CheckImage(p.InitImage, i, "InitImage");
+                if (p.Mask is not null) CheckImage(p.Mask, i, "Mask");
                 RequireEncoder(i);
                 float strength = p.Strength ?? (p.Mask is null ? ImagePrompt.DefaultStrength : ImagePrompt.DefaultInpaintingStrength);
                 if (!(strength >= 0 && strength <= 1))
@@ -104,6 +107,34 @@ public sealed partial class StableDiffusionPipeline
             plan[i] = new ImagePlan(guidance, start);
         }
         return plan;
+    }
+
+    /// <summary>
+    /// Refuses an init image or mask that cannot be read (disposed), has an unsupported pixel format, or has more
+    /// than <see cref="ImageLoader.MaxPixels"/> pixels, before anything proportional to its size is allocated.
+    /// </summary>
+    private static void CheckImage(MLImage image, int? index, string role)
+    {
+        string who = index is int i ? $"Image {i}: the {role}" : $"The {role}";
+        string parameter = index is null ? "image" : "images";
+        int width, height;
+        MLPixelFormat format;
+        try
+        {
+            width = image.Width;
+            height = image.Height;
+            format = image.PixelFormat;
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new ArgumentException($"{who} cannot be read ({e.Message.TrimEnd('.')}); was it disposed before the call?", parameter, e);
+        }
+        if (width < 1 || height < 1)
+            throw new ArgumentException($"{who} is {width}×{height}, which has no pixels.", parameter);
+        if ((long)width * height > ImageLoader.MaxPixels)
+            throw new ArgumentException($"{who} is {width}×{height} ({(long)width * height} pixels); at most {ImageLoader.MaxPixels} (8192×8192) are accepted. Downscale it first: it is stretched to the generation size anyway.", parameter);
+        if (format is not (MLPixelFormat.Rgba32 or MLPixelFormat.Bgra32))
+            throw new ArgumentException($"{who} has pixel format {format}; RGBA32 or BGRA32 is expected.", parameter);
     }
 
     /// <summary>Whether a request's init image is encoded: for the noised start, for the blend, or for the inpainting UNet's masked image.</summary>

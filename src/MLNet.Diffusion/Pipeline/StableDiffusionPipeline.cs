@@ -381,7 +381,10 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// <summary>Decodes latents [N, 4, h, w] into N images.</summary>
     public Microsoft.ML.Data.MLImage[] Decode(ReadOnlySpan<float> latents, int count, int latentHeight, int latentWidth, IProgress<DiffusionProgress>? progress = null, CancellationToken cancellationToken = default)
     {
-        if (count < 1 || latents.Length != count * 4 * latentHeight * latentWidth)
+        if (latentHeight < 1 || latentWidth < 1 || latentHeight > 512 || latentWidth > 512)
+            throw new ArgumentOutOfRangeException(latentHeight < 1 || latentHeight > 512 ? nameof(latentHeight) : nameof(latentWidth),
+                $"Latent height and width must be from 1 to 512 (images of 8 to 4096 pixels); got {latentHeight}×{latentWidth}.");
+        if (count < 1 || latents.Length != (long)count * 4 * latentHeight * latentWidth)
             throw new ArgumentException($"{latents.Length} latent values do not form [{count}, 4, {latentHeight}, {latentWidth}].", nameof(latents));
         int per = latents.Length / count;
         var images = new Microsoft.ML.Data.MLImage[count];
