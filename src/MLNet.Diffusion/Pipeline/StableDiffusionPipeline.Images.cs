@@ -40,6 +40,7 @@ public sealed partial class StableDiffusionPipeline
     public float[] EncodeImage(MLImage image, int width, int height, INoiseSource? noise = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(image);
+        using var lease = Enter();
         ValidateSize(width, height);
         CheckImage(image, null, "image");
         RequireEncoder(null);

@@ -19,7 +19,7 @@ namespace MLNet.Diffusion.Pipeline;
 /// is also callable alone (<see cref="EncodeText"/>, <see cref="EncodeImage"/>, <see cref="Denoise(ReadOnlySpan{float}, ReadOnlySpan{float}, IReadOnlyList{ImagePrompt}, int, int, GenerationOptions, IProgress{DiffusionProgress}?, CancellationToken)"/>,
 /// <see cref="Decode"/>), which is what the ML.NET transforms build on. One instance holds one ONNX Runtime
 /// session per component; it is safe to call from several threads at once (each call has its own scheduler
-/// and buffers).
+/// and buffers), and <see cref="Dispose"/> releases the sessions only once no call is running on them.
 /// </summary>
 public sealed partial class StableDiffusionPipeline : IDisposable
 {
@@ -117,6 +117,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// <exception cref="OperationCanceledException">The token was cancelled; no partial result is returned.</exception>
     public IReadOnlyList<GeneratedImage> Generate(IReadOnlyList<ImagePrompt> images, GenerationOptions? options = null, IProgress<DiffusionProgress>? progress = null, CancellationToken cancellationToken = default)
     {
+        using var lease = Enter();
         ArgumentNullException.ThrowIfNull(images);
         if (images.Count == 0) return [];
         options ??= new GenerationOptions();
@@ -128,12 +129,12 @@ public sealed partial class StableDiffusionPipeline : IDisposable
 
         progress?.Report(new DiffusionProgress(DiffusionStage.EncodingText, 0, 1));
         var prompts = images.Select(i => i.Prompt).ToArray();
-        float[] cond = EncodeText(prompts, cancellationToken);
-        float[]? uncond = cfg ? EncodeText(images.Select(i => i.NegativePrompt ?? "").ToArray(), cancellationToken) : null;
+        float[] cond = EncodeTextCore(prompts, cancellationToken);
+        float[]? uncond = cfg ? EncodeTextCore(images.Select(i => i.NegativePrompt ?? "").ToArray(), cancellationToken) : null;
         progress?.Report(new DiffusionProgress(DiffusionStage.EncodingText, 1, 1));
 
-        var latents = Denoise(cond, uncond, images, width, height, options, progress, cancellationToken);
-        var decoded = Decode(latents, n, height / 8, width / 8, progress, cancellationToken);
+        var latents = DenoiseCore(cond, uncond, images, width, height, options, progress, cancellationToken);
+        var decoded = DecodeCore(latents, n, height / 8, width / 8, progress, cancellationToken);
         int per = latents.Length / n;
         var result = new GeneratedImage[n];
         for (int i = 0; i < n; i++)
@@ -144,6 +145,12 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// <summary>Encodes prompts into [N, 77, D] text embeddings (flattened).</summary>
     /// <exception cref="NonFiniteLatentsException">The text encoder returned NaN or ±Infinity.</exception>
     public float[] EncodeText(IReadOnlyList<string> prompts, CancellationToken cancellationToken = default)
+    {
+        using var lease = Enter();
+        return EncodeTextCore(prompts, cancellationToken);
+    }
+
+    private float[] EncodeTextCore(IReadOnlyList<string> prompts, CancellationToken cancellationToken)
     {
         var embeddings = TextEncoder.Encode(prompts, cancellationToken);
         if (embeddings.Length > 0)
@@ -201,6 +208,13 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// <exception cref="NotSupportedException">The UNet is an inpainting UNet and an entry has no init image.</exception>
     public float[] Denoise(ReadOnlySpan<float> conditional, ReadOnlySpan<float> unconditional, IReadOnlyList<ImagePrompt> images,
         int width, int height, GenerationOptions options, IProgress<DiffusionProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        using var lease = Enter();
+        return DenoiseCore(conditional, unconditional, images, width, height, options, progress, cancellationToken);
+    }
+
+    private float[] DenoiseCore(ReadOnlySpan<float> conditional, ReadOnlySpan<float> unconditional, IReadOnlyList<ImagePrompt> images,
+        int width, int height, GenerationOptions options, IProgress<DiffusionProgress>? progress, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(images);
         ArgumentNullException.ThrowIfNull(options);
@@ -381,6 +395,12 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// <summary>Decodes latents [N, 4, h, w] into N images.</summary>
     public Microsoft.ML.Data.MLImage[] Decode(ReadOnlySpan<float> latents, int count, int latentHeight, int latentWidth, IProgress<DiffusionProgress>? progress = null, CancellationToken cancellationToken = default)
     {
+        using var lease = Enter();
+        return DecodeCore(latents, count, latentHeight, latentWidth, progress, cancellationToken);
+    }
+
+    private Microsoft.ML.Data.MLImage[] DecodeCore(ReadOnlySpan<float> latents, int count, int latentHeight, int latentWidth, IProgress<DiffusionProgress>? progress, CancellationToken cancellationToken)
+    {
         if (latentHeight < 1 || latentWidth < 1 || latentHeight > 512 || latentWidth > 512)
             throw new ArgumentOutOfRangeException(latentHeight < 1 || latentHeight > 512 ? nameof(latentHeight) : nameof(latentWidth),
                 $"Latent height and width must be from 1 to 512 (images of 8 to 4096 pixels); got {latentHeight}×{latentWidth}.");
@@ -432,8 +452,58 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             throw new ArgumentOutOfRangeException(nameof(options), options.Eta, $"Eta must be from 0 to 1; got {options.Eta}.");
     }
 
-    /// <inheritdoc />
+    private readonly object _gate = new();
+    private int _activeCalls;
+    private bool _disposed, _released;
+
+    /// <summary>Marks a call in progress, so that <see cref="Dispose"/> cannot release sessions under it.</summary>
+    /// <exception cref="ObjectDisposedException">The pipeline has been disposed.</exception>
+    private CallLease Enter()
+    {
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _activeCalls++;
+        }
+        return new CallLease(this);
+    }
+
+    private void Exit()
+    {
+        bool release;
+        lock (_gate)
+        {
+            _activeCalls--;
+            release = _disposed && _activeCalls == 0 && !_released;
+            if (release) _released = true;
+        }
+        if (release) ReleaseComponents();
+    }
+
+    private readonly struct CallLease(StableDiffusionPipeline pipeline) : IDisposable
+    {
+        public void Dispose() => pipeline.Exit();
+    }
+
+    /// <summary>
+    /// Releases the sessions. Calls already running on other threads finish first (or stop when their tokens are
+    /// cancelled): the sessions are released when the last of them returns, never under a running model. Calls that
+    /// start afterwards throw <see cref="ObjectDisposedException"/>.
+    /// </summary>
     public void Dispose()
+    {
+        bool release;
+        lock (_gate)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            release = _activeCalls == 0 && !_released;
+            if (release) _released = true;
+        }
+        if (release) ReleaseComponents();
+    }
+
+    private void ReleaseComponents()
     {
         TextEncoder?.Dispose();
         UNet?.Dispose();

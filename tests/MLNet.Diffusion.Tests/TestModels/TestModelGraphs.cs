@@ -156,14 +156,14 @@ internal static class TestModelGraphs
     }
 
     /// <summary>
-    /// <paramref name="x"/> + 0·(a chain of <paramref name="products"/> 512×512 matrix products seeded from
+    /// <paramref name="x"/> + 0·(a chain of <paramref name="products"/> 256×256 matrix products seeded from
     /// <paramref name="seed"/>): the value is unchanged but each call does the work, which cannot be folded at load.
     /// </summary>
     private static string Slowdown(OnnxGraphBuilder g, string x, string seed, int products)
     {
         if (products <= 0) return x;
-        const int n = 512;
-        // A data-dependent 512×512 matrix: the seed's mean times zero, expanded.
+        const int n = 256;
+        // A data-dependent 256×256 matrix: the seed's mean times zero, expanded.
         var zero = g.Mul(g.ReduceMean(g.Reshape(seed, -1), [0], keepDims: true), g.Scalar(0f));
         var m = g.Node("Expand", [zero, g.Longs(n, n)]);
         var weights = new float[n * n];

@@ -95,9 +95,10 @@ public sealed record TestModelOptions
     public bool NanVaeDecoder { get; init; }
 
     /// <summary>
-    /// Extra work per UNet call: this many 512×512 matrix products chained on a value that depends on the inputs (so
+    /// Extra work per UNet call: this many 256×256 matrix products chained on a value that depends on the inputs (so
     /// ONNX Runtime cannot fold them away) and added as ×0 to the output, which is unchanged. It makes a call take
-    /// long enough to cancel in the middle of it; 0 (the default) adds nothing.
+    /// long enough to cancel in the middle of it (ONNX Runtime checks for termination between operators, so many
+    /// small products keep cancellation prompt); 0 (the default) adds nothing.
     /// </summary>
     public int UnetSlowdown { get; init; }
 
