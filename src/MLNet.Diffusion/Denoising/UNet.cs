@@ -24,23 +24,31 @@ public sealed class UNet : OnnxModelComponent
     /// <exception cref="InvalidDataException">An input or output is missing or has another type or rank; the message names it.</exception>
     public UNet(string modelPath, OnnxSessionFactory sessions) : base("unet", modelPath, sessions, sessions?.Options.EnableCudaGraph ?? false)
     {
-        SampleSpec = Require(true, "sample", [TensorElementType.Float, TensorElementType.Float16], 4);
-        TimestepSpec = Require(true, "timestep", [TensorElementType.Float, TensorElementType.Float16, TensorElementType.Int64, TensorElementType.Int32], 0, 1);
-        HiddenStatesSpec = Require(true, "encoder_hidden_states", [TensorElementType.Float, TensorElementType.Float16], 3);
-        var output = FirstOutput("out_sample") ?? (Outputs.Count == 1 ? Outputs.Keys.First() : null)
-            ?? throw new InvalidDataException($"The unet model '{modelPath}' has no 'out_sample' output (it declares {string.Join(", ", Outputs.Values)}).");
-        OutputSpec = Require(false, output, [TensorElementType.Float, TensorElementType.Float16], 4);
-        foreach (var extra in Inputs.Keys.Except(["sample", "timestep", "encoder_hidden_states"]))
-            throw new InvalidDataException($"The unet model '{modelPath}' needs an input '{extra}' that SD 1.x/2.x UNets do not have (SDXL's text_embeds/time_ids are not supported).");
-        InChannels = SampleSpec.Dimensions[1] > 0 ? SampleSpec.Dimensions[1] : 4;
-        if (InChannels is not (4 or 9))
-            throw new InvalidDataException($"The unet model '{modelPath}': sample has {InChannels} channels, expected 4 (text-to-image) or 9 (inpainting).");
-        EmbeddingWidth = HiddenStatesSpec.Dimensions[2] > 0 ? HiddenStatesSpec.Dimensions[2] : 0;
-        var options = sessions!.Options;
-        _deviceId = options.DeviceId;
-        RunPath = !options.UseIoBinding ? UNetRunPath.SessionRun
-            : CudaGraph || options.ForceFixedBuffers ? UNetRunPath.FixedBuffers
-            : UNetRunPath.IoBinding;
+        try
+        {
+            SampleSpec = Require(true, "sample", [TensorElementType.Float, TensorElementType.Float16], 4);
+            TimestepSpec = Require(true, "timestep", [TensorElementType.Float, TensorElementType.Float16, TensorElementType.Int64, TensorElementType.Int32], 0, 1);
+            HiddenStatesSpec = Require(true, "encoder_hidden_states", [TensorElementType.Float, TensorElementType.Float16], 3);
+            var output = FirstOutput("out_sample") ?? (Outputs.Count == 1 ? Outputs.Keys.First() : null)
+                ?? throw new InvalidDataException($"The unet model '{modelPath}' has no 'out_sample' output (it declares {string.Join(", ", Outputs.Values)}).");
+            OutputSpec = Require(false, output, [TensorElementType.Float, TensorElementType.Float16], 4);
+            foreach (var extra in Inputs.Keys.Except(["sample", "timestep", "encoder_hidden_states"]))
+                throw new InvalidDataException($"The unet model '{modelPath}' needs an input '{extra}' that SD 1.x/2.x UNets do not have (SDXL's text_embeds/time_ids are not supported).");
+            InChannels = SampleSpec.Dimensions[1] > 0 ? SampleSpec.Dimensions[1] : 4;
+            if (InChannels is not (4 or 9))
+                throw new InvalidDataException($"The unet model '{modelPath}': sample has {InChannels} channels, expected 4 (text-to-image) or 9 (inpainting).");
+            EmbeddingWidth = HiddenStatesSpec.Dimensions[2] > 0 ? HiddenStatesSpec.Dimensions[2] : 0;
+            var options = sessions!.Options;
+            _deviceId = options.DeviceId;
+            RunPath = !options.UseIoBinding ? UNetRunPath.SessionRun
+                : CudaGraph || options.ForceFixedBuffers ? UNetRunPath.FixedBuffers
+                : UNetRunPath.IoBinding;
+        }
+        catch
+        {
+            Dispose(); // release the session now rather than at finalization
+            throw;
+        }
     }
 
     /// <summary>The <c>sample</c> input.</summary>

@@ -5,8 +5,10 @@ namespace MLNet.Diffusion.Models;
 /// <summary>
 /// A Stable Diffusion model folder in the diffusers/Optimum ONNX layout: <c>model_index.json</c>,
 /// <c>tokenizer/</c>, <c>text_encoder/</c>, <c>unet/</c>, <c>vae_decoder/</c>, optional <c>vae_encoder/</c> and
-/// <c>scheduler/scheduler_config.json</c>. Opening checks that every required piece is there, so a broken
-/// folder fails before any model is loaded, with a message that names the missing file.
+/// <c>scheduler/scheduler_config.json</c>. Opening checks that every required piece is there and passes
+/// <see cref="ModelFolderValidator"/>'s checks (nothing resolves outside the folder, no file is truncated, empty or
+/// absurdly large, no configuration value is out of range), so a broken or hostile folder fails before any model is
+/// loaded, with a message that names the file and the problem.
 /// </summary>
 public sealed class DiffusionModelFolder
 {
@@ -48,7 +50,8 @@ public sealed class DiffusionModelFolder
     /// <summary>Opens and checks a model folder.</summary>
     /// <exception cref="DirectoryNotFoundException">The folder does not exist.</exception>
     /// <exception cref="FileNotFoundException">A required component is missing; the message names it.</exception>
-    /// <exception cref="InvalidDataException">A JSON file is malformed; the message names it.</exception>
+    /// <exception cref="InvalidDataException">A file is malformed, truncated, empty, too large, out of range or resolves
+    /// outside the folder (a link, an external-data location, a path in a configuration); the message names it.</exception>
     public static DiffusionModelFolder Open(string directory)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(directory);
@@ -62,10 +65,14 @@ public sealed class DiffusionModelFolder
 
     private void Check()
     {
+        // Every file is checked (links, size) before it is read, and every path is resolved inside the folder;
+        // see ModelFolderValidator for the policy.
+        var paths = new ModelFolderPaths(Directory);
         var index = Inside("model_index.json");
         if (File.Exists(index))
         {
-            using var doc = ReadJson(index);
+            using var doc = ReadJson(index, paths, ModelFolderValidator.MaxConfigBytes, "pipeline index (model_index.json)");
+            ModelFolderValidator.CheckIndex(doc.RootElement, index);
             if (doc.RootElement.TryGetProperty("_class_name", out var cls) && cls.ValueKind == JsonValueKind.String)
                 PipelineClassName = cls.GetString();
             if (doc.RootElement.TryGetProperty("unet", out var unetEntry) && unetEntry.ValueKind == JsonValueKind.Array
@@ -79,14 +86,26 @@ public sealed class DiffusionModelFolder
         RequireFile(Inside("tokenizer", "merges.txt"), "tokenizer merges");
         RequireFile(SchedulerConfigPath, "scheduler configuration");
 
+        paths.CheckFile(Inside("tokenizer", "vocab.json"), ModelFolderValidator.MaxTokenizerFileBytes, "tokenizer vocabulary");
+        paths.CheckFile(Inside("tokenizer", "merges.txt"), ModelFolderValidator.MaxTokenizerFileBytes, "tokenizer merges file");
+        foreach (var name in (ReadOnlySpan<string>)["tokenizer_config.json", "special_tokens_map.json"])
+        {
+            var file = Inside("tokenizer", name);
+            if (!File.Exists(file)) continue;
+            using var doc = ReadJson(file, paths, ModelFolderValidator.MaxConfigBytes, "tokenizer configuration");
+            ModelFolderValidator.CheckTokenizerConfig(doc.RootElement, file);
+        }
+        paths.CheckFile(SchedulerConfigPath, ModelFolderValidator.MaxConfigBytes, "scheduler configuration");
+        ModelFolderValidator.CheckSchedulerConfig(Schedulers.SchedulerConfig.Load(SchedulerConfigPath));
+
         foreach (var vaeConfig in new[] { Inside("vae_decoder", "config.json"), Inside("vae", "config.json") })
         {
             if (!File.Exists(vaeConfig)) continue;
-            using var doc = ReadJson(vaeConfig);
-            if (doc.RootElement.TryGetProperty("scaling_factor", out var s))
+            using var doc = ReadJson(vaeConfig, paths, ModelFolderValidator.MaxConfigBytes, "VAE configuration");
+            if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("scaling_factor", out var s))
             {
-                if (s.ValueKind != JsonValueKind.Number || !float.IsFinite(s.GetSingle()) || s.GetSingle() <= 0)
-                    throw new InvalidDataException($"'{vaeConfig}': scaling_factor must be a positive number, found {s.GetRawText()}.");
+                if (s.ValueKind != JsonValueKind.Number || !float.IsFinite(s.GetSingle()) || s.GetSingle() <= 0 || s.GetSingle() > ModelFolderValidator.MaxScalingFactor)
+                    throw new InvalidDataException($"'{vaeConfig}': scaling_factor must be a positive number of at most {ModelFolderValidator.MaxScalingFactor}, found {s.GetRawText()}.");
                 VaeScalingFactor = s.GetSingle();
             }
             break;
@@ -94,14 +113,19 @@ public sealed class DiffusionModelFolder
         var unetConfig = Inside("unet", "config.json");
         if (File.Exists(unetConfig))
         {
-            using var doc = ReadJson(unetConfig);
-            if (doc.RootElement.TryGetProperty("sample_size", out var s) && s.ValueKind == JsonValueKind.Number)
+            using var doc = ReadJson(unetConfig, paths, ModelFolderValidator.MaxConfigBytes, "UNet configuration");
+            if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("sample_size", out var s) && s.ValueKind != JsonValueKind.Null)
             {
-                if (!s.TryGetInt32(out var size) || size < 1 || size > 1024)
-                    throw new InvalidDataException($"'{unetConfig}': sample_size must be an integer from 1 to 1024, found {s.GetRawText()}.");
+                if (s.ValueKind != JsonValueKind.Number || !s.TryGetInt32(out var size) || size < 1 || size > ModelFolderValidator.MaxLatentSize)
+                    throw new InvalidDataException($"'{unetConfig}': sample_size must be an integer from 1 to {ModelFolderValidator.MaxLatentSize} (images of at most 4096 pixels), found {s.GetRawText()}.");
                 UnetSampleSize = size;
             }
         }
+
+        ModelFolderValidator.CheckOnnx(TextEncoderPath, "text_encoder", paths);
+        ModelFolderValidator.CheckOnnx(UnetPath, "unet", paths);
+        ModelFolderValidator.CheckOnnx(VaeDecoderPath, "vae_decoder", paths);
+        if (VaeEncoderPath is { } encoder) ModelFolderValidator.CheckOnnx(encoder, "vae_encoder", paths);
     }
 
     private void RequireFile(string path, string what)
@@ -120,11 +144,13 @@ public sealed class DiffusionModelFolder
         return path;
     }
 
-    private static JsonDocument ReadJson(string path)
+    private static JsonDocument ReadJson(string path, ModelFolderPaths paths, long maxBytes, string what)
     {
+        paths.CheckFile(path, maxBytes, what);
+        string text = File.ReadAllText(path);
         try
         {
-            return JsonDocument.Parse(File.ReadAllText(path), new JsonDocumentOptions { AllowTrailingCommas = true });
+            return JsonDocument.Parse(text, new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip, MaxDepth = 64 });
         }
         catch (JsonException e)
         {

@@ -40,11 +40,13 @@ public sealed partial class StableDiffusionPipeline
     public float[] EncodeImage(MLImage image, int width, int height, INoiseSource? noise = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(image);
+        using var lease = Enter();
         ValidateSize(width, height);
+        CheckImage(image, null, "image");
         RequireEncoder(null);
         try
         {
-            return EncodePixels(ImageTensor.FromImageResized(image, width, height), width, height, noise ?? ZeroNoise.Instance, cancellationToken);
+            return EncodePixels(ImageTensor.FromImageResized(image, width, height), width, height, noise ?? ZeroNoise.Instance, 0, 1, 0, cancellationToken);
         }
         catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
         {
@@ -59,11 +61,13 @@ public sealed partial class StableDiffusionPipeline
                 $"({Path.Combine("vae_encoder", "model.onnx")}), which image-to-image and inpainting need to encode the init image. Use an export that includes the VAE encoder.");
     }
 
-    private float[] EncodePixels(float[] pixels, int width, int height, INoiseSource noise, CancellationToken cancellationToken)
+    /// <summary>Encodes one image (item <paramref name="item"/> of <paramref name="items"/>, the caller's image <paramref name="imageIndex"/>).</summary>
+    private float[] EncodePixels(float[] pixels, int width, int height, INoiseSource noise, int item, int items, int imageIndex, CancellationToken cancellationToken)
     {
         var latents = VaeEncoder!.Encode(pixels, height, width, noise, out int lh, out int lw, cancellationToken);
         if (lh != height / 8 || lw != width / 8)
             throw new InvalidDataException($"The vae_encoder model '{VaeEncoder.ModelPath}' encoded a {width}×{height} image into {lw}×{lh} latents; expected {width / 8}×{height / 8}.");
+        NonFiniteLatentsException.ThrowIfNonFinite(latents, DiffusionStage.EncodingImages, "VAE encoder output", item + 1, items, null, latents.Length, imageOffset: imageIndex);
         return latents;
     }
 
@@ -91,6 +95,8 @@ public sealed partial class StableDiffusionPipeline
             }
             else
             {
+                CheckImage(p.InitImage, i, "InitImage");
+                if (p.Mask is not null) CheckImage(p.Mask, i, "Mask");
                 RequireEncoder(i);
                 float strength = p.Strength ?? (p.Mask is null ? ImagePrompt.DefaultStrength : ImagePrompt.DefaultInpaintingStrength);
                 if (!(strength >= 0 && strength <= 1))
@@ -102,6 +108,34 @@ public sealed partial class StableDiffusionPipeline
             plan[i] = new ImagePlan(guidance, start);
         }
         return plan;
+    }
+
+    /// <summary>
+    /// Refuses an init image or mask that cannot be read (disposed), has an unsupported pixel format, or has more
+    /// than <see cref="ImageLoader.MaxPixels"/> pixels, before anything proportional to its size is allocated.
+    /// </summary>
+    private static void CheckImage(MLImage image, int? index, string role)
+    {
+        string who = index is int i ? $"Image {i}: the {role}" : $"The {role}";
+        string parameter = index is null ? "image" : "images";
+        int width, height;
+        MLPixelFormat format;
+        try
+        {
+            width = image.Width;
+            height = image.Height;
+            format = image.PixelFormat;
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new ArgumentException($"{who} cannot be read ({e.Message.TrimEnd('.')}); was it disposed before the call?", parameter, e);
+        }
+        if (width < 1 || height < 1)
+            throw new ArgumentException($"{who} is {width}×{height}, which has no pixels.", parameter);
+        if ((long)width * height > ImageLoader.MaxPixels)
+            throw new ArgumentException($"{who} is {width}×{height} ({(long)width * height} pixels); at most {ImageLoader.MaxPixels} (8192×8192) are accepted. Downscale it first: it is stretched to the generation size anyway.", parameter);
+        if (format is not (MLPixelFormat.Rgba32 or MLPixelFormat.Bgra32))
+            throw new ArgumentException($"{who} has pixel format {format}; RGBA32 or BGRA32 is expected.", parameter);
     }
 
     /// <summary>Whether a request's init image is encoded: for the noised start, for the blend, or for the inpainting UNet's masked image.</summary>
@@ -126,7 +160,7 @@ public sealed partial class StableDiffusionPipeline
     /// Encodes what a group needs. Each image's generator has drawn its initial noise already; here it draws the
     /// init image's sample, then the masked image's (Optimum's <c>latent_parameters</c> form only).
     /// </summary>
-    private ImageConditioning PrepareImages(ImagePrompt[] items, int startStep, int width, int height, GaussianNoise[] generators, ProgressCounter counter, CancellationToken cancellationToken)
+    private ImageConditioning PrepareImages(int[] rows, ImagePrompt[] items, int startStep, int width, int height, GaussianNoise[] generators, ProgressCounter counter, CancellationToken cancellationToken)
     {
         int n = items.Length, hw = width / 8 * (height / 8), per = 4 * hw, plane = width * height;
         bool inpaintUnet = UNet.InChannels == 9;
@@ -141,7 +175,7 @@ public sealed partial class StableDiffusionPipeline
             if (startStep > 0 || (!inpaintUnet && pixelMask is not null))
             {
                 c.Latents ??= new float[n * per];
-                EncodePixels(pixels, width, height, generators[i], cancellationToken).CopyTo(c.Latents, i * per);
+                EncodePixels(pixels, width, height, generators[i], i, n, rows[i], cancellationToken).CopyTo(c.Latents, i * per);
             }
             if (pixelMask is not null || inpaintUnet)
             {
@@ -157,7 +191,7 @@ public sealed partial class StableDiffusionPipeline
                     if (pixelMask is null || pixelMask[p] >= 0.5f)
                         pixels[p] = pixels[plane + p] = pixels[2 * plane + p] = 0;
                 c.MaskedLatents ??= new float[n * per];
-                EncodePixels(pixels, width, height, generators[i], cancellationToken).CopyTo(c.MaskedLatents, i * per);
+                EncodePixels(pixels, width, height, generators[i], i, n, rows[i], cancellationToken).CopyTo(c.MaskedLatents, i * per);
             }
             else if (pixelMask is not null)
             {

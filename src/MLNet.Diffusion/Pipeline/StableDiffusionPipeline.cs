@@ -19,7 +19,7 @@ namespace MLNet.Diffusion.Pipeline;
 /// is also callable alone (<see cref="EncodeText"/>, <see cref="EncodeImage"/>, <see cref="Denoise(ReadOnlySpan{float}, ReadOnlySpan{float}, IReadOnlyList{ImagePrompt}, int, int, GenerationOptions, IProgress{DiffusionProgress}?, CancellationToken)"/>,
 /// <see cref="Decode"/>), which is what the ML.NET transforms build on. One instance holds one ONNX Runtime
 /// session per component; it is safe to call from several threads at once (each call has its own scheduler
-/// and buffers).
+/// and buffers), and <see cref="Dispose"/> releases the sessions only once no call is running on them.
 /// </summary>
 public sealed partial class StableDiffusionPipeline : IDisposable
 {
@@ -30,7 +30,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         Folder = folder;
         _logger = options.Logger;
         SchedulerConfig = SchedulerConfig.Load(folder.SchedulerConfigPath);
-        SchedulerFactory.Create(null, SchedulerConfig); // fail at load time on an unknown or broken scheduler
+        // Fail at load time on an unknown or broken scheduler, including keys read only when timesteps are set.
+        SchedulerFactory.Create(null, SchedulerConfig).SetTimesteps(1);
         var tokenizer = ClipTokenizer.Load(folder.TokenizerDirectory);
         var sessions = new OnnxSessionFactory(options);
         var loaded = new List<IDisposable>();
@@ -116,6 +117,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// <exception cref="OperationCanceledException">The token was cancelled; no partial result is returned.</exception>
     public IReadOnlyList<GeneratedImage> Generate(IReadOnlyList<ImagePrompt> images, GenerationOptions? options = null, IProgress<DiffusionProgress>? progress = null, CancellationToken cancellationToken = default)
     {
+        using var lease = Enter();
         ArgumentNullException.ThrowIfNull(images);
         if (images.Count == 0) return [];
         options ??= new GenerationOptions();
@@ -127,12 +129,12 @@ public sealed partial class StableDiffusionPipeline : IDisposable
 
         progress?.Report(new DiffusionProgress(DiffusionStage.EncodingText, 0, 1));
         var prompts = images.Select(i => i.Prompt).ToArray();
-        float[] cond = EncodeText(prompts, cancellationToken);
-        float[]? uncond = cfg ? EncodeText(images.Select(i => i.NegativePrompt ?? "").ToArray(), cancellationToken) : null;
+        float[] cond = EncodeTextCore(prompts, cancellationToken);
+        float[]? uncond = cfg ? EncodeTextCore(images.Select(i => i.NegativePrompt ?? "").ToArray(), cancellationToken) : null;
         progress?.Report(new DiffusionProgress(DiffusionStage.EncodingText, 1, 1));
 
-        var latents = Denoise(cond, uncond, images, width, height, options, progress, cancellationToken);
-        var decoded = Decode(latents, n, height / 8, width / 8, progress, cancellationToken);
+        var latents = DenoiseCore(cond, uncond, images, width, height, options, progress, cancellationToken);
+        var decoded = DecodeCore(latents, n, height / 8, width / 8, progress, cancellationToken);
         int per = latents.Length / n;
         var result = new GeneratedImage[n];
         for (int i = 0; i < n; i++)
@@ -141,8 +143,20 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     }
 
     /// <summary>Encodes prompts into [N, 77, D] text embeddings (flattened).</summary>
-    public float[] EncodeText(IReadOnlyList<string> prompts, CancellationToken cancellationToken = default) =>
-        TextEncoder.Encode(prompts, cancellationToken);
+    /// <exception cref="NonFiniteLatentsException">The text encoder returned NaN or ±Infinity.</exception>
+    public float[] EncodeText(IReadOnlyList<string> prompts, CancellationToken cancellationToken = default)
+    {
+        using var lease = Enter();
+        return EncodeTextCore(prompts, cancellationToken);
+    }
+
+    private float[] EncodeTextCore(IReadOnlyList<string> prompts, CancellationToken cancellationToken)
+    {
+        var embeddings = TextEncoder.Encode(prompts, cancellationToken);
+        if (embeddings.Length > 0)
+            NonFiniteLatentsException.ThrowIfNonFinite(embeddings, DiffusionStage.EncodingText, "text encoder output", 0, prompts.Count, null, embeddings.Length / prompts.Count);
+        return embeddings;
+    }
 
     /// <summary>
     /// The denoising loop: from seeded noise to final latents [N, 4, h, w] for N images (text-to-image).
@@ -195,6 +209,13 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     public float[] Denoise(ReadOnlySpan<float> conditional, ReadOnlySpan<float> unconditional, IReadOnlyList<ImagePrompt> images,
         int width, int height, GenerationOptions options, IProgress<DiffusionProgress>? progress = null, CancellationToken cancellationToken = default)
     {
+        using var lease = Enter();
+        return DenoiseCore(conditional, unconditional, images, width, height, options, progress, cancellationToken);
+    }
+
+    private float[] DenoiseCore(ReadOnlySpan<float> conditional, ReadOnlySpan<float> unconditional, IReadOnlyList<ImagePrompt> images,
+        int width, int height, GenerationOptions options, IProgress<DiffusionProgress>? progress, CancellationToken cancellationToken)
+    {
         ArgumentNullException.ThrowIfNull(images);
         ArgumentNullException.ThrowIfNull(options);
         ValidateSize(width, height);
@@ -241,7 +262,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
                 }
                 var items = rows.Select(i => images[i]).ToArray();
                 var guidance = rows.Select(i => plan[i].Guidance).ToArray();
-                var latents = DenoiseGroup(cond, uncond, d, items, guidance, plan[rows[0]].StartStep, schedulers[g], width, height, counter, runOptions, cancellationToken);
+                var latents = DenoiseGroup(cond, uncond, d, rows, items, guidance, plan[rows[0]].StartStep, schedulers[g], width, height, counter, runOptions, cancellationToken);
                 for (int j = 0; j < rows.Length; j++)
                     latents.AsSpan(j * per, per).CopyTo(result.AsSpan(rows[j] * per));
             }
@@ -266,7 +287,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// latents noised to the first kept call), the model calls with guidance, and for masked images on a
     /// 4-channel UNet the blend that keeps the init image outside the mask.
     /// </summary>
-    private float[] DenoiseGroup(float[] conditional, float[]? unconditional, int d, ImagePrompt[] items, float[] guidance, int startStep,
+    private float[] DenoiseGroup(float[] conditional, float[]? unconditional, int d, int[] rows, ImagePrompt[] items, float[] guidance, int startStep,
         DiffusionScheduler scheduler, int width, int height, ProgressCounter counter, RunOptions runOptions, CancellationToken cancellationToken)
     {
         int n = items.Length, seqLen = TextEncoder.SequenceLength;
@@ -280,7 +301,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         var initialNoise = new float[total];
         noise.Fill(initialNoise); // the first draw of every image's generator, as in text-to-image
 
-        var images = PrepareImages(items, startStep, width, height, generators, counter, cancellationToken);
+        var images = PrepareImages(rows, items, startStep, width, height, generators, counter, cancellationToken);
         var latents = new float[total];
         if (startStep == 0)
             TensorPrimitives.Multiply(initialNoise, scheduler.InitNoiseSigma, latents);
@@ -335,6 +356,10 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             }
             binding.Run(t, prediction, runOptions);
             if (cfg) ApplyGuidance(prediction, guided, n, per, guidance);
+            // One vectorised pass each over the model output and the new latents: a NaN or ±Infinity (fp16 overflow)
+            // is reported at the call where it appears rather than decoded into a black image.
+            int call = scheduler.StepIndex + 1;
+            NonFiniteLatentsException.ThrowIfNonFinite(guided.AsSpan(0, total), DiffusionStage.Denoising, "UNet output", call, calls, t, per, rows);
             scheduler.Step(guided, latents, noise);
             if (known is not null)
             {
@@ -344,6 +369,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
                 else images.Latents!.CopyTo(known, 0);
                 BlendOutsideMasks(latents, known, images, hw);
             }
+            NonFiniteLatentsException.ThrowIfNonFinite(latents, DiffusionStage.Denoising, "latents after the scheduler step", call, calls, t, per, rows);
             counter.Step();
         }
         return latents;
@@ -369,7 +395,16 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// <summary>Decodes latents [N, 4, h, w] into N images.</summary>
     public Microsoft.ML.Data.MLImage[] Decode(ReadOnlySpan<float> latents, int count, int latentHeight, int latentWidth, IProgress<DiffusionProgress>? progress = null, CancellationToken cancellationToken = default)
     {
-        if (count < 1 || latents.Length != count * 4 * latentHeight * latentWidth)
+        using var lease = Enter();
+        return DecodeCore(latents, count, latentHeight, latentWidth, progress, cancellationToken);
+    }
+
+    private Microsoft.ML.Data.MLImage[] DecodeCore(ReadOnlySpan<float> latents, int count, int latentHeight, int latentWidth, IProgress<DiffusionProgress>? progress, CancellationToken cancellationToken)
+    {
+        if (latentHeight < 1 || latentWidth < 1 || latentHeight > 512 || latentWidth > 512)
+            throw new ArgumentOutOfRangeException(latentHeight < 1 || latentHeight > 512 ? nameof(latentHeight) : nameof(latentWidth),
+                $"Latent height and width must be from 1 to 512 (images of 8 to 4096 pixels); got {latentHeight}×{latentWidth}.");
+        if (count < 1 || latents.Length != (long)count * 4 * latentHeight * latentWidth)
             throw new ArgumentException($"{latents.Length} latent values do not form [{count}, 4, {latentHeight}, {latentWidth}].", nameof(latents));
         int per = latents.Length / count;
         var images = new Microsoft.ML.Data.MLImage[count];
@@ -378,6 +413,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             for (int i = 0; i < count; i++)
             {
                 var pixels = VaeDecoder.Decode(latents.Slice(i * per, per), latentHeight, latentWidth, out int height, out int width, cancellationToken);
+                NonFiniteLatentsException.ThrowIfNonFinite(pixels, DiffusionStage.Decoding, "VAE decoder output", i + 1, count, null, pixels.Length, imageOffset: i);
                 images[i] = ImageTensor.ToImage(pixels, width, height);
                 progress?.Report(new DiffusionProgress(DiffusionStage.Decoding, i + 1, count));
             }
@@ -416,8 +452,58 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             throw new ArgumentOutOfRangeException(nameof(options), options.Eta, $"Eta must be from 0 to 1; got {options.Eta}.");
     }
 
-    /// <inheritdoc />
+    private readonly object _gate = new();
+    private int _activeCalls;
+    private bool _disposed, _released;
+
+    /// <summary>Marks a call in progress, so that <see cref="Dispose"/> cannot release sessions under it.</summary>
+    /// <exception cref="ObjectDisposedException">The pipeline has been disposed.</exception>
+    private CallLease Enter()
+    {
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _activeCalls++;
+        }
+        return new CallLease(this);
+    }
+
+    private void Exit()
+    {
+        bool release;
+        lock (_gate)
+        {
+            _activeCalls--;
+            release = _disposed && _activeCalls == 0 && !_released;
+            if (release) _released = true;
+        }
+        if (release) ReleaseComponents();
+    }
+
+    private readonly struct CallLease(StableDiffusionPipeline pipeline) : IDisposable
+    {
+        public void Dispose() => pipeline.Exit();
+    }
+
+    /// <summary>
+    /// Releases the sessions. Calls already running on other threads finish first (or stop when their tokens are
+    /// cancelled): the sessions are released when the last of them returns, never under a running model. Calls that
+    /// start afterwards throw <see cref="ObjectDisposedException"/>.
+    /// </summary>
     public void Dispose()
+    {
+        bool release;
+        lock (_gate)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            release = _activeCalls == 0 && !_released;
+            if (release) _released = true;
+        }
+        if (release) ReleaseComponents();
+    }
+
+    private void ReleaseComponents()
     {
         TextEncoder?.Dispose();
         UNet?.Dispose();

@@ -11,7 +11,8 @@ public abstract class OnnxModelComponent : IDisposable
 {
     private bool _disposed;
 
-    /// <summary>Opens <paramref name="modelPath"/> with <paramref name="sessions"/>.</summary>
+    /// <summary>Opens <paramref name="modelPath"/> with <paramref name="sessions"/>. A derived constructor that refuses the
+    /// model after this must call <see cref="Dispose()"/> before throwing, so that the session is released at once.</summary>
     /// <exception cref="FileNotFoundException">The model file does not exist.</exception>
     /// <exception cref="InvalidDataException">ONNX Runtime cannot load the file.</exception>
     protected OnnxModelComponent(string componentName, string modelPath, OnnxSessionFactory sessions)
@@ -39,10 +40,24 @@ public abstract class OnnxModelComponent : IDisposable
         {
             throw new InvalidDataException($"The {componentName} model '{modelPath}' could not be loaded by ONNX Runtime: {e.Message.Trim()}", e);
         }
+        Interlocked.Increment(ref s_liveSessions);
         Device = sessions.ActualDevice;
-        Inputs = Session.InputMetadata.ToDictionary(kv => kv.Key, kv => TensorSpec.From(kv.Key, kv.Value));
-        Outputs = Session.OutputMetadata.ToDictionary(kv => kv.Key, kv => TensorSpec.From(kv.Key, kv.Value));
+        try
+        {
+            Inputs = Session.InputMetadata.ToDictionary(kv => kv.Key, kv => TensorSpec.From(kv.Key, kv.Value));
+            Outputs = Session.OutputMetadata.ToDictionary(kv => kv.Key, kv => TensorSpec.From(kv.Key, kv.Value));
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
     }
+
+    private static long s_liveSessions;
+
+    /// <summary>Sessions created by components and not yet disposed, process-wide (leak tests).</summary>
+    internal static long LiveSessions => Interlocked.Read(ref s_liveSessions);
 
     /// <summary>The folder name of the component (<c>unet</c>, <c>text_encoder</c>, …).</summary>
     public string ComponentName { get; }
@@ -117,6 +132,7 @@ public abstract class OnnxModelComponent : IDisposable
         _disposed = true;
         Dispose(true);
         Session.Dispose();
+        Interlocked.Decrement(ref s_liveSessions);
         GC.SuppressFinalize(this);
     }
 

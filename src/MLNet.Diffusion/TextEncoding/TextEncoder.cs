@@ -27,18 +27,26 @@ public sealed class TextEncoder : OnnxModelComponent
     public TextEncoder(string modelPath, ClipTokenizer tokenizer, OnnxSessionFactory sessions, ILogger? logger = null)
         : base("text_encoder", modelPath, sessions)
     {
-        ArgumentNullException.ThrowIfNull(tokenizer);
-        Tokenizer = tokenizer;
-        _logger = logger;
-        _ids = Require(true, "input_ids", [TensorElementType.Int32, TensorElementType.Int64], 2);
-        CheckDimension(_ids, 1, tokenizer.MaxLength, "sequence length");
-        _hiddenName = FirstOutput("last_hidden_state") ?? Outputs.Values.FirstOrDefault(o => o.Rank == 3)?.Name
-            ?? throw new InvalidDataException($"The text_encoder model '{modelPath}' has no 'last_hidden_state' output of rank 3 (it declares {string.Join(", ", Outputs.Values)}).");
-        var hidden = Require(false, _hiddenName, [TensorElementType.Float, TensorElementType.Float16], 3);
-        EmbeddingWidth = hidden.Dimensions[2] > 0 ? hidden.Dimensions[2] : 0;
-        foreach (var extra in Inputs.Keys.Where(k => k != "input_ids"))
-            if (extra != "attention_mask")
-                throw new InvalidDataException($"The text_encoder model '{modelPath}' needs an input '{extra}' that the SD contract does not have (only input_ids).");
+        try
+        {
+            ArgumentNullException.ThrowIfNull(tokenizer);
+            Tokenizer = tokenizer;
+            _logger = logger;
+            _ids = Require(true, "input_ids", [TensorElementType.Int32, TensorElementType.Int64], 2);
+            CheckDimension(_ids, 1, tokenizer.MaxLength, "sequence length");
+            _hiddenName = FirstOutput("last_hidden_state") ?? Outputs.Values.FirstOrDefault(o => o.Rank == 3)?.Name
+                ?? throw new InvalidDataException($"The text_encoder model '{modelPath}' has no 'last_hidden_state' output of rank 3 (it declares {string.Join(", ", Outputs.Values)}).");
+            var hidden = Require(false, _hiddenName, [TensorElementType.Float, TensorElementType.Float16], 3);
+            EmbeddingWidth = hidden.Dimensions[2] > 0 ? hidden.Dimensions[2] : 0;
+            foreach (var extra in Inputs.Keys.Where(k => k != "input_ids"))
+                if (extra != "attention_mask")
+                    throw new InvalidDataException($"The text_encoder model '{modelPath}' needs an input '{extra}' that the SD contract does not have (only input_ids).");
+        }
+        catch
+        {
+            Dispose(); // release the session now rather than at finalization
+            throw;
+        }
     }
 
     /// <summary>The tokenizer that turns prompts into ids.</summary>

@@ -20,13 +20,21 @@ public sealed class VaeDecoder : OnnxModelComponent
     /// <param name="scalingFactor">The VAE scaling factor (0.18215 for SD 1.x/2.x, 0.13025 for SDXL).</param>
     public VaeDecoder(string modelPath, OnnxSessionFactory sessions, float scalingFactor) : base("vae_decoder", modelPath, sessions)
     {
-        if (!(scalingFactor > 0) || !float.IsFinite(scalingFactor))
-            throw new ArgumentOutOfRangeException(nameof(scalingFactor), scalingFactor, "The VAE scaling factor must be a positive number.");
-        ScalingFactor = scalingFactor;
-        _input = Require(true, "latent_sample", [TensorElementType.Float, TensorElementType.Float16], 4);
-        _output = FirstOutput("sample") ?? (Outputs.Count == 1 ? Outputs.Keys.First() : null)
-            ?? throw new InvalidDataException($"The vae_decoder model '{modelPath}' has no 'sample' output (it declares {string.Join(", ", Outputs.Values)}).");
-        Require(false, _output, [TensorElementType.Float, TensorElementType.Float16], 4);
+        try
+        {
+            if (!(scalingFactor > 0) || !float.IsFinite(scalingFactor))
+                throw new ArgumentOutOfRangeException(nameof(scalingFactor), scalingFactor, "The VAE scaling factor must be a positive number.");
+            ScalingFactor = scalingFactor;
+            _input = Require(true, "latent_sample", [TensorElementType.Float, TensorElementType.Float16], 4);
+            _output = FirstOutput("sample") ?? (Outputs.Count == 1 ? Outputs.Keys.First() : null)
+                ?? throw new InvalidDataException($"The vae_decoder model '{modelPath}' has no 'sample' output (it declares {string.Join(", ", Outputs.Values)}).");
+            Require(false, _output, [TensorElementType.Float, TensorElementType.Float16], 4);
+        }
+        catch
+        {
+            Dispose(); // release the session now rather than at finalization
+            throw;
+        }
     }
 
     /// <summary>Latents are divided by this before decoding.</summary>

@@ -21,14 +21,22 @@ public sealed class VaeEncoder : OnnxModelComponent
     /// <summary>Loads the encoder and checks its contract.</summary>
     public VaeEncoder(string modelPath, OnnxSessionFactory sessions, float scalingFactor) : base("vae_encoder", modelPath, sessions)
     {
-        if (!(scalingFactor > 0) || !float.IsFinite(scalingFactor))
-            throw new ArgumentOutOfRangeException(nameof(scalingFactor), scalingFactor, "The VAE scaling factor must be a positive number.");
-        ScalingFactor = scalingFactor;
-        _input = Require(true, "sample", [TensorElementType.Float, TensorElementType.Float16], 4);
-        _output = FirstOutput("latent_sample", "latent_parameters") ?? (Outputs.Count == 1 ? Outputs.Keys.First() : null)
-            ?? throw new InvalidDataException($"The vae_encoder model '{modelPath}' has neither 'latent_sample' nor 'latent_parameters' output (it declares {string.Join(", ", Outputs.Values)}).");
-        _parameters = _output == "latent_parameters";
-        Require(false, _output, [TensorElementType.Float, TensorElementType.Float16], 4);
+        try
+        {
+            if (!(scalingFactor > 0) || !float.IsFinite(scalingFactor))
+                throw new ArgumentOutOfRangeException(nameof(scalingFactor), scalingFactor, "The VAE scaling factor must be a positive number.");
+            ScalingFactor = scalingFactor;
+            _input = Require(true, "sample", [TensorElementType.Float, TensorElementType.Float16], 4);
+            _output = FirstOutput("latent_sample", "latent_parameters") ?? (Outputs.Count == 1 ? Outputs.Keys.First() : null)
+                ?? throw new InvalidDataException($"The vae_encoder model '{modelPath}' has neither 'latent_sample' nor 'latent_parameters' output (it declares {string.Join(", ", Outputs.Values)}).");
+            _parameters = _output == "latent_parameters";
+            Require(false, _output, [TensorElementType.Float, TensorElementType.Float16], 4);
+        }
+        catch
+        {
+            Dispose(); // release the session now rather than at finalization
+            throw;
+        }
     }
 
     /// <summary>Encoder latents are multiplied by this.</summary>

@@ -348,6 +348,7 @@ public static class TestModelFactory
         if (o.UnetInChannels is not (4 or 9)) throw new ArgumentException("UnetInChannels must be 4 or 9.", nameof(o));
         if (!(o.ScalingFactor > 0)) throw new ArgumentException("ScalingFactor must be positive.", nameof(o));
         if (o.SampleSize < 1) throw new ArgumentException("SampleSize must be positive.", nameof(o));
+        if (o.UnetSlowdown < 0 || o.VaeDecoderSlowdown < 0) throw new ArgumentException("Slowdowns must be 0 or more.", nameof(o));
     }
 
     private static void WriteJson(string path, JsonObject value)

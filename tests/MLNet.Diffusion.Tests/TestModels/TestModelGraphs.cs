@@ -66,6 +66,7 @@ internal static class TestModelGraphs
         var eb = g.Gather(g.Initializer("token_table_b", t.B, TestModelFactory.TableB, d), ib);
         var scaled = g.Mul(g.Add(ea, eb), g.Initializer("position_scale", t.S, TestTokenizer.MaxLength, d));
         var hidden = g.Add(scaled, g.Initializer("position_bias", t.P, TestTokenizer.MaxLength, d));
+        if (o.NanTextEncoder) hidden = g.Add(hidden, g.Scalar(float.NaN));
         Out(g, hidden, "last_hidden_state", o, "batch", TestTokenizer.MaxLength, d);
         Out(g, g.ReduceMean(hidden, [1], keepDims: false), "pooler_output", o, "batch", d);
         return g;
@@ -144,8 +145,33 @@ internal static class TestModelGraphs
                 _ => g.Div(g.Sub(g.Mul(sa, x), z), sb),
             };
         }
+        var rowTimestep = g.Reshape(timestep, -1, 1, 1, 1);
+        if (o.NanBelowTimestep is float nanBelow)
+            result = g.Where(g.Node("Less", [rowTimestep, g.Scalar(nanBelow)]), g.Scalar(float.NaN), result);
+        if (o.OverflowBelowTimestep is float overflowBelow)
+            result = g.Where(g.Node("Less", [rowTimestep, g.Scalar(overflowBelow)]), g.Mul(result, g.Scalar(1e9f)), result);
+        result = Slowdown(g, result, sample, o.UnetSlowdown);
         Out(g, result, "out_sample", o, "batch", 4, "height", "width");
         return g;
+    }
+
+    /// <summary>
+    /// <paramref name="x"/> + 0·(a chain of <paramref name="products"/> 256×256 matrix products seeded from
+    /// <paramref name="seed"/>): the value is unchanged but each call does the work, which cannot be folded at load.
+    /// </summary>
+    private static string Slowdown(OnnxGraphBuilder g, string x, string seed, int products)
+    {
+        if (products <= 0) return x;
+        const int n = 256;
+        // A data-dependent 256×256 matrix: the seed's mean times zero, expanded.
+        var zero = g.Mul(g.ReduceMean(g.Reshape(seed, -1), [0], keepDims: true), g.Scalar(0f));
+        var m = g.Node("Expand", [zero, g.Longs(n, n)]);
+        var weights = new float[n * n];
+        for (int i = 0; i < n; i++) weights[i * n + i] = 1f;
+        var w = g.Initializer(g.Fresh("slow_w"), weights, n, n);
+        for (int i = 0; i < products; i++) m = g.MatMul(m, w);
+        var sum = g.ReduceSum(m, [0, 1], keepDims: false);
+        return g.Add(x, g.Mul(sum, g.Scalar(0f)));
     }
 
     /// <summary>Declares <c>timestep</c> per the options and returns it as float32 [batch] or [1].</summary>
@@ -177,6 +203,8 @@ internal static class TestModelGraphs
         var rgb = g.Mul(g.Slice(latent, [0], [3], [1]), g.Scalar(o.ScalingFactor));
         var up = g.Node("Resize", [rgb, "", g.Initializer(g.Fresh("scales"), [1f, 1f, 8f, 8f], 4)],
             ("mode", "nearest"), ("coordinate_transformation_mode", "asymmetric"), ("nearest_mode", "floor"));
+        if (o.NanVaeDecoder) up = g.Add(up, g.Scalar(float.NaN));
+        up = Slowdown(g, up, latent, o.VaeDecoderSlowdown);
         Out(g, up, "sample", o, "batch", 3, "image_height", "image_width");
         return g;
     }

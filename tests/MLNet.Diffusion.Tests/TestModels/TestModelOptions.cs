@@ -79,4 +79,29 @@ public sealed record TestModelOptions
 
     /// <summary>unet/config.json's sample_size (latent pixels; the default image is 8× this).</summary>
     public int SampleSize { get; init; } = 8;
+
+    /// <summary>A numerical fault: where a batch row's timestep is below this, the UNet outputs NaN for that row
+    /// (null, the default: never). Proves that non-finite values are caught at the step where they appear.</summary>
+    public float? NanBelowTimestep { get; init; }
+
+    /// <summary>A numerical fault: where a batch row's timestep is below this, the UNet multiplies its output by 10⁹
+    /// (null: never). With <see cref="Fp16"/> the cast to float16 overflows to ±Infinity, as a real fp16 export does.</summary>
+    public float? OverflowBelowTimestep { get; init; }
+
+    /// <summary>A numerical fault: the text encoder outputs NaN everywhere.</summary>
+    public bool NanTextEncoder { get; init; }
+
+    /// <summary>A numerical fault: the VAE decoder outputs NaN everywhere.</summary>
+    public bool NanVaeDecoder { get; init; }
+
+    /// <summary>
+    /// Extra work per UNet call: this many 256×256 matrix products chained on a value that depends on the inputs (so
+    /// ONNX Runtime cannot fold them away) and added as ×0 to the output, which is unchanged. It makes a call take
+    /// long enough to cancel in the middle of it (ONNX Runtime checks for termination between operators, so many
+    /// small products keep cancellation prompt); 0 (the default) adds nothing.
+    /// </summary>
+    public int UnetSlowdown { get; init; }
+
+    /// <summary>The same extra work per VAE decoder call (see <see cref="UnetSlowdown"/>).</summary>
+    public int VaeDecoderSlowdown { get; init; }
 }
