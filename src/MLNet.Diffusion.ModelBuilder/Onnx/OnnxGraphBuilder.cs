@@ -164,6 +164,14 @@ public sealed class OnnxGraphBuilder
         if (pads is not null) attributes.Add(("pads", pads));
         return Node("Conv", bias is null ? [x, weight] : [x, weight, bias], [.. attributes]);
     }
+    /// <summary>Element-wise hyperbolic tangent.</summary>
+    public string Tanh(string x) => Node("Tanh", [x]);
+    /// <summary>SiLU (swish), x·σ(x), as Stable Diffusion's UNet and VAE use.</summary>
+    public string Silu(string x) => Mul(x, Sigmoid(x));
+    /// <summary>Element-wise sine.</summary>
+    public string Sin(string x) => Node("Sin", [x]);
+    /// <summary>Element-wise cosine.</summary>
+    public string Cos(string x) => Node("Cos", [x]);
     /// <summary>Passes <paramref name="x"/> on under the name <paramref name="output"/>.</summary>
     public string Identity(string x, string output) => NodeNamed("Identity", [x], output);
 

@@ -1,3 +1,5 @@
+using System.Diagnostics;
+using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using MLNet.Diffusion.Runtime;
 
@@ -11,9 +13,16 @@ namespace MLNet.Diffusion.Denoising;
 /// </summary>
 public sealed class UNet : OnnxModelComponent
 {
+    private readonly int _deviceId;
+    private readonly Dictionary<(int, int, int, int, int), FixedBufferSet> _fixedSets = [];
+    private long _calls;
+    private long _runTicks;
+    private OrtMemoryInfo? _deviceMemory;
+    private OrtAllocator? _deviceAllocator;
+
     /// <summary>Loads the UNet and checks its contract.</summary>
     /// <exception cref="InvalidDataException">An input or output is missing or has another type or rank; the message names it.</exception>
-    public UNet(string modelPath, OnnxSessionFactory sessions) : base("unet", modelPath, sessions)
+    public UNet(string modelPath, OnnxSessionFactory sessions) : base("unet", modelPath, sessions, sessions?.Options.EnableCudaGraph ?? false)
     {
         try
         {
@@ -29,6 +38,11 @@ public sealed class UNet : OnnxModelComponent
             if (InChannels is not (4 or 9))
                 throw new InvalidDataException($"The unet model '{modelPath}': sample has {InChannels} channels, expected 4 (text-to-image) or 9 (inpainting).");
             EmbeddingWidth = HiddenStatesSpec.Dimensions[2] > 0 ? HiddenStatesSpec.Dimensions[2] : 0;
+            var options = sessions!.Options;
+            _deviceId = options.DeviceId;
+            RunPath = !options.UseIoBinding ? UNetRunPath.SessionRun
+                : CudaGraph || options.ForceFixedBuffers ? UNetRunPath.FixedBuffers
+                : UNetRunPath.IoBinding;
         }
         catch
         {
@@ -58,6 +72,10 @@ public sealed class UNet : OnnxModelComponent
     /// <summary>Latent channels of the output (4).</summary>
     public int OutChannels => OutputSpec.Dimensions[1] > 0 ? OutputSpec.Dimensions[1] : 4;
 
+    /// <summary>How bindings pass their buffers to ONNX Runtime (from <see cref="DiffusionRuntimeOptions.UseIoBinding"/>
+    /// and <see cref="DiffusionRuntimeOptions.EnableCudaGraph"/>).</summary>
+    public UNetRunPath RunPath { get; }
+
     /// <summary>
     /// Allocates the reusable input and output buffers for one generation's shape, so that each step only
     /// writes into them and runs.
@@ -79,14 +97,92 @@ public sealed class UNet : OnnxModelComponent
         return new UNetBinding(this, batch, latentHeight, latentWidth, sequenceLength, embeddingWidth);
     }
 
-    private long _calls;
-
     /// <summary>How many times the UNet has run since it was loaded (each run is one batch; diagnostics and tests).</summary>
     public long RunCount => Interlocked.Read(ref _calls);
 
-    internal void RunBound(Microsoft.ML.OnnxRuntime.RunOptions options, string[] inputNames, Microsoft.ML.OnnxRuntime.OrtValue[] inputs, string[] outputNames, Microsoft.ML.OnnxRuntime.OrtValue[] outputs)
+    /// <summary>
+    /// The wall-clock time spent inside ONNX Runtime's run call, summed over all runs since the UNet was loaded
+    /// (from all threads). The time a generation spends outside it (scheduler, guidance, copies and conversions)
+    /// is its overhead.
+    /// </summary>
+    public TimeSpan RunTime => TimeSpan.FromSeconds((double)Interlocked.Read(ref _runTicks) / Stopwatch.Frequency);
+
+    internal void RunBound(RunOptions options, string[] inputNames, OrtValue[] inputs, string[] outputNames, OrtValue[] outputs)
     {
+        long start = Stopwatch.GetTimestamp();
         Run(options, inputNames, inputs, outputNames, outputs);
+        Account(start);
+    }
+
+    internal void RunBound(RunOptions options, OrtIoBinding binding)
+    {
+        long start = Stopwatch.GetTimestamp();
+        Run(options, binding);
+        Account(start);
+    }
+
+    private void Account(long start)
+    {
+        Interlocked.Add(ref _runTicks, Stopwatch.GetTimestamp() - start);
         Interlocked.Increment(ref _calls);
+    }
+
+    /// <summary>A new IO binding on the session.</summary>
+    internal OrtIoBinding CreateIoBinding()
+    {
+        ThrowIfDisposed();
+        return Session.CreateIoBinding();
+    }
+
+    /// <summary>
+    /// The fixed device buffers for one shape, created on first use and kept until the UNet is disposed (a
+    /// captured CUDA graph refers to their addresses), and entered exclusively: a second generation of the same
+    /// shape waits until the first disposes its binding.
+    /// </summary>
+    internal FixedBufferSet EnterFixedBuffers(int batch, int h, int w, int sequenceLength, int width)
+    {
+        FixedBufferSet set;
+        lock (_fixedSets)
+        {
+            ThrowIfDisposed();
+            var key = (batch, h, w, sequenceLength, width);
+            if (!_fixedSets.TryGetValue(key, out set!))
+            {
+                set = new FixedBufferSet(this, _fixedSets.Count, batch, h, w, sequenceLength, width);
+                _fixedSets.Add(key, set);
+            }
+        }
+        set.Gate.Wait();
+        return set;
+    }
+
+    /// <summary>Allocates a zeroed tensor in the session's device memory (host memory on the CPU).</summary>
+    internal OrtValue AllocateDeviceTensor(TensorElementType type, long[] shape)
+    {
+        if (Device == ExecutionDevice.Cpu)
+        {
+            var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, type, shape);
+            value.GetTensorMutableRawData().Clear();
+            return value;
+        }
+        // The values free their memory through this allocator, so it lives until the UNet is disposed.
+        if (_deviceAllocator is null)
+        {
+            _deviceMemory = new OrtMemoryInfo(OrtMemoryInfo.allocatorCUDA, OrtAllocatorType.DeviceAllocator, _deviceId, OrtMemType.Default);
+            _deviceAllocator = new OrtAllocator(Session, _deviceMemory);
+        }
+        return OrtValue.CreateAllocatedTensorValue(_deviceAllocator, type, shape);
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        lock (_fixedSets)
+        {
+            foreach (var set in _fixedSets.Values) set.Dispose();
+            _fixedSets.Clear();
+            _deviceAllocator?.Dispose();
+            _deviceMemory?.Dispose();
+        }
     }
 }

@@ -6,31 +6,69 @@ namespace MLNet.Diffusion.Denoising;
 /// <summary>
 /// The UNet's inputs and output for one generation's shape, allocated once and reused at every step:
 /// a step writes the latents and timestep into the pinned buffers (converting to float16 where the model
-/// wants it), runs, and reads the prediction back.
+/// wants it), runs, and reads the prediction back. After the first step nothing is allocated on the managed
+/// heap (with <see cref="UNetRunPath.IoBinding"/> on the CPU, the default, and <see cref="UNetRunPath.FixedBuffers"/>).
 /// </summary>
+/// <remarks>
+/// What crosses between host and device per step on CUDA: the sample (B·C·h·w values, in the model's element
+/// type) in and the prediction (B·4·h·w) out; the timestep (B values) in. The text embeddings (B·77·D) are copied
+/// once, by <see cref="SetHiddenStates"/>. Every scheduler runs on the host, so no step can skip the two
+/// latent-sized copies.
+/// </remarks>
 public sealed class UNetBinding : IDisposable
 {
+    private static readonly string[] s_inputNames = ["sample", "timestep", "encoder_hidden_states"];
+
     private readonly UNet _unet;
     private readonly OrtTensor _sample, _timestep, _hidden, _output;
-    private readonly string[] _inputNames, _outputNames;
+    private readonly string[] _outputNames;
     private readonly OrtValue[] _inputs, _outputs;
+    private readonly OrtIoBinding? _io;          // IoBinding
+    private readonly bool _rebindEachRun;        // IoBinding on a device: ORT copies host inputs when they are bound
+    private readonly FixedBufferSet? _fixed;     // FixedBuffers
+    private RunOptions? _graphOptions;           // the run options already tagged with the set's CUDA graph id
+    private bool _disposed;
 
     internal UNetBinding(UNet unet, int batch, int h, int w, int sequenceLength, int width)
     {
         _unet = unet;
         Batch = batch;
+        RunPath = unet.RunPath;
         _sample = OrtTensor.Create(unet.SampleSpec.ElementType, batch, unet.InChannels, h, w);
         _timestep = unet.TimestepSpec.Rank == 0 ? OrtTensor.Create(unet.TimestepSpec.ElementType) : OrtTensor.Create(unet.TimestepSpec.ElementType, batch);
         _hidden = OrtTensor.Create(unet.HiddenStatesSpec.ElementType, batch, sequenceLength, width);
         _output = OrtTensor.Create(unet.OutputSpec.ElementType, batch, unet.OutChannels, h, w);
-        _inputNames = ["sample", "timestep", "encoder_hidden_states"];
         _inputs = [_sample.Value, _timestep.Value, _hidden.Value];
         _outputNames = [unet.OutputSpec.Name];
         _outputs = [_output.Value];
+        try
+        {
+            switch (RunPath)
+            {
+                case UNetRunPath.IoBinding:
+                    _io = unet.CreateIoBinding();
+                    for (int i = 0; i < s_inputNames.Length; i++) _io.BindInput(s_inputNames[i], _inputs[i]);
+                    _io.BindOutput(_outputNames[0], _output.Value);
+                    _rebindEachRun = unet.Device != ExecutionDevice.Cpu;
+                    break;
+                case UNetRunPath.FixedBuffers:
+                    _fixed = unet.EnterFixedBuffers(batch, h, w, sequenceLength, width);
+                    _fixed.Upload(_hidden, _fixed.Hidden);
+                    break;
+            }
+        }
+        catch
+        {
+            DisposeBuffers();
+            throw;
+        }
     }
 
     /// <summary>The UNet batch size.</summary>
     public int Batch { get; }
+
+    /// <summary>How the buffers reach ONNX Runtime (see <see cref="UNet.RunPath"/>).</summary>
+    public UNetRunPath RunPath { get; }
 
     /// <summary>Values in the sample input (B·C·h·w).</summary>
     public int SampleLength => _sample.Length;
@@ -38,12 +76,15 @@ public sealed class UNetBinding : IDisposable
     /// <summary>Values in the output (B·4·h·w).</summary>
     public int OutputLength => _output.Length;
 
-    /// <summary>Sets the text conditioning for all following runs ([B, 77, D] flattened).</summary>
+    /// <summary>Sets the text conditioning for all following runs ([B, 77, D] flattened); on a device it is copied there now, once.</summary>
     public void SetHiddenStates(ReadOnlySpan<float> hiddenStates)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         if (hiddenStates.Length != _hidden.Length)
             throw new ArgumentException($"encoder_hidden_states needs {_hidden.Length} values ([{string.Join(", ", _hidden.Shape)}]), got {hiddenStates.Length}.", nameof(hiddenStates));
         _hidden.Write(hiddenStates);
+        if (_rebindEachRun) _io!.BindInput(s_inputNames[2], _hidden.Value);
+        if (_fixed is not null) _fixed.Upload(_hidden, _fixed.Hidden);
     }
 
     /// <summary>Writes part of the sample input (for example one CFG half) at <paramref name="offset"/>.</summary>
@@ -52,16 +93,59 @@ public sealed class UNetBinding : IDisposable
     /// <summary>Runs the UNet at <paramref name="timestep"/> and reads the prediction into <paramref name="output"/>.</summary>
     public void Run(float timestep, Span<float> output, RunOptions runOptions)
     {
+        ArgumentNullException.ThrowIfNull(runOptions);
+        ObjectDisposedException.ThrowIf(_disposed, this);
         if (output.Length != _output.Length)
             throw new ArgumentException($"The output span needs {_output.Length} values, got {output.Length}.", nameof(output));
         _timestep.Fill(timestep);
-        _unet.RunBound(runOptions, _inputNames, _inputs, _outputNames, _outputs);
+        switch (RunPath)
+        {
+            case UNetRunPath.SessionRun:
+                _unet.RunBound(runOptions, s_inputNames, _inputs, _outputNames, _outputs);
+                break;
+            case UNetRunPath.IoBinding:
+                if (_rebindEachRun)
+                {
+                    _io!.BindInput(s_inputNames[0], _sample.Value);
+                    _io.BindInput(s_inputNames[1], _timestep.Value);
+                }
+                _unet.RunBound(runOptions, _io!);
+                break;
+            default:
+                var set = _fixed!;
+                set.Upload(_sample, set.Sample);
+                set.Upload(_timestep, set.Timestep);
+                if (_unet.CudaGraph && !ReferenceEquals(runOptions, _graphOptions))
+                {
+                    runOptions.AddRunConfigEntry("gpu_graph_id", set.GraphId);
+                    _graphOptions = runOptions;
+                }
+                _unet.RunBound(runOptions, set.Binding);
+                set.Download(set.Output, _output);
+                break;
+        }
         _output.Read(output);
     }
 
     /// <inheritdoc />
     public void Dispose()
     {
+        if (_disposed) return;
+        _disposed = true;
+        DisposeBuffers();
+    }
+
+    private void DisposeBuffers()
+    {
+        _io?.Dispose();
+        try
+        {
+            _fixed?.Gate.Release();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The UNet was disposed first and took the buffers with it.
+        }
         _sample.Dispose();
         _timestep.Dispose();
         _hidden.Dispose();

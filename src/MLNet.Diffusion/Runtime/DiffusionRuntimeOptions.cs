@@ -16,11 +16,39 @@ public sealed class DiffusionRuntimeOptions
     /// <c>MLContext.FallbackToCpu</c>), or throw (false).</summary>
     public bool FallbackToCpu { get; set; } = true;
 
-    /// <summary>Threads ONNX Runtime uses inside an operator; 0 (default) lets ONNX Runtime use one per physical core.</summary>
+    /// <summary>
+    /// Threads ONNX Runtime uses inside an operator (convolutions, GEMMs). 0 (default): one per physical core
+    /// available to the process (hyper-threads and cores outside the affinity mask or container quota are not
+    /// counted), which is the fastest setting for the UNet on the CPU.
+    /// </summary>
     public int IntraOpThreads { get; set; }
 
-    /// <summary>Threads ONNX Runtime uses across operators; 0 (default) lets ONNX Runtime choose.</summary>
+    /// <summary>Threads ONNX Runtime uses across operators; 0 (default) lets ONNX Runtime choose. The models run
+    /// with sequential execution, where this has no effect.</summary>
     public int InterOpThreads { get; set; }
+
+    /// <summary>
+    /// Run the UNet through an <see cref="OrtIoBinding"/> (default true): its inputs and output are bound once per
+    /// generation and every step is a single <c>RunWithBinding</c> call, which allocates no managed memory.
+    /// On the CPU the bound tensors are the pinned step buffers themselves (no copies). On CUDA the text
+    /// embeddings are copied to the device once per generation and stay there; each step copies only the
+    /// latents in and the noise prediction out. False uses <c>InferenceSession.Run</c> with name and value
+    /// arrays, which allocates a few hundred bytes per step.
+    /// </summary>
+    public bool UseIoBinding { get; set; } = true;
+
+    /// <summary>
+    /// Capture the UNet into a CUDA graph and replay it at every step (CUDA only; default false). All UNet
+    /// inputs and the output then live in fixed device buffers, one set per image shape and batch size (each
+    /// gets its own graph), filled and read with <c>cudaMemcpy</c>; one generation per shape runs at a time.
+    /// Requires <see cref="UseIoBinding"/>, a UNet whose nodes all run on the CUDA provider, and the CUDA
+    /// runtime library. Ignored on the CPU; when the CUDA runtime cannot be loaded the UNet runs without a
+    /// graph and the reason is logged.
+    /// </summary>
+    public bool EnableCudaGraph { get; set; }
+
+    /// <summary>Tests: use the fixed-buffer path that CUDA graphs need also on the CPU (host memory, span copies).</summary>
+    internal bool ForceFixedBuffers { get; set; }
 
     /// <summary>The graph optimisation level. Default: all optimisations.</summary>
     public GraphOptimizationLevel GraphOptimizationLevel { get; set; } = GraphOptimizationLevel.ORT_ENABLE_ALL;

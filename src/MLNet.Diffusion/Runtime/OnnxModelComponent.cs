@@ -16,6 +16,15 @@ public abstract class OnnxModelComponent : IDisposable
     /// <exception cref="FileNotFoundException">The model file does not exist.</exception>
     /// <exception cref="InvalidDataException">ONNX Runtime cannot load the file.</exception>
     protected OnnxModelComponent(string componentName, string modelPath, OnnxSessionFactory sessions)
+        : this(componentName, modelPath, sessions, false)
+    {
+    }
+
+    /// <summary>Opens <paramref name="modelPath"/> with <paramref name="sessions"/>, asking for CUDA-graph capture
+    /// when <paramref name="cudaGraph"/> (see <see cref="CudaGraph"/> for whether it was granted).</summary>
+    /// <exception cref="FileNotFoundException">The model file does not exist.</exception>
+    /// <exception cref="InvalidDataException">ONNX Runtime cannot load the file.</exception>
+    private protected OnnxModelComponent(string componentName, string modelPath, OnnxSessionFactory sessions, bool cudaGraph)
     {
         ArgumentNullException.ThrowIfNull(sessions);
         ComponentName = componentName;
@@ -24,7 +33,8 @@ public abstract class OnnxModelComponent : IDisposable
             throw new FileNotFoundException($"The {componentName} model '{modelPath}' was not found. A diffusers ONNX export has it at {componentName}/model.onnx.", modelPath);
         try
         {
-            Session = sessions.Create(modelPath);
+            Session = sessions.Create(modelPath, cudaGraph, out bool graph);
+            CudaGraph = graph;
         }
         catch (OnnxRuntimeException e)
         {
@@ -57,6 +67,9 @@ public abstract class OnnxModelComponent : IDisposable
 
     /// <summary>The device the session runs on.</summary>
     public ExecutionDevice Device { get; }
+
+    /// <summary>Whether the session captures and replays a CUDA graph.</summary>
+    public bool CudaGraph { get; }
 
     /// <summary>The declared inputs, by name.</summary>
     public IReadOnlyDictionary<string, TensorSpec> Inputs { get; }
@@ -97,6 +110,13 @@ public abstract class OnnxModelComponent : IDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         Session.Run(options, inputNames, inputs, outputNames, outputs);
+    }
+
+    /// <summary>Runs the session with its inputs and outputs bound in <paramref name="binding"/>.</summary>
+    private protected void Run(RunOptions options, OrtIoBinding binding)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        Session.RunWithBinding(options, binding);
     }
 
     private static string Describe(IReadOnlyDictionary<string, TensorSpec> map) =>

@@ -19,8 +19,18 @@ public sealed class OnnxSessionFactory
         ArgumentNullException.ThrowIfNull(options);
         if (options.DeviceId < 0) throw new ArgumentOutOfRangeException(nameof(options), options.DeviceId, "DeviceId must be 0 or more.");
         if (options.IntraOpThreads < 0 || options.InterOpThreads < 0) throw new ArgumentOutOfRangeException(nameof(options), "Thread counts must be 0 (automatic) or more.");
+        if (options.EnableCudaGraph && !options.UseIoBinding)
+            throw new ArgumentException("EnableCudaGraph needs UseIoBinding: a CUDA graph replays fixed device buffers, which only IO binding can supply.", nameof(options));
         _options = options.Clone();
+        IntraOpThreads = options.IntraOpThreads > 0 ? options.IntraOpThreads : CpuTopology.PhysicalCores;
     }
+
+    /// <summary>The intra-op thread count sessions are created with: <see cref="DiffusionRuntimeOptions.IntraOpThreads"/>,
+    /// or when that is 0 the physical cores available to the process.</summary>
+    public int IntraOpThreads { get; }
+
+    /// <summary>The options sessions are created with (a copy).</summary>
+    internal DiffusionRuntimeOptions Options => _options;
 
     /// <summary>The device sessions actually run on (CPU after a fallback).</summary>
     public ExecutionDevice ActualDevice { get; private set; } = ExecutionDevice.Cpu;
@@ -28,19 +38,42 @@ public sealed class OnnxSessionFactory
     /// <summary>Why CUDA was not used, when it was asked for and a fallback happened; otherwise null.</summary>
     public string? FallbackReason => _fallbackReason;
 
+    /// <summary>Why a requested CUDA graph was not enabled (the CUDA runtime could not be loaded); otherwise null.</summary>
+    internal string? CudaGraphReason { get; private set; }
+
     /// <summary>Opens <paramref name="modelPath"/> on the configured device.</summary>
     /// <exception cref="InvalidOperationException">CUDA was requested, could not be used, and fallback is off.</exception>
-    public InferenceSession Create(string modelPath)
+    public InferenceSession Create(string modelPath) => Create(modelPath, false, out _);
+
+    /// <summary>
+    /// Opens <paramref name="modelPath"/> on the configured device; with <paramref name="cudaGraph"/> (the UNet,
+    /// when <see cref="DiffusionRuntimeOptions.EnableCudaGraph"/> is set) the CUDA provider captures a graph.
+    /// <paramref name="cudaGraphEnabled"/> tells whether it does: only on CUDA, and only when the CUDA runtime
+    /// that fills the graph's fixed buffers can be loaded (<see cref="CudaGraphReason"/> says why not).
+    /// </summary>
+    internal InferenceSession Create(string modelPath, bool cudaGraph, out bool cudaGraphEnabled)
     {
+        cudaGraphEnabled = false;
         if (_options.Device == ExecutionDevice.Cuda && _fallbackReason is null)
         {
             SessionOptions? cuda = null;
+            OrtCUDAProviderOptions? provider = null;
             try
             {
                 cuda = NewOptions();
-                cuda.AppendExecutionProvider_CUDA(_options.DeviceId);
+                string? reason = null;
+                bool graph = cudaGraph && CudaRuntime.IsAvailable(out reason);
+                if (cudaGraph) CudaGraphReason = reason;
+                if (cudaGraph && !graph)
+                    _options.Logger?.LogWarning("CUDA graphs are off for '{Model}': {Reason}.", modelPath, CudaGraphReason);
+                provider = new OrtCUDAProviderOptions();
+                var settings = new Dictionary<string, string> { ["device_id"] = _options.DeviceId.ToString(System.Globalization.CultureInfo.InvariantCulture) };
+                if (graph) settings["enable_cuda_graph"] = "1";
+                provider.UpdateOptions(settings);
+                cuda.AppendExecutionProvider_CUDA(provider);
                 var session = new InferenceSession(modelPath, cuda);
                 ActualDevice = ExecutionDevice.Cuda;
+                cudaGraphEnabled = graph;
                 return session;
             }
             catch (Exception e) when (e is OnnxRuntimeException or DllNotFoundException or EntryPointNotFoundException or TypeInitializationException)
@@ -53,6 +86,7 @@ public sealed class OnnxSessionFactory
             finally
             {
                 cuda?.Dispose();
+                provider?.Dispose();
             }
         }
         using var cpu = NewOptions();
@@ -67,7 +101,8 @@ public sealed class OnnxSessionFactory
             GraphOptimizationLevel = _options.GraphOptimizationLevel,
             LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
         };
-        if (_options.IntraOpThreads > 0) o.IntraOpNumThreads = _options.IntraOpThreads;
+        o.IntraOpNumThreads = IntraOpThreads;
+        o.ExecutionMode = ExecutionMode.ORT_SEQUENTIAL;
         if (_options.InterOpThreads > 0) o.InterOpNumThreads = _options.InterOpThreads;
         return o;
     }

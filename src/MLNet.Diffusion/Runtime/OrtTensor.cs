@@ -47,6 +47,9 @@ internal sealed class OrtTensor : IDisposable
     public int Length { get; }
     public OrtValue Value { get; }
 
+    /// <summary>The tensor's bytes (in its element type).</summary>
+    public Span<byte> RawBytes => Value.GetTensorMutableRawData();
+
     /// <summary>Whether this tensor has exactly <paramref name="type"/> and <paramref name="shape"/>.</summary>
     public bool Matches(TensorElementType type, ReadOnlySpan<long> shape) => type == ElementType && shape.SequenceEqual(Shape);
 

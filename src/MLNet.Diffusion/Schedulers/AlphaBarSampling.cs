@@ -44,17 +44,10 @@ internal static class AlphaBarSampling
         {
             // Everything is linear: x ← A·x + B·m with the coefficients folded in double precision.
             float a = (float)(cX0 * a0 + cEps * a1 + cSample), b = (float)(cX0 * b0 + cEps * b1);
-            TensorPrimitives.Multiply(sample, a, sample);
-            TensorPrimitives.MultiplyAdd(modelOutput, b, sample, sample);
+            LatentKernels.Update(modelOutput, sample, default, 1f, 0f, a, b, 0); // x ← a·x + b·m in one pass
             return;
         }
-        for (int i = 0; i < sample.Length; i++)
-        {
-            double x = sample[i], m = modelOutput[i];
-            double x0 = Math.Clamp(a0 * x + b0 * m, -clipRange, clipRange);
-            double eps = a1 * x + b1 * m;
-            sample[i] = (float)(cX0 * x0 + cEps * eps + cSample * x);
-        }
+        LatentKernels.CombineClipped(modelOutput, sample, a0, b0, a1, b1, clipRange, cX0, cEps, cSample);
     }
 
     /// <summary>ε̂ from model output m at (x, ᾱ) into <paramref name="destination"/>, which must not overlap the sample.</summary>
@@ -85,8 +78,7 @@ internal static class AlphaBarSampling
             throw new ArgumentException($"{scheduler.Name}: the original ({original.Length}), noise ({noise.Length}) and destination ({destination.Length}) lengths differ.", nameof(noise));
         double alphaBar = scheduler.AlphasCumprod[(int)scheduler.Timesteps[callIndex]];
         float sa = (float)Math.Sqrt(alphaBar), sb = (float)Math.Sqrt(1 - alphaBar);
-        for (int i = 0; i < destination.Length; i++)
-            destination[i] = sa * original[i] + sb * noise[i];
+        LatentKernels.AxPlusBy(sa, original, sb, noise, destination);
     }
 
     /// <summary>Reads <c>timestep_spacing</c> and rejects values diffusers does not know.</summary>

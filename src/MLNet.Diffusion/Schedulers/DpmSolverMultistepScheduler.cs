@@ -193,7 +193,7 @@ public sealed class DpmSolverMultistepScheduler : DiffusionScheduler
         (_m0, _m1, _m2) = (_m2!, _m0, _m1!);
         var m0 = _m0;
         var (alphaS, sigmaS) = AlphaSigma(_sigmas[i]);
-        ConvertModelOutput(modelOutput, sample, alphaS, sigmaS, m0);
+        var (convertF, convertX) = ConversionCoefficients(alphaS, sigmaS);
 
         int order = _solverOrder == 1 || _lowerOrderNums < 1 || lowerOrderFinal ? 1
             : _solverOrder == 2 || _lowerOrderNums < 2 || lowerOrderSecond ? 2 : 3;
@@ -238,10 +238,8 @@ public sealed class DpmSolverMultistepScheduler : DiffusionScheduler
             c2 = -q / r1;
         }
 
-        TensorPrimitives.Multiply(sample, (float)a, sample);
-        TensorPrimitives.MultiplyAdd(m0, (float)c0, sample, sample);
-        if (order >= 2) TensorPrimitives.MultiplyAdd(_m1, (float)c1, sample, sample);
-        if (order == 3) TensorPrimitives.MultiplyAdd(_m2, (float)c2, sample, sample);
+        // One pass: m0 = q·x + p·F (convert_model_output), x ← A·x + c0·m0 + c1·m1 + c2·m2.
+        LatentKernels.Update(modelOutput, sample, m0, convertF, convertX, (float)a, (float)c0, order - 1, _m1, (float)c1, _m2, (float)c2);
 
         if (_lowerOrderNums < _solverOrder) _lowerOrderNums++;
         StepIndex++;
@@ -267,30 +265,16 @@ public sealed class DpmSolverMultistepScheduler : DiffusionScheduler
     /// <summary>λ = log α_t − log σ_t = −log σ (VE); +∞ at σ = 0.</summary>
     private static double Lambda(double sigma) => -Math.Log(sigma);
 
-    private void ConvertModelOutput(ReadOnlySpan<float> output, ReadOnlySpan<float> sample, double alpha, double sigma, Span<float> destination)
+    /// <summary>
+    /// <c>convert_model_output</c> as m = q·x + p·F: for DPM-Solver++ the data prediction x₀ (ε: (x − σ_t·ε)/α_t;
+    /// v: α_t·x − σ_t·v; sample: F), for DPM-Solver the noise ε (ε: F; v: α_t·v + σ_t·x; sample: (x − α_t·x₀)/σ_t).
+    /// </summary>
+    private (float P, float Q) ConversionCoefficients(double alpha, double sigma) => (PredictionType, _plusPlus) switch
     {
-        switch (PredictionType, _plusPlus)
-        {
-            case (PredictionType.Epsilon, true):      // x₀ = (x − σ_t·ε)/α_t
-                TensorPrimitives.Multiply(output, (float)(-sigma / alpha), destination);
-                TensorPrimitives.MultiplyAdd(sample, (float)(1 / alpha), destination, destination);
-                break;
-            case (PredictionType.VPrediction, true):  // x₀ = α_t·x − σ_t·v
-                TensorPrimitives.Multiply(output, (float)-sigma, destination);
-                TensorPrimitives.MultiplyAdd(sample, (float)alpha, destination, destination);
-                break;
-            case (PredictionType.Sample, true):       // x₀ = F
-            case (PredictionType.Epsilon, false):     // ε = F
-                output.CopyTo(destination);
-                break;
-            case (PredictionType.VPrediction, false): // ε = α_t·v + σ_t·x
-                TensorPrimitives.Multiply(output, (float)alpha, destination);
-                TensorPrimitives.MultiplyAdd(sample, (float)sigma, destination, destination);
-                break;
-            default:                                  // ε = (x − α_t·x₀)/σ_t
-                TensorPrimitives.Multiply(output, (float)(-alpha / sigma), destination);
-                TensorPrimitives.MultiplyAdd(sample, (float)(1 / sigma), destination, destination);
-                break;
-        }
-    }
+        (PredictionType.Epsilon, true) => ((float)(-sigma / alpha), (float)(1 / alpha)),
+        (PredictionType.VPrediction, true) => ((float)-sigma, (float)alpha),
+        (PredictionType.Sample, true) or (PredictionType.Epsilon, false) => (1f, 0f),
+        (PredictionType.VPrediction, false) => ((float)alpha, (float)sigma),
+        _ => ((float)(-alpha / sigma), (float)(1 / sigma)),
+    };
 }

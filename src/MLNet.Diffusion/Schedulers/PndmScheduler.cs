@@ -206,13 +206,18 @@ public sealed class PndmScheduler : DiffusionScheduler
         }
         else
         {
-            // PLMS (eq. 12): ε' = Adams–Bashforth over the last min(count, 4) ε̂, then the transfer t → t − r.
-            PushEpsilon(modelOutput, sample, aT);
+            // PLMS (eq. 12): ε' = Adams–Bashforth over the last min(count, 4) ε̂, then the transfer t → t − r,
+            // in one pass over the latents (the new ε̂ goes into the next ring slot on the way).
+            _etsNewest = (_etsNewest + 1) % Order;
+            if (_etsCount < Order) _etsCount++;
             var w = AdamsBashforth[_etsCount - 1];
-            TensorPrimitives.Multiply(Newest(0), (float)w[0], work);
-            for (int j = 1; j < w.Length; j++)
-                TensorPrimitives.MultiplyAdd(Newest(j), (float)w[j], work, work);
-            Transfer(sample, t, t - _ratio, work, sample);
+            var (p, q) = EpsilonCoefficients(aT);
+            var (sampleCoeff, epsCoeff) = TransferCoefficients(t, t - _ratio);
+            LatentKernels.Plms(modelOutput, sample, _ets[_etsNewest], p, q, (float)w[0], w.Length - 1,
+                w.Length > 1 ? Newest(1) : default, w.Length > 1 ? (float)w[1] : 0,
+                w.Length > 2 ? Newest(2) : default, w.Length > 2 ? (float)w[2] : 0,
+                w.Length > 3 ? Newest(3) : default, w.Length > 3 ? (float)w[3] : 0,
+                (float)sampleCoeff, (float)-epsCoeff);
         }
         StepIndex++;
     }
@@ -228,11 +233,23 @@ public sealed class PndmScheduler : DiffusionScheduler
     /// </summary>
     private void Transfer(ReadOnlySpan<float> from, int t, int tPrev, ReadOnlySpan<float> eps, Span<float> destination)
     {
+        var (sampleCoeff, epsCoeff) = TransferCoefficients(t, tPrev);
+        LatentKernels.AxPlusBy((float)sampleCoeff, from, (float)-epsCoeff, eps, destination);
+    }
+
+    /// <summary>The two coefficients of <see cref="Transfer"/>: √(ᾱ_{t−δ}/ᾱ_t) and the ε coefficient (subtracted).</summary>
+    private (double Sample, double Epsilon) TransferCoefficients(int t, int tPrev)
+    {
         double a = AlphasCumprod[t], ap = tPrev >= 0 ? AlphasCumprod[tPrev] : FinalAlphaCumprod;
-        double sampleCoeff = Math.Sqrt(ap / a);
-        double epsCoeff = (ap - a) / (a * Math.Sqrt(1 - ap) + Math.Sqrt(a * (1 - a) * ap));
-        TensorPrimitives.Multiply(from, (float)sampleCoeff, destination);
-        TensorPrimitives.MultiplyAdd(eps, (float)-epsCoeff, destination, destination);
+        return (Math.Sqrt(ap / a), (ap - a) / (a * Math.Sqrt(1 - ap) + Math.Sqrt(a * (1 - a) * ap)));
+    }
+
+    /// <summary>ε̂ = q·x + p·F for the model output F at ᾱ (p = 1, q = 0 for ε-prediction).</summary>
+    private (float P, float Q) EpsilonCoefficients(double alphaBar)
+    {
+        if (PredictionType == PredictionType.Epsilon) return (1f, 0f);
+        var (_, _, a1, b1) = AlphaBarSampling.Decompose(PredictionType, alphaBar);
+        return ((float)b1, (float)a1);
     }
 
     /// <summary>Converts the model output at (x, ᾱ_t) to ε̂ into the next ring slot and returns it.</summary>

@@ -211,8 +211,8 @@ internal static class SigmaSchedule
     {
         var (a, b) = DerivativeCoefficients(prediction, sigma);
         double dt = sigmaTo - sigma;
-        if (a != 0) TensorPrimitives.Multiply(sample, (float)(1 + a * dt), sample);
-        TensorPrimitives.MultiplyAdd(modelOutput, (float)(b * dt), sample, sample);
+        // One pass: x·(1 + a·Δσ) + F·(b·Δσ); for ε (a = 0) the factor is exactly 1.
+        LatentKernels.Update(modelOutput, sample, default, 1f, 0f, a != 0 ? (float)(1 + a * dt) : 1f, (float)(b * dt), 0);
     }
 
     /// <summary>The largest value of a σ table (σ_max).</summary>

@@ -1,0 +1,180 @@
+using System.ComponentModel;
+using System.Globalization;
+using System.Text.RegularExpressions;
+using MLNet.Diffusion.Pipeline;
+using MLNet.Diffusion.Runtime;
+using MLNet.Diffusion.Schedulers;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace MLNet.Diffusion.Cli.Commands;
+
+/// <summary>Options every command has.</summary>
+internal class CliSettings : CommandSettings
+{
+    [CommandOption("--verbose")]
+    [Description("Show stack traces with errors, and the engine's log.")]
+    public bool Verbose { get; init; }
+}
+
+/// <summary>Options of commands that load a model.</summary>
+internal class ModelSettings : CliSettings
+{
+    [CommandOption("-m|--model <DIR>")]
+    [Description("A Stable Diffusion ONNX folder (diffusers/Optimum layout). Default: the built-in demo model, built on first use into $MLNET_DIFFUSION_CACHE/demo-model (else ~/.cache/mlnet-diffusion/demo-model, or %LOCALAPPDATA%\\mlnet-diffusion\\demo-model on Windows).")]
+    public string? Model { get; init; }
+
+    [CommandOption("--device <DEVICE>")]
+    [Description("cpu, cuda or cuda:N (CUDA needs the Microsoft.ML.OnnxRuntime.Gpu runtime; without it the tool warns and runs on the CPU).")]
+    [DefaultValue("cpu")]
+    public string Device { get; init; } = "cpu";
+
+    /// <summary>The parsed --device.</summary>
+    public (ExecutionDevice Device, int DeviceId) ParsedDevice => OptionParsing.ParseDevice(Device);
+
+    public override ValidationResult Validate()
+    {
+        try
+        {
+            _ = ParsedDevice;
+        }
+        catch (UserException e)
+        {
+            return ValidationResult.Error(e.Message);
+        }
+        return base.Validate();
+    }
+}
+
+/// <summary>Options of commands that generate images.</summary>
+internal class GenerationSettings : ModelSettings
+{
+    [CommandOption("-n|--negative <TEXT>")]
+    [Description("Negative prompt: what the images should not show.")]
+    public string? Negative { get; init; }
+
+    [CommandOption("--steps <N>")]
+    [Description("Inference steps, 1 to 1000.")]
+    [DefaultValue(25)]
+    public int Steps { get; init; } = 25;
+
+    [CommandOption("-g|--guidance <G>")]
+    [Description("Classifier-free guidance scale; 1 or less turns guidance off.")]
+    [DefaultValue(7.5f)]
+    public float Guidance { get; init; } = 7.5f;
+
+    [CommandOption("--scheduler <NAME>")]
+    [Description("Scheduler instead of the model's: pndm, ddim, ddpm, lms, euler, euler-a, dpm++2m, dpm++2m-karras, heun, kdpm2, lcm, or a diffusers class name.")]
+    public string? Scheduler { get; init; }
+
+    [CommandOption("--eta <ETA>")]
+    [Description("DDIM's eta, 0 to 1 (other schedulers ignore it).")]
+    [DefaultValue(0f)]
+    public float Eta { get; init; }
+
+    [CommandOption("--size <WxH>")]
+    [Description("Image size in pixels, e.g. 512x512; both multiples of 8. Default: the model's size.")]
+    public string? Size { get; init; }
+
+    [CommandOption("--batch-size <N>")]
+    [Description("Images per UNet batch, 1 to 256 (larger batches are faster on a GPU and use more memory).")]
+    [DefaultValue(1)]
+    public int BatchSize { get; init; } = 1;
+
+    /// <summary>The parsed --size, or null for the model's default.</summary>
+    public (int Width, int Height)? ParsedSize => Size is null ? null : OptionParsing.ParseSize(Size);
+
+    /// <summary>The generation settings (size resolved by the engine when --size is absent).</summary>
+    public GenerationOptions ToGenerationOptions() => new()
+    {
+        Steps = Steps,
+        GuidanceScale = Guidance,
+        Scheduler = Scheduler,
+        Eta = Eta,
+        Width = ParsedSize?.Width,
+        Height = ParsedSize?.Height,
+    };
+
+    public override ValidationResult Validate()
+    {
+        try
+        {
+            _ = ParsedSize;
+            OptionParsing.CheckRange("--steps", Steps, 1, 1000);
+            OptionParsing.CheckRange("--batch-size", BatchSize, 1, 256);
+            if (!float.IsFinite(Guidance)) throw new UserException($"--guidance must be a finite number; got {Guidance.ToString(CultureInfo.InvariantCulture)}.");
+            if (!(Eta >= 0 && Eta <= 1)) throw new UserException($"--eta must be from 0 to 1; got {Eta.ToString(CultureInfo.InvariantCulture)}.");
+            if (Scheduler is not null)
+            {
+                try
+                {
+                    SchedulerFactory.Create(Scheduler, SchedulerConfig.Empty);
+                }
+                catch (ArgumentException e)
+                {
+                    throw new UserException("--scheduler: " + Program.MessageOf(e));
+                }
+            }
+        }
+        catch (UserException e)
+        {
+            return ValidationResult.Error(e.Message);
+        }
+        return base.Validate();
+    }
+}
+
+/// <summary>Parsing of option values whose syntax the type alone does not give.</summary>
+internal static partial class OptionParsing
+{
+    [GeneratedRegex(@"^\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*$")]
+    private static partial Regex SizePattern();
+
+    [GeneratedRegex(@"^\s*(cpu|cuda)(?::(\d{1,3}))?\s*$", RegexOptions.IgnoreCase)]
+    private static partial Regex DevicePattern();
+
+    /// <summary>"WxH" → (W, H), both multiples of 8 from 8 to 4096.</summary>
+    public static (int Width, int Height) ParseSize(string text)
+    {
+        var m = SizePattern().Match(text);
+        if (!m.Success) throw new UserException($"--size must be WIDTHxHEIGHT in pixels, e.g. 512x512; got '{text}'.");
+        int w = int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture), h = int.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture);
+        if (w < 8 || h < 8 || w > 4096 || h > 4096 || w % 8 != 0 || h % 8 != 0)
+            throw new UserException($"--size: width and height must be multiples of 8 from 8 to 4096 (the VAE works on 8×8 blocks); got {w}x{h}.");
+        return (w, h);
+    }
+
+    /// <summary>"cpu", "cuda" or "cuda:N".</summary>
+    public static (ExecutionDevice Device, int DeviceId) ParseDevice(string text)
+    {
+        var m = DevicePattern().Match(text ?? "");
+        if (!m.Success) throw new UserException($"--device must be cpu, cuda or cuda:N; got '{text}'.");
+        bool cuda = m.Groups[1].Value.Equals("cuda", StringComparison.OrdinalIgnoreCase);
+        if (!cuda && m.Groups[2].Success) throw new UserException($"--device: the CPU takes no device number; got '{text}'.");
+        return (cuda ? ExecutionDevice.Cuda : ExecutionDevice.Cpu, m.Groups[2].Success ? int.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture) : 0);
+    }
+
+    /// <summary>Throws a <see cref="UserException"/> naming <paramref name="option"/> when <paramref name="value"/> is outside [min, max].</summary>
+    public static void CheckRange(string option, long value, long min, long max)
+    {
+        if (value < min || value > max) throw new UserException($"{option} must be from {min} to {max}; got {value}.");
+    }
+
+    /// <summary>"4" → the 4 seeds baseSeed … baseSeed + 3; "1,2,3" → those seeds.</summary>
+    public static long[] ParseSeeds(string text, long baseSeed)
+    {
+        var parts = text.Split(',', StringSplitOptions.TrimEntries);
+        if (parts.Length == 1)
+        {
+            if (!int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out int count) || count < 1 || count > 64)
+                throw new UserException($"--seeds must be a count from 1 to 64 or a comma-separated list of seeds, e.g. 1,2,3; got '{text}'.");
+            return Enumerable.Range(0, count).Select(i => unchecked(baseSeed + i)).ToArray();
+        }
+        var seeds = new long[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+            if (!long.TryParse(parts[i], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out seeds[i]))
+                throw new UserException($"--seeds: '{parts[i]}' is not a whole number (in '{text}').");
+        if (seeds.Length > 64) throw new UserException($"--seeds: at most 64 seeds; got {seeds.Length}.");
+        return seeds;
+    }
+}

@@ -1,0 +1,129 @@
+using System.ComponentModel;
+using System.Diagnostics;
+using Microsoft.ML.Data;
+using MLNet.Diffusion.Cli.Output;
+using MLNet.Diffusion.Pipeline;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace MLNet.Diffusion.Cli.Commands;
+
+/// <summary><c>generate "prompt"</c>: one or more images from one prompt.</summary>
+internal sealed class GenerateCommand(CliEnvironment environment) : Command<GenerateCommand.Settings>
+{
+    internal sealed class Settings : GenerationSettings
+    {
+        [CommandArgument(0, "<PROMPT>")]
+        [Description("What the image should show.")]
+        public string Prompt { get; init; } = "";
+
+        [CommandOption("-s|--seed <N>")]
+        [Description("Seed of the first image (image i uses seed + i). Default: a random seed, printed. The same seed and settings give the same bytes.")]
+        public long? Seed { get; init; }
+
+        [CommandOption("-c|--count <N>")]
+        [Description("How many images (seeds seed, seed + 1, …), 1 to 10000.")]
+        [DefaultValue(1)]
+        public int Count { get; init; } = 1;
+
+        [CommandOption("-o|--out <DIR>")]
+        [Description("Output folder (created if needed); files are named <prompt>-<seed>.png, never overwriting.")]
+        [DefaultValue(".")]
+        public string Out { get; init; } = ".";
+
+        [CommandOption("-i|--init-image <PNG>")]
+        [Description("Image-to-image: start from this image (PNG or JPEG, any size: stretched to --size). Needs a model with vae_encoder/.")]
+        public string? InitImage { get; init; }
+
+        [CommandOption("--strength <S>")]
+        [Description("Image-to-image: how much of the schedule runs, 0 (keep the init image) to 1 (ignore it). Default 0.8, or 1 with --mask.")]
+        public float? Strength { get; init; }
+
+        [CommandOption("--mask <PNG>")]
+        [Description("Inpainting: white is repainted, black kept; the init image's size. Needs --init-image.")]
+        public string? Mask { get; init; }
+
+        public override ValidationResult Validate()
+        {
+            try
+            {
+                OptionParsing.CheckRange("--count", Count, 1, 10000);
+                if (InitImage is null && (Strength is not null || Mask is not null))
+                    throw new UserException($"{(Mask is not null ? "--mask" : "--strength")} needs --init-image.");
+                if (Strength is float strength && !(strength >= 0 && strength <= 1))
+                    throw new UserException($"--strength must be from 0 to 1; got {strength.ToString(System.Globalization.CultureInfo.InvariantCulture)}.");
+                foreach (var (option, path) in new[] { ("--init-image", InitImage), ("--mask", Mask) })
+                    if (path is not null && !File.Exists(path)) throw new UserException($"{option}: the file '{Path.GetFullPath(path)}' does not exist.");
+            }
+            catch (UserException e)
+            {
+                return ValidationResult.Error(e.Message);
+            }
+            return base.Validate();
+        }
+    }
+
+    public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
+    {
+        var token = environment.CancellationToken;
+        long first = settings.Seed ?? Random.Shared.NextInt64(0, 1L << 32);
+        using var initImage = LoadImage("--init-image", settings.InitImage);
+        using var mask = LoadImage("--mask", settings.Mask);
+        var requests = Enumerable.Range(0, settings.Count)
+            .Select(i => new ImagePrompt(settings.Prompt, unchecked(first + i))
+            {
+                NegativePrompt = settings.Negative ?? "",
+                InitImage = initImage,
+                Mask = mask,
+                Strength = settings.Strength,
+            })
+            .ToArray();
+        using var pipeline = ModelLocator.Load(settings, environment);
+        var options = settings.ToGenerationOptions();
+        var outDir = Path.GetFullPath(settings.Out);
+        Directory.CreateDirectory(outDir);
+        int size = pipeline.DefaultSize;
+        environment.Console.MarkupLineInterpolated(
+            $"[grey]{pipeline.Folder.Directory} on {pipeline.Device}: {options.Width ?? size}x{options.Height ?? size}, {options.Steps} steps, guidance {options.GuidanceScale}, seed {first}{(settings.Count > 1 ? $"…{first + settings.Count - 1}" : "")}[/]");
+
+        var clock = Stopwatch.StartNew();
+        var written = new List<string>();
+        ProgressDisplay.Create(environment.Console).Start(ctx =>
+        {
+            var images = ctx.AddTask("images", maxValue: requests.Length);
+            var steps = ctx.AddTask("denoising");
+            foreach (var batch in requests.Chunk(settings.BatchSize))
+            {
+                token.ThrowIfCancellationRequested();
+                steps.Value = 0;
+                var results = pipeline.Generate(batch, options, ProgressDisplay.StepsInto(steps), token);
+                foreach (var result in results)
+                {
+                    using var image = result.Image;
+                    var path = FileNames.Unique(outDir, $"{FileNames.Slug(result.Prompt.Prompt)}-{result.Prompt.Seed}");
+                    AtomicImageFile.Save(image, path);
+                    written.Add(path);
+                    environment.ImageWritten?.Invoke(path);
+                    images.Increment(1);
+                }
+            }
+            steps.StopTask();
+        });
+        foreach (var path in written) environment.Out.WriteLine(path);
+        environment.Console.MarkupLineInterpolated($"[green]{written.Count} image(s) in {clock.Elapsed.TotalSeconds:F1} s.[/]");
+        return 0;
+    }
+
+    private static MLImage? LoadImage(string option, string? path)
+    {
+        if (path is null) return null;
+        try
+        {
+            return MLImage.CreateFromFile(path);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            throw new UserException($"{option}: '{Path.GetFullPath(path)}' could not be read as an image: {Program.MessageOf(e)}");
+        }
+    }
+}

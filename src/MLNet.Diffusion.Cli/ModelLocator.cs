@@ -1,0 +1,69 @@
+using System.Diagnostics;
+using MLNet.Diffusion.Cli.Commands;
+using MLNet.Diffusion.ModelBuilder.Demo;
+using MLNet.Diffusion.Pipeline;
+using MLNet.Diffusion.Runtime;
+using Spectre.Console;
+
+namespace MLNet.Diffusion.Cli;
+
+/// <summary>Finds the model folder (building the demo model on first use) and loads it.</summary>
+internal static class ModelLocator
+{
+    /// <summary>The environment variable that moves the cache folder.</summary>
+    public const string CacheVariable = "MLNET_DIFFUSION_CACHE";
+
+    /// <summary>
+    /// The tool's cache folder: <c>$MLNET_DIFFUSION_CACHE</c>; else <c>%LOCALAPPDATA%\mlnet-diffusion</c> on Windows,
+    /// <c>$XDG_CACHE_HOME/mlnet-diffusion</c> or <c>~/.cache/mlnet-diffusion</c> elsewhere.
+    /// </summary>
+    public static string CacheDirectory(CliEnvironment environment)
+    {
+        var configured = environment.GetVariable(CacheVariable);
+        if (!string.IsNullOrWhiteSpace(configured)) return Path.GetFullPath(configured);
+        if (OperatingSystem.IsWindows())
+            return Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData), "mlnet-diffusion");
+        var xdg = environment.GetVariable("XDG_CACHE_HOME");
+        var root = !string.IsNullOrWhiteSpace(xdg) && Path.IsPathRooted(xdg) ? xdg
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
+        return Path.Combine(root, "mlnet-diffusion");
+    }
+
+    /// <summary>The demo model's folder in the cache.</summary>
+    public static string DemoModelDirectory(CliEnvironment environment) => Path.Combine(CacheDirectory(environment), "demo-model");
+
+    /// <summary>The model folder to use: <paramref name="model"/>, or the demo model (built now if it is not in the cache).</summary>
+    public static string Resolve(string? model, CliEnvironment environment)
+    {
+        if (!string.IsNullOrWhiteSpace(model))
+        {
+            var full = Path.GetFullPath(model);
+            if (!Directory.Exists(full)) throw new UserException($"--model: the folder '{full}' does not exist.");
+            return full;
+        }
+        var demo = DemoModelDirectory(environment);
+        if (!DemoModelBuilder.IsCurrent(demo))
+        {
+            environment.Console.MarkupLineInterpolated($"[grey]Building the built-in demo model into {demo} (first use)…[/]");
+            var clock = Stopwatch.StartNew();
+            DemoModelBuilder.EnsureBuilt(demo);
+            environment.Console.MarkupLineInterpolated($"[grey]Built in {clock.Elapsed.TotalSeconds:F1} s.[/]");
+        }
+        return demo;
+    }
+
+    /// <summary>The runtime options for --device, logging to standard error.</summary>
+    public static DiffusionRuntimeOptions RuntimeOptions(ModelSettings settings, CliEnvironment environment)
+    {
+        var (device, id) = settings.ParsedDevice;
+        return new DiffusionRuntimeOptions { Device = device, DeviceId = id, Logger = new StderrLogger(environment) };
+    }
+
+    /// <summary>Loads the model for <paramref name="settings"/>; warns on standard error when CUDA was asked for and the CPU is used.</summary>
+    public static StableDiffusionPipeline Load(ModelSettings settings, CliEnvironment environment)
+    {
+        var directory = Resolve(settings.Model, environment);
+        var pipeline = StableDiffusionPipeline.Load(directory, RuntimeOptions(settings, environment));
+        return pipeline;
+    }
+}

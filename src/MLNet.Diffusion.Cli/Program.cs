@@ -1,0 +1,122 @@
+using System.Globalization;
+using System.Reflection;
+using MLNet.Diffusion.Cli.Commands;
+using Spectre.Console.Cli;
+
+namespace MLNet.Diffusion.Cli;
+
+/// <summary>
+/// The <c>mlnet-diffusion</c> command-line tool: <c>generate</c>, <c>batch</c>, <c>grid</c> and <c>info</c>.
+/// Exit codes: 0 success, 1 a failure while running, 2 a bad command line or input, 130 cancelled (Ctrl+C).
+/// </summary>
+public static class Program
+{
+    /// <summary>Exit code: done.</summary>
+    public const int Success = 0;
+
+    /// <summary>Exit code: something failed while running (a model that does not load, an I/O error).</summary>
+    public const int Failure = 1;
+
+    /// <summary>Exit code: a bad command line, option value or input file.</summary>
+    public const int UsageError = 2;
+
+    /// <summary>Exit code: cancelled with Ctrl+C (128 + SIGINT, as shells report it).</summary>
+    public const int Cancelled = 130;
+
+    /// <summary>The tool's entry point: Ctrl+C cancels the running command cleanly (press it twice to stop at once).</summary>
+    public static int Main(string[] args)
+    {
+        using var cancellation = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) =>
+        {
+            if (cancellation.IsCancellationRequested) return; // second Ctrl+C: let the process end
+            e.Cancel = true;
+            Console.Error.WriteLine("Cancelling… (Ctrl+C again to stop at once)");
+            cancellation.Cancel();
+        };
+        Console.CancelKeyPress += onCancel;
+        try
+        {
+            return Run(args, Console.Out, Console.Error, cancellation.Token);
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
+    }
+
+    /// <summary>Runs the tool in-process with the given writers and cancellation token; returns the exit code.</summary>
+    /// <param name="args">The command line, without the program name.</param>
+    /// <param name="output">Standard output (progress, results, help).</param>
+    /// <param name="error">Standard error (one-line errors and warnings).</param>
+    /// <param name="cancellationToken">Cancels the running command; it then returns <see cref="Cancelled"/>.</param>
+    public static int Run(string[] args, TextWriter output, TextWriter error, CancellationToken cancellationToken = default) =>
+        Run(args, new CliEnvironment(output, error, cancellationToken));
+
+    internal static int Run(string[] args, CliEnvironment environment)
+    {
+        ArgumentNullException.ThrowIfNull(args);
+        environment.Verbose = args.Contains("--verbose");
+        var app = new CommandApp();
+        app.Configure(config =>
+        {
+            config.SetApplicationName("mlnet-diffusion");
+            config.SetApplicationVersion(typeof(Program).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0");
+            config.ConfigureConsole(environment.Console);
+            config.Settings.Culture = CultureInfo.InvariantCulture;
+            config.Settings.Registrar.RegisterInstance(environment);
+            config.Settings.StrictParsing = true;
+            config.PropagateExceptions();
+            config.AddCommand<GenerateCommand>("generate")
+                .WithDescription("Generate images from a prompt.")
+                .WithExample("generate", "\"a red circle on a white background\"", "--seed", "42", "--count", "4")
+                .WithExample("generate", "\"a lighthouse at dusk\"", "--model", "/models/sd15-onnx", "--steps", "30", "--size", "512x512");
+            config.AddCommand<BatchCommand>("batch")
+                .WithDescription("Generate an image per row of a CSV/TSV table, with a manifest; rerun to resume after an interruption.")
+                .WithExample("batch", "prompts.csv", "--prompt-column", "prompt", "--batch-size", "4", "--out", "images");
+            config.AddCommand<GridCommand>("grid")
+                .WithDescription("Generate a contact sheet (prompts x seeds) as one labelled PNG, with a legend in NAME.json.")
+                .WithExample("grid", "\"a red circle\"", "\"a blue square\"", "--seeds", "4")
+                .WithExample("grid", "\"a yellow star\"", "--seeds", "1,7,42");
+            config.AddCommand<InfoCommand>("info")
+                .WithDescription("Show what a model folder holds: components with their ONNX inputs and outputs, scheduler, VAE scaling factor, default size, device.")
+                .WithExample("info", "--model", "/models/sd15-onnx");
+        });
+        try
+        {
+            return app.Run(args, environment.CancellationToken);
+        }
+        catch (OperationCanceledException) when (environment.CancellationToken.IsCancellationRequested)
+        {
+            environment.Error.WriteLine("Cancelled.");
+            return Cancelled;
+        }
+        catch (Exception e)
+        {
+            return ReportError(e, environment);
+        }
+    }
+
+    private static int ReportError(Exception e, CliEnvironment environment)
+    {
+        while (e is TargetInvocationException or AggregateException && e.InnerException is not null) e = e.InnerException!;
+        bool usage = e is UserException or CommandAppException or ArgumentException or FileNotFoundException or DirectoryNotFoundException
+            or InvalidDataException or NotSupportedException;
+        environment.Error.WriteLine("error: " + CliEnvironment.OneLine(MessageOf(e)));
+        if (environment.Verbose) environment.Error.WriteLine(e.ToString());
+        return usage ? UsageError : Failure;
+    }
+
+    /// <summary>The message without .NET's " (Parameter 'name')" suffix, which means nothing to a user of the tool.</summary>
+    internal static string MessageOf(Exception e)
+    {
+        var message = e.Message;
+        if (e is ArgumentException { ParamName: { } name })
+        {
+            var suffix = $" (Parameter '{name}')";
+            int at = message.IndexOf(suffix, StringComparison.Ordinal);
+            if (at >= 0) message = message.Remove(at, suffix.Length);
+        }
+        return message;
+    }
+}

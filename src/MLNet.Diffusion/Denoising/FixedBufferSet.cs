@@ -1,0 +1,98 @@
+using Microsoft.ML.OnnxRuntime;
+using MLNet.Diffusion.Runtime;
+
+namespace MLNet.Diffusion.Denoising;
+
+/// <summary>
+/// The UNet's inputs and output for one shape in fixed buffers in the session's device memory, bound once in
+/// an <see cref="OrtIoBinding"/>: a CUDA graph captured on the first runs reads and writes these addresses at
+/// every replay. Owned by the <see cref="UNet"/> (a graph outlives any one generation); one
+/// <see cref="UNetBinding"/> at a time holds <see cref="Gate"/>.
+/// </summary>
+internal sealed class FixedBufferSet : IDisposable
+{
+    private readonly ExecutionDevice _device;
+
+    internal FixedBufferSet(UNet unet, int graphId, int batch, int h, int w, int sequenceLength, int width)
+    {
+        _device = unet.Device;
+        GraphId = graphId.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var values = new List<IDisposable>();
+        try
+        {
+            Sample = Add(unet.AllocateDeviceTensor(unet.SampleSpec.ElementType, [batch, unet.InChannels, h, w]));
+            Timestep = Add(unet.AllocateDeviceTensor(unet.TimestepSpec.ElementType, unet.TimestepSpec.Rank == 0 ? [] : [batch]));
+            Hidden = Add(unet.AllocateDeviceTensor(unet.HiddenStatesSpec.ElementType, [batch, sequenceLength, width]));
+            Output = Add(unet.AllocateDeviceTensor(unet.OutputSpec.ElementType, [batch, unet.OutChannels, h, w]));
+            Binding = unet.CreateIoBinding();
+            values.Add(Binding);
+            Binding.BindInput("sample", Sample);
+            Binding.BindInput("timestep", Timestep);
+            Binding.BindInput("encoder_hidden_states", Hidden);
+            Binding.BindOutput(unet.OutputSpec.Name, Output);
+        }
+        catch
+        {
+            foreach (var v in values) v.Dispose();
+            throw;
+        }
+
+        OrtValue Add(OrtValue v)
+        {
+            values.Add(v);
+            return v;
+        }
+    }
+
+    /// <summary>The CUDA graph annotation id of this shape (<c>gpu_graph_id</c>).</summary>
+    public string GraphId { get; }
+
+    public OrtValue Sample { get; }
+    public OrtValue Timestep { get; }
+    public OrtValue Hidden { get; }
+    public OrtValue Output { get; }
+    public OrtIoBinding Binding { get; }
+
+    /// <summary>Held by the binding that uses the set.</summary>
+    public SemaphoreSlim Gate { get; } = new(1, 1);
+
+    /// <summary>Copies a host tensor into its device buffer (the same element type and size).</summary>
+    public unsafe void Upload(OrtTensor host, OrtValue device)
+    {
+        var source = host.RawBytes;
+        var destination = device.GetTensorMutableRawData();
+        if (_device == ExecutionDevice.Cpu)
+        {
+            source.CopyTo(destination);
+            return;
+        }
+        fixed (byte* s = source)
+        fixed (byte* d = destination)
+            CudaRuntime.Copy((IntPtr)d, (IntPtr)s, source.Length);
+    }
+
+    /// <summary>Copies a device buffer into its host tensor.</summary>
+    public unsafe void Download(OrtValue device, OrtTensor host)
+    {
+        var source = device.GetTensorMutableRawData();
+        var destination = host.RawBytes;
+        if (_device == ExecutionDevice.Cpu)
+        {
+            source.CopyTo(destination);
+            return;
+        }
+        fixed (byte* s = source)
+        fixed (byte* d = destination)
+            CudaRuntime.Copy((IntPtr)d, (IntPtr)s, destination.Length);
+    }
+
+    public void Dispose()
+    {
+        Binding.Dispose();
+        Sample.Dispose();
+        Timestep.Dispose();
+        Hidden.Dispose();
+        Output.Dispose();
+        Gate.Dispose();
+    }
+}

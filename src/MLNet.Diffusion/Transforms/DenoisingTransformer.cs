@@ -1,0 +1,77 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+
+namespace MLNet.Diffusion.Transforms;
+
+/// <summary>
+/// Runs the denoising loop (UNet + scheduler, classifier-free guidance) from each row's text embeddings and seed to
+/// final latents, a Single vector of 4·h·w values (<c>[4, h, w]</c>, h and w the image size ÷ 8; scaled as the UNet sees
+/// them). Images are generated <see cref="DiffusionOptions.BatchSize"/> per UNet batch, lazily. With
+/// <see cref="DiffusionOptions.ImagesPerPrompt"/> = k &gt; 1 the output has k rows per input row and an image-index
+/// column, and the transform is not row-to-row.
+/// </summary>
+public sealed class DenoisingTransformer : DiffusionTransformerBase
+{
+    internal DenoisingTransformer(ModelLease lease, DiffusionOptions options, string embeddingColumn, string? negativeEmbeddingColumn, string outputColumn)
+        : base(lease, options)
+    {
+        EmbeddingColumnName = embeddingColumn;
+        NegativeEmbeddingColumnName = negativeEmbeddingColumn;
+        OutputColumnName = outputColumn;
+        var dims = Generation.EmbeddingDimensions;
+        var inputs = new List<InputColumn> { InputColumn.Vector(InputRole.PromptEmbedding, embeddingColumn, dims) };
+        if (negativeEmbeddingColumn is not null) inputs.Add(InputColumn.Vector(InputRole.NegativeEmbedding, negativeEmbeddingColumn, dims));
+        if (options.SeedColumnName is { } seed) inputs.Add(InputColumn.Seed(seed));
+        if (options.GuidanceScaleColumnName is { } guidance) inputs.Add(InputColumn.Single(InputRole.GuidanceScale, guidance));
+        if (options.StepsColumnName is { } steps) inputs.Add(InputColumn.Int32(InputRole.Steps, steps));
+        inputs.AddRange(InputColumn.ImageToImage(options));
+        Inputs = inputs;
+        Outputs = [new OutputColumn(OutputRole.Latents, outputColumn, new VectorDataViewType(NumberDataViewType.Single, Generation.LatentDimensions)), .. ImageIndexColumn()];
+    }
+
+    /// <summary>The prompt embeddings column.</summary>
+    public string EmbeddingColumnName { get; }
+
+    /// <summary>The negative-prompt embeddings column, or null to use the empty prompt's embeddings.</summary>
+    public string? NegativeEmbeddingColumnName { get; }
+
+    /// <summary>The latents column.</summary>
+    public string OutputColumnName { get; }
+
+    /// <summary>The latents' size: 4·h·w.</summary>
+    public int LatentSize => 4 * Generation.LatentHeight * Generation.LatentWidth;
+
+    internal override int ImagesPerRow => Settings.ImagesPerPrompt;
+
+    internal override IReadOnlyList<InputColumn> Inputs { get; }
+
+    internal override IReadOnlyList<OutputColumn> Outputs { get; }
+
+    /// <summary>The request for one slot: its seed (by the documented formula), steps, guidance and, when bound, init image, mask and strength.</summary>
+    internal DenoiseRequest Request(in ImageSlot slot, float[] conditional, float[]? unconditional)
+    {
+        var (steps, guidance) = Generation.SettingsOf(slot);
+        var (init, mask, strength) = Generation.ImageInputsOf(slot);
+        return new DenoiseRequest(conditional, unconditional, Generation.SeedOf(slot), guidance, steps, init, mask, strength);
+    }
+
+    /// <summary>Denoises a batch (one UNet batch per steps/guidance group).</summary>
+    internal float[][] Denoise(IReadOnlyList<DenoiseRequest> requests) => Generation.Denoise(requests);
+
+    internal override SlotOutputs[] Compute(IReadOnlyList<ImageSlot> slots, OutputSet needed)
+    {
+        var requests = slots.Select(s => Request(s, s.Inputs.PromptEmbedding!, s.Inputs.NegativeEmbedding)).ToArray();
+        var latents = Denoise(requests);
+        return latents.Select(l => new SlotOutputs { Latents = l }).ToArray();
+    }
+
+    internal override SavedTransformer ToSaved() => new()
+    {
+        Stage = nameof(DenoisingTransformer),
+        Options = Options,
+        Columns = new() { ["embedding"] = EmbeddingColumnName, ["negativeEmbedding"] = NegativeEmbeddingColumnName, ["output"] = OutputColumnName },
+    };
+
+    internal static DenoisingTransformer FromSaved(DiffusionHost host, SavedTransformer saved) =>
+        new DenoisingEstimator(host, saved.Options, saved.Columns["embedding"]!, saved.Columns["negativeEmbedding"], saved.Columns["output"]!).CreateForLoad();
+}

@@ -1,0 +1,154 @@
+using MLNet.Diffusion.Pipeline;
+
+namespace MLNet.Diffusion.Transforms;
+
+/// <summary>
+/// Settings of the ML.NET diffusion transforms (<c>GenerateImages</c>, <c>EncodePrompts</c>, <c>DenoiseLatents</c>,
+/// <c>DecodeLatents</c>): the model folder, the generation settings every row shares unless a per-row column
+/// overrides them, batching, and the device.
+/// </summary>
+/// <remarks>
+/// <para><b>Seeds.</b> Image <c>j</c> (0 ≤ j &lt; <see cref="ImagesPerPrompt"/>) of input row <c>r</c> (the row's
+/// 0-based position in the input view) uses seed <c>s + j</c>, where <c>s</c> is the row's value in
+/// <see cref="SeedColumnName"/> when that column is given, else <c>Seed + r·ImagesPerPrompt</c>. So a rerun over
+/// the same rows gives the same images, and without a seed column no two images of one pass share a seed.</para>
+/// <para><b>Batches.</b> Images are generated <see cref="BatchSize"/> at a time (one UNet batch of
+/// <see cref="BatchSize"/> images, twice that with guidance): a batch is the next <see cref="BatchSize"/>
+/// consecutive images of the view. Images of one batch whose steps differ, or of which some use guidance
+/// (scale &gt; 1) and others do not, cannot share a UNet call: the batch is split into one call per
+/// (steps, guidance on/off) group, in order of first appearance (the image size is one setting for the whole
+/// transform, so it never splits a batch). An image's pixels do not depend on its batch.</para>
+/// <para><b>Image-to-image and inpainting.</b> <see cref="InitImageColumnName"/> names an image column
+/// (<c>ImageDataViewType</c> of <c>MLImage</c>, e.g. from <c>LoadImages</c>) whose rows start from that image instead of
+/// noise; <see cref="MaskColumnName"/> an image column of what to repaint (white) in it; <see cref="StrengthColumnName"/>
+/// a Single column of each row's strength. They become the engine's <see cref="ImagePrompt.InitImage"/>,
+/// <see cref="ImagePrompt.Mask"/> and <see cref="ImagePrompt.Strength"/>: init images of any size are stretched to the
+/// generation size, a mask must have its init image's size, and a row whose init image is null (or empty) is
+/// generated from text alone (its mask must then be null too; its strength is ignored). Rows with different strengths
+/// still share one batch and one <c>Denoise</c> call per (steps, guidance on/off) group: the engine runs the images
+/// that start at the same step together, so a batch of k distinct start steps makes k UNet batches per step, and an
+/// image's pixels still do not depend on its batch. The pixels are copied when a row is read, so the image column's
+/// upstream transforms run once per batch read.</para>
+/// </remarks>
+public sealed class DiffusionOptions
+{
+    /// <summary>The Stable Diffusion ONNX export folder (diffusers/Optimum layout). Required.</summary>
+    public string ModelPath { get; set; } = "";
+
+    /// <summary>Inference steps (1–1000) for rows without a per-row value. Default 25.</summary>
+    public int Steps { get; set; } = 25;
+
+    /// <summary>Classifier-free guidance scale for rows without a per-row value; at 1 or below guidance is off. Default 7.5.</summary>
+    public float GuidanceScale { get; set; } = 7.5f;
+
+    /// <summary>Image width in pixels (a multiple of 8); null takes the model's default size.</summary>
+    public int? Width { get; set; }
+
+    /// <summary>Image height in pixels (a multiple of 8); null takes the model's default size.</summary>
+    public int? Height { get; set; }
+
+    /// <summary>A scheduler to use instead of the folder's (e.g. <c>euler-a</c>, <c>ddim</c>, or a diffusers class name); null keeps the folder's.</summary>
+    public string? Scheduler { get; set; }
+
+    /// <summary>DDIM's η (0–1); ignored by other schedulers.</summary>
+    public float Eta { get; set; }
+
+    /// <summary>The base seed for rows without a seed column (see the remarks for the formula). Default 0.</summary>
+    public long Seed { get; set; }
+
+    /// <summary>
+    /// Images per input row (1–64). Above 1 the output view has this many rows per input row, in order, with an
+    /// <see cref="ImageIndexColumnName"/> column (0 … ImagesPerPrompt − 1) and each input column repeated; the
+    /// transform is then not row-to-row (no <c>PredictionEngine</c>). Default 1.
+    /// </summary>
+    public int ImagesPerPrompt { get; set; } = 1;
+
+    /// <summary>Images per UNet batch (1–256); larger batches are faster on a GPU and need more memory. Default 1.</summary>
+    public int BatchSize { get; set; } = 1;
+
+    /// <summary>A text column with each row's negative prompt (what the image should not show); null for none (the empty prompt).</summary>
+    public string? NegativePromptColumnName { get; set; }
+
+    /// <summary>A seed column (Int64, Int32 or UInt32) giving each row its seed; null derives seeds from <see cref="Seed"/>.</summary>
+    public string? SeedColumnName { get; set; }
+
+    /// <summary>A Single column with each row's guidance scale (NaN takes <see cref="GuidanceScale"/>); null for none.</summary>
+    public string? GuidanceScaleColumnName { get; set; }
+
+    /// <summary>An Int32 column with each row's step count (0 takes <see cref="Steps"/>); null for none.</summary>
+    public string? StepsColumnName { get; set; }
+
+    /// <summary>
+    /// An image column (<c>MLImage</c>) of init images for image-to-image: each row's image is noised to its
+    /// strength and denoised towards its prompt. A null or empty image generates that row from text alone. Needs a
+    /// model folder with <c>vae_encoder/model.onnx</c> (checked when the transform is fitted). Null (default): text-to-image.
+    /// </summary>
+    public string? InitImageColumnName { get; set; }
+
+    /// <summary>
+    /// An image column (<c>MLImage</c>) of inpainting masks, white (grey level ≥ ½) where the init image is repainted;
+    /// each must have its row's init image's size (a null mask repaints everything at the strength). Needs
+    /// <see cref="InitImageColumnName"/>. Null (default): no masks.
+    /// </summary>
+    public string? MaskColumnName { get; set; }
+
+    /// <summary>
+    /// A Single column with each row's strength, from 0 to 1 (NaN takes <see cref="Strength"/>); see
+    /// <see cref="ImagePrompt.Strength"/>. Needs <see cref="InitImageColumnName"/>. Null (default): none.
+    /// </summary>
+    public string? StrengthColumnName { get; set; }
+
+    /// <summary>
+    /// The strength of rows with an init image and no per-row value (0–1); null (default) takes the engine's defaults,
+    /// <see cref="ImagePrompt.DefaultStrength"/> (0.8), or <see cref="ImagePrompt.DefaultInpaintingStrength"/> (1) with a mask.
+    /// </summary>
+    public float? Strength { get; set; }
+
+    /// <summary>The Int32 output column that numbers a row's images when <see cref="ImagesPerPrompt"/> &gt; 1. Default "ImageIndex".</summary>
+    public string ImageIndexColumnName { get; set; } = DiffusionColumnNames.ImageIndex;
+
+    /// <summary><c>GenerateImages</c> only: also output the prompt embeddings (Single vector of 77·D) under this name; null (default) keeps them internal.</summary>
+    public string? PromptEmbeddingColumnName { get; set; }
+
+    /// <summary><c>GenerateImages</c> only: also output the final latents (Single vector of 4·h·w) under this name; null (default) keeps them internal.</summary>
+    public string? LatentsColumnName { get; set; }
+
+    /// <summary>The CUDA device to run on; null (default) takes <c>MLContext.GpuDeviceId</c>, and when both are null the CPU is used.</summary>
+    public int? GpuDeviceId { get; set; }
+
+    /// <summary>Whether to fall back to the CPU when CUDA cannot be used; null (default) takes <c>MLContext.FallbackToCpu</c>.</summary>
+    public bool? FallbackToCpu { get; set; }
+
+    /// <summary>ONNX Runtime threads inside one operator; 0 (default) lets ONNX Runtime decide.</summary>
+    public int IntraOpThreads { get; set; }
+
+    /// <summary>A shallow copy.</summary>
+    public DiffusionOptions Clone() => (DiffusionOptions)MemberwiseClone();
+
+    internal GenerationOptions ToGenerationOptions(int steps, int width, int height) =>
+        new() { Steps = steps, Width = width, Height = height, Scheduler = Scheduler, Eta = Eta, GuidanceScale = GuidanceScale };
+
+    /// <summary>Checks the settings; the exception names the one that is out of range.</summary>
+    internal void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(ModelPath))
+            throw new ArgumentException("DiffusionOptions.ModelPath must name a Stable Diffusion ONNX model folder.", nameof(ModelPath));
+        if (Steps < 1 || Steps > 1000) throw new ArgumentOutOfRangeException(nameof(Steps), Steps, "Steps must be from 1 to 1000.");
+        if (!float.IsFinite(GuidanceScale)) throw new ArgumentOutOfRangeException(nameof(GuidanceScale), GuidanceScale, "GuidanceScale must be a finite number.");
+        if (Width is int w && (w < 8 || w > 4096 || w % 8 != 0)) throw new ArgumentOutOfRangeException(nameof(Width), w, "Width must be a multiple of 8 from 8 to 4096.");
+        if (Height is int h && (h < 8 || h > 4096 || h % 8 != 0)) throw new ArgumentOutOfRangeException(nameof(Height), h, "Height must be a multiple of 8 from 8 to 4096.");
+        if (!(Eta >= 0 && Eta <= 1)) throw new ArgumentOutOfRangeException(nameof(Eta), Eta, "Eta must be from 0 to 1.");
+        if (ImagesPerPrompt < 1 || ImagesPerPrompt > 64) throw new ArgumentOutOfRangeException(nameof(ImagesPerPrompt), ImagesPerPrompt, "ImagesPerPrompt must be from 1 to 64.");
+        if (BatchSize < 1 || BatchSize > 256) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "BatchSize must be from 1 to 256.");
+        if (GpuDeviceId is < 0) throw new ArgumentOutOfRangeException(nameof(GpuDeviceId), GpuDeviceId, "GpuDeviceId must be 0 or more.");
+        if (IntraOpThreads < 0) throw new ArgumentOutOfRangeException(nameof(IntraOpThreads), IntraOpThreads, "IntraOpThreads must be 0 (automatic) or more.");
+        if (Strength is float strength && !(strength >= 0 && strength <= 1))
+            throw new ArgumentOutOfRangeException(nameof(Strength), strength, "Strength must be from 0 to 1 (or null for the engine's defaults).");
+        if (InitImageColumnName is null && MaskColumnName is not null)
+            throw new ArgumentException($"MaskColumnName ('{MaskColumnName}') needs InitImageColumnName: a mask says what to repaint in an init image.", nameof(MaskColumnName));
+        if (InitImageColumnName is null && StrengthColumnName is not null)
+            throw new ArgumentException($"StrengthColumnName ('{StrengthColumnName}') needs InitImageColumnName: strength says how much of an init image is regenerated.", nameof(StrengthColumnName));
+        if (ImagesPerPrompt > 1 && string.IsNullOrWhiteSpace(ImageIndexColumnName))
+            throw new ArgumentException("ImageIndexColumnName must name a column when ImagesPerPrompt is above 1.", nameof(ImageIndexColumnName));
+    }
+}

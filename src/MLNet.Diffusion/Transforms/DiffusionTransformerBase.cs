@@ -1,0 +1,127 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using MLNet.Diffusion.Pipeline;
+
+namespace MLNet.Diffusion.Transforms;
+
+/// <summary>
+/// What the diffusion transformers share: schema checks, the lazy batched <see cref="IDataView"/> that
+/// <see cref="Transform"/> returns, the row-to-row mapper for <c>PredictionEngine</c>, and ownership of the loaded model.
+/// </summary>
+/// <remarks>
+/// <para><b>Ownership.</b> Transformers of one <see cref="MLContext"/> that use the same model folder and device share one
+/// loaded <see cref="StableDiffusionPipeline"/> (its ONNX sessions load once). Each transformer holds a reference to it;
+/// <see cref="Dispose()"/> releases it, and the model is unloaded when the last transformer using it is disposed
+/// (<c>TransformerChain.Dispose</c> disposes the transformers it holds). Data views returned by <see cref="Transform"/>
+/// must not be read after their transformer is disposed.</para>
+/// <para><b>Saving.</b> ML.NET cannot load transformers from other libraries, so <c>MLContext.Model.Save</c> refuses these;
+/// use <see cref="DiffusionModelSaver"/> (<c>DiffusionModelSaver.Save(mlContext, model, inputSchema, path)</c> and <c>DiffusionModelSaver.Load(mlContext, path, out inputSchema)</c>).</para>
+/// <para><b>Threads.</b> A fitted transformer may be used from several threads at once: each cursor has its own state and
+/// the shared pipeline is thread-safe.</para>
+/// </remarks>
+public abstract class DiffusionTransformerBase : ITransformer, IDisposable
+{
+    private readonly ModelLease _lease;
+    private readonly DiffusionOptions _options;
+
+    private protected DiffusionTransformerBase(ModelLease lease, DiffusionOptions options)
+    {
+        _lease = lease;
+        _options = options.Clone();
+        Generation = new BatchedGeneration(lease.Pipeline, _options);
+    }
+
+    internal BatchedGeneration Generation { get; }
+
+    internal DiffusionOptions Settings => _options;
+
+    /// <summary>A copy of the settings this transformer was fitted with.</summary>
+    public DiffusionOptions Options => _options.Clone();
+
+    /// <summary>The loaded model this transformer uses (shared; owned by the transformers, do not dispose it).</summary>
+    public StableDiffusionPipeline Pipeline => _lease.Pipeline;
+
+    /// <summary>The generated images' width in pixels.</summary>
+    public int ImageWidth => Generation.Width;
+
+    /// <summary>The generated images' height in pixels.</summary>
+    public int ImageHeight => Generation.Height;
+
+    /// <summary>True when one output row comes from each input row (<see cref="DiffusionOptions.ImagesPerPrompt"/> = 1, or a stage that is always row-to-row).</summary>
+    public bool IsRowToRowMapper => ImagesPerRow == 1;
+
+    /// <summary>Output rows per input row.</summary>
+    internal virtual int ImagesPerRow => 1;
+
+    /// <summary>The input columns read to compute the outputs, with their exact types.</summary>
+    internal abstract IReadOnlyList<InputColumn> Inputs { get; }
+
+    /// <summary>The columns added to the input's, in order.</summary>
+    internal abstract IReadOnlyList<OutputColumn> Outputs { get; }
+
+    /// <summary>Computes the <paramref name="needed"/> outputs of a batch of image slots (at most <see cref="DiffusionOptions.BatchSize"/>).</summary>
+    internal abstract SlotOutputs[] Compute(IReadOnlyList<ImageSlot> slots, OutputSet needed);
+
+    /// <summary>The settings <see cref="DiffusionModelSaver"/> writes.</summary>
+    internal abstract SavedTransformer ToSaved();
+
+    /// <summary>The ImageIndex column when rows give several images.</summary>
+    private protected IEnumerable<OutputColumn> ImageIndexColumn() =>
+        ImagesPerRow > 1 ? [new OutputColumn(OutputRole.ImageIndex, _options.ImageIndexColumnName, NumberDataViewType.Int32)] : [];
+
+    /// <summary>The input schema plus the output columns (a column of the same name as an input is hidden by ours).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">An input column is missing or of the wrong type; the message names it, the type expected and the type found.</exception>
+    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
+    {
+        ArgumentNullException.ThrowIfNull(inputSchema);
+        foreach (var input in Inputs) input.Check(inputSchema);
+        if (Inputs.Any(i => i.Role == InputRole.Mask))
+            InputColumn.CheckMaskSize(_options, name => inputSchema.GetColumnOrNull(name)?.Type);
+        var builder = new DataViewSchema.Builder();
+        builder.AddColumns(inputSchema);
+        foreach (var output in Outputs) builder.AddColumn(output.Name, output.Type);
+        return builder.ToSchema();
+    }
+
+    /// <summary>
+    /// A lazy view of <paramref name="input"/> with the generated columns: nothing is generated until a cursor's getter
+    /// for a generated column is called; then the next <see cref="DiffusionOptions.BatchSize"/> images are generated
+    /// together and kept for that cursor's pass.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">An input column is missing or of the wrong type.</exception>
+    public IDataView Transform(IDataView input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        return new DiffusionDataView(input, this, GetOutputSchema(input.Schema));
+    }
+
+    /// <summary>A row-to-row mapper (for <c>PredictionEngine</c>); only when <see cref="IsRowToRowMapper"/>.</summary>
+    /// <exception cref="InvalidOperationException">Several images per row: the transform is not row-to-row.</exception>
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema)
+    {
+        ArgumentNullException.ThrowIfNull(inputSchema);
+        if (!IsRowToRowMapper)
+            throw new InvalidOperationException($"With ImagesPerPrompt = {ImagesPerRow} each input row gives {ImagesPerRow} output rows, so this transformer is not row-to-row and cannot be used in a PredictionEngine. Use Transform, or ImagesPerPrompt = 1.");
+        return new DiffusionRowMapper(this, inputSchema, GetOutputSchema(inputSchema));
+    }
+
+    /// <summary>Not supported: ML.NET cannot load transformers from other libraries.</summary>
+    /// <exception cref="NotSupportedException">Always; the message names <see cref="DiffusionModelSaver"/>.</exception>
+    void ICanSaveModel.Save(ModelSaveContext ctx) => throw new NotSupportedException(
+        $"{GetType().Name} cannot be saved with MLContext.Model.Save: ML.NET's model registry cannot load transformers from other libraries. " +
+        "Save the model with MLNet.Diffusion.Transforms.DiffusionModelSaver.Save(mlContext, model, inputSchema, path) and load it with DiffusionModelSaver.Load(mlContext, path, out inputSchema); " +
+        "standard ML.NET transformers in the same chain are saved inside that file with MLContext.Model.Save.");
+
+    /// <summary>Releases this transformer's hold on the loaded model (unloaded when no transformer holds it).</summary>
+    public void Dispose()
+    {
+        Dispose(true);
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Releases the model (and, in derived classes, what they own).</summary>
+    protected virtual void Dispose(bool disposing)
+    {
+        if (disposing) _lease.Dispose();
+    }
+}

@@ -1,0 +1,84 @@
+using Microsoft.ML;
+
+namespace MLNet.Diffusion.Transforms;
+
+/// <summary>
+/// A cursor's batch cache. When a generated value of image slot s (= row·k + image index, k images per row) is asked
+/// for and s is not in the current batch, the next batch is the slots s … s + BatchSize − 1 (fewer at the end of the
+/// data): their rows' inputs are read through a second, look-ahead cursor over the input (only the bound input columns
+/// are active on it), the batch is generated in one go, and its values are kept until the consumer moves past it.
+/// So each image is generated once per cursor pass, and the main cursor's pass-through columns are never buffered.
+/// </summary>
+internal sealed class GenerationWindow : IDisposable
+{
+    private readonly IDataView _input;
+    private readonly DiffusionTransformerBase _transformer;
+    private readonly OutputSet _needed;
+    private readonly int _imagesPerRow;
+    private DataViewRowCursor? _lookahead;
+    private RowReader? _reader;
+    private long _readRow = -1;
+    private RowInputs? _readInputs;
+    private long _start = -1;
+    private SlotOutputs[] _outputs = [];
+
+    public GenerationWindow(IDataView input, DiffusionTransformerBase transformer, OutputSet needed)
+    {
+        _input = input;
+        _transformer = transformer;
+        _needed = needed;
+        _imagesPerRow = transformer.ImagesPerRow;
+    }
+
+    /// <summary>The generated values of <paramref name="slot"/>, generating its batch if needed.</summary>
+    public SlotOutputs Get(long slot)
+    {
+        if (_start < 0 || slot < _start || slot >= _start + _outputs.Length) Generate(slot);
+        return _outputs[slot - _start];
+    }
+
+    private void Generate(long first)
+    {
+        int batch = _transformer.Settings.BatchSize;
+        var slots = new List<ImageSlot>(batch);
+        long row = first / _imagesPerRow;
+        int image = (int)(first % _imagesPerRow);
+        while (slots.Count < batch && TryRead(row, out var inputs))
+        {
+            for (; image < _imagesPerRow && slots.Count < batch; image++) slots.Add(new ImageSlot(row, image, inputs));
+            row++;
+            image = 0;
+        }
+        if (slots.Count == 0) throw new InvalidOperationException($"The input view ended before row {first / _imagesPerRow}, which its main cursor has reached; the input must give the same rows to every cursor.");
+        _outputs = _transformer.Compute(slots, _needed);
+        _start = first;
+    }
+
+    private bool TryRead(long row, out RowInputs inputs)
+    {
+        if (row == _readRow && _readInputs is not null)
+        {
+            inputs = _readInputs;
+            return true;
+        }
+        if (_lookahead is null)
+        {
+            _lookahead = _input.GetRowCursor(RowReader.Columns(_input.Schema, _transformer.Inputs));
+            _reader = new RowReader(_lookahead, _transformer.Inputs);
+        }
+        while (_lookahead.Position < row)
+        {
+            if (!_lookahead.MoveNext())
+            {
+                inputs = null!;
+                return false;
+            }
+        }
+        inputs = _reader!.Read();
+        _readRow = row;
+        _readInputs = inputs;
+        return true;
+    }
+
+    public void Dispose() => _lookahead?.Dispose();
+}

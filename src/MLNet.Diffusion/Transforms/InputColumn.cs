@@ -1,0 +1,113 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Transforms.Image;
+
+namespace MLNet.Diffusion.Transforms;
+
+/// <summary>What a diffusion transform reads from an input column.</summary>
+internal enum InputRole
+{
+    Prompt,
+    NegativePrompt,
+    Seed,
+    GuidanceScale,
+    Steps,
+    PromptEmbedding,
+    NegativeEmbedding,
+    Latents,
+    InitImage,
+    Mask,
+    Strength,
+}
+
+/// <summary>
+/// An input column a transform needs: its role, its name and the types it accepts, checked against a
+/// <see cref="DataViewSchema"/> (exact vector sizes) or a <see cref="SchemaShape"/> (kinds and item types only).
+/// </summary>
+internal sealed class InputColumn
+{
+    private readonly Func<DataViewType, bool> _accepts;
+    private readonly Func<SchemaShape.Column, bool> _acceptsShape;
+
+    private InputColumn(InputRole role, string name, string expected, Func<DataViewType, bool> accepts, Func<SchemaShape.Column, bool> acceptsShape)
+    {
+        Role = role;
+        Name = name;
+        Expected = expected;
+        _accepts = accepts;
+        _acceptsShape = acceptsShape;
+    }
+
+    public InputRole Role { get; }
+    public string Name { get; }
+    public string Expected { get; }
+
+    public static InputColumn Text(InputRole role, string name) =>
+        new(role, name, "String", t => t is TextDataViewType, c => Scalar(c) && c.ItemType is TextDataViewType);
+
+    public static InputColumn Seed(string name) =>
+        new(InputRole.Seed, name, "Int64, Int32 or UInt32", IsSeedType, c => Scalar(c) && IsSeedType(c.ItemType));
+
+    public static InputColumn Single(InputRole role, string name) =>
+        new(role, name, "Single", t => t == NumberDataViewType.Single, c => Scalar(c) && c.ItemType == NumberDataViewType.Single);
+
+    public static InputColumn Int32(InputRole role, string name) =>
+        new(role, name, "Int32", t => t == NumberDataViewType.Int32, c => Scalar(c) && c.ItemType == NumberDataViewType.Int32);
+
+    /// <summary>An image column (<see cref="ImageDataViewType"/> of <see cref="MLImage"/>, any size).</summary>
+    public static InputColumn Image(InputRole role, string name) =>
+        new(role, name, "Image", t => t is ImageDataViewType, c => Scalar(c) && c.ItemType is ImageDataViewType);
+
+    /// <summary>A Single vector of the given dimensions; with none, any known-size Single vector (estimator-level check).</summary>
+    public static InputColumn Vector(InputRole role, string name, params int[] dimensions)
+    {
+        int size = dimensions.Length == 0 ? 0 : dimensions.Aggregate(1, (a, b) => a * b);
+        string expected = dimensions.Length == 0 ? "Vector<Single>" : new VectorDataViewType(NumberDataViewType.Single, dimensions).ToString();
+        return new(role, name, expected,
+            t => t is VectorDataViewType v && v.ItemType == NumberDataViewType.Single && v.IsKnownSize && (size == 0 || v.Size == size),
+            c => c.Kind == SchemaShape.Column.VectorKind.Vector && !c.IsKey && c.ItemType == NumberDataViewType.Single);
+    }
+
+    /// <summary>The init-image, mask and strength columns the options name.</summary>
+    public static IEnumerable<InputColumn> ImageToImage(DiffusionOptions options)
+    {
+        if (options.InitImageColumnName is { } init) yield return Image(InputRole.InitImage, init);
+        if (options.MaskColumnName is { } mask) yield return Image(InputRole.Mask, mask);
+        if (options.StrengthColumnName is { } strength) yield return Single(InputRole.Strength, strength);
+    }
+
+    /// <summary>
+    /// When both image columns declare a size (<c>ImageDataViewType(height, width)</c>), the mask's must be the init
+    /// image's; columns of unknown size are checked per row when generating.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The declared sizes differ; the message names the mask column and both types.</exception>
+    public static void CheckMaskSize(DiffusionOptions options, Func<string, DataViewType?> typeOf)
+    {
+        if (options.InitImageColumnName is not { } init || options.MaskColumnName is not { } mask) return;
+        if (typeOf(init) is ImageDataViewType i && typeOf(mask) is ImageDataViewType m
+            && i.Height > 0 && i.Width > 0 && m.Height > 0 && m.Width > 0 && (i.Height != m.Height || i.Width != m.Width))
+            throw SchemaErrors.Mismatch(mask, $"{i} (the size of init-image column '{init}')", m.ToString() ?? "?");
+    }
+
+    /// <summary>Finds and checks the column in <paramref name="schema"/>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">Missing or of another type; the message names the column and both types.</exception>
+    public DataViewSchema.Column Check(DataViewSchema schema)
+    {
+        var column = schema.GetColumnOrNull(Name) ?? throw SchemaErrors.Missing(Name, Expected);
+        if (!_accepts(column.Type)) throw SchemaErrors.Mismatch(Name, Expected, column.Type.ToString() ?? "?");
+        return column;
+    }
+
+    /// <summary>Finds and checks the column in an estimator's input shape.</summary>
+    public void Check(SchemaShape shape)
+    {
+        var found = shape.Where(c => c.Name == Name).ToArray();
+        if (found.Length == 0) throw SchemaErrors.Missing(Name, Expected);
+        var column = found[^1];
+        if (!_acceptsShape(column)) throw SchemaErrors.Mismatch(Name, Expected, SchemaErrors.Describe(column));
+    }
+
+    private static bool Scalar(SchemaShape.Column c) => c.Kind == SchemaShape.Column.VectorKind.Scalar && !c.IsKey;
+
+    private static bool IsSeedType(DataViewType t) => t == NumberDataViewType.Int64 || t == NumberDataViewType.Int32 || t == NumberDataViewType.UInt32;
+}

@@ -1,0 +1,76 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+
+namespace MLNet.Diffusion.Transforms;
+
+/// <summary>
+/// Encodes each row's prompt (and negative prompt) with the model's CLIP text encoder into a Single vector of 77·D
+/// values (<c>[77, D]</c>, D = 768 for SD 1.x, 1024 for SD 2.x). Row-to-row; rows are encoded
+/// <see cref="DiffusionOptions.BatchSize"/> at a time, lazily. The embeddings can be cached or stored and fed to
+/// <see cref="DenoisingTransformer"/> later.
+/// </summary>
+public sealed class TextEncodingTransformer : DiffusionTransformerBase
+{
+    internal TextEncodingTransformer(ModelLease lease, DiffusionOptions options, string promptColumn, string outputColumn, string? negativeOutputColumn)
+        : base(lease, options)
+    {
+        PromptColumnName = promptColumn;
+        OutputColumnName = outputColumn;
+        NegativeOutputColumnName = negativeOutputColumn;
+        var dims = Generation.EmbeddingDimensions;
+        var type = new VectorDataViewType(NumberDataViewType.Single, dims);
+        var inputs = new List<InputColumn> { InputColumn.Text(InputRole.Prompt, promptColumn) };
+        if (options.NegativePromptColumnName is { } negative) inputs.Add(InputColumn.Text(InputRole.NegativePrompt, negative));
+        Inputs = inputs;
+        var outputs = new List<OutputColumn> { new(OutputRole.PromptEmbedding, outputColumn, type) };
+        if (negativeOutputColumn is not null) outputs.Add(new(OutputRole.NegativeEmbedding, negativeOutputColumn, type));
+        Outputs = outputs;
+    }
+
+    /// <summary>The text column of prompts.</summary>
+    public string PromptColumnName { get; }
+
+    /// <summary>The prompt embeddings column.</summary>
+    public string OutputColumnName { get; }
+
+    /// <summary>The negative-prompt embeddings column (the empty prompt's embeddings where no negative prompt column is given), or null when not produced.</summary>
+    public string? NegativeOutputColumnName { get; }
+
+    /// <summary>The embeddings' size: 77·D.</summary>
+    public int EmbeddingSize => Generation.SequenceLength * Generation.EmbeddingWidth;
+
+    internal override IReadOnlyList<InputColumn> Inputs { get; }
+
+    internal override IReadOnlyList<OutputColumn> Outputs { get; }
+
+    /// <summary>Encodes prompts in one text-encoder run.</summary>
+    internal float[][] Encode(IReadOnlyList<string> prompts) => Generation.Encode(prompts);
+
+    internal override SlotOutputs[] Compute(IReadOnlyList<ImageSlot> slots, OutputSet needed)
+    {
+        var result = slots.Select(_ => new SlotOutputs()).ToArray();
+        if (needed.HasFlag(OutputSet.PromptEmbedding))
+        {
+            var encoded = Encode(slots.Select(s => s.Inputs.Prompt).ToArray());
+            for (int i = 0; i < result.Length; i++) result[i].PromptEmbedding = encoded[i];
+        }
+        if (needed.HasFlag(OutputSet.NegativeEmbedding))
+        {
+            var encoded = Settings.NegativePromptColumnName is null
+                ? slots.Select(_ => Generation.EmptyPromptEmbedding).ToArray()
+                : Encode(slots.Select(s => s.Inputs.NegativePrompt).ToArray());
+            for (int i = 0; i < result.Length; i++) result[i].NegativeEmbedding = encoded[i];
+        }
+        return result;
+    }
+
+    internal override SavedTransformer ToSaved() => new()
+    {
+        Stage = nameof(TextEncodingTransformer),
+        Options = Options,
+        Columns = new() { ["prompt"] = PromptColumnName, ["output"] = OutputColumnName, ["negativeOutput"] = NegativeOutputColumnName },
+    };
+
+    internal static TextEncodingTransformer FromSaved(DiffusionHost host, SavedTransformer saved) =>
+        new TextEncodingEstimator(host, saved.Options, saved.Columns["prompt"]!, saved.Columns["output"]!, saved.Columns["negativeOutput"]).CreateForLoad();
+}

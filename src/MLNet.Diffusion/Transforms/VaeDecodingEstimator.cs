@@ -1,0 +1,41 @@
+using Microsoft.ML;
+
+namespace MLNet.Diffusion.Transforms;
+
+/// <summary>
+/// The VAE-decoding stage: latents (Single vectors of 4·h·w) → images. Made by <c>mlContext.Transforms.DecodeLatents</c>.
+/// The latents may come from <see cref="DenoisingTransformer"/> or from anywhere else (stored, edited, interpolated).
+/// </summary>
+public sealed class VaeDecodingEstimator : DiffusionEstimatorBase<VaeDecodingTransformer>
+{
+    private readonly string _latentsColumn;
+    private readonly string _outputColumn;
+
+    /// <summary>Creates the estimator.</summary>
+    /// <param name="context">The ML.NET context (device settings and log).</param>
+    /// <param name="options">Model folder, image size (which fixes the latents' size) and batch size.</param>
+    /// <param name="latentsColumn">The latents column (Single vector of 4·h·w).</param>
+    /// <param name="outputColumn">The image column.</param>
+    public VaeDecodingEstimator(MLContext context, DiffusionOptions options, string latentsColumn = DiffusionColumnNames.Latents, string outputColumn = DiffusionColumnNames.Image)
+        : this(DiffusionHost.From(context), options, latentsColumn, outputColumn)
+    {
+    }
+
+    internal VaeDecodingEstimator(DiffusionHost host, DiffusionOptions options, string latentsColumn, string outputColumn)
+        : base(host, options)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(latentsColumn);
+        ArgumentException.ThrowIfNullOrWhiteSpace(outputColumn);
+        _latentsColumn = latentsColumn;
+        _outputColumn = outputColumn;
+    }
+
+    private protected override IEnumerable<InputColumn> ShapeInputs => [InputColumn.Vector(InputRole.Latents, _latentsColumn)];
+
+    private protected override IEnumerable<SchemaShape.Column> ShapeOutputs => [ImageShape(_outputColumn)];
+
+    private protected override VaeDecodingTransformer CreateTransformer() =>
+        WithLease(lease => new VaeDecodingTransformer(lease, Settings, _latentsColumn, _outputColumn));
+
+    internal VaeDecodingTransformer CreateForLoad() => CreateTransformer();
+}

@@ -1,0 +1,51 @@
+using MLNet.Diffusion.ModelBuilder.Demo;
+using MLNet.Diffusion.ModelBuilder.Synthetic;
+
+namespace MLNet.Diffusion.Benchmarks;
+
+/// <summary>
+/// The model folders the benchmarks run on, built on first use under <c>$MLND_BENCH_MODELS</c> (default: the
+/// system temp folder's <c>mlnet-diffusion-bench/</c>) and reused by later runs and by BenchmarkDotNet's child processes.
+/// </summary>
+public static class ModelFolders
+{
+    private static readonly object Gate = new();
+
+    /// <summary>Where the folders live.</summary>
+    public static string Root =>
+        Environment.GetEnvironmentVariable("MLND_BENCH_MODELS") is { Length: > 0 } dir ? dir : Path.Combine(Path.GetTempPath(), "mlnet-diffusion-bench");
+
+    /// <summary>The built-in demo model (128×128 images, 4×16×16 latents).</summary>
+    public static string Demo
+    {
+        get
+        {
+            string dir = Path.Combine(Root, "demo");
+            DemoModelBuilder.EnsureBuilt(dir);
+            return dir;
+        }
+    }
+
+    /// <summary>The compute-realistic synthetic UNet with SD 1.5's contract and latent shape (4×64×64, 512×512 images).</summary>
+    public static string SyntheticSd15 => Synthetic("synthetic-sd15", SyntheticSd15Options);
+
+    /// <summary>The options of <see cref="SyntheticSd15"/>.</summary>
+    public static SyntheticModelOptions SyntheticSd15Options { get; } = new();
+
+    private static string Synthetic(string name, SyntheticModelOptions options)
+    {
+        string dir = Path.Combine(Root, name);
+        string stamp = Path.Combine(dir, "synthetic.stamp");
+        string expected = options.ToString();
+        lock (Gate)
+        {
+            if (File.Exists(stamp) && File.ReadAllText(stamp) == expected) return dir;
+            Directory.CreateDirectory(Root);
+            using var fileLock = new FileStream(dir + ".lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.DeleteOnClose);
+            if (File.Exists(stamp) && File.ReadAllText(stamp) == expected) return dir;
+            SyntheticModelFolder.Write(dir, options);
+            File.WriteAllText(stamp, expected);
+            return dir;
+        }
+    }
+}

@@ -1,0 +1,22 @@
+using BenchmarkDotNet.Running;
+
+namespace MLNet.Diffusion.Benchmarks;
+
+/// <summary>
+/// <c>dotnet run -c Release --project tests/MLNet.Diffusion.Benchmarks -- [report | memory | BenchmarkDotNet arguments]</c>:
+/// BenchmarkDotNet's switcher (e.g. <c>--filter *</c>), or <c>report</c> for the measurements BenchmarkDotNet does not
+/// make (overhead outside ONNX Runtime, allocations per step, peak working set), or <c>memory</c> (one child process
+/// of <c>report</c>).
+/// </summary>
+public static class Program
+{
+    /// <summary>Entry point.</summary>
+    public static int Main(string[] args)
+    {
+        if (args.Length > 0 && args[0] == "report") return Report.Run(args[1..]);
+        if (args.Length > 0 && args[0] == "memory") return PeakMemory.RunChild(args[1..]);
+        if (args.Length > 0 && args[0] == "probe") return Report.Probe();
+        BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args, new ShortRunConfig());
+        return 0;
+    }
+}

@@ -1,0 +1,157 @@
+using System.Diagnostics;
+using System.Globalization;
+using MLNet.Diffusion.Pipeline;
+using MLNet.Diffusion.Runtime;
+
+namespace MLNet.Diffusion.Benchmarks;
+
+/// <summary>
+/// The measurements BenchmarkDotNet does not make, printed as Markdown tables: the denoising loop's wall time
+/// against the time inside ONNX Runtime's run (<see cref="Denoising.UNet.RunTime"/>), the managed bytes allocated
+/// per step after warm-up, naive against fast end to end, and the peak working set of one SD-shaped generation.
+/// </summary>
+public static class Report
+{
+    private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
+
+    private static DiffusionRuntimeOptions s_runtime = new();
+
+    /// <summary><c>report [--quick] [--cuda [--cuda-graph]]</c> (CUDA needs <c>-p:Ort=gpu</c> at build time).</summary>
+    public static int Run(string[] args)
+    {
+        bool quick = args.Contains("--quick");
+        s_runtime = new DiffusionRuntimeOptions
+        {
+            Device = args.Contains("--cuda") ? ExecutionDevice.Cuda : ExecutionDevice.Cpu,
+            EnableCudaGraph = args.Contains("--cuda-graph"),
+            FallbackToCpu = false,
+        };
+        Console.WriteLine($"Machine: {Environment.ProcessorCount} logical CPUs, {RuntimeInformationText()}; ONNX Runtime intra-op threads: {new OnnxSessionFactory(new DiffusionRuntimeOptions()).IntraOpThreads}");
+        Console.WriteLine();
+        Console.WriteLine("| model | UNet batch | latent | steps (calls) | denoise wall | inside ORT Run | overhead | per call | bytes/step after warm-up |");
+        Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        Overhead("synthetic SD 1.5-shaped", ModelFolders.SyntheticSd15, 512, quick ? 3 : 8, useIoBinding: true);
+        Overhead("synthetic SD 1.5-shaped, UseIoBinding = false", ModelFolders.SyntheticSd15, 512, quick ? 3 : 8, useIoBinding: false);
+        Overhead("demo", ModelFolders.Demo, 128, 25, useIoBinding: true);
+        Overhead("demo, UseIoBinding = false", ModelFolders.Demo, 128, 25, useIoBinding: false);
+        Console.WriteLine();
+
+        Console.WriteLine("| model | path | text → image (median of runs) | vs naive |");
+        Console.WriteLine("| --- | --- | --- | --- |");
+        EndToEnd("demo", ModelFolders.Demo, 128, 25, quick ? 3 : 9);
+        EndToEnd("synthetic SD 1.5-shaped", ModelFolders.SyntheticSd15, 512, quick ? 2 : 4, quick ? 1 : 3);
+        Console.WriteLine();
+
+        Console.WriteLine("| model | model files | working set before load | peak working set | peak − before − model |");
+        Console.WriteLine("| --- | --- | --- | --- | --- |");
+        PeakMemory.Measure("synthetic SD 1.5-shaped (1 image, 512×512, CFG, 4 Euler steps)", ModelFolders.SyntheticSd15, 512, 4);
+        PeakMemory.Measure("demo (1 image, 128×128, CFG, 25 Euler steps)", ModelFolders.Demo, 128, 25);
+        return 0;
+    }
+
+    /// <summary>Times the synthetic UNet alone, and the demo model's stages.</summary>
+    public static int Probe()
+    {
+        using (var demo = StableDiffusionPipeline.Load(ModelFolders.Demo))
+        {
+            var o = new GenerationOptions { Steps = 25, Scheduler = "euler", GuidanceScale = 7.5f };
+            for (int round = 0; round < 3; round++)
+            {
+                long t0 = Stopwatch.GetTimestamp();
+                var c = demo.EncodeText(["a red circle"]);
+                var u = demo.EncodeText([""]);
+                long t1 = Stopwatch.GetTimestamp();
+                var lat = demo.Denoise(c, u, [1], [7.5f], 128, 128, o);
+                long t2 = Stopwatch.GetTimestamp();
+                foreach (var im in demo.Decode(lat, 1, 16, 16)) im.Dispose();
+                long t3 = Stopwatch.GetTimestamp();
+                Console.WriteLine($"demo: encode {Stopwatch.GetElapsedTime(t0, t1).TotalMilliseconds:F1} ms, denoise {Stopwatch.GetElapsedTime(t1, t2).TotalMilliseconds:F1} ms, decode {Stopwatch.GetElapsedTime(t2, t3).TotalMilliseconds:F1} ms");
+            }
+        }
+        using var pipeline = StableDiffusionPipeline.Load(ModelFolders.SyntheticSd15);
+        var options = new GenerationOptions { Steps = 3, Scheduler = "euler", Width = 512, Height = 512 };
+        pipeline.Generate("warm up", 1, options).Image.Dispose();
+        var before = pipeline.UNet.RunTime;
+        long calls = pipeline.UNet.RunCount;
+        var clock = Stopwatch.StartNew();
+        pipeline.Generate("a photo", 2, options).Image.Dispose();
+        clock.Stop();
+        Console.WriteLine($"{(pipeline.UNet.RunTime - before).TotalMilliseconds / (pipeline.UNet.RunCount - calls):F1} ms per UNet call (batch 2, 64×64); whole generation {clock.ElapsedMilliseconds} ms; {ModelFolders.SyntheticSd15Options.Flops(2, 64, 64) / 1e9:F2} GFLOP per call");
+        return 0;
+    }
+
+    private static void Overhead(string name, string folder, int size, int steps, bool useIoBinding)
+    {
+        var runtime = s_runtime.Clone();
+        runtime.UseIoBinding = useIoBinding;
+        runtime.EnableCudaGraph &= useIoBinding;
+        using var pipeline = StableDiffusionPipeline.Load(folder, runtime);
+        var options = new GenerationOptions { Steps = steps, Scheduler = "euler", GuidanceScale = 7.5f, Width = size, Height = size };
+        var cond = pipeline.EncodeText(["a red circle"]);
+        var uncond = pipeline.EncodeText([""]);
+        pipeline.Denoise(cond, uncond, [1], [7.5f], size, size, options); // warm-up
+        var probe = new StepProbe();
+        var runBefore = pipeline.UNet.RunTime;
+        long callsBefore = pipeline.UNet.RunCount;
+        long start = Stopwatch.GetTimestamp();
+        pipeline.Denoise(cond, uncond, [2], [7.5f], size, size, options, probe);
+        var wall = Stopwatch.GetElapsedTime(start);
+        var inside = pipeline.UNet.RunTime - runBefore;
+        long calls = pipeline.UNet.RunCount - callsBefore;
+        var perStep = probe.Deltas.Skip(1).ToArray();
+        string bytes = perStep.Length == 0 ? "–" : perStep.Min() == perStep.Max() ? perStep[0].ToString(Inv) : $"{perStep.Min()}–{perStep.Max()}";
+        name += $" [{pipeline.Device}, {pipeline.UNet.RunPath}{(pipeline.UNet.CudaGraph ? ", CUDA graph" : "")}]";
+        Console.WriteLine(string.Create(Inv,
+            $"| {name} | 2 | 4×{size / 8}×{size / 8} | {steps} ({calls}) | {wall.TotalMilliseconds:F1} ms | {inside.TotalMilliseconds:F1} ms | {(wall - inside).TotalMilliseconds:F2} ms ({(wall - inside) / wall * 100:F2} %) | {wall.TotalMilliseconds / calls:F2} ms | {bytes} |"));
+    }
+
+    private static void EndToEnd(string name, string folder, int size, int steps, int runs)
+    {
+        var options = new GenerationOptions { Steps = steps, Scheduler = "euler", GuidanceScale = 7.5f, Width = size, Height = size };
+        using var pipeline = StableDiffusionPipeline.Load(folder, s_runtime);
+        using var baseline = new NaiveStableDiffusion(folder);
+        byte[] fastPixels = Once(() => { using var r = pipeline.Generate("a red circle", 3, options).Image; return r.Pixels.ToArray(); });
+        byte[] naivePixels = baseline.Generate("a red circle", 3, steps, 7.5f, size, size);
+        // Alternate the two so that a change in the machine's load hits both alike.
+        var fast = new double[runs];
+        var naive = new double[runs];
+        for (int i = 0; i < runs; i++)
+        {
+            naive[i] = Time(() => baseline.Generate("a red circle", 3, steps, 7.5f, size, size));
+            fast[i] = Time(() => pipeline.Generate("a red circle", 3, options).Image.Dispose());
+        }
+        Array.Sort(fast);
+        Array.Sort(naive);
+        double f = fast[runs / 2], n = naive[runs / 2];
+        int maxDiff = 0;
+        for (int i = 0; i < Math.Min(fastPixels.Length, naivePixels.Length); i++) maxDiff = Math.Max(maxDiff, Math.Abs(fastPixels[i] - naivePixels[i]));
+        Console.WriteLine(string.Create(Inv, $"| {name} ({steps} Euler steps, CFG) | naive (DenseTensor/NamedOnnxValue, scalar) | {n:F1} ms | 1× |"));
+        Console.WriteLine(string.Create(Inv, $"| {name} ({steps} Euler steps, CFG) | MLNet.Diffusion | {f:F1} ms | {n / f:F2}× (largest pixel difference {maxDiff}/255) |"));
+    }
+
+    private static double Time(Action action)
+    {
+        long start = Stopwatch.GetTimestamp();
+        action();
+        return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+    }
+
+    private static T Once<T>(Func<T> f) => f();
+
+    private static string RuntimeInformationText() =>
+        $"{System.Runtime.InteropServices.RuntimeInformation.OSDescription.Trim()}, {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}";
+
+    /// <summary>Managed bytes allocated on this thread between consecutive progress reports (one step each).</summary>
+    private sealed class StepProbe : IProgress<DiffusionProgress>
+    {
+        private long _last = -1;
+        public List<long> Deltas { get; } = new(256);
+
+        public void Report(DiffusionProgress value)
+        {
+            long now = GC.GetAllocatedBytesForCurrentThread();
+            if (_last >= 0) Deltas.Add(now - _last);
+            _last = GC.GetAllocatedBytesForCurrentThread();
+        }
+    }
+}

@@ -1,0 +1,325 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using MLNet.Diffusion.Cli.Csv;
+using MLNet.Diffusion.Cli.Output;
+using MLNet.Diffusion.Tests.TestModels;
+using Xunit.Abstractions;
+
+namespace MLNet.Diffusion.Tests.Cli;
+
+/// <summary><c>batch</c>: an image per row, a manifest, and resuming after cancellation or a killed process.</summary>
+public class CliBatchTests(ITestOutputHelper output)
+{
+    private const int Rows = 20;
+
+    [Fact]
+    public void TwentyRowsGiveTwentyImagesAndATwentyRowManifest()
+    {
+        using var model = TestModelFactory.CreateTemp();
+        using var dir = new TempDir();
+        var table = WriteTable(dir, Rows);
+        var result = CliRun.Ok("batch", table, "--model", model.Path, "--out", dir["out"], "--steps", "2", "--batch-size", "4", "--seed", "100");
+
+        Assert.Equal(Rows, PngFiles(dir["out"]).Length);
+        var manifest = ReadManifest(dir["out"]);
+        Assert.Equal(Rows, manifest.Count);
+        Assert.Equal(Enumerable.Range(0, Rows), manifest.Select(m => m.Row).Order());
+        foreach (var entry in manifest)
+        {
+            Assert.Equal(Prompt(entry.Row), entry.Prompt);
+            Assert.Equal(100 + entry.Row, entry.Seed); // no seed column: --seed + row
+            Assert.True(File.Exists(Path.Combine(dir["out"], entry.File)));
+            Assert.Contains("steps=2", entry.Settings);
+            Assert.True(entry.Seconds > 0);
+        }
+        Assert.Contains("20 image(s)", result.Out);
+
+        // A rerun has nothing to do and changes nothing.
+        var before = Snapshot(dir["out"]);
+        var again = CliRun.Ok("batch", table, "--model", model.Path, "--out", dir["out"], "--steps", "2", "--seed", "100");
+        Assert.Contains("are done", again.Out);
+        Assert.Equal(before, Snapshot(dir["out"]));
+    }
+
+    [Fact]
+    public void QuotedFieldsWithCommasQuotesAndLineBreaksAndASeedColumnAreRead()
+    {
+        using var model = TestModelFactory.CreateTemp();
+        using var dir = new TempDir();
+        var table = dir["prompts.tsv"];
+        File.WriteAllText(table, "id\ttext\tavoid\tseed\r\n"
+            + "a\t\"a red circle, small\"\t\t7\r\n"
+            + "b\t\"a \"\"blue\"\" square\nin a corner\"\tred\t\r\n"
+            + "\r\n"
+            + "c\ta green\ttriangle\t-3\r\n");
+        CliRun.Ok("batch", table, "--prompt-column", "text", "--negative-column", "avoid", "--seed-column", "seed", "--seed", "50",
+            "--model", model.Path, "--out", dir["out"], "--steps", "2");
+        var manifest = ReadManifest(dir["out"]).OrderBy(m => m.Row).ToArray();
+        Assert.Equal(["a red circle, small", "a \"blue\" square\nin a corner", "a green"], manifest.Select(m => m.Prompt));
+        Assert.Equal(["", "red", "triangle"], manifest.Select(m => m.NegativePrompt));
+        Assert.Equal([7L, 51L, -3L], manifest.Select(m => m.Seed)); // row 1's empty seed cell: --seed + row
+        Assert.Equal(3, PngFiles(dir["out"]).Length);
+    }
+
+    [Fact]
+    public void LinesThatMLNetTakesForCommentsAreReportedNotLostSilently()
+    {
+        using var model = TestModelFactory.CreateTemp();
+        using var dir = new TempDir();
+        var table = dir["prompts.csv"];
+        File.WriteAllText(table, "prompt\na red circle\n// a line ML.NET's loader skips\na blue square\n");
+        var result = CliRun.Run("batch", table, "--model", model.Path, "--out", dir["out"], "--steps", "2");
+        Assert.True(result.ExitCode == 0, result.ToString());
+        var warning = Assert.Single(result.ErrLines);
+        Assert.StartsWith("warning: ", warning);
+        Assert.Contains("read 2 rows", warning);
+        Assert.Equal(["a red circle", "a blue square"], ReadManifest(dir["out"]).OrderBy(m => m.Row).Select(m => m.Prompt));
+    }
+
+    [Fact]
+    public void AMissingColumnIsOneLineNamingTheColumnsThatExist()
+    {
+        using var dir = new TempDir();
+        var table = WriteTable(dir, 2);
+        var result = CliRun.Run("batch", table, "--prompt-column", "caption", "--model", dir.Path);
+        Assert.Equal(2, result.ExitCode);
+        var line = Assert.Single(result.ErrLines);
+        Assert.Contains("'caption'", line);
+        Assert.Contains("'id', 'prompt', 'notes'", line);
+    }
+
+    [Fact]
+    public void CancelledAfterSomeRowsThenRerunFinishesWithoutRedoingFinishedRows()
+    {
+        using var model = TestModelFactory.CreateTemp();
+        using var dir = new TempDir();
+        var table = WriteTable(dir, Rows);
+        string[] args = ["batch", table, "--model", model.Path, "--out", dir["out"], "--steps", "2", "--batch-size", "2"];
+        using var cancel = new CancellationTokenSource();
+        int written = 0;
+        var first = CliRun.Run(args, cancel.Token, null, _ =>
+        {
+            if (++written == 5) cancel.Cancel(); // Ctrl+C in the middle of the third batch's writes
+        });
+        Assert.True(first.ExitCode == 130, first.ToString());
+        Assert.Contains("Run the same command again", first.Err);
+
+        var manifest = ReadManifest(dir["out"]);
+        // The batch being written when Ctrl+C came is finished (its images are made); nothing after it starts.
+        Assert.Equal(6, manifest.Count);
+        Assert.Equal(6, PngFiles(dir["out"]).Length);
+        Assert.Empty(TemporaryFiles(dir["out"]));
+        var before = Snapshot(dir["out"]);
+
+        var second = CliRun.Run(args, CancellationToken.None, null);
+        Assert.True(second.ExitCode == 0, second.ToString());
+        Assert.Contains("6 already done", second.Out);
+        AssertComplete(dir["out"], Rows);
+        AssertUnchanged(before, Snapshot(dir["out"]));
+    }
+
+    [Fact]
+    public void ASecondRunIntoTheSameFolderIsRefusedWhileOneIsWriting()
+    {
+        using var model = TestModelFactory.CreateTemp();
+        using var dir = new TempDir();
+        var table = WriteTable(dir, 4);
+        string[] args = ["batch", table, "--model", model.Path, "--out", dir["out"], "--steps", "2"];
+        CliResult? second = null;
+        var first = CliRun.Run(args, CancellationToken.None, null, _ => second ??= CliRun.Run(args));
+        Assert.True(first.ExitCode == 0, first.ToString());
+        Assert.NotNull(second);
+        Assert.Equal(2, second.ExitCode);
+        Assert.Contains("Another batch run", Assert.Single(second.ErrLines));
+        AssertComplete(dir["out"], 4);
+        Assert.False(File.Exists(Path.Combine(dir["out"], Manifest.LockFileName)), "the lock file goes when the run ends");
+    }
+
+    [Fact]
+    public void ARerunRepairsWhatACrashCanLeave()
+    {
+        using var model = TestModelFactory.CreateTemp();
+        using var dir = new TempDir();
+        var table = WriteTable(dir, 8);
+        string[] args = ["batch", table, "--model", model.Path, "--out", dir["out"], "--steps", "2"];
+        CliRun.Ok(args);
+        var manifestPath = Path.Combine(dir["out"], Manifest.FileName);
+        var lines = File.ReadAllLines(manifestPath);
+        // A crash can leave: a last line cut off mid-write, an image renamed into place before its line was written,
+        // a temporary file that never got renamed. A user can delete an image.
+        var row6 = ReadManifest(dir["out"]).Single(m => m.Row == 6);
+        var row7 = ReadManifest(dir["out"]).Single(m => m.Row == 7);
+        File.WriteAllText(manifestPath, string.Join("\n", lines.Take(7)) + "\n" + lines[7][..10]); // header + rows 0–5, row 6 cut off, row 7 gone
+        File.WriteAllBytes(Path.Combine(dir["out"], $".{row7.File}.0123456789abcdef{AtomicImageFile.TemporarySuffix}"), [0x89, 0x50]);
+        var row2 = ReadManifest(dir["out"]).Single(m => m.Row == 2);
+        File.Delete(Path.Combine(dir["out"], row2.File));
+        var kept = Snapshot(dir["out"]).Where(kv => kv.Key != row6.File && kv.Key != row7.File).ToDictionary();
+
+        var rerun = CliRun.Ok(args);
+        Assert.Contains("Removed 1 temporary file", rerun.Out);
+        Assert.Contains("Dropped 2 manifest line(s)", rerun.Out); // the cut-off line and row 2's
+        AssertComplete(dir["out"], 8);
+        AssertUnchanged(kept, Snapshot(dir["out"]));
+    }
+
+    /// <summary>
+    /// The real thing: the built tool runs as a child process and is killed (no chance to clean up) once a few rows are in the
+    /// manifest; a rerun finishes the table, every row is in the manifest once, and the finished images are untouched.
+    /// </summary>
+    [Fact]
+    public void KilledProcessThenRerunFinishesWithEveryRowOnceAndNoPartialFiles()
+    {
+        using var model = TestModelFactory.CreateTemp();
+        using var dir = new TempDir();
+        var table = WriteTable(dir, Rows);
+        var outDir = dir["out"];
+        // Large latents and many steps make each row take long enough (~0.1–0.3 s) to be killed part-way.
+        string[] args = ["batch", table, "--model", model.Path, "--out", outDir, "--steps", "60", "--size", "256x256", "--batch-size", "1"];
+
+        var clock = Stopwatch.StartNew();
+        using (var child = StartCli(args))
+        {
+            var seen = new List<string>();
+            int count;
+            while ((count = ManifestLineCount(outDir)) < 4 && !child.HasExited && clock.Elapsed < TimeSpan.FromMinutes(2))
+            {
+                if (seen.Count == 0 || !seen[^1].StartsWith($"{count}@", StringComparison.Ordinal)) seen.Add($"{count}@{clock.Elapsed.TotalSeconds:F2}");
+                Thread.Sleep(5);
+            }
+            output.WriteLine($"seen {string.Join(" ", seen)}; {count} at {clock.Elapsed.TotalSeconds:F2}");
+            if (child.HasExited) Assert.Fail($"the tool ended before it could be killed (exit {child.ExitCode}): {child.StandardError.ReadToEnd()}");
+            child.Kill(entireProcessTree: true);
+            child.WaitForExit();
+        }
+        output.WriteLine($"killed after {clock.Elapsed.TotalSeconds:F2} s");
+        var finished = ReadManifest(outDir);
+        Assert.InRange(finished.Count, 4, Rows - 1);
+        var before = Snapshot(outDir).Where(kv => finished.Any(m => m.File == kv.Key)).ToDictionary();
+
+        var rerun = RunCliToEnd(args);
+        Assert.True(rerun.ExitCode == 0, rerun.ToString());
+        AssertComplete(outDir, Rows);
+        AssertUnchanged(before, Snapshot(outDir));
+        Assert.False(File.Exists(Path.Combine(outDir, Manifest.LockFileName)), "the rerun removes the killed run's lock file");
+        output.WriteLine(rerun.Out);
+    }
+
+    // ---- helpers -------------------------------------------------------------------------------------------------
+
+    private static string Prompt(int row) => $"a {(row % 2 == 0 ? "red" : "blue")} shape, number {row}";
+
+    private static string WriteTable(TempDir dir, int rows)
+    {
+        var path = dir["prompts.csv"];
+        var s = new StringBuilder("id,prompt,notes\n");
+        for (int i = 0; i < rows; i++) s.Append(CultureInfo.InvariantCulture, $"{i},\"{Prompt(i)}\",note {i}\n");
+        File.WriteAllText(path, s.ToString());
+        return path;
+    }
+
+    private static string[] PngFiles(string dir) =>
+        Directory.GetFiles(dir, "*.png").Where(f => !AtomicImageFile.IsTemporary(Path.GetFileName(f))).ToArray();
+
+    private static string[] TemporaryFiles(string dir) =>
+        Directory.GetFiles(dir).Where(f => Path.GetFileName(f).StartsWith('.') || f.EndsWith(".tmp", StringComparison.Ordinal)).ToArray();
+
+    private static List<ManifestEntry> ReadManifest(string dir)
+    {
+        using var reader = new StreamReader(Path.Combine(dir, Manifest.FileName));
+        var records = CsvReader.Read(reader, ',', allowTruncated: true).ToList();
+        Assert.Equal(Manifest.Columns, records[0].Fields);
+        return records.Skip(1).Where(r => r.Terminated).Select(r => new ManifestEntry(
+            int.Parse(r.Fields[0], CultureInfo.InvariantCulture), r.Fields[1], r.Fields[2], long.Parse(r.Fields[3], CultureInfo.InvariantCulture),
+            r.Fields[4], r.Fields[5], double.Parse(r.Fields[6], CultureInfo.InvariantCulture))).ToList();
+    }
+
+    private static int ManifestLineCount(string dir)
+    {
+        try
+        {
+            using var stream = new FileStream(Path.Combine(dir, Manifest.FileName), FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            using var reader = new StreamReader(stream);
+            return Math.Max(0, reader.ReadToEnd().Count(c => c == '\n') - 1);
+        }
+        catch (IOException)
+        {
+            return 0;
+        }
+    }
+
+    /// <summary>Every row once in the manifest, its file there, one PNG per row, no temporary files.</summary>
+    private static void AssertComplete(string dir, int rows)
+    {
+        var manifest = ReadManifest(dir);
+        Assert.Equal(Enumerable.Range(0, rows), manifest.Select(m => m.Row).Order());
+        Assert.Equal(rows, manifest.Select(m => m.File).Distinct().Count());
+        Assert.All(manifest, m => Assert.True(File.Exists(Path.Combine(dir, m.File)), m.File));
+        Assert.Equal(rows, PngFiles(dir).Length);
+        Assert.Empty(TemporaryFiles(dir));
+        var text = File.ReadAllText(Path.Combine(dir, Manifest.FileName));
+        Assert.EndsWith("\n", text);
+    }
+
+    private static Dictionary<string, (DateTime Written, string Hash)> Snapshot(string dir) =>
+        PngFiles(dir).ToDictionary(f => Path.GetFileName(f), f => (File.GetLastWriteTimeUtc(f), Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(f)))));
+
+    private static void AssertUnchanged(Dictionary<string, (DateTime Written, string Hash)> before, Dictionary<string, (DateTime Written, string Hash)> after)
+    {
+        Assert.NotEmpty(before);
+        foreach (var (file, state) in before)
+        {
+            Assert.True(after.TryGetValue(file, out var now), $"{file} disappeared");
+            Assert.True(state == now, $"{file} was rewritten: {state} → {now}");
+        }
+    }
+
+    /// <summary>The tool's own build output (src/MLNet.Diffusion.Cli/bin/CONFIG/TFM), else the copy beside the tests.</summary>
+    private static string CliDll()
+    {
+        var testDir = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
+        string tfm = testDir.Name, configuration = testDir.Parent!.Name;
+        for (var d = testDir; d is not null; d = d.Parent)
+        {
+            var candidate = Path.Combine(d.FullName, "src", "MLNet.Diffusion.Cli", "bin", configuration, tfm, "MLNet.Diffusion.Cli.dll");
+            if (File.Exists(Path.Combine(d.FullName, "MLNet.Diffusion.sln")) && File.Exists(candidate)) return candidate;
+        }
+        return Path.Combine(AppContext.BaseDirectory, "MLNet.Diffusion.Cli.dll");
+    }
+
+    private static Process StartCli(string[] args)
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        start.ArgumentList.Add(CliDll());
+        foreach (var a in args) start.ArgumentList.Add(a);
+        var process = Process.Start(start)!;
+        process.OutputDataReceived += (_, _) => { }; // drain stdout so the child never blocks on a full pipe
+        process.BeginOutputReadLine();
+        return process;
+    }
+
+    private static CliResult RunCliToEnd(string[] args)
+    {
+        using var process = StartCliCapturing(args, out var stdout, out var stderr);
+        Assert.True(process.WaitForExit(TimeSpan.FromMinutes(3)), "the rerun did not finish in 3 minutes");
+        process.WaitForExit();
+        return new CliResult(process.ExitCode, stdout.ToString(), stderr.ToString());
+    }
+
+    private static Process StartCliCapturing(string[] args, out StringBuilder stdout, out StringBuilder stderr)
+    {
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        start.ArgumentList.Add(CliDll());
+        foreach (var a in args) start.ArgumentList.Add(a);
+        var process = Process.Start(start)!;
+        var o = new StringBuilder();
+        var e = new StringBuilder();
+        process.OutputDataReceived += (_, d) => { if (d.Data is not null) lock (o) o.AppendLine(d.Data); };
+        process.ErrorDataReceived += (_, d) => { if (d.Data is not null) lock (e) e.AppendLine(d.Data); };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        stdout = o;
+        stderr = e;
+        return process;
+    }
+}

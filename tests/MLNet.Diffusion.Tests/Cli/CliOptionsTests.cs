@@ -1,0 +1,67 @@
+namespace MLNet.Diffusion.Tests.Cli;
+
+/// <summary>Help and command-line errors: every command lists its options; bad input is one line on stderr and a non-zero exit code.</summary>
+public class CliOptionsTests
+{
+    public static TheoryData<string, string[]> CommandOptions => new()
+    {
+        { "generate", ["--init-image", "--strength", "--mask", "--negative", "--model", "--seed", "--count", "--steps", "--guidance", "--scheduler", "--size", "--device", "--out", "--batch-size", "--eta", "--verbose"] },
+        { "batch", ["--prompt-column", "--negative-column", "--seed-column", "--negative", "--model", "--seed", "--steps", "--guidance", "--scheduler", "--size", "--device", "--out", "--batch-size"] },
+        { "grid", ["--seeds", "--seed", "--negative", "--model", "--steps", "--guidance", "--scheduler", "--size", "--device", "--out", "--name", "--batch-size"] },
+        { "info", ["--model", "--device", "--verbose"] },
+    };
+
+    [Theory]
+    [MemberData(nameof(CommandOptions))]
+    public void HelpOfEachCommandListsItsOptions(string command, string[] options)
+    {
+        var result = CliRun.Run(command, "--help");
+        Assert.True(result.ExitCode == 0, result.ToString());
+        foreach (var option in options) Assert.Contains(option, result.Out);
+        Assert.Equal("", result.Err);
+    }
+
+    [Fact]
+    public void TopLevelHelpListsTheCommands()
+    {
+        var result = CliRun.Ok("--help");
+        foreach (var command in new[] { "generate", "batch", "grid", "info" }) Assert.Contains(command, result.Out);
+    }
+
+    [Theory]
+    [InlineData("unknown option", new[] { "generate", "a red circle", "--bogus" }, "bogus")]
+    [InlineData("size not WxH", new[] { "generate", "a red circle", "--size", "big" }, "WIDTHxHEIGHT")]
+    [InlineData("size not a multiple of 8", new[] { "generate", "a red circle", "--size", "100x64" }, "multiples of 8")]
+    [InlineData("negative steps", new[] { "generate", "a red circle", "--steps", "-5" }, "--steps")]
+    [InlineData("negative steps, = form", new[] { "generate", "a red circle", "--steps=-5" }, "--steps")]
+    [InlineData("steps not a number", new[] { "generate", "a red circle", "--steps", "many" }, "many")]
+    [InlineData("unknown scheduler", new[] { "generate", "a red circle", "--scheduler", "fastest" }, "fastest")]
+    [InlineData("bad device", new[] { "generate", "a red circle", "--device", "gpu" }, "--device")]
+    [InlineData("zero count", new[] { "generate", "a red circle", "--count", "0" }, "--count")]
+    [InlineData("missing prompt", new[] { "generate" }, "PROMPT")]
+    [InlineData("unknown command", new[] { "paint", "x" }, "paint")]
+    [InlineData("mask without init image", new[] { "generate", "a red circle", "--mask", "m.png" }, "--init-image")]
+    [InlineData("strength out of range", new[] { "generate", "a red circle", "--init-image", "i.png", "--strength", "1.5" }, "--strength")]
+    [InlineData("init image missing", new[] { "generate", "a red circle", "--init-image", "/no/such/init.png" }, "does not exist")]
+    [InlineData("bad seeds", new[] { "grid", "a red circle", "--seeds", "1,x" }, "--seeds")]
+    [InlineData("missing model folder", new[] { "info", "--model", "/no/such/model/folder" }, "does not exist")]
+    [InlineData("missing table", new[] { "batch", "/no/such/table.csv" }, "does not exist")]
+    public void BadOptionOrValueIsOneLineOnStderrAndNonZeroExit(string what, string[] args, string mentions)
+    {
+        var result = CliRun.Run(args);
+        Assert.True(result.ExitCode != 0, $"{what}: {result}");
+        Assert.True(result.ErrLines.Length == 1, $"{what}: expected one line on stderr. {result}");
+        Assert.StartsWith("error: ", result.ErrLines[0]);
+        Assert.Contains(mentions, result.ErrLines[0]);
+        Assert.DoesNotContain(" at MLNet.", result.Err);
+    }
+
+    [Fact]
+    public void VerboseAddsTheStackTrace()
+    {
+        var result = CliRun.Run("info", "--model", "/no/such/model/folder", "--verbose");
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.StartsWith("error: ", result.ErrLines[0]);
+        Assert.Contains(" at ", result.Err);
+    }
+}
