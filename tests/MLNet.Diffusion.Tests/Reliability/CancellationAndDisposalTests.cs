@@ -236,19 +236,34 @@ public class CancellationAndDisposalTests(ITestOutputHelper output)
         output.WriteLine($"{cancelled} cancelled + {completed} completed in {clock.Elapsed.TotalSeconds:F1} s; " +
             $"working set {workingSetBefore / 1048576.0:F1} → {workingSetAfter / 1048576.0:F1} MB ({growthMb:+0.0;-0.0} MB); " +
             $"managed heap {managedBefore / 1048576.0:F1} → {managedAfter / 1048576.0:F1} MB");
-        Assert.True(growthMb < 50, $"working set grew by {growthMb:F1} MB over {cancelled + completed} generations");
+        // About +3 MB is normal here; leaking the decoded images alone (16 KB each) shows as about +8 MB, a UNet binding
+        // or an encoder output (≈ 0.25–0.5 MB each) per generation as 100 MB or more.
+        Assert.True(growthMb < 25, $"working set grew by {growthMb:F1} MB over {cancelled + completed} generations");
         Assert.True(managedAfter - managedBefore < 10 << 20, $"managed heap grew by {(managedAfter - managedBefore) / 1048576.0:F1} MB");
     }
 
+    /// <summary>
+    /// The process's working set and managed heap with what earlier tests freed given back to the system: an
+    /// aggressive (decommitting) full collection, finalizers run, and on Linux glibc's free lists trimmed, so that the
+    /// working set reflects memory in use and a native leak shows as growth.
+    /// </summary>
     private static (long WorkingSet, long Managed) Measure()
     {
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < 2; i++)
         {
-            GC.Collect();
+            GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
             GC.WaitForPendingFinalizers();
         }
-        return (Environment.WorkingSet, GC.GetTotalMemory(forceFullCollection: true));
+        if (OperatingSystem.IsLinux())
+        {
+            try { MallocTrim(0); }
+            catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { } // not glibc
+        }
+        return (Environment.WorkingSet, GC.GetTotalMemory(forceFullCollection: false));
     }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "malloc_trim")]
+    private static extern int MallocTrim(nuint pad);
 
     private static byte[][] Bytes(IReadOnlyList<GeneratedImage> images)
     {

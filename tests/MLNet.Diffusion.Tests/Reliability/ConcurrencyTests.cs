@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using MLNet.Diffusion.Denoising;
 using MLNet.Diffusion.Pipeline;
+using MLNet.Diffusion.Runtime;
 using MLNet.Diffusion.Tests.ImageToImage;
 using MLNet.Diffusion.Tests.TestModels;
 using Xunit.Abstractions;
@@ -16,19 +18,36 @@ public sealed class ConcurrencyFixture : IDisposable
 
     private readonly TempModelFolder _folder;
     private readonly Microsoft.ML.Data.MLImage _init, _mask;
+    private readonly Dictionary<UNetRunPath, StableDiffusionPipeline> _pipelines = [];
 
     public ConcurrencyFixture()
     {
         _folder = TestModelFactory.CreateTemp();
-        Pipeline = StableDiffusionPipeline.Load(_folder.Path);
         _init = ImageToImageTestKit.BlockImage(64, 64);
         _mask = ImageToImageTestKit.MaskImage(64, 64, (x, y) => x + y < 64);
         var clock = Stopwatch.StartNew();
-        Serial = Enumerable.Range(0, Count).Select(i => Run(i, CancellationToken.None, null)!).ToArray();
+        Serial = Enumerable.Range(0, Count).Select(i => Run(UNetRunPath.IoBinding, i, CancellationToken.None, null)!).ToArray();
         SerialTime = clock.Elapsed;
     }
 
-    public StableDiffusionPipeline Pipeline { get; }
+    /// <summary>The shared pipeline whose UNet passes its buffers the given way (the three paths give the same bytes).</summary>
+    public StableDiffusionPipeline Pipeline(UNetRunPath path)
+    {
+        lock (_pipelines)
+        {
+            if (!_pipelines.TryGetValue(path, out var pipeline))
+            {
+                pipeline = StableDiffusionPipeline.Load(_folder.Path, new DiffusionRuntimeOptions
+                {
+                    UseIoBinding = path != UNetRunPath.SessionRun,
+                    ForceFixedBuffers = path == UNetRunPath.FixedBuffers,
+                });
+                Assert.Equal(path, pipeline.UNet.RunPath);
+                _pipelines.Add(path, pipeline);
+            }
+            return pipeline;
+        }
+    }
 
     /// <summary>Each request's image and latent bytes from a serial run.</summary>
     public byte[][] Serial { get; }
@@ -37,7 +56,7 @@ public sealed class ConcurrencyFixture : IDisposable
 
     /// <summary>Request <paramref name="i"/> of the mix: text-to-image, image-to-image and inpainting, several
     /// schedulers (stochastic ones included), guidance on and off, batches of one and two.</summary>
-    public byte[]? Run(int i, CancellationToken token, IProgress<DiffusionProgress>? progress)
+    public byte[]? Run(UNetRunPath path, int i, CancellationToken token, IProgress<DiffusionProgress>? progress)
     {
         var options = new GenerationOptions { Steps = 2 + i % 3, Scheduler = s_schedulers[i % s_schedulers.Length], GuidanceScale = i % 4 == 3 ? 1 : 5 };
         var prompt = new ImagePrompt(s_prompts[i % s_prompts.Length], 1000 + i) { NegativePrompt = i % 2 == 0 ? "" : "blurry" };
@@ -48,7 +67,7 @@ public sealed class ConcurrencyFixture : IDisposable
             _ => [prompt],
         };
         if (requests.Length == 2) requests[1] = requests[1] with { InitImage = _init, Strength = 0.7f };
-        var images = Pipeline.Generate(requests, options, progress, token);
+        var images = Pipeline(path).Generate(requests, options, progress, token);
         // The image bytes and the float latents' bytes: equal latents rule out differences that rounding to bytes hides.
         var bytes = images.SelectMany(g => g.Image.Pixels.ToArray().Concat(System.Runtime.InteropServices.MemoryMarshal.AsBytes(g.Latents.AsSpan()).ToArray())).ToArray();
         foreach (var image in images) image.Image.Dispose();
@@ -57,7 +76,7 @@ public sealed class ConcurrencyFixture : IDisposable
 
     public void Dispose()
     {
-        Pipeline.Dispose();
+        foreach (var pipeline in _pipelines.Values) pipeline.Dispose();
         _init.Dispose();
         _mask.Dispose();
         _folder.Dispose();
@@ -66,12 +85,16 @@ public sealed class ConcurrencyFixture : IDisposable
 
 /// <summary>
 /// Issue 8, point 5: threads generating through one shared pipeline get exactly the bytes of a serial run, also
-/// while other threads' generations are being cancelled around them.
+/// while other threads' generations are being cancelled around them, whichever way the UNet passes its buffers
+/// (IO binding, plain session runs, or the fixed buffers that CUDA graphs need, which are entered exclusively).
 /// </summary>
 public class ConcurrencyTests(ConcurrencyFixture fixture, ITestOutputHelper output) : IClassFixture<ConcurrencyFixture>
 {
-    [Fact]
-    public void FourThreadsSharingOnePipelineGetTheSerialBytes()
+    public static TheoryData<UNetRunPath> RunPaths => [UNetRunPath.IoBinding, UNetRunPath.SessionRun, UNetRunPath.FixedBuffers];
+
+    [Theory]
+    [MemberData(nameof(RunPaths))]
+    public void FourThreadsSharingOnePipelineGetTheSerialBytes(UNetRunPath path)
     {
         var results = new byte[ConcurrencyFixture.Count][];
         var clock = Stopwatch.StartNew();
@@ -80,18 +103,19 @@ public class ConcurrencyTests(ConcurrencyFixture fixture, ITestOutputHelper outp
             for (int k = 0; k < ConcurrencyFixture.PerThread; k++)
             {
                 int i = k * ConcurrencyFixture.Threads + t; // interleaved, so every thread runs every kind of request
-                results[i] = fixture.Run(i, CancellationToken.None, null)!;
+                results[i] = fixture.Run(path, i, CancellationToken.None, null)!;
             }
         });
         var parallel = clock.Elapsed;
         int mismatches = Enumerable.Range(0, ConcurrencyFixture.Count).Count(i => !results[i].AsSpan().SequenceEqual(fixture.Serial[i]));
-        output.WriteLine($"{ConcurrencyFixture.Threads} threads × {ConcurrencyFixture.PerThread}: {mismatches} of {ConcurrencyFixture.Count} differ from the serial run; " +
+        output.WriteLine($"{path}: {ConcurrencyFixture.Threads} threads × {ConcurrencyFixture.PerThread}: {mismatches} of {ConcurrencyFixture.Count} differ from the serial run; " +
             $"serial {fixture.SerialTime.TotalSeconds:F1} s, parallel {parallel.TotalSeconds:F1} s");
         Assert.Equal(0, mismatches);
     }
 
-    [Fact]
-    public void CancellationsMixedInDoNotDisturbTheOtherThreads()
+    [Theory]
+    [MemberData(nameof(RunPaths))]
+    public void CancellationsMixedInDoNotDisturbTheOtherThreads(UNetRunPath path)
     {
         var outcomes = new ConcurrentDictionary<int, string>();
         int mismatches = 0;
@@ -115,7 +139,7 @@ public class ConcurrencyTests(ConcurrencyFixture fixture, ITestOutputHelper outp
                 }
                 try
                 {
-                    var bytes = fixture.Run(i, cts.Token, progress)!;
+                    var bytes = fixture.Run(path, i, cts.Token, progress)!;
                     outcomes[i] = "completed";
                     if (!bytes.AsSpan().SequenceEqual(fixture.Serial[i])) Interlocked.Increment(ref mismatches);
                 }
@@ -127,13 +151,13 @@ public class ConcurrencyTests(ConcurrencyFixture fixture, ITestOutputHelper outp
             }
         });
         int cancelled = outcomes.Values.Count(v => v == "cancelled"), completed = outcomes.Values.Count(v => v == "completed");
-        output.WriteLine($"stress: {completed} completed ({mismatches} differ from the serial run), {cancelled} cancelled");
+        output.WriteLine($"{path} stress: {completed} completed ({mismatches} differ from the serial run), {cancelled} cancelled");
         Assert.Equal(ConcurrencyFixture.Count, cancelled + completed);
         Assert.Equal(0, mismatches);
         Assert.True(cancelled >= ConcurrencyFixture.Count / 4, $"only {cancelled} cancelled");
         Assert.True(completed >= ConcurrencyFixture.Count / 2, $"only {completed} completed");
         // Afterwards the pipeline still gives the serial bytes.
-        for (int i = 0; i < 6; i++) Assert.Equal(fixture.Serial[i], fixture.Run(i, CancellationToken.None, null));
+        for (int i = 0; i < 6; i++) Assert.Equal(fixture.Serial[i], fixture.Run(path, i, CancellationToken.None, null));
     }
 
     /// <summary>Runs <paramref name="body"/>(thread index) on dedicated threads released together; rethrows the first failure.</summary>
