@@ -205,6 +205,46 @@ public class CliBatchTests(ITestOutputHelper output)
         output.WriteLine(rerun.Out);
     }
 
+    /// <summary>
+    /// Issue 8's "killed at random moments": the child process is killed repeatedly, each time at a random delay
+    /// (seeded, so a failure reproduces) after its first finished row, which falls in a UNet batch, in a PNG write or
+    /// between an image and its manifest line; after the kills a rerun completes the table with every row once and no
+    /// partial files.
+    /// </summary>
+    [Fact]
+    public void RepeatedKillsAtRandomMomentsStillEndWithEveryRowOnce()
+    {
+        using var model = TestModelFactory.CreateTemp();
+        using var dir = new TempDir();
+        var table = WriteTable(dir, Rows);
+        var outDir = dir["out"];
+        string[] args = ["batch", table, "--model", model.Path, "--out", outDir, "--steps", "100", "--size", "256x256", "--batch-size", "1"];
+        var random = new Random(20261129);
+        int kills = 0;
+        for (int cycle = 0; cycle < 4 && (ManifestLineCount(outDir) < Rows); cycle++)
+        {
+            int before = ManifestLineCount(outDir);
+            using var child = StartCli(args);
+            // Wait for this run to finish at least one row (start-up time varies with load), then kill it at a
+            // random moment in the following rows.
+            var clock = Stopwatch.StartNew();
+            while (ManifestLineCount(outDir) <= before && !child.HasExited && clock.Elapsed < TimeSpan.FromMinutes(2)) Thread.Sleep(5);
+            Thread.Sleep(random.Next(0, 600));
+            if (child.HasExited) { child.WaitForExit(); continue; }
+            child.Kill(entireProcessTree: true);
+            child.WaitForExit();
+            kills++;
+            output.WriteLine($"cycle {cycle}: killed with {ManifestLineCount(outDir)} manifest line(s)");
+        }
+        Assert.True(kills >= 3, $"only {kills} kills happened; the table finished too fast to test");
+        Assert.True(ManifestLineCount(outDir) >= kills, "each killed run finished at least one row before its kill");
+        var rerun = RunCliToEnd(args);
+        Assert.True(rerun.ExitCode == 0, rerun.ToString());
+        AssertComplete(outDir, Rows);
+        Assert.Empty(TemporaryFiles(outDir));
+        Assert.False(File.Exists(Path.Combine(outDir, Manifest.LockFileName)), "the rerun removes the killed run's lock file");
+    }
+
     // ---- helpers -------------------------------------------------------------------------------------------------
 
     private static string Prompt(int row) => $"a {(row % 2 == 0 ? "red" : "blue")} shape, number {row}";
