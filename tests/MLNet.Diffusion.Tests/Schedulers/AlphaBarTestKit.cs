@@ -102,35 +102,10 @@ internal static class AlphaBarTestKit
     }
 
     /// <summary>
-    /// Bytes allocated on this thread by all calls after the first of a generation (run twice so that JIT and
-    /// first-size buffers are out of the way).
+    /// Bytes allocated on this thread by all calls after the first of a generation (least of three generations).
     /// </summary>
-    public static long AllocatedAfterFirstStep(DiffusionScheduler scheduler, int steps, int length)
-    {
-        var oracle = new GaussianOracle(scheduler, Pattern(), 0.2);
-        var noise = new GaussianNoise(7);
-        var sample = new float[length];
-        var input = new float[length];
-        var output = new float[length];
-        // The least over three generations: the runtime may allocate once on a thread (tiered JIT, type
-        // loading), while a step that allocates does so in every generation.
-        long allocated = long.MaxValue;
-        for (int run = 0; run < 3; run++)
-        {
-            scheduler.SetTimesteps(steps);
-            noise.Fill(sample);
-            long before = 0;
-            while (scheduler.StepIndex < scheduler.CallCount)
-            {
-                if (scheduler.StepIndex == 1) before = GC.GetAllocatedBytesForCurrentThread();
-                scheduler.ScaleModelInput(sample, input);
-                oracle.Predict(input, scheduler.Timesteps[scheduler.StepIndex], output);
-                scheduler.Step(output, sample, noise);
-            }
-            allocated = Math.Min(allocated, GC.GetAllocatedBytesForCurrentThread() - before);
-        }
-        return allocated;
-    }
+    public static long AllocatedAfterFirstStep(DiffusionScheduler scheduler, int steps, int length) =>
+        SchedulerAllocation.AfterFirstCall(scheduler, new GaussianOracle(scheduler, Pattern(), 0.2), new GaussianNoise(7), steps, length);
 
     /// <summary>
     /// The <see cref="GaussianOracle"/> output for a constant mean, written as the affine map it is

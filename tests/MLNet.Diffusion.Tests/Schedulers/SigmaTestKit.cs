@@ -113,30 +113,8 @@ internal static class SigmaTestKit
     /// generations, since the runtime itself may allocate once on a thread (tiered JIT, type loading) while a
     /// step that allocates does so in every generation.
     /// </summary>
-    public static long AllocationsAfterFirstStep(DiffusionScheduler scheduler, int steps, int length)
-    {
-        var oracle = new GaussianOracle(scheduler, Pattern(length), 0.5);
-        var noise = new GaussianNoise(3);
-        var x = new float[length];
-        var input = new float[length];
-        var output = new float[length];
-        long least = long.MaxValue;
-        for (int run = 0; run < 3; run++)
-        {
-            scheduler.SetTimesteps(steps);
-            noise.Fill(x);
-            long before = 0;
-            while (scheduler.StepIndex < scheduler.CallCount)
-            {
-                if (scheduler.StepIndex == 1) before = GC.GetAllocatedBytesForCurrentThread();
-                scheduler.ScaleModelInput(x, input);
-                oracle.Predict(input, scheduler.Timesteps[scheduler.StepIndex], output);
-                scheduler.Step(output, x, noise);
-            }
-            least = Math.Min(least, GC.GetAllocatedBytesForCurrentThread() - before);
-        }
-        return least;
-    }
+    public static long AllocationsAfterFirstStep(DiffusionScheduler scheduler, int steps, int length) =>
+        SchedulerAllocation.AfterFirstCall(scheduler, new GaussianOracle(scheduler, Pattern(length), 0.5), new GaussianNoise(3), steps, length);
 
     /// <summary>Checks that ScaleModelInput at the current call divides by √(σ² + 1).</summary>
     public static void AssertScalesBy(DiffusionScheduler scheduler, double sigma)
