@@ -19,7 +19,7 @@ namespace MLNet.Diffusion.ModelBuilder.Demo;
 public static class DemoModelBuilder
 {
     /// <summary>The builder version, written to <see cref="StampFile"/>; bump it whenever the model's bytes change.</summary>
-    public const string Version = "demo-1";
+    public const string Version = "demo-2";
 
     /// <summary>The version stamp file in the model folder, written last.</summary>
     public const string StampFile = "mlnet_demo_version.txt";
