@@ -26,7 +26,7 @@ public static class Report
             EnableCudaGraph = args.Contains("--cuda-graph"),
             FallbackToCpu = false,
         };
-        Console.WriteLine($"Machine: {Environment.ProcessorCount} logical CPUs, {RuntimeInformationText()}; ONNX Runtime intra-op threads: {new OnnxSessionFactory(new DiffusionRuntimeOptions()).IntraOpThreads}");
+        Console.WriteLine($"Machine: {Environment.ProcessorCount} logical CPUs, {RuntimeInformationText()}; ONNX Runtime intra-op threads: {ThreadsText(new OnnxSessionFactory(new DiffusionRuntimeOptions()))}");
         Console.WriteLine();
         Console.WriteLine("| model | UNet batch | latent | steps (calls) | denoise wall | inside ORT Run | overhead | per call | bytes/step after warm-up |");
         Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
@@ -137,6 +137,9 @@ public static class Report
     }
 
     private static T Once<T>(Func<T> f) => f();
+
+    private static string ThreadsText(OnnxSessionFactory factory) =>
+        factory.PinnedByOnnxRuntime ? $"{factory.IntraOpThreads} (ONNX Runtime's default pool, pinned)" : $"{factory.IntraOpThreads} (unpinned)";
 
     private static string RuntimeInformationText() =>
         $"{System.Runtime.InteropServices.RuntimeInformation.OSDescription.Trim()}, {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}";

@@ -11,8 +11,52 @@ internal static class CpuTopology
 {
     private static readonly Lazy<int> s_physicalCores = new(Detect);
 
+    private static readonly Lazy<bool> s_wholeMachine = new(DetectWholeMachine);
+
     /// <summary>Physical cores available to the process (at least 1).</summary>
     public static int PhysicalCores => s_physicalCores.Value;
+
+    /// <summary>
+    /// Whether the process may run on every online CPU of the machine (no affinity mask, no container CPU quota
+    /// smaller than the machine). ONNX Runtime's own default thread pool (IntraOpNumThreads not set) starts one thread
+    /// per physical core of the whole machine and pins each to its core, which is only right in that case.
+    /// Outside Linux the machine's CPU count is not read, and the answer is true unless
+    /// <c>DOTNET_PROCESSOR_COUNT</c> limits the process.
+    /// </summary>
+    public static bool WholeMachine => s_wholeMachine.Value;
+
+    private static bool DetectWholeMachine()
+    {
+        if (!string.IsNullOrEmpty(Environment.GetEnvironmentVariable("DOTNET_PROCESSOR_COUNT"))) return false;
+        if (!OperatingSystem.IsLinux()) return true;
+        int? online = LinuxOnlineCpus();
+        return online is not null && Environment.ProcessorCount >= online.Value;
+    }
+
+    /// <summary>The online logical CPUs, from <c>/sys/devices/system/cpu/online</c> (ranges such as <c>0-3,6</c>); null if unreadable.</summary>
+    internal static int? LinuxOnlineCpus(string root = "/sys/devices/system/cpu")
+    {
+        try
+        {
+            string path = Path.Combine(root, "online");
+            if (!File.Exists(path)) return null;
+            int count = 0;
+            foreach (var part in File.ReadAllText(path).Trim().Split(',', StringSplitOptions.RemoveEmptyEntries))
+            {
+                var bounds = part.Split('-');
+                if (!int.TryParse(bounds[0], NumberStyles.None, CultureInfo.InvariantCulture, out int first)) return null;
+                int last = first;
+                if (bounds.Length == 2 && !int.TryParse(bounds[1], NumberStyles.None, CultureInfo.InvariantCulture, out last)) return null;
+                if (bounds.Length > 2 || last < first) return null;
+                count += last - first + 1;
+            }
+            return count > 0 ? count : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
 
     private static int Detect()
     {

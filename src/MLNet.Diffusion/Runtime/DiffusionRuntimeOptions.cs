@@ -19,7 +19,9 @@ public sealed class DiffusionRuntimeOptions
     /// <summary>
     /// Threads ONNX Runtime uses inside an operator (convolutions, GEMMs). 0 (default): one per physical core
     /// available to the process (hyper-threads and cores outside the affinity mask or container quota are not
-    /// counted), which is the fastest setting for the UNet on the CPU.
+    /// counted), which is the fastest setting for the UNet on the CPU. When the process may use the whole machine,
+    /// that is ONNX Runtime's own default pool, whose threads are pinned to their cores
+    /// (<see cref="OnnxSessionFactory.PinnedByOnnxRuntime"/>); an explicit count gives unpinned threads.
     /// </summary>
     public int IntraOpThreads { get; set; }
 

@@ -23,11 +23,22 @@ public sealed class OnnxSessionFactory
             throw new ArgumentException("EnableCudaGraph needs UseIoBinding: a CUDA graph replays fixed device buffers, which only IO binding can supply.", nameof(options));
         _options = options.Clone();
         IntraOpThreads = options.IntraOpThreads > 0 ? options.IntraOpThreads : CpuTopology.PhysicalCores;
+        // ONNX Runtime's default pool has the same size on an unrestricted machine and pins each thread to its core;
+        // an unpinned pool of the same size was 1.5–2× slower per call on small graphs (docs/PERFORMANCE.md).
+        PinnedByOnnxRuntime = options.IntraOpThreads == 0 && CpuTopology.WholeMachine;
     }
 
     /// <summary>The intra-op thread count sessions are created with: <see cref="DiffusionRuntimeOptions.IntraOpThreads"/>,
     /// or when that is 0 the physical cores available to the process.</summary>
     public int IntraOpThreads { get; }
+
+    /// <summary>
+    /// True when <see cref="DiffusionRuntimeOptions.IntraOpThreads"/> is 0 and the process may use every CPU: the
+    /// thread count is then left to ONNX Runtime, whose default pool has one thread per physical core, each pinned
+    /// to its core. False when a count is set, or affinity or a container quota limits the process (ONNX Runtime would
+    /// count the whole machine's cores): the sessions then get <see cref="IntraOpThreads"/> unpinned threads.
+    /// </summary>
+    public bool PinnedByOnnxRuntime { get; }
 
     /// <summary>The options sessions are created with (a copy).</summary>
     internal DiffusionRuntimeOptions Options => _options;
@@ -101,7 +112,7 @@ public sealed class OnnxSessionFactory
             GraphOptimizationLevel = _options.GraphOptimizationLevel,
             LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
         };
-        o.IntraOpNumThreads = IntraOpThreads;
+        if (!PinnedByOnnxRuntime) o.IntraOpNumThreads = IntraOpThreads;
         o.ExecutionMode = ExecutionMode.ORT_SEQUENTIAL;
         if (_options.InterOpThreads > 0) o.InterOpNumThreads = _options.InterOpThreads;
         return o;

@@ -16,6 +16,38 @@ public class RuntimeOptionsTests
     }
 
     [Fact]
+    public void OnnxRuntimePinsItsDefaultPoolOnlyWhenTheProcessHasTheWholeMachine()
+    {
+        Assert.Equal(CpuTopology.WholeMachine, new OnnxSessionFactory(new DiffusionRuntimeOptions()).PinnedByOnnxRuntime);
+        Assert.False(new OnnxSessionFactory(new DiffusionRuntimeOptions { IntraOpThreads = 1 }).PinnedByOnnxRuntime);
+        if (OperatingSystem.IsLinux() && CpuTopology.LinuxOnlineCpus() is int online)
+            Assert.Equal(Environment.ProcessorCount >= online && string.IsNullOrEmpty(Environment.GetEnvironmentVariable("DOTNET_PROCESSOR_COUNT")), CpuTopology.WholeMachine);
+    }
+
+    [Theory]
+    [InlineData("0-3,6\n", 5)]
+    [InlineData("0\n", 1)]
+    [InlineData("0-1", 2)]
+    [InlineData("0-63,128-191", 128)]
+    [InlineData("3-1", null)]
+    [InlineData("a-b", null)]
+    [InlineData("", null)]
+    public void OnlineCpusAreReadFromSysfsRanges(string text, int? expected)
+    {
+        var root = Directory.CreateTempSubdirectory("mlnd-online-").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(root, "online"), text);
+            Assert.Equal(expected, CpuTopology.LinuxOnlineCpus(root));
+            Assert.Null(CpuTopology.LinuxOnlineCpus(Path.Combine(root, "missing")));
+        }
+        finally
+        {
+            Directory.Delete(root, true);
+        }
+    }
+
+    [Fact]
     public void PhysicalCoresCountDistinctCoresOfOnlineCpus()
     {
         var root = Directory.CreateTempSubdirectory("mlnd-sysfs-").FullName;
