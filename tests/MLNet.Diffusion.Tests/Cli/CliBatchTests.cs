@@ -216,20 +216,23 @@ public class CliBatchTests(ITestOutputHelper output)
     {
         using var model = TestModelFactory.CreateTemp();
         using var dir = new TempDir();
-        var table = WriteTable(dir, Rows);
+        const int rows = 2 * Rows;
+        var table = WriteTable(dir, rows);
         var outDir = dir["out"];
         string[] args = ["batch", table, "--model", model.Path, "--out", outDir, "--steps", "100", "--size", "256x256", "--batch-size", "1"];
         var random = new Random(20261129);
         int kills = 0;
-        for (int cycle = 0; cycle < 4 && (ManifestLineCount(outDir) < Rows); cycle++)
+        for (int cycle = 0; cycle < 4 && (ManifestLineCount(outDir) < rows); cycle++)
         {
             int before = ManifestLineCount(outDir);
             using var child = StartCli(args);
-            // Wait for this run to finish at least one row (start-up time varies with load), then kill it at a
-            // random moment in the following rows.
+            // Wait for this run to finish one row (start-up time varies with load) and time the next, then kill it at
+            // a random moment within the following two rows' time (a row's time varies with load and thread settings).
             var clock = Stopwatch.StartNew();
-            while (ManifestLineCount(outDir) <= before && !child.HasExited && clock.Elapsed < TimeSpan.FromMinutes(2)) Thread.Sleep(5);
-            Thread.Sleep(random.Next(0, 600));
+            while (ManifestLineCount(outDir) <= before && !child.HasExited && clock.Elapsed < TimeSpan.FromMinutes(2)) Thread.Sleep(2);
+            var row = Stopwatch.StartNew();
+            while (ManifestLineCount(outDir) <= before + 1 && !child.HasExited && clock.Elapsed < TimeSpan.FromMinutes(2)) Thread.Sleep(2);
+            Thread.Sleep(TimeSpan.FromMilliseconds(random.NextDouble() * 2 * row.Elapsed.TotalMilliseconds));
             if (child.HasExited) { child.WaitForExit(); continue; }
             child.Kill(entireProcessTree: true);
             child.WaitForExit();
@@ -240,7 +243,7 @@ public class CliBatchTests(ITestOutputHelper output)
         Assert.True(ManifestLineCount(outDir) >= kills, "each killed run finished at least one row before its kill");
         var rerun = RunCliToEnd(args);
         Assert.True(rerun.ExitCode == 0, rerun.ToString());
-        AssertComplete(outDir, Rows);
+        AssertComplete(outDir, rows);
         Assert.Empty(TemporaryFiles(outDir));
         Assert.False(File.Exists(Path.Combine(outDir, Manifest.LockFileName)), "the rerun removes the killed run's lock file");
     }
