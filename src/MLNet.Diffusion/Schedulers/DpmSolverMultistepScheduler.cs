@@ -37,8 +37,8 @@ public sealed class DpmSolverMultistepScheduler : DiffusionScheduler
     private readonly bool _lowerOrderFinal, _eulerAtFinal, _finalZero, _karras, _cosine;
     private readonly double _lambdaMinClipped;
     private double[] _sigmas = [];
-    // Converted model outputs, newest first: m0 (this step), m1, m2.
-    private float[]? _m0, _m1, _m2;
+    // Converted model outputs of earlier steps, newest first: m1 (the previous step), m2 (the one before; order 3 only).
+    private float[]? _m1, _m2;
     private int _lowerOrderNums;
 
     /// <summary>Builds the scheduler from a diffusers scheduler configuration.</summary>
@@ -183,15 +183,14 @@ public sealed class DpmSolverMultistepScheduler : DiffusionScheduler
         bool lowerOrderFinal = i == n - 1 && (_eulerAtFinal || (_lowerOrderFinal && n < 15) || _finalZero);
         bool lowerOrderSecond = i == n - 2 && _lowerOrderFinal && n < 15;
 
-        // Rotate the history buffers (no allocation after the first steps at this size) and convert into m0.
-        if (_m0 is null || _m0.Length != sample.Length)
+        // History buffers: allocated once per sample size, then reused.
+        if (_m1 is null || _m1.Length != sample.Length)
         {
-            if (_lowerOrderNums > 0 && _m0 is not null)
-                throw new ArgumentException($"{Name}: the sample size changed from {_m0.Length} to {sample.Length} in the middle of a schedule.", nameof(sample));
-            (_m0, _m1, _m2) = (new float[sample.Length], new float[sample.Length], new float[sample.Length]);
+            if (_lowerOrderNums > 0 && _m1 is not null)
+                throw new ArgumentException($"{Name}: the sample size changed from {_m1.Length} to {sample.Length} in the middle of a schedule.", nameof(sample));
+            _m1 = new float[sample.Length];
+            _m2 = _solverOrder == 3 ? new float[sample.Length] : null;
         }
-        (_m0, _m1, _m2) = (_m2!, _m0, _m1!);
-        var m0 = _m0;
         var (alphaS, sigmaS) = AlphaSigma(_sigmas[i]);
         var (convertF, convertX) = ConversionCoefficients(alphaS, sigmaS);
 
@@ -238,8 +237,12 @@ public sealed class DpmSolverMultistepScheduler : DiffusionScheduler
             c2 = -q / r1;
         }
 
-        // One pass: m0 = q·x + p·F (convert_model_output), x ← A·x + c0·m0 + c1·m1 + c2·m2.
+        // One pass: m0 = q·x + p·F (convert_model_output), x ← A·x + c0·m0 + c1·m1 + c2·m2. m0 overwrites the oldest
+        // history, which the next step no longer needs; at full order this step reads it, so the overwrite is in place
+        // (2.3× → 1.6× the time of a copy of the step's bytes for DPM-Solver++ 2M at 4×128×128, docs/PERFORMANCE.md).
+        var m0 = _solverOrder == 1 ? default : _solverOrder == 2 ? _m1 : _m2!;
         LatentKernels.Update(modelOutput, sample, m0, convertF, convertX, (float)a, (float)c0, order - 1, _m1, (float)c1, _m2, (float)c2);
+        if (_solverOrder == 3) (_m1, _m2) = (_m2, _m1);
 
         if (_lowerOrderNums < _solverOrder) _lowerOrderNums++;
         StepIndex++;

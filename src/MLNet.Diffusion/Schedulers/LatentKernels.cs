@@ -15,7 +15,9 @@ internal static class LatentKernels
     /// <summary>
     /// e = q·x + p·F (written to <paramref name="store"/> unless empty), then
     /// x ← ((sx·x + ke·e) + k1·h1) + k2·h2) + k3·h3, with only the first <paramref name="histories"/> of h1, h2, h3 used.
-    /// With q = 0 and p = 1, e = F exactly.
+    /// With q = 0 and p = 1, e = F exactly. Every input at an index is read before anything is stored there, so
+    /// <paramref name="store"/> may be the same buffer as a history: a multistep solver overwrites, in place, the history
+    /// its next step no longer needs, and the store then costs no extra stream through memory.
     /// </summary>
     public static void Update(ReadOnlySpan<float> model, Span<float> sample, Span<float> store, float p, float q,
         float sx, float ke, int histories,
@@ -42,11 +44,11 @@ internal static class LatentKernels
                 var vf = Vector512.LoadUnsafe(ref f, (nuint)i);
                 var vx = Vector512.LoadUnsafe(ref x, (nuint)i);
                 var e = plain ? vf : vx * vq + vf * vp;
-                if (keep) e.StoreUnsafe(ref s, (nuint)i);
                 var r = vx * vsx + e * vke;
                 if (histories >= 1) r = Vector512.LoadUnsafe(ref a, (nuint)i) * v1 + r;
                 if (histories >= 2) r = Vector512.LoadUnsafe(ref b, (nuint)i) * v2 + r;
                 if (histories >= 3) r = Vector512.LoadUnsafe(ref c, (nuint)i) * v3 + r;
+                if (keep) e.StoreUnsafe(ref s, (nuint)i);
                 r.StoreUnsafe(ref x, (nuint)i);
             }
         }
@@ -59,11 +61,11 @@ internal static class LatentKernels
                 var vf = Vector256.LoadUnsafe(ref f, (nuint)i);
                 var vx = Vector256.LoadUnsafe(ref x, (nuint)i);
                 var e = plain ? vf : vx * vq + vf * vp;
-                if (keep) e.StoreUnsafe(ref s, (nuint)i);
                 var r = vx * vsx + e * vke;
                 if (histories >= 1) r = Vector256.LoadUnsafe(ref a, (nuint)i) * v1 + r;
                 if (histories >= 2) r = Vector256.LoadUnsafe(ref b, (nuint)i) * v2 + r;
                 if (histories >= 3) r = Vector256.LoadUnsafe(ref c, (nuint)i) * v3 + r;
+                if (keep) e.StoreUnsafe(ref s, (nuint)i);
                 r.StoreUnsafe(ref x, (nuint)i);
             }
         }
@@ -71,18 +73,19 @@ internal static class LatentKernels
         {
             float vf = Unsafe.Add(ref f, i), vx = Unsafe.Add(ref x, i);
             float e = plain ? vf : vx * q + vf * p;
-            if (keep) Unsafe.Add(ref s, i) = e;
             float r = vx * sx + e * ke;
             if (histories >= 1) r = Unsafe.Add(ref a, i) * k1 + r;
             if (histories >= 2) r = Unsafe.Add(ref b, i) * k2 + r;
             if (histories >= 3) r = Unsafe.Add(ref c, i) * k3 + r;
+            if (keep) Unsafe.Add(ref s, i) = e;
             Unsafe.Add(ref x, i) = r;
         }
     }
 
     /// <summary>
     /// PLMS: e = q·x + p·F stored in <paramref name="store"/>, w = ((e·k0 + h1·k1) + h2·k2) + h3·k3 (first
-    /// <paramref name="histories"/> terms), x ← sx·x + kw·w: the Adams–Bashforth combination and the transfer.
+    /// <paramref name="histories"/> terms), x ← sx·x + kw·w: the Adams–Bashforth combination and the transfer. As in
+    /// <see cref="Update"/>, <paramref name="store"/> may be the same buffer as a history (overwritten in place).
     /// </summary>
     public static void Plms(ReadOnlySpan<float> model, Span<float> sample, Span<float> store, float p, float q,
         float k0, int histories, ReadOnlySpan<float> h1, float k1, ReadOnlySpan<float> h2, float k2, ReadOnlySpan<float> h3, float k3, float sx, float kw)
@@ -109,11 +112,11 @@ internal static class LatentKernels
                 var vf = Vector512.LoadUnsafe(ref f, (nuint)i);
                 var vx = Vector512.LoadUnsafe(ref x, (nuint)i);
                 var e = plain ? vf : vx * vq + vf * vp;
-                e.StoreUnsafe(ref s, (nuint)i);
                 var w = e * v0;
                 if (histories >= 1) w = Vector512.LoadUnsafe(ref a, (nuint)i) * v1 + w;
                 if (histories >= 2) w = Vector512.LoadUnsafe(ref b, (nuint)i) * v2 + w;
                 if (histories >= 3) w = Vector512.LoadUnsafe(ref c, (nuint)i) * v3 + w;
+                e.StoreUnsafe(ref s, (nuint)i);
                 (vx * vsx + w * vkw).StoreUnsafe(ref x, (nuint)i);
             }
         }
@@ -127,11 +130,11 @@ internal static class LatentKernels
                 var vf = Vector256.LoadUnsafe(ref f, (nuint)i);
                 var vx = Vector256.LoadUnsafe(ref x, (nuint)i);
                 var e = plain ? vf : vx * vq + vf * vp;
-                e.StoreUnsafe(ref s, (nuint)i);
                 var w = e * v0;
                 if (histories >= 1) w = Vector256.LoadUnsafe(ref a, (nuint)i) * v1 + w;
                 if (histories >= 2) w = Vector256.LoadUnsafe(ref b, (nuint)i) * v2 + w;
                 if (histories >= 3) w = Vector256.LoadUnsafe(ref c, (nuint)i) * v3 + w;
+                e.StoreUnsafe(ref s, (nuint)i);
                 (vx * vsx + w * vkw).StoreUnsafe(ref x, (nuint)i);
             }
         }
@@ -139,11 +142,11 @@ internal static class LatentKernels
         {
             float vf = Unsafe.Add(ref f, i), vx = Unsafe.Add(ref x, i);
             float e = plain ? vf : vx * q + vf * p;
-            Unsafe.Add(ref s, i) = e;
             float w = e * k0;
             if (histories >= 1) w = Unsafe.Add(ref a, i) * k1 + w;
             if (histories >= 2) w = Unsafe.Add(ref b, i) * k2 + w;
             if (histories >= 3) w = Unsafe.Add(ref c, i) * k3 + w;
+            Unsafe.Add(ref s, i) = e;
             Unsafe.Add(ref x, i) = vx * sx + w * kw;
         }
     }

@@ -22,12 +22,18 @@ namespace MLNet.Diffusion.Schedulers;
 /// <see cref="DiffusionScheduler.SetBeginIndex"/> starts past the warm-up, the history restarts with
 /// Adams–Bashforth of order 1, 2, 3, then 4 (diffusers would repeat the restart at the wrong timestep).</para>
 /// <para>After the first <see cref="Step"/> at a given sample size nothing is allocated: the ε̂ history is a
-/// ring of four buffers.</para>
+/// ring of three buffers (the newest ε̂ overwrites the oldest in place).</para>
 /// </remarks>
 public sealed class PndmScheduler : DiffusionScheduler
 {
     /// <summary>diffusers' <c>pndm_order</c>: the history length of the 4th-order multistep.</summary>
     private const int Order = 4;
+
+    /// <summary>
+    /// Ring slots for past ε̂: a full-order step reads the last three and writes the new one over the oldest, in place,
+    /// since the next step no longer needs it (the kernel reads every input at an index before storing there).
+    /// </summary>
+    private const int RingSlots = Order - 1;
 
     /// <summary>Adams–Bashforth weights for the newest-first history ε_n, ε_{n−1}, …, by order (PNDM eq. 12).</summary>
     private static readonly double[][] AdamsBashforth =
@@ -45,7 +51,7 @@ public sealed class PndmScheduler : DiffusionScheduler
     private int _ratio;      // N div n: the PLMS step
     private int _halfRatio;  // N div n div 2: the Runge–Kutta half step
 
-    private readonly float[]?[] _ets = new float[]?[Order];
+    private readonly float[]?[] _ets = new float[]?[RingSlots];
     private int _etsCount, _etsNewest;
     private float[]? _curSample, _rkSum, _work;
 
@@ -152,7 +158,7 @@ public sealed class PndmScheduler : DiffusionScheduler
         EnsureStepping();
         CheckLengths(modelOutput, sample);
         int len = sample.Length;
-        for (int j = 0; j < Order; j++) Scratch(ref _ets[j], len);
+        for (int j = 0; j < RingSlots; j++) Scratch(ref _ets[j], len);
         var cur = Scratch(ref _curSample, len);
         var rkSum = Scratch(ref _rkSum, len);
         var work = Scratch(ref _work, len);
@@ -208,7 +214,7 @@ public sealed class PndmScheduler : DiffusionScheduler
         {
             // PLMS (eq. 12): ε' = Adams–Bashforth over the last min(count, 4) ε̂, then the transfer t → t − r,
             // in one pass over the latents (the new ε̂ goes into the next ring slot on the way).
-            _etsNewest = (_etsNewest + 1) % Order;
+            _etsNewest = (_etsNewest + 1) % RingSlots; // the new ε̂'s slot holds the oldest, Newest(3), until the kernel overwrites it
             if (_etsCount < Order) _etsCount++;
             var w = AdamsBashforth[_etsCount - 1];
             var (p, q) = EpsilonCoefficients(aT);
@@ -255,7 +261,7 @@ public sealed class PndmScheduler : DiffusionScheduler
     /// <summary>Converts the model output at (x, ᾱ_t) to ε̂ into the next ring slot and returns it.</summary>
     private float[] PushEpsilon(ReadOnlySpan<float> modelOutput, ReadOnlySpan<float> sample, double alphaBar)
     {
-        _etsNewest = (_etsNewest + 1) % Order;
+        _etsNewest = (_etsNewest + 1) % RingSlots;
         var slot = _ets[_etsNewest]!;
         AlphaBarSampling.ToEpsilon(PredictionType, alphaBar, modelOutput, sample, slot);
         if (_etsCount < Order) _etsCount++;
@@ -263,11 +269,11 @@ public sealed class PndmScheduler : DiffusionScheduler
     }
 
     /// <summary>The history entry <paramref name="age"/> steps old (0 = newest).</summary>
-    private float[] Newest(int age) => _ets[(_etsNewest - age + Order) % Order]!;
+    private float[] Newest(int age) => _ets[(_etsNewest - age + RingSlots) % RingSlots]!;
 
     private void ResetState()
     {
         _etsCount = 0;
-        _etsNewest = Order - 1;
+        _etsNewest = RingSlots - 1;
     }
 }
