@@ -3,10 +3,10 @@ using BenchmarkDotNet.Running;
 namespace MLNet.Diffusion.Benchmarks;
 
 /// <summary>
-/// <c>dotnet run -c Release --project tests/MLNet.Diffusion.Benchmarks -- [report | memory | BenchmarkDotNet arguments]</c>:
+/// <c>dotnet run -c Release --project tests/MLNet.Diffusion.Benchmarks -- [report | threads | probe | memory | BenchmarkDotNet arguments]</c>:
 /// BenchmarkDotNet's switcher (e.g. <c>--filter *</c>), or <c>report</c> for the measurements BenchmarkDotNet does not
-/// make (overhead outside ONNX Runtime, allocations per step, peak working set), or <c>memory</c> (one child process
-/// of <c>report</c>).
+/// make (overhead outside ONNX Runtime, allocations per step, peak working set), <c>threads</c> (the demo model under
+/// three thread-pool settings), <c>probe</c> (stage timings), or <c>memory</c> (one child process of <c>report</c>).
 /// </summary>
 public static class Program
 {
@@ -16,6 +16,7 @@ public static class Program
         if (args.Length > 0 && args[0] == "report") return Report.Run(args[1..]);
         if (args.Length > 0 && args[0] == "memory") return PeakMemory.RunChild(args[1..]);
         if (args.Length > 0 && args[0] == "probe") return Report.Probe();
+        if (args.Length > 0 && args[0] == "threads") return Report.Threads();
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args, new ShortRunConfig());
         return 0;
     }

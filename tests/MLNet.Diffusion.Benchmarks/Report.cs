@@ -49,6 +49,56 @@ public static class Report
         return 0;
     }
 
+    /// <summary>
+    /// <c>threads</c>: the demo model's text → image time under three thread-pool settings, in interleaved rounds (so a
+    /// change in the machine's load hits all three): one thread; the physical-core count set explicitly (an unpinned
+    /// pool); and the default (on an unrestricted machine ONNX Runtime's own pool of the same size, pinned).
+    /// </summary>
+    public static int Threads(int rounds = 4, int runsPerRound = 15)
+    {
+        var automatic = new OnnxSessionFactory(new DiffusionRuntimeOptions());
+        var settings = new (string Name, int Threads)[]
+        {
+            ("IntraOpThreads = 1", 1),
+            ($"IntraOpThreads = {automatic.IntraOpThreads} (explicit, unpinned)", automatic.IntraOpThreads),
+            ($"IntraOpThreads = 0 (default: {ThreadsText(automatic)})", 0),
+        };
+        var options = new GenerationOptions { Steps = 25, Scheduler = "euler", GuidanceScale = 7.5f };
+        var pipelines = settings.Select(s => StableDiffusionPipeline.Load(ModelFolders.Demo, new DiffusionRuntimeOptions { IntraOpThreads = s.Threads })).ToArray();
+        try
+        {
+            var times = settings.Select(_ => new List<double>()).ToArray();
+            var calls = settings.Select(_ => new List<double>()).ToArray();
+            foreach (var p in pipelines)
+                for (int i = 0; i < 5; i++) p.Generate("a red circle", i, options).Image.Dispose(); // warm-up
+            for (int round = 0; round < rounds; round++)
+                for (int k = 0; k < pipelines.Length; k++)
+                    for (int i = 0; i < runsPerRound; i++)
+                    {
+                        var inside = pipelines[k].UNet.RunTime;
+                        long runs = pipelines[k].UNet.RunCount;
+                        times[k].Add(Time(() => pipelines[k].Generate("a red circle", i, options).Image.Dispose()));
+                        calls[k].Add((pipelines[k].UNet.RunTime - inside).TotalMilliseconds / (pipelines[k].UNet.RunCount - runs));
+                    }
+            Console.WriteLine($"Demo model, text → image, 25 Euler steps, CFG; {rounds} interleaved rounds of {runsPerRound} images per setting.");
+            Console.WriteLine();
+            Console.WriteLine("| thread pool | median per image | 10th–90th percentile | median per UNet call |");
+            Console.WriteLine("| --- | --- | --- | --- |");
+            for (int k = 0; k < settings.Length; k++)
+            {
+                var t = times[k].Order().ToArray();
+                var c = calls[k].Order().ToArray();
+                Console.WriteLine(string.Create(Inv,
+                    $"| {settings[k].Name} | {t[t.Length / 2]:F1} ms | {t[t.Length / 10]:F1}–{t[t.Length * 9 / 10]:F1} ms | {c[c.Length / 2]:F2} ms |"));
+            }
+        }
+        finally
+        {
+            foreach (var p in pipelines) p.Dispose();
+        }
+        return 0;
+    }
+
     /// <summary>Times the synthetic UNet alone, and the demo model's stages.</summary>
     public static int Probe()
     {

@@ -16,7 +16,7 @@ namespace MLNet.Diffusion.Benchmarks;
 public class SchedulerStepBenchmarks
 {
     private DiffusionScheduler _scheduler = null!;
-    private float[] _sample = [], _model = [], _scaled = [];
+    private float[] _sample = [], _start = [], _model = [], _scaled = [];
     private readonly GaussianNoise _noise = new(1);
 
     /// <summary>The scheduler.</summary>
@@ -38,15 +38,25 @@ public class SchedulerStepBenchmarks
         _model = new float[n];
         _scaled = new float[n];
         _noise.Fill(_sample);
+        _start = (float[])_sample.Clone();
         _noise.Fill(_model);
         TensorPrimitives.Multiply(_model, 0.01f, _model);
     }
 
-    /// <summary>Step; the schedule restarts (without allocating) when it ends.</summary>
+    /// <summary>
+    /// Step; when the schedule ends it restarts (without allocating) from the same starting latent. Without that
+    /// restore the latent drifted over thousands of schedules to NaN (DPM-Solver++) or ±∞ (PNDM), which a fixed model
+    /// output does not keep in range; a real generation never sees such values. The restore (one copy per 50 steps,
+    /// ≈ 0.2 µs per step at 128²) is included in the figure.
+    /// </summary>
     [Benchmark]
     public void Step()
     {
-        if (_scheduler.StepIndex >= _scheduler.CallCount) _scheduler.SetBeginIndex(0);
+        if (_scheduler.StepIndex >= _scheduler.CallCount)
+        {
+            _scheduler.SetBeginIndex(0);
+            _start.AsSpan().CopyTo(_sample);
+        }
         _scheduler.Step(_model, _sample, _noise);
     }
 
