@@ -38,8 +38,13 @@ public static class Report
 
         Console.WriteLine("| model | path | text → image (median of runs) | vs naive |");
         Console.WriteLine("| --- | --- | --- | --- |");
-        EndToEnd("demo", ModelFolders.Demo, 128, 25, quick ? 3 : 9);
+        EndToEnd("demo", ModelFolders.Demo, 128, 25, quick ? 3 : 21);
         EndToEnd("synthetic SD 1.5-shaped", ModelFolders.SyntheticSd15, 512, quick ? 2 : 4, quick ? 1 : 3);
+        Console.WriteLine();
+
+        Console.WriteLine("| images per call (UNet batch) | median per call | images/s |");
+        Console.WriteLine("| --- | --- | --- |");
+        Throughput(quick ? [1, 4] : [1, 2, 4, 8, 16], quick ? 3 : 15);
         Console.WriteLine();
 
         Console.WriteLine("| model | model files | working set before load | peak working set | peak − before − model |");
@@ -177,6 +182,29 @@ public static class Report
         for (int i = 0; i < Math.Min(fastPixels.Length, naivePixels.Length); i++) maxDiff = Math.Max(maxDiff, Math.Abs(fastPixels[i] - naivePixels[i]));
         Console.WriteLine(string.Create(Inv, $"| {name} ({steps} Euler steps, CFG) | naive (DenseTensor/NamedOnnxValue, scalar) | {n:F1} ms | 1× |"));
         Console.WriteLine(string.Create(Inv, $"| {name} ({steps} Euler steps, CFG) | MLNet.Diffusion | {f:F1} ms | {n / f:F2}× (largest pixel difference {maxDiff}/255) |"));
+    }
+
+    /// <summary>Images per second on the demo model by batch size: one <c>Generate</c> call of k prompts (UNet batch 2k with CFG).</summary>
+    private static void Throughput(int[] batches, int runs)
+    {
+        using var pipeline = StableDiffusionPipeline.Load(ModelFolders.Demo, s_runtime);
+        var options = new GenerationOptions { Steps = 25, Scheduler = "euler", GuidanceScale = 7.5f };
+        string[] words = ["red", "yellow", "green", "blue", "purple"];
+        var calls = batches.Select(batch =>
+        {
+            var prompts = Enumerable.Range(0, batch).Select(i => new ImagePrompt($"a {words[i % words.Length]} star", i)).ToArray();
+            return (Action)(() => { foreach (var image in pipeline.Generate(prompts, options)) image.Image.Dispose(); });
+        }).ToArray();
+        foreach (var call in calls) call(); // warm-up at each shape
+        // Rounds over all batch sizes, so that a change in the machine's load hits every size alike.
+        var times = batches.Select(_ => new List<double>()).ToArray();
+        for (int round = 0; round < runs; round++)
+            for (int k = 0; k < batches.Length; k++) times[k].Add(Time(calls[k]));
+        for (int k = 0; k < batches.Length; k++)
+        {
+            double median = times[k].Order().ElementAt(runs / 2);
+            Console.WriteLine(string.Create(Inv, $"| {batches[k]} ({2 * batches[k]}) | {median:F1} ms | {batches[k] / median * 1000:F1} |"));
+        }
     }
 
     private static double Time(Action action)
