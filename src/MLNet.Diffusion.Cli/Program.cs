@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Reflection;
 using MLNet.Diffusion.Cli.Commands;
+using MLNet.Diffusion.Pipeline;
 using Spectre.Console.Cli;
 
 namespace MLNet.Diffusion.Cli;
@@ -100,8 +101,10 @@ public static class Program
     private static int ReportError(Exception e, CliEnvironment environment)
     {
         while (e is TargetInvocationException or AggregateException && e.InnerException is not null) e = e.InnerException!;
+        // NonFiniteLatentsException: the model's numbers overflowed (usually an fp16 export); its message says which
+        // step and what to change (guidance, scheduler, fp32), so it is reported like bad input, not as a crash.
         bool usage = e is UserException or CommandAppException or ArgumentException or FileNotFoundException or DirectoryNotFoundException
-            or InvalidDataException or NotSupportedException;
+            or InvalidDataException or NotSupportedException or NonFiniteLatentsException;
         environment.Error.WriteLine("error: " + CliEnvironment.OneLine(MessageOf(e)));
         if (environment.Verbose) environment.Error.WriteLine(e.ToString());
         return usage ? UsageError : Failure;

@@ -2,6 +2,7 @@ using System.ComponentModel;
 using System.Diagnostics;
 using Microsoft.ML.Data;
 using MLNet.Diffusion.Cli.Output;
+using MLNet.Diffusion.Imaging;
 using MLNet.Diffusion.Pipeline;
 using Spectre.Console;
 using Spectre.Console.Cli;
@@ -119,7 +120,9 @@ internal sealed class GenerateCommand(CliEnvironment environment) : Command<Gene
         if (path is null) return null;
         try
         {
-            return MLImage.CreateFromFile(path);
+            // ImageLoader checks the header first: a decompression bomb or a truncated file is refused with the
+            // reason, before anything proportional to its pixel count is allocated.
+            return ImageLoader.Load(path);
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {

@@ -34,15 +34,17 @@ public sealed class UNetBinding : IDisposable
         _unet = unet;
         Batch = batch;
         RunPath = unet.RunPath;
-        _sample = OrtTensor.Create(unet.SampleSpec.ElementType, batch, unet.InChannels, h, w);
-        _timestep = unet.TimestepSpec.Rank == 0 ? OrtTensor.Create(unet.TimestepSpec.ElementType) : OrtTensor.Create(unet.TimestepSpec.ElementType, batch);
-        _hidden = OrtTensor.Create(unet.HiddenStatesSpec.ElementType, batch, sequenceLength, width);
-        _output = OrtTensor.Create(unet.OutputSpec.ElementType, batch, unet.OutChannels, h, w);
-        _inputs = [_sample.Value, _timestep.Value, _hidden.Value];
         _outputNames = [unet.OutputSpec.Name];
-        _outputs = [_output.Value];
         try
         {
+            // Inside the try: if a later buffer cannot be made (a batch too large for memory), the earlier ones,
+            // pinned and holding native OrtValues, are released now rather than by finalizers.
+            _sample = OrtTensor.Create(unet.SampleSpec.ElementType, batch, unet.InChannels, h, w);
+            _timestep = unet.TimestepSpec.Rank == 0 ? OrtTensor.Create(unet.TimestepSpec.ElementType) : OrtTensor.Create(unet.TimestepSpec.ElementType, batch);
+            _hidden = OrtTensor.Create(unet.HiddenStatesSpec.ElementType, batch, sequenceLength, width);
+            _output = OrtTensor.Create(unet.OutputSpec.ElementType, batch, unet.OutChannels, h, w);
+            _inputs = [_sample.Value, _timestep.Value, _hidden.Value];
+            _outputs = [_output.Value];
             switch (RunPath)
             {
                 case UNetRunPath.IoBinding:
@@ -146,9 +148,9 @@ public sealed class UNetBinding : IDisposable
         {
             // The UNet was disposed first and took the buffers with it.
         }
-        _sample.Dispose();
-        _timestep.Dispose();
-        _hidden.Dispose();
-        _output.Dispose();
+        _sample?.Dispose();
+        _timestep?.Dispose();
+        _hidden?.Dispose();
+        _output?.Dispose();
     }
 }

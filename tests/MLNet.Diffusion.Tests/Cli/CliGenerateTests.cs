@@ -151,6 +151,37 @@ public class CliGenerateTests
         Assert.Equal(Rgb(text, 60, 30), Rgb(painted, 60, 30));
     }
 
+    [Fact]
+    public void ACorruptInitImageIsAUsageErrorNamingTheOptionAndTheFile()
+    {
+        using var model = TestModelFactory.CreateTemp();
+        using var dir = new TempDir();
+        var init = dir["cut.png"];
+        SolidPng(dir["whole.png"], 64, 64, (200, 40, 40), (200, 40, 40));
+        var bytes = File.ReadAllBytes(dir["whole.png"]);
+        File.WriteAllBytes(init, bytes.AsSpan(0, bytes.Length / 2).ToArray()); // a download cut off half-way
+
+        var result = CliRun.Run("generate", "a green square", "--init-image", init, "--model", model.Path, "--out", dir["out"], "--steps", "2");
+        Assert.True(result.ExitCode == MLNet.Diffusion.Cli.Program.UsageError, result.ToString());
+        Assert.True(result.ErrLines.Length == 1, result.ToString());
+        Assert.Contains("--init-image", result.ErrLines[0]);
+        Assert.Contains("cut.png", result.ErrLines[0]);
+        Assert.False(Directory.Exists(dir["out"]) && Directory.EnumerateFiles(dir["out"]).Any(), "nothing is written");
+    }
+
+    [Fact]
+    public void NaNFromTheModelIsAUsageErrorThatNamesTheStep()
+    {
+        using var model = TestModelFactory.CreateTemp(new TestModelOptions { NanBelowTimestep = 500 });
+        using var dir = new TempDir();
+        var result = CliRun.Run("generate", "a green square", "--model", model.Path, "--out", dir["out"], "--steps", "10", "--scheduler", "ddim", "--seed", "1");
+        Assert.True(result.ExitCode == MLNet.Diffusion.Cli.Program.UsageError, result.ToString());
+        Assert.True(result.ErrLines.Length == 1, result.ToString());
+        Assert.Contains("denoising step 6 of 10", result.ErrLines[0]);
+        Assert.DoesNotContain(" at MLNet.", result.Err);
+        Assert.False(Directory.Exists(dir["out"]) && Directory.EnumerateFiles(dir["out"]).Any(), "no image is written for a failed generation");
+    }
+
     private static void SolidPng(string path, int width, int height, (byte R, byte G, byte B) left, (byte R, byte G, byte B) right)
     {
         var rgba = new byte[4 * width * height];
