@@ -96,6 +96,7 @@ internal sealed class BatchCommand(CliEnvironment environment) : Command<BatchCo
         var modelDir = ModelLocator.Resolve(settings.Model, environment);
         var (device, deviceId) = settings.ParsedDevice;
         var options = settings.ToGenerationOptions();
+        IProgress<DiffusionProgress>? stepsDisplay = null; // set once the progress display starts
         var estimator = ml.Transforms.GenerateImages(new DiffusionOptions
         {
             ModelPath = modelDir,
@@ -110,6 +111,9 @@ internal sealed class BatchCommand(CliEnvironment environment) : Command<BatchCo
             SeedColumnName = nameof(BatchRow.Seed),
             GpuDeviceId = device == ExecutionDevice.Cuda ? deviceId : null,
             FallbackToCpu = true,
+            // Ctrl+C stops the batch being generated at its next UNet call; the rows already written stay done.
+            CancellationToken = token,
+            Progress = new BatchSteps(() => stepsDisplay),
         }, promptColumn: nameof(BatchRow.Prompt), outputColumn: "Image");
         var input = ml.Data.LoadFromEnumerable(pending.Select(r => new BatchRow { Row = r.Row, Prompt = r.Prompt, NegativePrompt = r.NegativePrompt, Seed = r.Seed }));
         using var transformer = estimator.Fit(input);
@@ -130,6 +134,7 @@ internal sealed class BatchCommand(CliEnvironment environment) : Command<BatchCo
             ProgressDisplay.Create(console).Start(ctx =>
             {
                 var task = ctx.AddTask("images", maxValue: pending.Count);
+                stepsDisplay = ProgressDisplay.StepsInto(ctx.AddTask("denoising"));
                 using var cursor = images.GetRowCursor(images.Schema);
                 var getImage = cursor.GetGetter<MLImage>(images.Schema["Image"]);
                 double seconds = 0;
@@ -141,8 +146,9 @@ internal sealed class BatchCommand(CliEnvironment environment) : Command<BatchCo
                     {
                         if (i % settings.BatchSize == 0)
                         {
-                            // A new UNet batch is generated when its first image is read: stop between batches on Ctrl+C.
-                            // The rest of a batch is already made, so it is always written out.
+                            // A new UNet batch is generated when its first image is read: Ctrl+C stops it at its next
+                            // UNet call (through DiffusionOptions.CancellationToken). The rest of a batch that was
+                            // generated is already in memory, so it is always written out.
                             token.ThrowIfCancellationRequested();
                             var batchClock = Stopwatch.StartNew();
                             getImage(ref image!);
@@ -182,5 +188,11 @@ internal sealed class BatchCommand(CliEnvironment environment) : Command<BatchCo
         var text = string.Create(CultureInfo.InvariantCulture,
             $"model={Path.GetFileName(modelDirectory.TrimEnd(Path.DirectorySeparatorChar))} size={width}x{height} steps={options.Steps} guidance={options.GuidanceScale} scheduler={scheduler ?? "?"}");
         return options.Eta != 0 ? text + string.Create(CultureInfo.InvariantCulture, $" eta={options.Eta}") : text;
+    }
+
+    /// <summary>Forwards each batch's engine reports to the display's "denoising" bar, once the display exists.</summary>
+    private sealed class BatchSteps(Func<IProgress<DiffusionProgress>?> display) : IProgress<DiffusionBatchProgress>
+    {
+        public void Report(DiffusionBatchProgress value) => display()?.Report(value.Stage);
     }
 }

@@ -88,10 +88,11 @@ internal sealed class BatchedGeneration
     }
 
     /// <summary>Encodes prompts in one text-encoder run; one [77·D] array per prompt.</summary>
-    public float[][] Encode(IReadOnlyList<string> prompts)
+    public float[][] Encode(IReadOnlyList<string> prompts, BatchRun run)
     {
         if (prompts.Count == 0) return [];
-        var all = _pipeline.EncodeText(prompts);
+        var all = _pipeline.EncodeText(prompts, run.CancellationToken);
+        run.Progress?.Report(new DiffusionProgress(DiffusionStage.EncodingText, prompts.Count, prompts.Count));
         int per = all.Length / prompts.Count;
         var result = new float[prompts.Count][];
         for (int i = 0; i < result.Length; i++) result[i] = all.AsSpan(i * per, per).ToArray();
@@ -103,7 +104,7 @@ internal sealed class BatchedGeneration
     /// appearance (the engine splits a call further into one UNet batch per start step, i.e. per distinct
     /// skipped-step count of the init images' strengths); returns each request's latents [4·h·w] in request order.
     /// </summary>
-    public float[][] Denoise(IReadOnlyList<DenoiseRequest> requests)
+    public float[][] Denoise(IReadOnlyList<DenoiseRequest> requests, BatchRun run)
     {
         var result = new float[requests.Count][];
         foreach (var group in Enumerable.Range(0, requests.Count).GroupBy(i => (requests[i].Steps, Guided: requests[i].GuidanceScale > 1)))
@@ -130,7 +131,8 @@ internal sealed class BatchedGeneration
                         Strength = r.InitImage is null ? null : r.Strength,
                     };
                 }
-                latents = _pipeline.Denoise(cond, uncond, prompts, Width, Height, _options.ToGenerationOptions(group.Key.Steps, Width, Height));
+                latents = _pipeline.Denoise(cond, uncond, prompts, Width, Height, _options.ToGenerationOptions(group.Key.Steps, Width, Height),
+                    run.Progress, run.CancellationToken);
             }
             finally
             {
@@ -151,13 +153,13 @@ internal sealed class BatchedGeneration
     }
 
     /// <summary>Decodes latents [4·h·w] each into images.</summary>
-    public ImagePixels[] Decode(IReadOnlyList<float[]> latents)
+    public ImagePixels[] Decode(IReadOnlyList<float[]> latents, BatchRun run)
     {
         if (latents.Count == 0) return [];
         int per = latents[0].Length;
         var all = new float[latents.Count * per];
         for (int i = 0; i < latents.Count; i++) latents[i].CopyTo(all, i * per);
-        var images = _pipeline.Decode(all, latents.Count, LatentHeight, LatentWidth);
+        var images = _pipeline.Decode(all, latents.Count, LatentHeight, LatentWidth, run.Progress, run.CancellationToken);
         try
         {
             return images.Select(image => new ImagePixels(image)).ToArray();

@@ -56,12 +56,12 @@ public sealed class DenoisingTransformer : DiffusionTransformerBase
     }
 
     /// <summary>Denoises a batch (one UNet batch per steps/guidance group).</summary>
-    internal float[][] Denoise(IReadOnlyList<DenoiseRequest> requests) => Generation.Denoise(requests);
+    internal float[][] Denoise(IReadOnlyList<DenoiseRequest> requests, BatchRun run) => Generation.Denoise(requests, run);
 
     internal override SlotOutputs[] Compute(IReadOnlyList<ImageSlot> slots, OutputSet needed)
     {
         var requests = slots.Select(s => Request(s, s.Inputs.PromptEmbedding!, s.Inputs.NegativeEmbedding)).ToArray();
-        var latents = Denoise(requests);
+        var latents = Denoise(requests, BatchRun.For(slots, Settings));
         return latents.Select(l => new SlotOutputs { Latents = l }).ToArray();
     }
 

@@ -39,7 +39,7 @@ public static class DiffusionModelSaver
     /// <summary>Saves <paramref name="model"/> (a diffusion transformer, or a chain holding diffusion and standard ML.NET transformers) to a file.</summary>
     /// <param name="context">The ML.NET context (saves the standard transformers).</param>
     /// <param name="model">The fitted model.</param>
-    /// <param name="inputSchema">The schema of the data the model takes (restored by <see cref="Load(MLContext, string, out DataViewSchema, string)"/>); may be null.</param>
+    /// <param name="inputSchema">The schema of the data the model takes (restored by <see cref="Load(MLContext, string, out DataViewSchema, string, Action{DiffusionOptions})"/>); may be null.</param>
     /// <param name="path">The file to write (a zip).</param>
     public static void Save(MLContext context, ITransformer model, DataViewSchema? inputSchema, string path)
     {
@@ -92,17 +92,22 @@ public static class DiffusionModelSaver
     /// <param name="path">The saved file.</param>
     /// <param name="inputSchema">The input schema saved with the model, or null if none was.</param>
     /// <param name="modelPath">Where the Stable Diffusion model folder is now; null for the path it was saved with.</param>
+    /// <param name="configure">Called with each diffusion transformer's saved options before it is created: set what
+    /// is not saved (<see cref="DiffusionOptions.Progress"/>, <see cref="DiffusionOptions.CancellationToken"/>) or change
+    /// run-time settings such as <see cref="DiffusionOptions.BatchSize"/> or the device; null changes nothing.</param>
     /// <returns>A <see cref="TransformerChain{TLastTransformer}"/> of <see cref="ITransformer"/>; dispose it to unload the model.</returns>
     /// <exception cref="InvalidDataException">The file is not a saved MLNet.Diffusion model.</exception>
-    public static ITransformer Load(MLContext context, string path, out DataViewSchema? inputSchema, string? modelPath = null)
+    public static ITransformer Load(MLContext context, string path, out DataViewSchema? inputSchema, string? modelPath = null,
+        Action<DiffusionOptions>? configure = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         using var file = File.OpenRead(path);
-        return Load(context, file, out inputSchema, modelPath);
+        return Load(context, file, out inputSchema, modelPath, configure);
     }
 
-    /// <summary>Loads a model from a stream (see <see cref="Load(MLContext, string, out DataViewSchema, string)"/>).</summary>
-    public static ITransformer Load(MLContext context, Stream stream, out DataViewSchema? inputSchema, string? modelPath = null)
+    /// <summary>Loads a model from a stream (see <see cref="Load(MLContext, string, out DataViewSchema, string, Action{DiffusionOptions})"/>).</summary>
+    public static ITransformer Load(MLContext context, Stream stream, out DataViewSchema? inputSchema, string? modelPath = null,
+        Action<DiffusionOptions>? configure = null)
     {
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(stream);
@@ -130,6 +135,7 @@ public static class DiffusionModelSaver
                 if (part.Diffusion is { } saved)
                 {
                     if (modelPath is not null) saved.Options.ModelPath = modelPath;
+                    configure?.Invoke(saved.Options);
                     transformers.Add(Create(DiffusionHost.From(context), saved));
                 }
                 else if (part.Entry is { } entry)

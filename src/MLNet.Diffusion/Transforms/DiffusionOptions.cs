@@ -1,3 +1,4 @@
+using System.Text.Json.Serialization;
 using MLNet.Diffusion.Pipeline;
 
 namespace MLNet.Diffusion.Transforms;
@@ -121,6 +122,23 @@ public sealed class DiffusionOptions
 
     /// <summary>ONNX Runtime threads inside one operator; 0 (default) lets ONNX Runtime decide.</summary>
     public int IntraOpThreads { get; set; }
+
+    /// <summary>
+    /// Receives progress while batches are generated: the batch's first row and size, and the engine's stage and step
+    /// (one report per UNet call). Reports come on the thread that reads the generated column. Not saved by
+    /// <see cref="DiffusionModelSaver"/> (pass it again through the <c>configure</c> argument of its <c>Load</c>).
+    /// </summary>
+    [JsonIgnore]
+    public IProgress<DiffusionBatchProgress>? Progress { get; set; }
+
+    /// <summary>
+    /// Cancels generation: once it is signalled, reading a generated column throws
+    /// <see cref="OperationCanceledException"/> before the next model call, and a running ONNX Runtime call is asked
+    /// to stop. Values already read stay valid; the cursor can still be disposed. Not saved by
+    /// <see cref="DiffusionModelSaver"/> (pass it again through the <c>configure</c> argument of its <c>Load</c>).
+    /// </summary>
+    [JsonIgnore]
+    public CancellationToken CancellationToken { get; set; }
 
     /// <summary>A shallow copy.</summary>
     public DiffusionOptions Clone() => (DiffusionOptions)MemberwiseClone();

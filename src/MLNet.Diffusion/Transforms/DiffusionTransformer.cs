@@ -76,25 +76,26 @@ public sealed class DiffusionTransformer : DiffusionTransformerBase
         foreach (var slot in slots)
             if (rowIndex.TryAdd(slot.Inputs, rows.Count)) rows.Add(slot.Inputs);
         bool denoise = (needed & (OutputSet.Latents | OutputSet.Image)) != 0;
-        var conditional = TextEncoding.Encode(rows.Select(r => r.Prompt).ToArray());
+        var run = BatchRun.For(slots, Settings);
+        var conditional = TextEncoding.Encode(rows.Select(r => r.Prompt).ToArray(), run);
         for (int i = 0; i < result.Length; i++) result[i].PromptEmbedding = conditional[rowIndex[slots[i].Inputs]];
         if (!denoise) return result;
 
         var settings = slots.Select(s => Generation.SettingsOf(s)).ToArray();
         float[][]? unconditional = null;
         if (Settings.NegativePromptColumnName is not null && settings.Any(s => s.GuidanceScale > 1))
-            unconditional = TextEncoding.Encode(rows.Select(r => r.NegativePrompt).ToArray());
+            unconditional = TextEncoding.Encode(rows.Select(r => r.NegativePrompt).ToArray(), run);
         var requests = new DenoiseRequest[slots.Count];
         for (int i = 0; i < requests.Length; i++)
         {
             int row = rowIndex[slots[i].Inputs];
             requests[i] = Denoising.Request(slots[i], conditional[row], unconditional?[row]);
         }
-        var latents = Denoising.Denoise(requests);
+        var latents = Denoising.Denoise(requests, run);
         for (int i = 0; i < result.Length; i++) result[i].Latents = latents[i];
         if (needed.HasFlag(OutputSet.Image))
         {
-            var images = Decoding.Decode(latents);
+            var images = Decoding.Decode(latents, run);
             for (int i = 0; i < result.Length; i++) result[i].Image = images[i];
         }
         return result;

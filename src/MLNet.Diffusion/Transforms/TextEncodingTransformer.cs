@@ -44,21 +44,22 @@ public sealed class TextEncodingTransformer : DiffusionTransformerBase
     internal override IReadOnlyList<OutputColumn> Outputs { get; }
 
     /// <summary>Encodes prompts in one text-encoder run.</summary>
-    internal float[][] Encode(IReadOnlyList<string> prompts) => Generation.Encode(prompts);
+    internal float[][] Encode(IReadOnlyList<string> prompts, BatchRun run) => Generation.Encode(prompts, run);
 
     internal override SlotOutputs[] Compute(IReadOnlyList<ImageSlot> slots, OutputSet needed)
     {
         var result = slots.Select(_ => new SlotOutputs()).ToArray();
+        var run = BatchRun.For(slots, Settings);
         if (needed.HasFlag(OutputSet.PromptEmbedding))
         {
-            var encoded = Encode(slots.Select(s => s.Inputs.Prompt).ToArray());
+            var encoded = Encode(slots.Select(s => s.Inputs.Prompt).ToArray(), run);
             for (int i = 0; i < result.Length; i++) result[i].PromptEmbedding = encoded[i];
         }
         if (needed.HasFlag(OutputSet.NegativeEmbedding))
         {
             var encoded = Settings.NegativePromptColumnName is null
                 ? slots.Select(_ => Generation.EmptyPromptEmbedding).ToArray()
-                : Encode(slots.Select(s => s.Inputs.NegativePrompt).ToArray());
+                : Encode(slots.Select(s => s.Inputs.NegativePrompt).ToArray(), run);
             for (int i = 0; i < result.Length; i++) result[i].NegativeEmbedding = encoded[i];
         }
         return result;

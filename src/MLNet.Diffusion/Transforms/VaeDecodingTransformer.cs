@@ -33,10 +33,10 @@ public sealed class VaeDecodingTransformer : DiffusionTransformerBase
     internal override IReadOnlyList<OutputColumn> Outputs { get; }
 
     /// <summary>Decodes a batch of latents.</summary>
-    internal ImagePixels[] Decode(IReadOnlyList<float[]> latents) => Generation.Decode(latents);
+    internal ImagePixels[] Decode(IReadOnlyList<float[]> latents, BatchRun run) => Generation.Decode(latents, run);
 
     internal override SlotOutputs[] Compute(IReadOnlyList<ImageSlot> slots, OutputSet needed) =>
-        Decode(slots.Select(s => s.Inputs.Latents!).ToArray()).Select(image => new SlotOutputs { Image = image }).ToArray();
+        Decode(slots.Select(s => s.Inputs.Latents!).ToArray(), BatchRun.For(slots, Settings)).Select(image => new SlotOutputs { Image = image }).ToArray();
 
     internal override SavedTransformer ToSaved() => new()
     {
