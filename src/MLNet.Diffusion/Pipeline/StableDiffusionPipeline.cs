@@ -128,9 +128,22 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         bool cfg = plan.Any(p => p.Guidance > 1);
 
         progress?.Report(new DiffusionProgress(DiffusionStage.EncodingText, 0, 1));
-        var prompts = images.Select(i => i.Prompt).ToArray();
-        float[] cond = EncodeTextCore(prompts, cancellationToken);
-        float[]? uncond = cfg ? EncodeTextCore(images.Select(i => i.NegativePrompt ?? "").ToArray(), cancellationToken) : null;
+        // Every distinct text, prompt or negative prompt, is encoded once and all in one text-encoder run: N seeds of one
+        // prompt with the empty negative prompt cost two rows, not 2N (the encoder treats batch rows independently).
+        var texts = new List<string>();
+        var rowOf = new Dictionary<string, int>(StringComparer.Ordinal);
+        int RowOf(string text)
+        {
+            if (rowOf.TryGetValue(text, out int row)) return row;
+            rowOf.Add(text, texts.Count);
+            texts.Add(text);
+            return texts.Count - 1;
+        }
+        int[] promptRows = images.Select((image, i) => RowOf(image.Prompt ?? throw new ArgumentNullException(nameof(images), $"Prompt {i} is null."))).ToArray();
+        int[]? negativeRows = cfg ? images.Select(i => RowOf(i.NegativePrompt ?? "")).ToArray() : null;
+        float[] encoded = EncodeTextCore(texts, cancellationToken);
+        float[] cond = RowsOf(encoded, texts.Count, promptRows);
+        float[]? uncond = negativeRows is null ? null : RowsOf(encoded, texts.Count, negativeRows);
         progress?.Report(new DiffusionProgress(DiffusionStage.EncodingText, 1, 1));
 
         var latents = DenoiseCore(cond, uncond, images, width, height, options, progress, cancellationToken);
@@ -139,6 +152,15 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         var result = new GeneratedImage[n];
         for (int i = 0; i < n; i++)
             result[i] = new GeneratedImage(decoded[i], images[i], latents.AsSpan(i * per, per).ToArray());
+        return result;
+    }
+
+    /// <summary>The rows <paramref name="rows"/> of [count, …] <paramref name="encoded"/>, in that order, as one flat array.</summary>
+    private static float[] RowsOf(float[] encoded, int count, int[] rows)
+    {
+        int per = encoded.Length / count;
+        var result = new float[rows.Length * per];
+        for (int i = 0; i < rows.Length; i++) encoded.AsSpan(rows[i] * per, per).CopyTo(result.AsSpan(i * per));
         return result;
     }
 

@@ -58,6 +58,14 @@ public sealed class TextEncoder : OnnxModelComponent
     /// <summary>The embedding width D, or 0 until the first run when the model leaves it symbolic.</summary>
     public int EmbeddingWidth { get; private set; }
 
+    private long _runs, _rows;
+
+    /// <summary>Text-encoder runs so far (one per <see cref="Encode"/> call with prompts); for diagnostics and tests.</summary>
+    public long RunCount => Interlocked.Read(ref _runs);
+
+    /// <summary>Prompts encoded so far, over all runs.</summary>
+    public long EncodedPromptCount => Interlocked.Read(ref _rows);
+
     /// <summary>Encodes prompts into [N, 77, D] embeddings, flattened.</summary>
     /// <param name="prompts">The prompts; null entries are not allowed, empty ones are (the unconditional prompt).</param>
     /// <param name="cancellationToken">Checked before the run, and terminates a running one.</param>
@@ -82,6 +90,8 @@ public sealed class TextEncoder : OnnxModelComponent
         input.Write(ids);
         using var runOptions = new RunOptions();
         using var registration = cancellationToken.Register(() => runOptions.Terminate = true);
+        Interlocked.Increment(ref _runs);
+        Interlocked.Add(ref _rows, n);
         IDisposableReadOnlyCollection<OrtValue> outputs;
         try
         {

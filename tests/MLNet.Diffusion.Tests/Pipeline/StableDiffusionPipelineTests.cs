@@ -121,6 +121,39 @@ public class StableDiffusionPipelineTests
     }
 
     [Fact]
+    public void EachDistinctTextIsEncodedOnceInOneRunAndImagesMatchTheirSeparateGeneration()
+    {
+        using var folder = TestModelFactory.CreateTemp();
+        using var pipeline = StableDiffusionPipeline.Load(folder.Path);
+        var options = new GenerationOptions { Steps = 3, Scheduler = "ddim" };
+        // Four seeds of one prompt, a second prompt whose negative is the first prompt, all else with the empty negative.
+        var requests = new[]
+        {
+            new ImagePrompt("red cat", 1), new ImagePrompt("red cat", 2), new ImagePrompt("red cat", 3), new ImagePrompt("red cat", 4),
+            new ImagePrompt("blue dog", 5) { NegativePrompt = "red cat" },
+        };
+        long runs = pipeline.TextEncoder.RunCount, rows = pipeline.TextEncoder.EncodedPromptCount;
+        var batch = pipeline.Generate(requests, options);
+        Assert.Equal(1, pipeline.TextEncoder.RunCount - runs);
+        Assert.Equal(3, pipeline.TextEncoder.EncodedPromptCount - rows); // "red cat", "", "blue dog"
+
+        // The embeddings each image got are its own texts': the same latents as asking with the embeddings directly.
+        for (int i = 0; i < requests.Length; i++)
+        {
+            var cond = pipeline.EncodeText([requests[i].Prompt]);
+            var uncond = pipeline.EncodeText([requests[i].NegativePrompt ?? ""]);
+            var latents = pipeline.Denoise(cond, uncond, [requests[i]], 64, 64, options);
+            Assert.True(MaxAbsDiff(batch[i].Latents, latents) < 1e-5, $"image {i} differs");
+            batch[i].Image.Dispose();
+        }
+
+        // Without guidance no negative prompt is encoded.
+        rows = pipeline.TextEncoder.EncodedPromptCount;
+        foreach (var r in pipeline.Generate([new ImagePrompt("red cat", 1) { GuidanceScale = 1 }, new ImagePrompt("red cat", 2) { GuidanceScale = 1 }], options)) r.Image.Dispose();
+        Assert.Equal(1, pipeline.TextEncoder.EncodedPromptCount - rows);
+    }
+
+    [Fact]
     public void PndmMakesFiftyOneUNetCallsForFiftyStepsAndReportsThem()
     {
         using var folder = TestModelFactory.CreateTemp();
