@@ -49,8 +49,8 @@ public sealed class EulerAncestralScheduler : DiffusionScheduler
     /// <inheritdoc />
     protected override float[] ComputeTimesteps(int inferenceSteps)
     {
-        var timesteps = SigmaSchedule.SpacedTimesteps(Config, NumTrainTimesteps, inferenceSteps);
-        _sigmas = SigmaSchedule.WithFinal(SigmaSchedule.SigmasAt(timesteps, _trainSigmas), 0);
+        var (timesteps, sigmas) = SigmaSchedule.Spaced(Config, NumTrainTimesteps, inferenceSteps, _trainSigmas, karras: false);
+        _sigmas = SigmaSchedule.WithFinal(sigmas, 0);
         return SigmaSchedule.ToFloat(timesteps);
     }
 

@@ -61,13 +61,7 @@ public sealed class EulerDiscreteScheduler : DiffusionScheduler
     /// <inheritdoc />
     protected override float[] ComputeTimesteps(int inferenceSteps)
     {
-        var timesteps = SigmaSchedule.SpacedTimesteps(Config, NumTrainTimesteps, inferenceSteps);
-        var sigmas = SigmaSchedule.SigmasAt(timesteps, _trainSigmas);
-        if (_karras)
-        {
-            sigmas = SigmaSchedule.Karras(sigmas, inferenceSteps, _sigmaMin, _sigmaMax);
-            timesteps = SigmaSchedule.TimestepsFor(sigmas, _trainSigmas, round: false);
-        }
+        var (timesteps, sigmas) = SigmaSchedule.Spaced(Config, NumTrainTimesteps, inferenceSteps, _trainSigmas, _karras, sigmaMin: _sigmaMin, sigmaMax: _sigmaMax);
         _sigmas = SigmaSchedule.WithFinal(sigmas, _finalSigmaMin ? _trainSigmas[0] : 0);
         return SigmaSchedule.ToFloat(timesteps);
     }

@@ -60,13 +60,7 @@ public sealed class HeunDiscreteScheduler : DiffusionScheduler
     /// <inheritdoc />
     protected override float[] ComputeTimesteps(int inferenceSteps)
     {
-        var timesteps = SigmaSchedule.SpacedTimesteps(Config, NumTrainTimesteps, inferenceSteps);
-        var sigmas = SigmaSchedule.SigmasAt(timesteps, _trainSigmas);
-        if (_karras)
-        {
-            sigmas = SigmaSchedule.Karras(sigmas, inferenceSteps);
-            timesteps = SigmaSchedule.TimestepsFor(sigmas, _trainSigmas, round: false);
-        }
+        var (timesteps, sigmas) = SigmaSchedule.Spaced(Config, NumTrainTimesteps, inferenceSteps, _trainSigmas, _karras);
         _sigmas = SigmaSchedule.WithFinal(sigmas, 0);
         // diffusers: cat([t[:1], t[1:].repeat_interleave(2)]).
         var calls = new float[2 * inferenceSteps - 1];

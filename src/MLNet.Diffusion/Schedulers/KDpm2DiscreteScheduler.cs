@@ -61,13 +61,7 @@ public sealed class KDpm2DiscreteScheduler : DiffusionScheduler
     /// <inheritdoc />
     protected override float[] ComputeTimesteps(int inferenceSteps)
     {
-        var timesteps = SigmaSchedule.SpacedTimesteps(Config, NumTrainTimesteps, inferenceSteps);
-        var sigmas = SigmaSchedule.SigmasAt(timesteps, _trainSigmas);
-        if (_karras)
-        {
-            sigmas = SigmaSchedule.Karras(sigmas, inferenceSteps);
-            timesteps = SigmaSchedule.TimestepsFor(sigmas, _trainSigmas, round: true);
-        }
+        var (timesteps, sigmas) = SigmaSchedule.Spaced(Config, NumTrainTimesteps, inferenceSteps, _trainSigmas, _karras, roundKarrasTimesteps: true);
         _sigmas = SigmaSchedule.WithFinal(sigmas, 0);
         _midpoints = new double[inferenceSteps];
         for (int i = 0; i < inferenceSteps; i++)

@@ -78,13 +78,7 @@ public sealed class LmsDiscreteScheduler : DiffusionScheduler
     /// <inheritdoc />
     protected override float[] ComputeTimesteps(int inferenceSteps)
     {
-        var timesteps = SigmaSchedule.SpacedTimesteps(Config, NumTrainTimesteps, inferenceSteps);
-        var sigmas = SigmaSchedule.SigmasAt(timesteps, _trainSigmas);
-        if (_karras)
-        {
-            sigmas = SigmaSchedule.Karras(sigmas, inferenceSteps);
-            timesteps = SigmaSchedule.TimestepsFor(sigmas, _trainSigmas, round: false);
-        }
+        var (timesteps, sigmas) = SigmaSchedule.Spaced(Config, NumTrainTimesteps, inferenceSteps, _trainSigmas, _karras);
         _sigmas = SigmaSchedule.WithFinal(sigmas, 0);
         _coefficients = new double[inferenceSteps * CoefficientsPerStep];
         for (int i = 0; i < inferenceSteps; i++)

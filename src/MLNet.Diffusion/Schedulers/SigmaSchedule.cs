@@ -73,6 +73,23 @@ internal static class SigmaSchedule
         return t;
     }
 
+    /// <summary>
+    /// The inference schedule of the σ schedulers, as their <c>set_timesteps</c> builds it before the final σ: the
+    /// spaced timesteps (<see cref="SpacedTimesteps"/>) and their σ in the training table; with
+    /// <paramref name="karras"/> (<c>use_karras_sigmas</c>), Karras σ between the same ends (or
+    /// <paramref name="sigmaMin"/>/<paramref name="sigmaMax"/> where configured) and the timesteps read back from them,
+    /// rounded half-to-even when <paramref name="roundKarrasTimesteps"/>.
+    /// </summary>
+    internal static (double[] Timesteps, double[] Sigmas) Spaced(SchedulerConfig config, int trainSteps, int steps, double[] trainSigmas,
+        bool karras, bool roundKarrasTimesteps = false, double? sigmaMin = null, double? sigmaMax = null)
+    {
+        var timesteps = SpacedTimesteps(config, trainSteps, steps);
+        var sigmas = SigmasAt(timesteps, trainSigmas);
+        if (!karras) return (timesteps, sigmas);
+        sigmas = Karras(sigmas, steps, sigmaMin, sigmaMax);
+        return (TimestepsFor(sigmas, trainSigmas, roundKarrasTimesteps), sigmas);
+    }
+
     /// <summary>σ at each (fractional) timestep: <c>np.interp(t, arange(N), σ_train)</c>, linear in σ.</summary>
     internal static double[] SigmasAt(double[] timesteps, double[] trainSigmas) =>
         Array.ConvertAll(timesteps, t => SchedulerMath.SigmaAtTimestep(t, trainSigmas));
