@@ -1,7 +1,10 @@
 using System.Diagnostics;
 using System.Globalization;
+using Microsoft.ML;
+using Microsoft.ML.Data;
 using MLNet.Diffusion.Pipeline;
 using MLNet.Diffusion.Runtime;
+using MLNet.Diffusion.Transforms;
 
 namespace MLNet.Diffusion.Benchmarks;
 
@@ -45,6 +48,11 @@ public static class Report
         Console.WriteLine("| images per call (UNet batch) | median per call | images/s |");
         Console.WriteLine("| --- | --- | --- |");
         Throughput(quick ? [1, 4] : [1, 2, 4, 8, 16], quick ? 3 : 15);
+        Console.WriteLine();
+
+        Console.WriteLine("| ML.NET `GenerateImages` over a 48-row table, `BatchSize` | one pass over the image column | images/s |");
+        Console.WriteLine("| --- | --- | --- |");
+        TableThroughput(quick ? [1, 8] : [1, 2, 4, 8, 16], 48, quick ? 1 : 3);
         Console.WriteLine();
 
         Console.WriteLine("| model | model files | working set before load | peak working set | peak − before − model |");
@@ -205,6 +213,57 @@ public static class Report
             double median = times[k].Order().ElementAt(runs / 2);
             Console.WriteLine(string.Create(Inv, $"| {batches[k]} ({2 * batches[k]}) | {median:F1} ms | {batches[k] / median * 1000:F1} |"));
         }
+    }
+
+    /// <summary>
+    /// Images/s through the ML.NET transform: one cursor pass over the image column of <c>GenerateImages</c> on a table
+    /// of <paramref name="rows"/> prompts, per <see cref="DiffusionOptions.BatchSize"/> (median of <paramref name="runs"/>
+    /// passes, rounds interleaved across batch sizes). Every transformer shares one loaded model (one MLContext).
+    /// </summary>
+    private static void TableThroughput(int[] batchSizes, int rows, int runs)
+    {
+        var ml = new MLContext(seed: 1);
+        string[] words = ["red", "yellow", "green", "blue", "purple"];
+        var table = ml.Data.LoadFromEnumerable(Enumerable.Range(0, rows).Select(i => new TableRow { Prompt = $"a {words[i % words.Length]} star" }).ToArray());
+        var transformers = batchSizes.Select(b => ml.Transforms.GenerateImages(new DiffusionOptions
+        {
+            ModelPath = ModelFolders.Demo, Steps = 25, Scheduler = "euler", GuidanceScale = 7.5f, BatchSize = b,
+            GpuDeviceId = s_runtime.Device == ExecutionDevice.Cuda ? s_runtime.DeviceId : null, FallbackToCpu = false,
+        }).Fit(table)).ToArray();
+        try
+        {
+            void Pass(ITransformer transformer)
+            {
+                var view = transformer.Transform(table);
+                var column = view.Schema["Image"];
+                using var cursor = view.GetRowCursor([column]);
+                var getter = cursor.GetGetter<MLImage>(column);
+                MLImage image = null!;
+                int count = 0;
+                while (cursor.MoveNext()) { getter(ref image); count++; }
+                image?.Dispose();
+                if (count != rows) throw new InvalidOperationException($"{count} images for {rows} rows");
+            }
+            foreach (var t in transformers) Pass(t); // warm-up at each batch size
+            var times = batchSizes.Select(_ => new List<double>()).ToArray();
+            for (int round = 0; round < runs; round++)
+                for (int k = 0; k < transformers.Length; k++) times[k].Add(Time(() => Pass(transformers[k])));
+            for (int k = 0; k < batchSizes.Length; k++)
+            {
+                double median = times[k].Order().ElementAt(runs / 2);
+                Console.WriteLine(string.Create(Inv, $"| {batchSizes[k]} | {median:F0} ms | {rows / median * 1000:F1} |"));
+            }
+        }
+        finally
+        {
+            foreach (var t in transformers) t.Dispose();
+        }
+    }
+
+    /// <summary>A row of the table <see cref="TableThroughput"/> generates from.</summary>
+    private sealed class TableRow
+    {
+        public string Prompt { get; set; } = "";
     }
 
     private static double Time(Action action)
