@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using MLNet.Diffusion.Models;
 using MLNet.Diffusion.Pipeline;
 using MLNet.Diffusion.Runtime;
 
@@ -11,12 +12,8 @@ namespace MLNet.Diffusion.Hosting;
 /// </summary>
 public sealed class DiffusionPipelineProvider : IDiffusionPipelineProvider, IDisposable
 {
-    /// <summary>Folders compare as the file system does: case-insensitively on Windows and macOS.</summary>
-    internal static readonly StringComparer PathComparer =
-        OperatingSystem.IsWindows() || OperatingSystem.IsMacOS() ? StringComparer.OrdinalIgnoreCase : StringComparer.Ordinal;
-
     private readonly Func<string, DiffusionRuntimeOptions> _runtimeFor;
-    private readonly ConcurrentDictionary<string, Lazy<StableDiffusionPipeline>> _pipelines = new(PathComparer);
+    private readonly ConcurrentDictionary<string, Lazy<StableDiffusionPipeline>> _pipelines = new(ModelFolderPath.Comparer);
     private readonly List<StableDiffusionPipeline> _loaded = [];
     private readonly Lock _gate = new();
     private bool _disposed;
@@ -37,7 +34,7 @@ public sealed class DiffusionPipelineProvider : IDiffusionPipelineProvider, IDis
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(modelPath);
         ObjectDisposedException.ThrowIf(_disposed, this);
-        string key = NormalizePath(modelPath);
+        string key = ModelFolderPath.Normalize(modelPath);
         var lazy = _pipelines.GetOrAdd(key, k => new Lazy<StableDiffusionPipeline>(() => Load(k), LazyThreadSafetyMode.ExecutionAndPublication));
         try
         {
@@ -72,9 +69,6 @@ public sealed class DiffusionPipelineProvider : IDiffusionPipelineProvider, IDis
         pipeline.Dispose();
         throw new ObjectDisposedException(nameof(DiffusionPipelineProvider), $"The provider was disposed while '{fullPath}' was loading.");
     }
-
-    /// <summary>The full path with no trailing separator: the key that spellings of one folder share.</summary>
-    internal static string NormalizePath(string path) => Path.TrimEndingDirectorySeparator(Path.GetFullPath(path));
 
     /// <summary>Disposes every pipeline the provider loaded; later requests throw <see cref="ObjectDisposedException"/>.</summary>
     public void Dispose()

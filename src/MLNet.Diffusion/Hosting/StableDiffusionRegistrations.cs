@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using MLNet.Diffusion.Models;
 using MLNet.Diffusion.Pipeline;
 using MLNet.Diffusion.Runtime;
 
@@ -44,7 +45,7 @@ internal sealed class StableDiffusionRegistrations
             StableDiffusionServiceOptions options;
             try { options = _options.Get(name); }
             catch (OptionsValidationException) { continue; }
-            if (options.ModelPath is null || !DiffusionPipelineProvider.PathComparer.Equals(DiffusionPipelineProvider.NormalizePath(options.ModelPath), fullPath))
+            if (options.ModelPath is null || !ModelFolderPath.Comparer.Equals(ModelFolderPath.Normalize(options.ModelPath), fullPath))
                 continue;
             var runtime = options.ToRuntimeOptions();
             if (chosen is null)

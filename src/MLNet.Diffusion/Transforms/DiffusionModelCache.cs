@@ -1,14 +1,24 @@
 using System.Runtime.CompilerServices;
 using Microsoft.ML;
 using Microsoft.ML.Runtime;
+using MLNet.Diffusion.Models;
 using MLNet.Diffusion.Pipeline;
 using MLNet.Diffusion.Runtime;
 
 namespace MLNet.Diffusion.Transforms;
 
-/// <summary>What makes two transforms share one loaded model: the folder and how its sessions run.</summary>
+/// <summary>What makes two transforms share one loaded model: the folder (however it is spelled) and how its sessions run.</summary>
 internal readonly record struct DiffusionModelKey(string Directory, ExecutionDevice Device, int DeviceId, bool FallbackToCpu, int IntraOpThreads)
 {
+    /// <summary>Equal when the folders are one (<see cref="ModelFolderPath.Comparer"/>) and the session settings agree.</summary>
+    public bool Equals(DiffusionModelKey other) =>
+        ModelFolderPath.Comparer.Equals(Directory, other.Directory) && Device == other.Device && DeviceId == other.DeviceId
+        && FallbackToCpu == other.FallbackToCpu && IntraOpThreads == other.IntraOpThreads;
+
+    /// <inheritdoc />
+    public override int GetHashCode() =>
+        HashCode.Combine(ModelFolderPath.Comparer.GetHashCode(Directory), Device, DeviceId, FallbackToCpu, IntraOpThreads);
+
     /// <summary>
     /// The key for <paramref name="options"/> under <paramref name="host"/>'s settings, as <c>ApplyOnnxModel</c>
     /// reads them: a GPU id (the options', else <see cref="MLContext.GpuDeviceId"/>) selects CUDA on that device,
@@ -17,7 +27,7 @@ internal readonly record struct DiffusionModelKey(string Directory, ExecutionDev
     public static DiffusionModelKey For(DiffusionHost host, DiffusionOptions options)
     {
         int? gpu = options.GpuDeviceId ?? host.GpuDeviceId;
-        return new DiffusionModelKey(Path.GetFullPath(options.ModelPath), gpu is null ? ExecutionDevice.Cpu : ExecutionDevice.Cuda,
+        return new DiffusionModelKey(ModelFolderPath.Normalize(options.ModelPath), gpu is null ? ExecutionDevice.Cpu : ExecutionDevice.Cuda,
             gpu ?? 0, options.FallbackToCpu ?? host.FallbackToCpu, options.IntraOpThreads);
     }
 }

@@ -81,4 +81,20 @@ public class ThreadingAndDeviceTests(TransformModelFixture model) : IClassFixtur
         Assert.Equal(0, DiffusionModelCache.LeaseCount(cpu, options));
         Assert.Throws<ObjectDisposedException>(() => b.Pipeline);
     }
+
+    [Fact]
+    public void SpellingsOfOneFolderShareOneModel()
+    {
+        var ml = new MLContext();
+        var table = Table(ml, 1);
+        var plain = Options(model.Path);
+        var trailing = Options(model.Path + Path.DirectorySeparatorChar);
+        var relative = Options(Path.GetRelativePath(Environment.CurrentDirectory, model.Path));
+        using var a = ml.Transforms.GenerateImages(plain).Fit(table);
+        using var b = ml.Transforms.GenerateImages(trailing).Fit(table);
+        using var c = ml.Transforms.GenerateImages(relative).Fit(table);
+        Assert.Same(a.Pipeline, b.Pipeline);
+        Assert.Same(a.Pipeline, c.Pipeline);
+        Assert.Equal(12, DiffusionModelCache.LeaseCount(ml, trailing));
+    }
 }
