@@ -6,8 +6,9 @@ namespace MLNet.Diffusion.Schedulers;
 /// <summary>
 /// diffusers' <c>DPMSolverMultistepScheduler</c>: multistep DPM-Solver++ (Lu et al. 2022b, "DPM-Solver++: Fast
 /// Solver for Guided Sampling of Diffusion Probabilistic Models", arXiv:2211.01095, Alg. 2) and DPM-Solver
-/// (Lu et al. 2022a, arXiv:2206.00927), orders 1 to 3. With the defaults (<c>dpmsolver++</c>, order 2,
-/// <c>midpoint</c>) and <c>use_karras_sigmas</c> this is the "DPM++ 2M Karras" sampler.
+/// (Lu et al. 2022a, arXiv:2206.00927), orders 1 to 3, and their stochastic (SDE) variants at orders 1 and 2. With the
+/// defaults (<c>dpmsolver++</c>, order 2, <c>midpoint</c>) and <c>use_karras_sigmas</c> this is the "DPM++ 2M Karras"
+/// sampler; with <c>sde-dpmsolver++</c>, "DPM++ 2M SDE (Karras)".
 /// Source: diffusers <c>src/diffusers/schedulers/scheduling_dpmsolver_multistep.py</c>; k-diffusion
 /// <c>k_diffusion/sampling.py</c> (<c>sample_dpmpp_2m</c>, the same update in σ coordinates).
 /// </summary>
@@ -17,14 +18,15 @@ namespace MLNet.Diffusion.Schedulers;
 /// λ_t = −log σ. So the UNet input is the sample itself (<see cref="DiffusionScheduler.ScaleModelInput"/> copies) and the initial
 /// noise is N(0, 1) (<see cref="InitNoiseSigma"/> = 1).</para>
 /// <para>Keys (diffusers defaults): <c>solver_order</c> (2), <c>algorithm_type</c> (<c>dpmsolver++</c>; also
-/// <c>dpmsolver</c>, and <c>deis</c>, which diffusers maps to <c>dpmsolver++</c>), <c>solver_type</c>
+/// <c>dpmsolver</c>, <c>sde-dpmsolver++</c>, <c>sde-dpmsolver</c>, and <c>deis</c>, which diffusers maps to
+/// <c>dpmsolver++</c>), <c>solver_type</c>
 /// (<c>midpoint</c> or <c>heun</c>; <c>logrho</c>/<c>bh1</c>/<c>bh2</c> map to <c>midpoint</c>), <c>lower_order_final</c>
 /// (true), <c>euler_at_final</c> (false), <c>use_karras_sigmas</c>, <c>final_sigmas_type</c> (<c>zero</c> or
 /// <c>sigma_min</c>; <c>dpmsolver</c> requires <c>sigma_min</c>, as in diffusers), <c>lambda_min_clipped</c> (−∞),
 /// <c>timestep_spacing</c> (<c>linspace</c>), <c>steps_offset</c>, <c>rescale_betas_zero_snr</c>,
 /// <c>prediction_type</c> (<c>epsilon</c>, <c>v_prediction</c>, <c>sample</c>).</para>
-/// <para>Not supported (<see cref="NotSupportedException"/>): the stochastic <c>sde-dpmsolver</c> and
-/// <c>sde-dpmsolver++</c>, <c>thresholding</c>, <c>variance_type</c> <c>learned</c>/<c>learned_range</c>,
+/// <para>Not supported (<see cref="NotSupportedException"/>): the SDE variants at <c>solver_order</c> 3 (diffusers has
+/// no third-order SDE update), <c>thresholding</c>, <c>variance_type</c> <c>learned</c>/<c>learned_range</c>,
 /// <c>use_lu_lambdas</c>, <c>use_exponential_sigmas</c>, <c>use_beta_sigmas</c>, <c>use_flow_sigmas</c> and
 /// <c>use_dynamic_shifting</c>.</para>
 /// </remarks>
@@ -32,6 +34,7 @@ public sealed class DpmSolverMultistepScheduler : DiffusionScheduler
 {
     private readonly double[] _trainSigmas;
     private readonly bool _plusPlus;
+    private readonly bool _sde;
     private readonly bool _midpoint;
     private readonly int _solverOrder;
     private readonly bool _lowerOrderFinal, _eulerAtFinal, _finalZero, _karras, _cosine;
@@ -39,6 +42,7 @@ public sealed class DpmSolverMultistepScheduler : DiffusionScheduler
     private double[] _sigmas = [];
     // Converted model outputs of earlier steps, newest first: m1 (the previous step), m2 (the one before; order 3 only).
     private float[]? _m1, _m2;
+    private float[]? _noise; // the SDE variants' z ~ N(0, I) of the current step
     private int _lowerOrderNums;
 
     /// <summary>Builds the scheduler from a diffusers scheduler configuration.</summary>
@@ -52,11 +56,10 @@ public sealed class DpmSolverMultistepScheduler : DiffusionScheduler
 
         string algorithm = config.GetString("algorithm_type", "dpmsolver++");
         if (algorithm == "deis") algorithm = "dpmsolver++";
-        if (algorithm is "sde-dpmsolver" or "sde-dpmsolver++")
-            throw new NotSupportedException($"{Name}: algorithm_type '{algorithm}' (the stochastic DPM-Solver) is not supported; use dpmsolver++ or dpmsolver {where}.");
-        if (algorithm is not ("dpmsolver++" or "dpmsolver"))
+        if (algorithm is not ("dpmsolver++" or "dpmsolver" or "sde-dpmsolver++" or "sde-dpmsolver"))
             throw new InvalidDataException($"{Name}: algorithm_type '{algorithm}' is not one of dpmsolver++, dpmsolver, sde-dpmsolver++, sde-dpmsolver {where}.");
-        _plusPlus = algorithm == "dpmsolver++";
+        _plusPlus = algorithm is "dpmsolver++" or "sde-dpmsolver++";
+        _sde = algorithm.StartsWith("sde-", StringComparison.Ordinal);
 
         string solverType = config.GetString("solver_type", "midpoint");
         if (solverType is "logrho" or "bh1" or "bh2") solverType = "midpoint";
@@ -67,13 +70,15 @@ public sealed class DpmSolverMultistepScheduler : DiffusionScheduler
         _solverOrder = config.GetInt("solver_order", 2);
         if (_solverOrder is < 1 or > 3)
             throw new InvalidDataException($"{Name}: solver_order is {_solverOrder}, expected 1, 2 or 3 {where}.");
+        if (_sde && _solverOrder == 3)
+            throw new NotSupportedException($"{Name}: algorithm_type '{algorithm}' with solver_order 3 is not supported (diffusers has no third-order SDE update); use solver_order 2 {where}.");
 
         string finalType = config.GetString("final_sigmas_type", "zero");
         if (finalType is not ("zero" or "sigma_min"))
             throw new InvalidDataException($"{Name}: final_sigmas_type '{finalType}' is not one of zero, sigma_min {where}.");
         _finalZero = finalType == "zero";
         if (!_plusPlus && _finalZero)
-            throw new InvalidDataException($"{Name}: final_sigmas_type 'zero' is not supported with algorithm_type 'dpmsolver' (λ = +∞ at σ = 0); set final_sigmas_type to 'sigma_min' {where}.");
+            throw new InvalidDataException($"{Name}: final_sigmas_type 'zero' is not supported with algorithm_type '{algorithm}' (λ = +∞ at σ = 0); set final_sigmas_type to 'sigma_min' {where}.");
 
         if (config.GetBool("thresholding", false))
             throw new NotSupportedException($"{Name}: 'thresholding: true' (dynamic thresholding, for pixel-space models) is not supported {where}.");
@@ -95,6 +100,9 @@ public sealed class DpmSolverMultistepScheduler : DiffusionScheduler
 
     /// <inheritdoc />
     public override string Name => "DPMSolverMultistepScheduler";
+
+    /// <summary>True for the SDE variants (<c>sde-dpmsolver++</c>, <c>sde-dpmsolver</c>), which draw noise at every step.</summary>
+    public override bool IsStochastic => _sde;
 
     /// <summary>1: the solver works on the unscaled VP sample, whose marginal at t = T is ≈ N(0, 1).</summary>
     public override float InitNoiseSigma => 1f;
@@ -174,9 +182,16 @@ public sealed class DpmSolverMultistepScheduler : DiffusionScheduler
     /// steps taken + 1), lowered to 1 at the last step (always with <c>final_sigmas_type: zero</c>, where
     /// e^{−h} = σ_t/σ_s0 = 0 and the update returns x₀) and to 2 at the one before when
     /// <c>lower_order_final</c> and fewer than 15 steps.
+    /// <para>The SDE variants (Lu et al. 2022b, § 5 and App. A; diffusers' <c>sde-dpmsolver++</c>/<c>sde-dpmsolver</c>)
+    /// add σ_t·√(1 − e^{−2h})·z (++) or σ_t·√(e^{2h} − 1)·z, z ~ N(0, I) drawn from <paramref name="noise"/> at every
+    /// step, with SDE-DPM-Solver++: A = (σ_t/σ_s0)·e^{−h}, φ = α_t(1 − e^{−2h}), ψ = φ/2 (midpoint) or
+    /// α_t((1 − e^{−2h})/(−2h) + 1) (heun); SDE-DPM-Solver: A = α_t/α_s0, φ = −2σ_t(e^h − 1), ψ = φ/2 (midpoint) or
+    /// −2σ_t((e^h − 1)/h − 1) (heun).</para>
     /// </summary>
+    /// <exception cref="ArgumentNullException">An SDE variant is configured and <paramref name="noise"/> is null.</exception>
     public override void Step(ReadOnlySpan<float> modelOutput, Span<float> sample, INoiseSource? noise = null)
     {
+        var source = _sde ? RequireNoise(noise) : null;
         EnsureStepping();
         CheckLengths(modelOutput, sample);
         int i = StepIndex, n = CallCount;
@@ -200,8 +215,24 @@ public sealed class DpmSolverMultistepScheduler : DiffusionScheduler
         var (alphaT, sigmaT) = AlphaSigma(_sigmas[i + 1]);
         double lambdaT = Lambda(_sigmas[i + 1]), lambdaS0 = Lambda(_sigmas[i]);
         double h = lambdaT - lambdaS0;
-        double a, phi, psi, omega;
-        if (_plusPlus)
+        double a, phi, psi, omega = 0, noiseScale = 0;
+        if (_sde && _plusPlus)
+        {
+            double em2 = Math.Exp(-2 * h); // 0 when σ_t = 0
+            a = sigmaT / sigmaS * Math.Exp(-h);
+            phi = alphaT * (1 - em2);
+            psi = order == 2 && _midpoint ? phi / 2 : alphaT * ((1 - em2) / (-2 * h) + 1);
+            noiseScale = sigmaT * Math.Sqrt(1 - em2);
+        }
+        else if (_sde)
+        {
+            double ep = Math.Exp(h);
+            a = alphaT / alphaS;
+            phi = -2 * sigmaT * (ep - 1);
+            psi = order == 2 && _midpoint ? phi / 2 : -2 * sigmaT * ((ep - 1) / h - 1);
+            noiseScale = sigmaT * Math.Sqrt(ep * ep - 1);
+        }
+        else if (_plusPlus)
         {
             double em = Math.Exp(-h); // = σ_VE(t)/σ_VE(s0); 0 when σ_t = 0
             a = sigmaT / sigmaS;
@@ -241,7 +272,18 @@ public sealed class DpmSolverMultistepScheduler : DiffusionScheduler
         // history, which the next step no longer needs; at full order this step reads it, so the overwrite is in place
         // (2.3× → 1.6× the time of a copy of the step's bytes for DPM-Solver++ 2M at 4×128×128, docs/PERFORMANCE.md).
         var m0 = _solverOrder == 1 ? default : _solverOrder == 2 ? _m1 : _m2!;
-        LatentKernels.Update(modelOutput, sample, m0, convertF, convertX, (float)a, (float)c0, order - 1, _m1, (float)c1, _m2, (float)c2);
+        if (source is not null)
+        {
+            // The noise term enters the same pass as one more history, after the order − 1 real ones (order ≤ 2 here).
+            var z = Scratch(ref _noise, sample.Length);
+            source.Fill(z);
+            if (order == 1) LatentKernels.Update(modelOutput, sample, m0, convertF, convertX, (float)a, (float)c0, 1, z, (float)noiseScale);
+            else LatentKernels.Update(modelOutput, sample, m0, convertF, convertX, (float)a, (float)c0, 2, _m1, (float)c1, z, (float)noiseScale);
+        }
+        else
+        {
+            LatentKernels.Update(modelOutput, sample, m0, convertF, convertX, (float)a, (float)c0, order - 1, _m1, (float)c1, _m2, (float)c2);
+        }
         if (_solverOrder == 3) (_m1, _m2) = (_m2, _m1);
 
         if (_lowerOrderNums < _solverOrder) _lowerOrderNums++;

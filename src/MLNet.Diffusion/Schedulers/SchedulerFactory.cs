@@ -22,19 +22,27 @@ public static class SchedulerFactory
         ("LCMScheduler", ["lcm"], c => new LcmScheduler(c)),
     ];
 
-    /// <summary>Short names that select Karras σ spacing on top of a class (<c>dpm++2m-karras</c>).</summary>
-    private static readonly (string Alias, string ClassName)[] KarrasAliases =
+    private static readonly (string Key, object? Value) Karras = ("use_karras_sigmas", true);
+    private static readonly (string Key, object? Value) SdePlusPlus = ("algorithm_type", "sde-dpmsolver++");
+
+    /// <summary>
+    /// Short names for a class with settings on top of the folder's configuration: Karras σ spacing
+    /// (<c>dpm++2m-karras</c>), the stochastic DPM-Solver++ (<c>dpm++2m-sde</c>), or both.
+    /// </summary>
+    private static readonly (string Alias, string ClassName, (string Key, object? Value)[] Settings)[] Variants =
     [
-        ("dpm++2m-karras", "DPMSolverMultistepScheduler"),
-        ("euler-karras", "EulerDiscreteScheduler"),
-        ("lms-karras", "LMSDiscreteScheduler"),
-        ("heun-karras", "HeunDiscreteScheduler"),
-        ("kdpm2-karras", "KDPM2DiscreteScheduler"),
+        ("dpm++2m-karras", "DPMSolverMultistepScheduler", [Karras]),
+        ("dpm++2m-sde", "DPMSolverMultistepScheduler", [SdePlusPlus]),
+        ("dpm++2m-sde-karras", "DPMSolverMultistepScheduler", [SdePlusPlus, Karras]),
+        ("euler-karras", "EulerDiscreteScheduler", [Karras]),
+        ("lms-karras", "LMSDiscreteScheduler", [Karras]),
+        ("heun-karras", "HeunDiscreteScheduler", [Karras]),
+        ("kdpm2-karras", "KDPM2DiscreteScheduler", [Karras]),
     ];
 
     /// <summary>Every accepted name: the short names, then the diffusers class names.</summary>
     public static IReadOnlyList<string> Names { get; } =
-        [.. Registry.SelectMany(r => r.Aliases.Take(1)), .. KarrasAliases.Select(k => k.Alias), .. Registry.Select(r => r.ClassName)];
+        [.. Registry.SelectMany(r => r.Aliases.Take(1)), .. Variants.Select(k => k.Alias), .. Registry.Select(r => r.ClassName)];
 
     /// <summary>
     /// Creates the scheduler named <paramref name="name"/>, or the one the configuration's <c>_class_name</c>
@@ -47,9 +55,9 @@ public static class SchedulerFactory
         string? requested = string.IsNullOrWhiteSpace(name) ? config.ClassName : name.Trim();
         if (requested is null)
             throw new ArgumentException($"Scheduler configuration '{config.Source ?? "(text)"}' names no _class_name; choose a scheduler by name: {string.Join(", ", Names)}.", nameof(name));
-        foreach (var (alias, className) in KarrasAliases)
+        foreach (var (alias, className, settings) in Variants)
             if (string.Equals(alias, requested, StringComparison.OrdinalIgnoreCase))
-                return Find(className)!(config.With(("use_karras_sigmas", true)));
+                return Find(className)!(config.With(settings));
         var create = Find(requested)
             ?? throw new ArgumentException($"Unknown scheduler '{requested}'{(name is null ? $" (named by {config.Source ?? "the configuration"})" : "")}. Known: {string.Join(", ", Names)}.", nameof(name));
         return create(config);

@@ -56,6 +56,8 @@ public class StableDiffusionPipelineTests
     [InlineData("euler-a", 30)]
     [InlineData("dpm++2m", 25)]
     [InlineData("dpm++2m-karras", 25)]
+    [InlineData("dpm++2m-sde", 25)]
+    [InlineData("dpm++2m-sde-karras", 25)]
     [InlineData("heun", 25)]
     [InlineData("kdpm2", 25)]
     [InlineData("lcm", 6)]

@@ -237,8 +237,153 @@ public class DpmSolverMultistepSchedulerTests
         Assert.Equal(0, SigmaTestKit.AllocationsAfterFirstStep(s, 12, 4096));
     }
 
+    /// <summary>
+    /// The SDE solvers (2211.01095 § 5; diffusers sde-dpmsolver++ / sde-dpmsolver) in VE coordinates u = x/α_t − μ with
+    /// the exact denoiser D − μ = k(σ)·u, ε̂ = (1 − k)·u/σ, r = σ'/σ = e^{−h}, z ~ N(0, 1):
+    ///   ++: u' = r²·u + (1 − r²)·D0 + c·D1 + σ'·√(1 − r²)·z, c = ½(1 − r²) (midpoint) or (1 − r²)/(−2h) + 1 (heun),
+    ///       D1 = (D0 − D₋₁)/r0;
+    ///   ε:  u' = u − 2(σ − σ')·ε̂0 − c·E1 + √(σ² − σ'²)·z, c = σ − σ' (midpoint) or 2((σ − σ')/h − σ') (heun),
+    ///       E1 = (ε̂0 − ε̂₋₁)/r0;
+    /// first order at the first step, and at the last when it ends at σ = 0. Returns, per step, u' = a·u + b·u₋₁ + √v·z.
+    /// </summary>
+    private static List<(double A, double B, double NoiseVariance)> SdeRecursion(DpmSolverMultistepScheduler s, bool plus, string solverType, int steps)
+    {
+        var result = new List<(double, double, double)>();
+        double hPrev = 0;
+        for (int i = 0; i < steps; i++)
+        {
+            double sig = s.Sigmas[i], next = s.Sigmas[i + 1], k = K(sig), r = next / sig, h = Math.Log(sig / next);
+            bool second = i > 0 && next != 0;
+            double a, b = 0, noise;
+            if (plus)
+            {
+                a = r * r + (1 - r * r) * k;
+                noise = next * next * (1 - r * r);
+                if (second)
+                {
+                    double c = solverType == "midpoint" ? 0.5 * (1 - r * r) : (1 - r * r) / (-2 * h) + 1, r0 = hPrev / h;
+                    a += c * k / r0;
+                    b = -c * K(s.Sigmas[i - 1]) / r0;
+                }
+            }
+            else
+            {
+                a = 1 - 2 * (sig - next) * (1 - k) / sig;
+                noise = sig * sig - next * next;
+                if (second)
+                {
+                    double c = solverType == "midpoint" ? sig - next : 2 * ((sig - next) / h - next), r0 = hPrev / h;
+                    double sigPrev = s.Sigmas[i - 1];
+                    a -= c * (1 - k) / sig / r0;
+                    b = c * (1 - K(sigPrev)) / sigPrev / r0;
+                }
+            }
+            result.Add((a, b, noise));
+            hPrev = h;
+        }
+        return result;
+    }
+
+    private static DpmSolverMultistepScheduler Sde(string algorithm, string solverType) =>
+        Sd15(("algorithm_type", algorithm), ("solver_type", solverType), ("final_sigmas_type", algorithm == "sde-dpmsolver++" ? "zero" : "sigma_min"));
+
+    /// <summary>Draws ones: a known "noise" that keeps the update deterministic but still exercises its noise term.</summary>
+    private sealed class UnitNoise : MLNet.Diffusion.Noise.INoiseSource
+    {
+        public void Fill(Span<float> destination) => destination.Fill(1f);
+    }
+
     [Theory]
-    [InlineData("algorithm_type", "sde-dpmsolver++")]
+    [InlineData("sde-dpmsolver++", "midpoint")]
+    [InlineData("sde-dpmsolver++", "heun")]
+    [InlineData("sde-dpmsolver", "midpoint")]
+    [InlineData("sde-dpmsolver", "heun")]
+    public void SdeVariants_WithKnownNoiseFollowTheirUpdateExactly(string algorithm, string solverType)
+    {
+        // With z = 1 at every step each element follows the affine map u' = a·u + b·u₋₁ + √v, so u_end = G·u₀ + H. The
+        // measured slope and intercept of (end/α_end − μ) against (start/α₀ − μ) must be G and H. (With z = 0 the ++
+        // solver's D1 term vanishes for Gaussian data — the posterior mean is then constant along the path — so a known
+        // non-zero z is what makes the two solver types, and the noise scale, visible.)
+        const int steps = 25;
+        var s = Sde(algorithm, solverType);
+        var end = SigmaTestKit.RunFromMarginal(s, 0.3f, Sd, steps, 4096, 11, out var start, new UnitNoise());
+        (double G, double H) Affine(string type)
+        {
+            double g = 1, gPrev = 0, c = 0, cPrev = 0;
+            foreach (var (a, b, v) in SdeRecursion(s, algorithm == "sde-dpmsolver++", type, steps))
+                (g, gPrev, c, cPrev) = (a * g + b * gPrev, g, a * c + b * cPrev + Math.Sqrt(v), c);
+            return (g, c);
+        }
+        var expected = Affine(solverType);
+        var other = Affine(solverType == "midpoint" ? "heun" : "midpoint");
+        double alpha0 = 1 / Math.Sqrt(1 + s.Sigmas[0] * s.Sigmas[0]), alphaEnd = 1 / Math.Sqrt(1 + s.Sigmas[steps] * s.Sigmas[steps]);
+        double n = end.Length, sx = 0, sy = 0, sxx = 0, sxy = 0;
+        for (int i = 0; i < end.Length; i++)
+        {
+            double u0 = start[i] / alpha0 - 0.3, u1 = end[i] / alphaEnd - 0.3;
+            sx += u0; sy += u1; sxx += u0 * u0; sxy += u0 * u1;
+        }
+        double slope = (n * sxy - sx * sy) / (n * sxx - sx * sx), intercept = (sy - slope * sx) / n;
+        Assert.True(Math.Abs(slope - expected.G) < 1e-4 * Math.Abs(expected.G) + 1e-7, $"slope {slope:G8}, the recursion gives {expected.G:G8}");
+        Assert.True(Math.Abs(intercept - expected.H) < 1e-4, $"intercept {intercept:G8}, the recursion gives {expected.H:G8}");
+        // The other solver type lands measurably elsewhere, so this tells the two apart.
+        Assert.True(Math.Abs(other.H - expected.H) > 1e-2, $"{expected.H:G8} vs {other.H:G8}");
+    }
+
+    [Theory]
+    [InlineData("sde-dpmsolver++", "midpoint", 25)]
+    [InlineData("sde-dpmsolver++", "heun", 25)]
+    [InlineData("sde-dpmsolver++", "midpoint", 50)]
+    [InlineData("sde-dpmsolver", "midpoint", 25)]
+    [InlineData("sde-dpmsolver", "heun", 25)]
+    public void SdeVariants_GaussianDataVarianceMatchesTheExactRecursion(string algorithm, string solverType, int steps)
+    {
+        // Linear with independent noise: the recursion carries (Var u_i, Var u_{i−1}, Cov) exactly, and the sampled
+        // variance must match it (this checks the noise terms; the test above checks the rest exactly).
+        var s = Sde(algorithm, solverType);
+        Assert.True(s.IsStochastic);
+        var end = SigmaTestKit.RunFromMarginal(s, 0.3f, Sd, steps, 16384, 11, out _);
+        var (mean, variance) = SigmaTestKit.Moments(end);
+        double p = Sd * Sd + s.Sigmas[0] * s.Sigmas[0], q = 0, cov = 0;
+        foreach (var (a, b, noise) in SdeRecursion(s, algorithm == "sde-dpmsolver++", solverType, steps))
+            (p, q, cov) = (a * a * p + b * b * q + 2 * a * b * cov + noise, p, a * p + b * cov);
+        double alphaEnd = 1 / Math.Sqrt(1 + s.Sigmas[steps] * s.Sigmas[steps]); // the sample is VP: x = α·(μ + u)
+        double predicted = alphaEnd * alphaEnd * p, se = predicted * Math.Sqrt(2.0 / end.Length);
+        Assert.True(Math.Abs(variance - predicted) < 5 * se, $"variance {variance:F5}, the recursion gives {predicted:F5} (±{se:F5})");
+        Assert.True(Math.Abs(mean - alphaEnd * 0.3) < 4 * Math.Sqrt(predicted / end.Length), $"mean {mean}");
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void SdeDpmSolverPlusPlus_ReachesAFixedTargetAndAllocatesNothingPerStep(bool karras)
+    {
+        var s = Sd15(("algorithm_type", "sde-dpmsolver++"), ("use_karras_sigmas", karras));
+        // A point target: the data term of each step carries μ, and the last step (σ' = 0) returns D = μ itself.
+        Assert.True(SigmaTestKit.FixedTargetError(s, 20) < 1e-5);
+        Assert.Equal(0, SigmaTestKit.AllocationsAfterFirstStep(s, 12, 4096));
+    }
+
+    [Fact]
+    public void SdeVariants_NeedANoiseSourceAndRefuseThirdOrder()
+    {
+        var s = Sd15(("algorithm_type", "sde-dpmsolver++"));
+        s.SetTimesteps(10);
+        Assert.Throws<ArgumentNullException>(() => s.Step(new float[4], new float[4]));
+        var e = Assert.Throws<NotSupportedException>(() => Sd15(("algorithm_type", "sde-dpmsolver++"), ("solver_order", 3)));
+        Assert.Contains("solver_order", e.Message);
+        Assert.Throws<InvalidDataException>(() => Sd15(("algorithm_type", "sde-dpmsolver")));          // needs final σ_min
+        Assert.Throws<InvalidDataException>(() => Sd15(("algorithm_type", "sde-dpm-solver-unknown")));
+
+        var karras = (DpmSolverMultistepScheduler)SchedulerFactory.Create("dpm++2m-sde-karras", SigmaTestKit.Sd15());
+        Assert.True(karras.IsStochastic);
+        karras.SetTimesteps(20);
+        Assert.Equal(SigmaTestKit.SigmaMin, karras.Sigmas[19], 1e-8);                                // Karras σ
+        Assert.True(SchedulerFactory.Create("dpm++2m-sde", SigmaTestKit.Sd15()).IsStochastic);
+        Assert.False(SchedulerFactory.Create("dpm++2m", SigmaTestKit.Sd15()).IsStochastic);
+    }
+
+    [Theory]
     [InlineData("thresholding", true)]
     [InlineData("use_lu_lambdas", true)]
     [InlineData("variance_type", "learned_range")]

@@ -54,9 +54,11 @@ internal static class SigmaTestKit
     /// <summary>
     /// Starts from the exact marginal of data N(μ, s²) at the first call, built with the scheduler's own
     /// AddNoise (x₀ + σ·ε, or α·x₀ + σ_t·ε for DPM-Solver), and runs every call with the exact denoiser.
-    /// Returns the final sample; <paramref name="start"/> receives the initial one.
+    /// Returns the final sample; <paramref name="start"/> receives the initial one. Stochastic steps draw from
+    /// <paramref name="stepNoise"/> when given, else from the same generator as the start.
     /// </summary>
-    public static float[] RunFromMarginal(DiffusionScheduler scheduler, float mu, double s, int steps, int length, long seed, out float[] start)
+    public static float[] RunFromMarginal(DiffusionScheduler scheduler, float mu, double s, int steps, int length, long seed, out float[] start,
+        INoiseSource? stepNoise = null)
     {
         var oracle = new GaussianOracle(scheduler, [mu], s);
         var noise = new GaussianNoise(seed);
@@ -75,7 +77,7 @@ internal static class SigmaTestKit
         {
             scheduler.ScaleModelInput(x, input);
             oracle.Predict(input, scheduler.Timesteps[scheduler.StepIndex], output);
-            scheduler.Step(output, x, noise);
+            scheduler.Step(output, x, stepNoise ?? noise);
         }
         return x;
     }
