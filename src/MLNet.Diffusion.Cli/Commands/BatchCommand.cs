@@ -102,6 +102,7 @@ internal sealed class BatchCommand(CliEnvironment environment) : Command<BatchCo
             ModelPath = modelDir,
             Steps = options.Steps,
             GuidanceScale = options.GuidanceScale,
+            GuidanceRescale = options.GuidanceRescale,
             Scheduler = options.Scheduler,
             Eta = options.Eta,
             Width = options.Width,
@@ -187,7 +188,9 @@ internal sealed class BatchCommand(CliEnvironment environment) : Command<BatchCo
     {
         var text = string.Create(CultureInfo.InvariantCulture,
             $"model={Path.GetFileName(modelDirectory.TrimEnd(Path.DirectorySeparatorChar))} size={width}x{height} steps={options.Steps} guidance={options.GuidanceScale} scheduler={scheduler ?? "?"}");
-        return options.Eta != 0 ? text + string.Create(CultureInfo.InvariantCulture, $" eta={options.Eta}") : text;
+        if (options.Eta != 0) text += string.Create(CultureInfo.InvariantCulture, $" eta={options.Eta}");
+        if (options.GuidanceRescale != 0) text += string.Create(CultureInfo.InvariantCulture, $" rescale={options.GuidanceRescale}");
+        return text;
     }
 
     /// <summary>Forwards each batch's engine reports to the display's "denoising" bar, once the display exists.</summary>

@@ -63,6 +63,11 @@ internal class GenerationSettings : ModelSettings
     [DefaultValue(7.5f)]
     public float Guidance { get; init; } = 7.5f;
 
+    [CommandOption("--guidance-rescale <PHI>")]
+    [Description("Guidance rescale, 0 to 1 (0.7 for zero-terminal-SNR models that come out over-exposed; 0 is off).")]
+    [DefaultValue(0f)]
+    public float GuidanceRescale { get; init; }
+
     [CommandOption("--scheduler <NAME>")]
     [Description("Scheduler instead of the model's: pndm, ddim, ddpm, lms, euler, euler-a, dpm++2m, dpm++2m-karras, dpm++2m-sde, dpm++2m-sde-karras, heun, kdpm2, lcm, or a diffusers class name.")]
     public string? Scheduler { get; init; }
@@ -89,6 +94,7 @@ internal class GenerationSettings : ModelSettings
     {
         Steps = Steps,
         GuidanceScale = Guidance,
+        GuidanceRescale = GuidanceRescale,
         Scheduler = Scheduler,
         Eta = Eta,
         Width = ParsedSize?.Width,
@@ -104,6 +110,8 @@ internal class GenerationSettings : ModelSettings
             OptionParsing.CheckRange("--batch-size", BatchSize, 1, 256);
             if (!float.IsFinite(Guidance)) throw new UserException($"--guidance must be a finite number; got {Guidance.ToString(CultureInfo.InvariantCulture)}.");
             if (!(Eta >= 0 && Eta <= 1)) throw new UserException($"--eta must be from 0 to 1; got {Eta.ToString(CultureInfo.InvariantCulture)}.");
+            if (!(GuidanceRescale >= 0 && GuidanceRescale <= 1))
+                throw new UserException($"--guidance-rescale must be from 0 to 1; got {GuidanceRescale.ToString(CultureInfo.InvariantCulture)}.");
             if (Scheduler is not null)
             {
                 try

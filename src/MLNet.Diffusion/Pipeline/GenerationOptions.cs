@@ -21,6 +21,13 @@ public sealed class GenerationOptions
     /// <summary>DDIM's η (0 = deterministic DDIM, 1 = DDPM-like); ignored by other schedulers.</summary>
     public float Eta { get; set; }
 
+    /// <summary>
+    /// Guidance rescale φ (0–1; diffusers' <c>guidance_rescale</c>, Lin et al. 2023): the guided noise prediction is
+    /// scaled towards the standard deviation of the conditional one, which counters the over-exposure strong guidance
+    /// gives models trained with zero terminal SNR (the paper uses 0.7). Default 0: plain guidance.
+    /// </summary>
+    public float GuidanceRescale { get; set; }
+
     /// <summary>A shallow copy.</summary>
     public GenerationOptions Clone() => (GenerationOptions)MemberwiseClone();
 }

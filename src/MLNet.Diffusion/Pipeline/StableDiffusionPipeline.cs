@@ -284,7 +284,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
                 }
                 var items = rows.Select(i => images[i]).ToArray();
                 var guidance = rows.Select(i => plan[i].Guidance).ToArray();
-                var latents = DenoiseGroup(cond, uncond, d, rows, items, guidance, plan[rows[0]].StartStep, schedulers[g], width, height, counter, runOptions, cancellationToken);
+                var latents = DenoiseGroup(cond, uncond, d, rows, items, guidance, options.GuidanceRescale, plan[rows[0]].StartStep, schedulers[g], width, height, counter, runOptions, cancellationToken);
                 for (int j = 0; j < rows.Length; j++)
                     latents.AsSpan(j * per, per).CopyTo(result.AsSpan(rows[j] * per));
             }
@@ -309,8 +309,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// latents noised to the first kept call), the model calls with guidance, and for masked images on a
     /// 4-channel UNet the blend that keeps the init image outside the mask.
     /// </summary>
-    private float[] DenoiseGroup(float[] conditional, float[]? unconditional, int d, int[] rows, ImagePrompt[] items, float[] guidance, int startStep,
-        DiffusionScheduler scheduler, int width, int height, ProgressCounter counter, RunOptions runOptions, CancellationToken cancellationToken)
+    private float[] DenoiseGroup(float[] conditional, float[]? unconditional, int d, int[] rows, ImagePrompt[] items, float[] guidance, float guidanceRescale,
+        int startStep, DiffusionScheduler scheduler, int width, int height, ProgressCounter counter, RunOptions runOptions, CancellationToken cancellationToken)
     {
         int n = items.Length, seqLen = TextEncoder.SequenceLength;
         bool cfg = unconditional is not null;
@@ -377,7 +377,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
                 if (cfg) binding.WriteSample(scaled, total);
             }
             binding.Run(t, prediction, runOptions);
-            if (cfg) ApplyGuidance(prediction, guided, n, per, guidance);
+            if (cfg) ClassifierFreeGuidance.Apply(prediction, guided, n, per, guidance, guidanceRescale);
             // One vectorised pass each over the model output and the new latents: a NaN or ±Infinity (fp16 overflow)
             // is reported at the call where it appears rather than decoded into a black image.
             int call = scheduler.StepIndex + 1;
@@ -395,23 +395,6 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             counter.Step();
         }
         return latents;
-    }
-
-    /// <summary>
-    /// Classifier-free guidance (Ho and Salimans 2022): ε = ε_u + g·(ε_c − ε_u), per image, from a UNet batch
-    /// whose first half is unconditional and second half conditional.
-    /// </summary>
-    private static void ApplyGuidance(ReadOnlySpan<float> prediction, Span<float> guided, int n, int per, IReadOnlyList<float> scales)
-    {
-        int half = n * per;
-        for (int i = 0; i < n; i++)
-        {
-            var u = prediction.Slice(i * per, per);
-            var c = prediction.Slice(half + i * per, per);
-            var g = guided.Slice(i * per, per);
-            TensorPrimitives.Subtract(c, u, g);
-            TensorPrimitives.MultiplyAdd(g, scales[i], u, g);
-        }
     }
 
     /// <summary>Decodes latents [N, 4, h, w] into N images.</summary>
@@ -472,6 +455,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             throw new ArgumentOutOfRangeException(nameof(options), options.GuidanceScale, "GuidanceScale must be a finite number.");
         if (!(options.Eta >= 0 && options.Eta <= 1))
             throw new ArgumentOutOfRangeException(nameof(options), options.Eta, $"Eta must be from 0 to 1; got {options.Eta}.");
+        if (!(options.GuidanceRescale >= 0 && options.GuidanceRescale <= 1))
+            throw new ArgumentOutOfRangeException(nameof(options), options.GuidanceRescale, $"GuidanceRescale must be from 0 to 1; got {options.GuidanceRescale}.");
     }
 
     private readonly object _gate = new();

@@ -54,6 +54,9 @@ public sealed class DiffusionOptions
     /// <summary>DDIM's η (0–1); ignored by other schedulers.</summary>
     public float Eta { get; set; }
 
+    /// <summary>Guidance rescale φ (0–1; <see cref="GenerationOptions.GuidanceRescale"/>). Default 0: plain guidance.</summary>
+    public float GuidanceRescale { get; set; }
+
     /// <summary>The base seed for rows without a seed column (see the remarks for the formula). Default 0.</summary>
     public long Seed { get; set; }
 
@@ -144,7 +147,7 @@ public sealed class DiffusionOptions
     public DiffusionOptions Clone() => (DiffusionOptions)MemberwiseClone();
 
     internal GenerationOptions ToGenerationOptions(int steps, int width, int height) =>
-        new() { Steps = steps, Width = width, Height = height, Scheduler = Scheduler, Eta = Eta, GuidanceScale = GuidanceScale };
+        new() { Steps = steps, Width = width, Height = height, Scheduler = Scheduler, Eta = Eta, GuidanceScale = GuidanceScale, GuidanceRescale = GuidanceRescale };
 
     /// <summary>Checks the settings; the exception names the one that is out of range.</summary>
     internal void Validate()
@@ -156,6 +159,7 @@ public sealed class DiffusionOptions
         if (Width is int w && (w < 8 || w > 4096 || w % 8 != 0)) throw new ArgumentOutOfRangeException(nameof(Width), w, "Width must be a multiple of 8 from 8 to 4096.");
         if (Height is int h && (h < 8 || h > 4096 || h % 8 != 0)) throw new ArgumentOutOfRangeException(nameof(Height), h, "Height must be a multiple of 8 from 8 to 4096.");
         if (!(Eta >= 0 && Eta <= 1)) throw new ArgumentOutOfRangeException(nameof(Eta), Eta, "Eta must be from 0 to 1.");
+        if (!(GuidanceRescale >= 0 && GuidanceRescale <= 1)) throw new ArgumentOutOfRangeException(nameof(GuidanceRescale), GuidanceRescale, "GuidanceRescale must be from 0 to 1.");
         if (ImagesPerPrompt < 1 || ImagesPerPrompt > 64) throw new ArgumentOutOfRangeException(nameof(ImagesPerPrompt), ImagesPerPrompt, "ImagesPerPrompt must be from 1 to 64.");
         if (BatchSize < 1 || BatchSize > 256) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "BatchSize must be from 1 to 256.");
         if (GpuDeviceId is < 0) throw new ArgumentOutOfRangeException(nameof(GpuDeviceId), GpuDeviceId, "GpuDeviceId must be 0 or more.");

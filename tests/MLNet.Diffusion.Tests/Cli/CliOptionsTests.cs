@@ -5,7 +5,7 @@ public class CliOptionsTests
 {
     public static TheoryData<string, string[]> CommandOptions => new()
     {
-        { "generate", ["--init-image", "--strength", "--mask", "--negative", "--model", "--seed", "--count", "--steps", "--guidance", "--scheduler", "--size", "--device", "--out", "--batch-size", "--eta", "--verbose"] },
+        { "generate", ["--init-image", "--strength", "--mask", "--negative", "--model", "--seed", "--count", "--steps", "--guidance", "--scheduler", "--size", "--device", "--out", "--batch-size", "--eta", "--guidance-rescale", "--verbose"] },
         { "batch", ["--prompt-column", "--negative-column", "--seed-column", "--negative", "--model", "--seed", "--steps", "--guidance", "--scheduler", "--size", "--device", "--out", "--batch-size"] },
         { "grid", ["--seeds", "--seed", "--negative", "--model", "--steps", "--guidance", "--scheduler", "--size", "--device", "--out", "--name", "--batch-size"] },
         { "info", ["--model", "--device", "--verbose"] },
@@ -44,6 +44,7 @@ public class CliOptionsTests
     [InlineData("strength out of range", new[] { "generate", "a red circle", "--init-image", "i.png", "--strength", "1.5" }, "--strength")]
     [InlineData("init image missing", new[] { "generate", "a red circle", "--init-image", "/no/such/init.png" }, "does not exist")]
     [InlineData("bad seeds", new[] { "grid", "a red circle", "--seeds", "1,x" }, "--seeds")]
+    [InlineData("guidance rescale out of range", new[] { "generate", "a red circle", "--guidance-rescale", "1.5" }, "--guidance-rescale")]
     [InlineData("missing model folder", new[] { "info", "--model", "/no/such/model/folder" }, "does not exist")]
     [InlineData("missing table", new[] { "batch", "/no/such/table.csv" }, "does not exist")]
     public void BadOptionOrValueIsOneLineOnStderrAndNonZeroExit(string what, string[] args, string mentions)

@@ -123,6 +123,30 @@ public class StableDiffusionPipelineTests
     }
 
     [Fact]
+    public void GuidanceRescaleChangesTheImageDeterministicallyAndIsChecked()
+    {
+        using var folder = TestModelFactory.CreateTemp();
+        using var pipeline = StableDiffusionPipeline.Load(folder.Path);
+        var plain = new GenerationOptions { Steps = 4, Scheduler = "euler", GuidanceScale = 7.5f };
+        var zero = plain.Clone();
+        zero.GuidanceRescale = 0;
+        var rescaled = plain.Clone();
+        rescaled.GuidanceRescale = 0.7f;
+        var a = pipeline.Generate(Prompt, 3, plain);
+        var b = pipeline.Generate(Prompt, 3, zero);
+        var c = pipeline.Generate(Prompt, 3, rescaled);
+        var d = pipeline.Generate(Prompt, 3, rescaled);
+        Assert.Equal(a.Latents, b.Latents);
+        Assert.Equal(c.Latents, d.Latents);
+        Assert.True(MaxAbsDiff(a.Latents, c.Latents) > 1e-3, "rescale 0.7 changed nothing");
+        foreach (var r in new[] { a, b, c, d }) r.Image.Dispose();
+        var bad = plain.Clone();
+        bad.GuidanceRescale = 1.5f;
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => pipeline.Generate(Prompt, 3, bad));
+        Assert.Contains("GuidanceRescale", e.Message);
+    }
+
+    [Fact]
     public void EachDistinctTextIsEncodedOnceInOneRunAndImagesMatchTheirSeparateGeneration()
     {
         using var folder = TestModelFactory.CreateTemp();
