@@ -46,6 +46,56 @@ public class DiffusersReferenceLoopTests
         { "DPMSolverMultistepScheduler", DpmConfig, "\"prediction_type\":\"v_prediction\",\"use_karras_sigmas\":true", true, 0.2096 },
     };
 
+    public static TheoryData<string, string, int, double, double> NoisedStartCases => new()
+    {
+        // scheduler, configuration, first step (t_start), diffusers' Σ|x| and mean|x|
+        { "DDIMScheduler", Linear1000[..^1] + ",\"clip_sample\":true}", 8, 354.5418, 0.4616 },
+        { "KDPM2DiscreteScheduler", Linear1100, 8, 70408.4062, 91.6776 },
+        { "DPMSolverMultistepScheduler", DpmConfig, 5, 318.4111, 0.4146 },
+    };
+
+    /// <summary>
+    /// diffusers' <c>test_full_loop_with_noise</c>, the image-to-image start: the deterministic noise is the sample
+    /// reversed ((767 − i)/768, diffusers' <c>dummy_noise_deter</c>), added with <c>add_noise</c> at the call where the
+    /// loop begins (t_start · order), and the loop runs from there.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(NoisedStartCases))]
+    public void NoisedStartMatchesDiffusersTestSuite(string scheduler, string config, int firstStep, double expectedSum, double expectedMean)
+    {
+        var s = SchedulerFactory.Create(scheduler, SchedulerConfig.Parse(config, "diffusers test configuration"));
+        bool sigmaLoop = scheduler == "KDPM2DiscreteScheduler";
+        s.SetTimesteps(10);
+        const int n = 768;
+        var original = new float[n];
+        var noise = new float[n];
+        for (int i = 0; i < n; i++)
+        {
+            original[i] = i / (float)n * (sigmaLoop ? s.InitNoiseSigma : 1f);
+            noise[i] = (n - 1 - i) / (float)n;
+        }
+        int begin = s.FirstCallOfStep(firstStep);
+        var sample = new float[n];
+        s.AddNoise(original, noise, begin, sample);
+        s.SetBeginIndex(begin);
+        var scaled = new float[n];
+        var model = new float[n];
+        while (s.StepIndex < s.CallCount)
+        {
+            float t = s.Timesteps[s.StepIndex];
+            if (sigmaLoop)
+            {
+                s.ScaleModelInput(sample, scaled);
+                scaled.CopyTo(sample, 0);
+            }
+            for (int i = 0; i < n; i++) model[i] = sample[i] * t / (t + 1);
+            s.Step(model, sample);
+        }
+        double sum = sample.Sum(v => Math.Abs((double)v));
+        Assert.True(Math.Abs(sum - expectedSum) <= Math.Max(1e-2, 1e-5 * expectedSum), $"{scheduler}: Σ|x| = {sum:G9}, diffusers {expectedSum}");
+        Assert.True(Math.Abs(sum / n - expectedMean) <= Math.Max(1e-3, 1e-5 * expectedMean), $"{scheduler}: mean {sum / n:G9}, diffusers {expectedMean}");
+    }
+
     [Theory]
     [MemberData(nameof(Cases))]
     public void FullLoopMatchesDiffusersTestSuite(string scheduler, string config, string overrides, bool mean, double expected)
