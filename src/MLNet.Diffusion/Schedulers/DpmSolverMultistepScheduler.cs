@@ -124,26 +124,7 @@ public sealed class DpmSolverMultistepScheduler : DiffusionScheduler
         foreach (var s in _trainSigmas)
             if (-Math.Log(s) < _lambdaMinClipped) clipped++;
         int last = trainSteps - clipped;
-        var t = new List<double>(n);
-        switch (Config.GetString("timestep_spacing", "linspace"))
-        {
-            case "linspace":
-                var lin = SchedulerMath.Linspace(0, last - 1, n + 1);
-                for (int i = n; i >= 1; i--) t.Add(Math.Round(lin[i], MidpointRounding.ToEven));
-                break;
-            case "leading":
-                int ratio = last / (n + 1);
-                for (int i = n; i >= 1; i--) t.Add((double)i * ratio + Config.GetInt("steps_offset", 0));
-                break;
-            default: // trailing
-                double r = (double)trainSteps / n;
-                // numpy's float arange can yield one value too many (≈ 0 → timestep −1, e.g. n = 38); stop at n
-                // steps and at timestep 0, which is what the spacing means.
-                for (int i = 0; i < n && Math.Round(last - i * r, MidpointRounding.ToEven) >= 1; i++)
-                    t.Add(Math.Round(last - i * r, MidpointRounding.ToEven) - 1);
-                break;
-        }
-        double[] timesteps = [.. t];
+        double[] timesteps = SigmaSchedule.MultistepTimesteps(Config, trainSteps, last, n);
         double[] sigmas;
         if (_karras)
         {

@@ -20,6 +20,7 @@ public static class SchedulerFactory
         ("HeunDiscreteScheduler", ["heun"], c => new HeunDiscreteScheduler(c)),
         ("KDPM2DiscreteScheduler", ["kdpm2", "dpm2"], c => new KDpm2DiscreteScheduler(c)),
         ("LCMScheduler", ["lcm"], c => new LcmScheduler(c)),
+        ("UniPCMultistepScheduler", ["unipc", "uni-pc"], c => new UniPcMultistepScheduler(c)),
     ];
 
     private static readonly (string Key, object? Value) Karras = ("use_karras_sigmas", true);
@@ -38,6 +39,7 @@ public static class SchedulerFactory
         ("lms-karras", "LMSDiscreteScheduler", [Karras]),
         ("heun-karras", "HeunDiscreteScheduler", [Karras]),
         ("kdpm2-karras", "KDPM2DiscreteScheduler", [Karras]),
+        ("unipc-karras", "UniPCMultistepScheduler", [Karras]),
     ];
 
     /// <summary>Every accepted name: the short names, then the diffusers class names.</summary>

@@ -90,6 +90,36 @@ internal static class SigmaSchedule
         return (TimestepsFor(sigmas, trainSigmas, roundKarrasTimesteps), sigmas);
     }
 
+    /// <summary>
+    /// The integer timesteps of the multistep solvers (diffusers' DPM-Solver and UniPC <c>set_timesteps</c>), by
+    /// <c>timestep_spacing</c>: <c>linspace</c> rounds linspace(0, T − 1, n + 1) and drops the final 0; <c>leading</c>
+    /// uses i·(T div (n + 1)) + <c>steps_offset</c>; <c>trailing</c> arange(N, 0, −N/n) − 1. T is the last usable training
+    /// step plus one (N, or fewer when DPM-Solver's <c>lambda_min_clipped</c> cuts the high-noise end).
+    /// </summary>
+    internal static double[] MultistepTimesteps(SchedulerConfig config, int trainSteps, int last, int n)
+    {
+        var t = new List<double>(n);
+        switch (config.GetString("timestep_spacing", "linspace"))
+        {
+            case "linspace":
+                var lin = SchedulerMath.Linspace(0, last - 1, n + 1);
+                for (int i = n; i >= 1; i--) t.Add(Math.Round(lin[i], MidpointRounding.ToEven));
+                break;
+            case "leading":
+                int ratio = last / (n + 1);
+                for (int i = n; i >= 1; i--) t.Add((double)i * ratio + config.GetInt("steps_offset", 0));
+                break;
+            default: // trailing
+                double r = (double)trainSteps / n;
+                // numpy's float arange can yield one value too many (≈ 0 → timestep −1, e.g. n = 38); stop at n
+                // steps and at timestep 0, which is what the spacing means.
+                for (int i = 0; i < n && Math.Round(last - i * r, MidpointRounding.ToEven) >= 1; i++)
+                    t.Add(Math.Round(last - i * r, MidpointRounding.ToEven) - 1);
+                break;
+        }
+        return [.. t];
+    }
+
     /// <summary>σ at each (fractional) timestep: <c>np.interp(t, arange(N), σ_train)</c>, linear in σ.</summary>
     internal static double[] SigmasAt(double[] timesteps, double[] trainSigmas) =>
         Array.ConvertAll(timesteps, t => SchedulerMath.SigmaAtTimestep(t, trainSigmas));

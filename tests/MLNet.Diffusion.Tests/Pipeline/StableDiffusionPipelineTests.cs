@@ -61,6 +61,8 @@ public class StableDiffusionPipelineTests
     [InlineData("heun", 25)]
     [InlineData("kdpm2", 25)]
     [InlineData("lcm", 6)]
+    [InlineData("unipc", 20)]
+    [InlineData("unipc-karras", 20)]
     public void EverySchedulerReachesTheGuidedTargetThroughThePipeline(string scheduler, int steps)
     {
         using var folder = TestModelFactory.CreateTemp(new TestModelOptions { SchedulerConfigJson = ExactEndConfig });

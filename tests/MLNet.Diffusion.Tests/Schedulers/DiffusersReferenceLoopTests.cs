@@ -20,6 +20,10 @@ public class DiffusersReferenceLoopTests
     // test_scheduler_dpm_multi.py's get_scheduler_config (its figures are for final_sigmas_type sigma_min).
     private const string DpmConfig = """{"num_train_timesteps":1000,"beta_start":0.0001,"beta_end":0.02,"beta_schedule":"linear","solver_order":2,"prediction_type":"epsilon","algorithm_type":"dpmsolver++","solver_type":"midpoint","lower_order_final":false,"euler_at_final":false,"final_sigmas_type":"sigma_min"}""";
 
+    // test_scheduler_unipc.py's get_scheduler_config, before and after final_sigmas_type was added to it.
+    private const string UniPcBh1Config = """{"num_train_timesteps":1000,"beta_start":0.0001,"beta_end":0.02,"beta_schedule":"linear","solver_order":2,"solver_type":"bh1","final_sigmas_type":"sigma_min"}""";
+    private const string UniPcBh2Config = """{"num_train_timesteps":1000,"beta_start":0.0001,"beta_end":0.02,"beta_schedule":"linear","solver_order":2,"solver_type":"bh2","final_sigmas_type":"sigma_min"}""";
+
     public static TheoryData<string, string, string, bool, double> Cases => new()
     {
         // scheduler, base configuration, overrides (JSON members), mean instead of sum, diffusers' figure
@@ -44,6 +48,14 @@ public class DiffusersReferenceLoopTests
         { "DPMSolverMultistepScheduler", DpmConfig, "", true, 0.3301 },
         { "DPMSolverMultistepScheduler", DpmConfig, "\"prediction_type\":\"v_prediction\"", true, 0.2251 },
         { "DPMSolverMultistepScheduler", DpmConfig, "\"prediction_type\":\"v_prediction\",\"use_karras_sigmas\":true", true, 0.2096 },
+        // UniPC: the older suite (bh1; its figures predate final_sigmas_type, when the last step ended at σ_min) …
+        { "UniPCMultistepScheduler", UniPcBh1Config, "", true, 0.2521 },
+        { "UniPCMultistepScheduler", UniPcBh1Config, "\"prediction_type\":\"v_prediction\"", true, 0.1096 },
+        // … and the current one (bh2, final_sigmas_type sigma_min in its configuration).
+        { "UniPCMultistepScheduler", UniPcBh2Config, "", true, 0.2464 },
+        { "UniPCMultistepScheduler", UniPcBh2Config, "\"use_karras_sigmas\":true", true, 0.2925 },
+        { "UniPCMultistepScheduler", UniPcBh2Config, "\"prediction_type\":\"v_prediction\"", true, 0.1014 },
+        { "UniPCMultistepScheduler", UniPcBh2Config, "\"prediction_type\":\"v_prediction\",\"use_karras_sigmas\":true", true, 0.1966 },
     };
 
     public static TheoryData<string, string, int, double, double> NoisedStartCases => new()
@@ -52,6 +64,7 @@ public class DiffusersReferenceLoopTests
         { "DDIMScheduler", Linear1000[..^1] + ",\"clip_sample\":true}", 8, 354.5418, 0.4616 },
         { "KDPM2DiscreteScheduler", Linear1100, 8, 70408.4062, 91.6776 },
         { "DPMSolverMultistepScheduler", DpmConfig, 5, 318.4111, 0.4146 },
+        { "UniPCMultistepScheduler", UniPcBh2Config, 8, 315.5757, 0.4109 },
     };
 
     /// <summary>
