@@ -187,14 +187,14 @@ public sealed class DpmSolverMultistepScheduler : DiffusionScheduler
             _m1 = new float[sample.Length];
             _m2 = _solverOrder == 3 ? new float[sample.Length] : null;
         }
-        var (alphaS, sigmaS) = AlphaSigma(_sigmas[i]);
-        var (convertF, convertX) = ConversionCoefficients(alphaS, sigmaS);
+        var (alphaS, sigmaS) = VpSolverMath.AlphaSigma(_sigmas[i]);
+        var (convertF, convertX) = VpSolverMath.Conversion(PredictionType, _plusPlus, alphaS, sigmaS);
 
         int order = _solverOrder == 1 || _lowerOrderNums < 1 || lowerOrderFinal ? 1
             : _solverOrder == 2 || _lowerOrderNums < 2 || lowerOrderSecond ? 2 : 3;
 
-        var (alphaT, sigmaT) = AlphaSigma(_sigmas[i + 1]);
-        double lambdaT = Lambda(_sigmas[i + 1]), lambdaS0 = Lambda(_sigmas[i]);
+        var (alphaT, sigmaT) = VpSolverMath.AlphaSigma(_sigmas[i + 1]);
+        double lambdaT = VpSolverMath.Lambda(_sigmas[i + 1]), lambdaS0 = VpSolverMath.Lambda(_sigmas[i]);
         double h = lambdaT - lambdaS0;
         double a, phi, psi, omega = 0, noiseScale = 0;
         if (_sde && _plusPlus)
@@ -234,13 +234,13 @@ public sealed class DpmSolverMultistepScheduler : DiffusionScheduler
         double c0 = phi, c1 = 0, c2 = 0;
         if (order == 2)
         {
-            double r0 = (lambdaS0 - Lambda(_sigmas[i - 1])) / h;
+            double r0 = (lambdaS0 - VpSolverMath.Lambda(_sigmas[i - 1])) / h;
             c0 += psi / r0;
             c1 = -psi / r0;
         }
         else if (order == 3)
         {
-            double lambdaS1 = Lambda(_sigmas[i - 1]), lambdaS2 = Lambda(_sigmas[i - 2]);
+            double lambdaS1 = VpSolverMath.Lambda(_sigmas[i - 1]), lambdaS2 = VpSolverMath.Lambda(_sigmas[i - 2]);
             double r0 = (lambdaS0 - lambdaS1) / h, r1 = (lambdaS1 - lambdaS2) / h, g = 1 / (r0 + r1);
             double p = psi * (1 + r0 * g) + omega * g; // coefficient of D1₀
             double q = -psi * r0 * g - omega * g;      // coefficient of D1₁
@@ -276,31 +276,6 @@ public sealed class DpmSolverMultistepScheduler : DiffusionScheduler
     {
         SigmaSchedule.CheckCallIndex(callIndex, CallCount, Name);
         SigmaSchedule.CheckNoiseLengths(original, noise, destination, Name);
-        var (alpha, sigma) = AlphaSigma(_sigmas[callIndex]);
-        TensorPrimitives.Multiply(original, (float)alpha, destination);
-        TensorPrimitives.MultiplyAdd(noise, (float)sigma, destination, destination);
+        VpSolverMath.AddNoise(original, noise, _sigmas[callIndex], destination);
     }
-
-    /// <summary>diffusers <c>_sigma_to_alpha_sigma_t</c>: α_t = 1/√(σ² + 1), σ_t = σ·α_t.</summary>
-    private static (double Alpha, double Sigma) AlphaSigma(double sigma)
-    {
-        double alpha = 1 / Math.Sqrt(sigma * sigma + 1);
-        return (alpha, sigma * alpha);
-    }
-
-    /// <summary>λ = log α_t − log σ_t = −log σ (VE); +∞ at σ = 0.</summary>
-    private static double Lambda(double sigma) => -Math.Log(sigma);
-
-    /// <summary>
-    /// <c>convert_model_output</c> as m = q·x + p·F: for DPM-Solver++ the data prediction x₀ (ε: (x − σ_t·ε)/α_t;
-    /// v: α_t·x − σ_t·v; sample: F), for DPM-Solver the noise ε (ε: F; v: α_t·v + σ_t·x; sample: (x − α_t·x₀)/σ_t).
-    /// </summary>
-    private (float P, float Q) ConversionCoefficients(double alpha, double sigma) => (PredictionType, _plusPlus) switch
-    {
-        (PredictionType.Epsilon, true) => ((float)(-sigma / alpha), (float)(1 / alpha)),
-        (PredictionType.VPrediction, true) => ((float)-sigma, (float)alpha),
-        (PredictionType.Sample, true) or (PredictionType.Epsilon, false) => (1f, 0f),
-        (PredictionType.VPrediction, false) => ((float)alpha, (float)sigma),
-        _ => ((float)(-alpha / sigma), (float)(1 / sigma)),
-    };
 }

@@ -152,8 +152,8 @@ public sealed class UniPcMultistepScheduler : DiffusionScheduler
 
         // Convert into the spare buffer: the corrector still reads every history entry.
         var converted = _converted!;
-        var (alphaS, sigmaS) = AlphaSigma(_sigmas[i]);
-        var (p, q) = ConversionCoefficients(alphaS, sigmaS);
+        var (alphaS, sigmaS) = VpSolverMath.AlphaSigma(_sigmas[i]);
+        var (p, q) = VpSolverMath.Conversion(PredictionType, _predictX0, alphaS, sigmaS);
         TensorPrimitives.Multiply(modelOutput, p, converted);
         if (q != 0) TensorPrimitives.MultiplyAdd(sample, q, converted, converted);
 
@@ -161,12 +161,12 @@ public sealed class UniPcMultistepScheduler : DiffusionScheduler
         if (i > 0 && _hasLastSample && !_disableCorrector.Contains(i - 1))
         {
             int order = _lastOrder;
-            double lambdaT = Lambda(_sigmas[i]), lambdaS0 = Lambda(_sigmas[i - 1]);
+            double lambdaT = VpSolverMath.Lambda(_sigmas[i]), lambdaS0 = VpSolverMath.Lambda(_sigmas[i - 1]);
             double h = lambdaT - lambdaS0;
-            var (alphaT, sigmaT) = AlphaSigma(_sigmas[i]);
-            var (alphaS0, sigmaS0) = AlphaSigma(_sigmas[i - 1]);
+            var (alphaT, sigmaT) = VpSolverMath.AlphaSigma(_sigmas[i]);
+            var (alphaS0, sigmaS0) = VpSolverMath.AlphaSigma(_sigmas[i - 1]);
             Span<double> r = stackalloc double[3];
-            for (int k = 1; k < order; k++) r[k - 1] = (Lambda(_sigmas[i - 1 - k]) - lambdaS0) / h;
+            for (int k = 1; k < order; k++) r[k - 1] = (VpSolverMath.Lambda(_sigmas[i - 1 - k]) - lambdaS0) / h;
             var (phi1, bh) = Weights(h, order, r, corrector: true);
             double scale = _predictX0 ? alphaT : sigmaT;
             double a = _predictX0 ? sigmaT / sigmaS0 : alphaT / alphaS0;
@@ -200,11 +200,11 @@ public sealed class UniPcMultistepScheduler : DiffusionScheduler
 
         // UniP: predict σ_{i+1} from σ_i.
         {
-            double lambdaT = Lambda(_sigmas[i + 1]), lambdaS0 = Lambda(_sigmas[i]);
+            double lambdaT = VpSolverMath.Lambda(_sigmas[i + 1]), lambdaS0 = VpSolverMath.Lambda(_sigmas[i]);
             double h = lambdaT - lambdaS0;
-            var (alphaT, sigmaT) = AlphaSigma(_sigmas[i + 1]);
+            var (alphaT, sigmaT) = VpSolverMath.AlphaSigma(_sigmas[i + 1]);
             Span<double> r = stackalloc double[3];
-            for (int k = 1; k < thisOrder; k++) r[k - 1] = (Lambda(_sigmas[i - k]) - lambdaS0) / h;
+            for (int k = 1; k < thisOrder; k++) r[k - 1] = (VpSolverMath.Lambda(_sigmas[i - k]) - lambdaS0) / h;
             var (phi1, bh) = Weights(h, thisOrder, r, corrector: false);
             double scale = _predictX0 ? alphaT : sigmaT;
             double a = _predictX0 ? sigmaT / sigmaS : alphaT / alphaS;
@@ -292,31 +292,6 @@ public sealed class UniPcMultistepScheduler : DiffusionScheduler
     {
         SigmaSchedule.CheckCallIndex(callIndex, CallCount, Name);
         SigmaSchedule.CheckNoiseLengths(original, noise, destination, Name);
-        var (alpha, sigma) = AlphaSigma(_sigmas[callIndex]);
-        TensorPrimitives.Multiply(original, (float)alpha, destination);
-        TensorPrimitives.MultiplyAdd(noise, (float)sigma, destination, destination);
+        VpSolverMath.AddNoise(original, noise, _sigmas[callIndex], destination);
     }
-
-    /// <summary>diffusers <c>_sigma_to_alpha_sigma_t</c>: α_t = 1/√(σ² + 1), σ_t = σ·α_t.</summary>
-    private static (double Alpha, double Sigma) AlphaSigma(double sigma)
-    {
-        double alpha = 1 / Math.Sqrt(sigma * sigma + 1);
-        return (alpha, sigma * alpha);
-    }
-
-    /// <summary>λ = log α_t − log σ_t = −log σ; +∞ at σ = 0.</summary>
-    private static double Lambda(double sigma) => -Math.Log(sigma);
-
-    /// <summary>
-    /// <c>convert_model_output</c> as m = p·F + q·x: data prediction x₀ (ε: (x − σ_t·F)/α_t; v: α_t·x − σ_t·F; sample: F),
-    /// or noise prediction ε (ε: F; v: α_t·F + σ_t·x; sample: (x − α_t·F)/σ_t).
-    /// </summary>
-    private (float P, float Q) ConversionCoefficients(double alpha, double sigma) => (PredictionType, _predictX0) switch
-    {
-        (PredictionType.Epsilon, true) => ((float)(-sigma / alpha), (float)(1 / alpha)),
-        (PredictionType.VPrediction, true) => ((float)-sigma, (float)alpha),
-        (PredictionType.Sample, true) or (PredictionType.Epsilon, false) => (1f, 0f),
-        (PredictionType.VPrediction, false) => ((float)alpha, (float)sigma),
-        _ => ((float)(-alpha / sigma), (float)(1 / sigma)),
-    };
 }

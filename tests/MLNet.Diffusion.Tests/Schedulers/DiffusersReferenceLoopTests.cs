@@ -91,19 +91,7 @@ public class DiffusersReferenceLoopTests
         var sample = new float[n];
         s.AddNoise(original, noise, begin, sample);
         s.SetBeginIndex(begin);
-        var scaled = new float[n];
-        var model = new float[n];
-        while (s.StepIndex < s.CallCount)
-        {
-            float t = s.Timesteps[s.StepIndex];
-            if (sigmaLoop)
-            {
-                s.ScaleModelInput(sample, scaled);
-                scaled.CopyTo(sample, 0);
-            }
-            for (int i = 0; i < n; i++) model[i] = sample[i] * t / (t + 1);
-            s.Step(model, sample);
-        }
+        RunDummyModel(s, sample, sigmaLoop);
         double sum = sample.Sum(v => Math.Abs((double)v));
         Assert.True(Math.Abs(sum - expectedSum) <= Math.Max(1e-2, 1e-5 * expectedSum), $"{scheduler}: Σ|x| = {sum:G9}, diffusers {expectedSum}");
         Assert.True(Math.Abs(sum / n - expectedMean) <= Math.Max(1e-3, 1e-5 * expectedMean), $"{scheduler}: mean {sum / n:G9}, diffusers {expectedMean}");
@@ -121,8 +109,20 @@ public class DiffusersReferenceLoopTests
         const int n = 768;
         var sample = new float[n];
         for (int i = 0; i < n; i++) sample[i] = i / (float)n * (sigmaLoop ? s.InitNoiseSigma : 1f);
-        var scaled = new float[n];
-        var model = new float[n];
+        RunDummyModel(s, sample, sigmaLoop);
+        double result = sample.Sum(v => Math.Abs((double)v)) / (mean ? n : 1);
+        double tolerance = Math.Max(mean ? 1e-3 : 1e-2, 1e-5 * Math.Abs(expected));
+        Assert.True(Math.Abs(result - expected) <= tolerance, $"{scheduler} {overrides}: {result:G9}, diffusers {expected} (±{tolerance:G3})");
+    }
+
+    /// <summary>
+    /// diffusers' loop from the scheduler's current call to the end with the dummy model F(x, t) = x·t/(t + 1); with
+    /// <paramref name="sigmaLoop"/> the scaled input replaces the sample before each step, as those tests write it.
+    /// </summary>
+    private static void RunDummyModel(DiffusionScheduler s, float[] sample, bool sigmaLoop)
+    {
+        var scaled = new float[sample.Length];
+        var model = new float[sample.Length];
         while (s.StepIndex < s.CallCount)
         {
             float t = s.Timesteps[s.StepIndex];
@@ -131,11 +131,8 @@ public class DiffusersReferenceLoopTests
                 s.ScaleModelInput(sample, scaled);
                 scaled.CopyTo(sample, 0);
             }
-            for (int i = 0; i < n; i++) model[i] = sample[i] * t / (t + 1);
+            for (int i = 0; i < sample.Length; i++) model[i] = sample[i] * t / (t + 1);
             s.Step(model, sample);
         }
-        double result = sample.Sum(v => Math.Abs((double)v)) / (mean ? n : 1);
-        double tolerance = Math.Max(mean ? 1e-3 : 1e-2, 1e-5 * Math.Abs(expected));
-        Assert.True(Math.Abs(result - expected) <= tolerance, $"{scheduler} {overrides}: {result:G9}, diffusers {expected} (±{tolerance:G3})");
     }
 }
