@@ -214,4 +214,90 @@ internal static class LatentKernels
             Unsafe.Add(ref rx, i) = (float)(cX0 * x0 + cEps * eps + cSample * x);
         }
     }
+
+    /// <summary>The scalars of <see cref="UniPc"/>.</summary>
+    /// <param name="P">Conversion: e = P·F + Q·x.</param>
+    /// <param name="Q">Conversion.</param>
+    /// <param name="Correct">Whether the corrector runs (else x_c = x).</param>
+    /// <param name="CLast">Corrector: coefficient of the last sample.</param>
+    /// <param name="CNew">Corrector: coefficient of e.</param>
+    /// <param name="CH0">Corrector: coefficient of history 0 (the previous converted output).</param>
+    /// <param name="CH1">Corrector: coefficient of history 1.</param>
+    /// <param name="CH2">Corrector: coefficient of history 2.</param>
+    /// <param name="PX">Predictor: coefficient of x_c.</param>
+    /// <param name="PNew">Predictor: coefficient of e.</param>
+    /// <param name="PH0">Predictor: coefficient of history 0.</param>
+    /// <param name="PH1">Predictor: coefficient of history 1.</param>
+    internal readonly record struct UniPcCoefficients(float P, float Q, bool Correct, float CLast, float CNew, float CH0, float CH1, float CH2,
+        float PX, float PNew, float PH0, float PH1);
+
+    /// <summary>
+    /// One UniPC step in one pass: e = P·F + Q·x (stored in <paramref name="converted"/>); the corrected sample
+    /// x_c = CLast·last + CNew·e + Σ CH_k·h_k (or x) is stored in <paramref name="last"/>; then
+    /// x ← PX·x_c + PNew·e + PH0·h0 + PH1·h1. Only the first <paramref name="histories"/> of h0, h1, h2 are read.
+    /// </summary>
+    public static void UniPc(ReadOnlySpan<float> model, Span<float> sample, Span<float> last, Span<float> converted, int histories,
+        ReadOnlySpan<float> h0, ReadOnlySpan<float> h1, ReadOnlySpan<float> h2, in UniPcCoefficients k)
+    {
+        int n = sample.Length;
+        if (model.Length != n || last.Length != n || converted.Length != n || histories is < 0 or > 3
+            || (histories >= 1 && h0.Length != n) || (histories >= 2 && h1.Length != n) || (histories >= 3 && h2.Length != n))
+            throw new ArgumentException("Kernel buffers must all have the sample's length.");
+        ref float f = ref MemoryMarshal.GetReference(model);
+        ref float x = ref MemoryMarshal.GetReference(sample);
+        ref float l = ref MemoryMarshal.GetReference(last);
+        ref float e = ref MemoryMarshal.GetReference(converted);
+        ref float a = ref histories >= 1 ? ref MemoryMarshal.GetReference(h0) : ref Unsafe.NullRef<float>();
+        ref float b = ref histories >= 2 ? ref MemoryMarshal.GetReference(h1) : ref Unsafe.NullRef<float>();
+        ref float c = ref histories >= 3 ? ref MemoryMarshal.GetReference(h2) : ref Unsafe.NullRef<float>();
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var vp = Vector256.Create(k.P); var vq = Vector256.Create(k.Q);
+            var cl = Vector256.Create(k.CLast); var cn = Vector256.Create(k.CNew);
+            var c0 = Vector256.Create(k.CH0); var c1 = Vector256.Create(k.CH1); var c2 = Vector256.Create(k.CH2);
+            var px = Vector256.Create(k.PX); var pn = Vector256.Create(k.PNew); var p0 = Vector256.Create(k.PH0); var p1 = Vector256.Create(k.PH1);
+            for (; i <= n - Vector256<float>.Count; i += Vector256<float>.Count)
+            {
+                var vx = Vector256.LoadUnsafe(ref x, (nuint)i);
+                var ve = Vector256.LoadUnsafe(ref f, (nuint)i) * vp + vx * vq;
+                var va = histories >= 1 ? Vector256.LoadUnsafe(ref a, (nuint)i) : default;
+                var vb = histories >= 2 ? Vector256.LoadUnsafe(ref b, (nuint)i) : default;
+                var xc = vx;
+                if (k.Correct)
+                {
+                    xc = Vector256.LoadUnsafe(ref l, (nuint)i) * cl + ve * cn;
+                    if (histories >= 1) xc += va * c0;
+                    if (histories >= 2) xc += vb * c1;
+                    if (histories >= 3) xc += Vector256.LoadUnsafe(ref c, (nuint)i) * c2;
+                }
+                var xn = xc * px + ve * pn;
+                if (histories >= 1) xn += va * p0;
+                if (histories >= 2) xn += vb * p1;
+                xc.StoreUnsafe(ref l, (nuint)i);
+                ve.StoreUnsafe(ref e, (nuint)i);
+                xn.StoreUnsafe(ref x, (nuint)i);
+            }
+        }
+        for (; i < n; i++)
+        {
+            float vx = Unsafe.Add(ref x, i);
+            float ve = Unsafe.Add(ref f, i) * k.P + vx * k.Q;
+            float va = histories >= 1 ? Unsafe.Add(ref a, i) : 0, vb = histories >= 2 ? Unsafe.Add(ref b, i) : 0;
+            float xc = vx;
+            if (k.Correct)
+            {
+                xc = Unsafe.Add(ref l, i) * k.CLast + ve * k.CNew;
+                if (histories >= 1) xc += va * k.CH0;
+                if (histories >= 2) xc += vb * k.CH1;
+                if (histories >= 3) xc += Unsafe.Add(ref c, i) * k.CH2;
+            }
+            float xn = xc * k.PX + ve * k.PNew;
+            if (histories >= 1) xn += va * k.PH0;
+            if (histories >= 2) xn += vb * k.PH1;
+            Unsafe.Add(ref l, i) = xc;
+            Unsafe.Add(ref e, i) = ve;
+            Unsafe.Add(ref x, i) = xn;
+        }
+    }
 }

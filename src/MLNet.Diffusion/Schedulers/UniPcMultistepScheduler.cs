@@ -150,74 +150,66 @@ public sealed class UniPcMultistepScheduler : DiffusionScheduler
             _converted = new float[len];
         }
 
-        // Convert into the spare buffer: the corrector still reads every history entry.
-        var converted = _converted!;
+        // Conversion e = P·F + Q·x (into the spare buffer: the corrector still reads every history entry).
         var (alphaS, sigmaS) = VpSolverMath.AlphaSigma(_sigmas[i]);
         var (p, q) = VpSolverMath.Conversion(PredictionType, _predictX0, alphaS, sigmaS);
-        TensorPrimitives.Multiply(modelOutput, p, converted);
-        if (q != 0) TensorPrimitives.MultiplyAdd(sample, q, converted, converted);
 
-        // UniC: correct the sample the previous predictor produced.
-        if (i > 0 && _hasLastSample && !_disableCorrector.Contains(i - 1))
+        // UniC: correct the sample the previous predictor produced, with history h_k = the converted output k + 1 steps back:
+        // x_c = a·x_last − scale·φ1·h0 − scale·B·(Σ_{k<p−1} ρ_k·(h_k − h0)/r_k + ρ_last·(e − h0)).
+        bool correct = i > 0 && _hasLastSample && !_disableCorrector.Contains(i - 1);
+        double cLast = 0, cNew = 0, ch0 = 0, ch1 = 0, ch2 = 0;
+        int correctorOrder = correct ? _lastOrder : 0;
+        if (correct)
         {
-            int order = _lastOrder;
-            double lambdaT = VpSolverMath.Lambda(_sigmas[i]), lambdaS0 = VpSolverMath.Lambda(_sigmas[i - 1]);
-            double h = lambdaT - lambdaS0;
+            double lambdaS0 = VpSolverMath.Lambda(_sigmas[i - 1]), h = VpSolverMath.Lambda(_sigmas[i]) - lambdaS0;
             var (alphaT, sigmaT) = VpSolverMath.AlphaSigma(_sigmas[i]);
             var (alphaS0, sigmaS0) = VpSolverMath.AlphaSigma(_sigmas[i - 1]);
             Span<double> r = stackalloc double[3];
-            for (int k = 1; k < order; k++) r[k - 1] = (VpSolverMath.Lambda(_sigmas[i - 1 - k]) - lambdaS0) / h;
-            var (phi1, bh) = Weights(h, order, r, corrector: true);
+            for (int k = 1; k < correctorOrder; k++) r[k - 1] = (VpSolverMath.Lambda(_sigmas[i - 1 - k]) - lambdaS0) / h;
+            var (phi1, bh) = Weights(h, correctorOrder, r, corrector: true);
             double scale = _predictX0 ? alphaT : sigmaT;
-            double a = _predictX0 ? sigmaT / sigmaS0 : alphaT / alphaS0;
-            // x_t = a·x_prev − scale·φ1·m_prev − scale·B·(Σ_{k<order−1} ρ_k·(m_k − m_prev)/r_k + ρ_last·(m0 − m_prev))
-            double cPrev = -scale * phi1, cNew = -scale * bh * _rho[order - 1];
-            cPrev -= cNew;
-            var mPrev = _history[0]!;
-            TensorPrimitives.Multiply(_lastSample!, (float)a, sample);
-            for (int k = 1; k < order; k++)
-            {
-                double c = -scale * bh * _rho[k - 1] / r[k - 1];
-                cPrev -= c;
-                TensorPrimitives.MultiplyAdd(_history[k]!, (float)c, sample, sample);
-            }
-            TensorPrimitives.MultiplyAdd(mPrev, (float)cPrev, sample, sample);
-            TensorPrimitives.MultiplyAdd(converted, (float)cNew, sample, sample);
+            cLast = _predictX0 ? sigmaT / sigmaS0 : alphaT / alphaS0;
+            cNew = -scale * bh * _rho[correctorOrder - 1];
+            ch0 = -scale * phi1 - cNew;
+            if (correctorOrder >= 2) { ch1 = -scale * bh * _rho[0] / r[0]; ch0 -= ch1; }
+            if (correctorOrder >= 3) { ch2 = -scale * bh * _rho[1] / r[1]; ch0 -= ch2; }
         }
+
+        int thisOrder = _lowerOrderFinal ? Math.Min(_solverOrder, CallCount - i) : _solverOrder;
+        thisOrder = Math.Min(thisOrder, _lowerOrderNums + 1);
+        if (_sigmas[i + 1] == 0) thisOrder = 1; // λ = +∞: the update is x₀ itself at any order (diffusers divides by r = 0 above order 1)
+
+        // UniP from σ_i to σ_{i+1}, after e joins the history (so the older entries are today's h0, h1):
+        // x' = a·x_c − scale·φ1·e − scale·B·Σ_{k<q} ρ_k·(h_{k−1} − e)/r_k.
+        double px, pNew, ph0 = 0, ph1 = 0;
+        {
+            double lambdaS0 = VpSolverMath.Lambda(_sigmas[i]), h = VpSolverMath.Lambda(_sigmas[i + 1]) - lambdaS0;
+            var (alphaT, sigmaT) = VpSolverMath.AlphaSigma(_sigmas[i + 1]);
+            Span<double> r = stackalloc double[3];
+            for (int k = 1; k < thisOrder; k++) r[k - 1] = (VpSolverMath.Lambda(_sigmas[i - k]) - lambdaS0) / h;
+            var (phi1, bh) = Weights(h, thisOrder, r, corrector: false);
+            double scale = _predictX0 ? alphaT : sigmaT;
+            px = _predictX0 ? sigmaT / sigmaS : alphaT / alphaS;
+            pNew = -scale * phi1;
+            if (thisOrder >= 2) { ph0 = -scale * bh * _rho[0] / r[0]; pNew -= ph0; }
+            if (thisOrder >= 3) { ph1 = -scale * bh * _rho[1] / r[1]; pNew -= ph1; }
+        }
+
+        // One pass over the latents: e, the corrected sample (kept as the next corrector's x_last), the prediction.
+        var converted = _converted!;
+        int histories = Math.Max(correctorOrder, thisOrder - 1);
+        LatentKernels.UniPc(modelOutput, sample, _lastSample, converted, histories,
+            histories >= 1 ? _history[0] : default, histories >= 2 ? _history[1] : default, histories >= 3 ? _history[2] : default,
+            new LatentKernels.UniPcCoefficients(p, q, correct, (float)cLast, (float)cNew, (float)ch0, (float)ch1, (float)ch2,
+                (float)px, (float)pNew, (float)ph0, (float)ph1));
+        _hasLastSample = true;
+        _lastOrder = thisOrder;
 
         // The converted output becomes the newest history entry; the dropped oldest is the next spare.
         var dropped = _history[^1];
         for (int k = _history.Length - 1; k > 0; k--) _history[k] = _history[k - 1];
         _history[0] = converted;
         _converted = dropped;
-
-        int thisOrder = _lowerOrderFinal ? Math.Min(_solverOrder, CallCount - i) : _solverOrder;
-        thisOrder = Math.Min(thisOrder, _lowerOrderNums + 1);
-        if (_sigmas[i + 1] == 0) thisOrder = 1; // λ = +∞: the update is x₀ itself at any order (diffusers divides by r = 0 above order 1)
-        sample.CopyTo(_lastSample);
-        _hasLastSample = true;
-        _lastOrder = thisOrder;
-
-        // UniP: predict σ_{i+1} from σ_i.
-        {
-            double lambdaT = VpSolverMath.Lambda(_sigmas[i + 1]), lambdaS0 = VpSolverMath.Lambda(_sigmas[i]);
-            double h = lambdaT - lambdaS0;
-            var (alphaT, sigmaT) = VpSolverMath.AlphaSigma(_sigmas[i + 1]);
-            Span<double> r = stackalloc double[3];
-            for (int k = 1; k < thisOrder; k++) r[k - 1] = (VpSolverMath.Lambda(_sigmas[i - k]) - lambdaS0) / h;
-            var (phi1, bh) = Weights(h, thisOrder, r, corrector: false);
-            double scale = _predictX0 ? alphaT : sigmaT;
-            double a = _predictX0 ? sigmaT / sigmaS : alphaT / alphaS;
-            double c0 = -scale * phi1;
-            TensorPrimitives.Multiply(sample, (float)a, sample);
-            for (int k = 1; k < thisOrder; k++)
-            {
-                double c = -scale * bh * _rho[k - 1] / r[k - 1];
-                c0 -= c;
-                TensorPrimitives.MultiplyAdd(_history[k]!, (float)c, sample, sample);
-            }
-            TensorPrimitives.MultiplyAdd(_history[0]!, (float)c0, sample, sample);
-        }
 
         if (_lowerOrderNums < _solverOrder) _lowerOrderNums++;
         StepIndex++;
