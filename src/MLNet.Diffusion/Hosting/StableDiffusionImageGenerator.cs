@@ -21,7 +21,7 @@ namespace MLNet.Diffusion.Hosting;
 /// <see cref="ImageGenerationOptions.MediaType"/> (only <c>image/png</c>) and, in
 /// <see cref="ImageGenerationOptions.AdditionalProperties"/>, the model's own settings: <see cref="SeedProperty"/>,
 /// <see cref="StepsProperty"/>, <see cref="GuidanceScaleProperty"/>, <see cref="NegativePromptProperty"/>,
-/// <see cref="SchedulerProperty"/> and <see cref="EtaProperty"/> (numbers may be given as numbers, numeric strings or
+/// <see cref="SchedulerProperty"/>, <see cref="EtaProperty"/> and <see cref="GuidanceRescaleProperty"/> (numbers may be given as numbers, numeric strings or
 /// JSON elements). Other additional properties are ignored, as are <see cref="ImageGenerationOptions.ModelId"/> (the
 /// model is the pipeline's folder), <see cref="ImageGenerationOptions.ResponseFormat"/> (the data is always inline;
 /// <see cref="DataContent.Uri"/> gives it as a data URI) and <see cref="ImageGenerationOptions.StreamingCount"/>.
@@ -54,6 +54,9 @@ public sealed class StableDiffusionImageGenerator : IImageGenerator
 
     /// <summary>Additional property: DDIM's η (number, 0–1).</summary>
     public const string EtaProperty = "eta";
+
+    /// <summary>Additional property: the guidance rescale φ (number, 0–1; <see cref="GenerationOptions.GuidanceRescale"/>).</summary>
+    public const string GuidanceRescaleProperty = "guidance_rescale";
 
     private readonly ImageGeneratorMetadata _metadata;
     private readonly GenerationOptions _defaults;
@@ -174,6 +177,12 @@ public sealed class StableDiffusionImageGenerator : IImageGenerator
             if (!(eta >= 0 && eta <= 1))
                 throw new ArgumentOutOfRangeException(nameof(options), eta, $"ImageGenerationOptions.AdditionalProperties[\"{EtaProperty}\"] must be from 0 to 1; got {eta}.");
             generation.Eta = (float)eta;
+        }
+        if (GetNumber(extra, GuidanceRescaleProperty) is double rescale)
+        {
+            if (!(rescale >= 0 && rescale <= 1))
+                throw new ArgumentOutOfRangeException(nameof(options), rescale, $"ImageGenerationOptions.AdditionalProperties[\"{GuidanceRescaleProperty}\"] must be from 0 to 1; got {rescale}.");
+            generation.GuidanceRescale = (float)rescale;
         }
         if (GetString(extra, SchedulerProperty) is { } scheduler && !string.IsNullOrWhiteSpace(scheduler))
             generation.Scheduler = scheduler;

@@ -131,6 +131,11 @@ public class StableDiffusionImageGeneratorTests(GeneratorModelFixture model) : I
         var eta = new ImageGenerationOptions { AdditionalProperties = new() { ["seed"] = 7L, ["steps"] = 3, ["eta"] = 1.0 } };
         var withEta = Decode(Assert.Single((await Generator().GenerateImagesAsync(Prompt, eta)).Contents)).Rgba;
         Assert.Equal(PipelineRgba(new ImagePrompt(Prompt, 7), new GenerationOptions { Steps = 3, Scheduler = "ddim", Eta = 1 }), withEta);
+
+        // So is the guidance rescale.
+        var rescale = new ImageGenerationOptions { AdditionalProperties = new() { ["seed"] = 7L, ["steps"] = 3, ["guidance_rescale"] = "0.7" } };
+        var withRescale = Decode(Assert.Single((await Generator().GenerateImagesAsync(Prompt, rescale)).Contents)).Rgba;
+        Assert.Equal(PipelineRgba(new ImagePrompt(Prompt, 7), new GenerationOptions { Steps = 3, Scheduler = "ddim", GuidanceRescale = 0.7f }), withRescale);
     }
 
     [Theory]
@@ -173,6 +178,7 @@ public class StableDiffusionImageGeneratorTests(GeneratorModelFixture model) : I
         { "guidance_scale", "high", "must be a number" },
         { "guidance_scale", double.PositiveInfinity, "must be a finite number" },
         { "eta", 1.5, "must be from 0 to 1" },
+        { "guidance_rescale", -0.1, "must be from 0 to 1" },
         { "negative_prompt", 42, "must be a string" },
         { "scheduler", 3, "must be a string" },
     };
