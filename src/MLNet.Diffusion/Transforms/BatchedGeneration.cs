@@ -87,15 +87,32 @@ internal sealed class BatchedGeneration
         return (init, mask, strength);
     }
 
-    /// <summary>Encodes prompts in one text-encoder run; one [77·D] array per prompt.</summary>
+    /// <summary>
+    /// Encodes prompts in one text-encoder run, each distinct text once (a column of one negative prompt, or rows that
+    /// repeat a prompt, cost one row); one [77·D] array per prompt, shared between equal texts (read-only).
+    /// </summary>
     public float[][] Encode(IReadOnlyList<string> prompts, BatchRun run)
     {
         if (prompts.Count == 0) return [];
-        var all = _pipeline.EncodeText(prompts, run.CancellationToken);
+        var distinct = new List<string>();
+        var rowOf = new Dictionary<string, int>(StringComparer.Ordinal);
+        var rows = new int[prompts.Count];
+        for (int i = 0; i < rows.Length; i++)
+        {
+            if (!rowOf.TryGetValue(prompts[i], out rows[i]))
+            {
+                rows[i] = distinct.Count;
+                rowOf.Add(prompts[i], rows[i]);
+                distinct.Add(prompts[i]);
+            }
+        }
+        var all = _pipeline.EncodeText(distinct, run.CancellationToken);
         run.Progress?.Report(new DiffusionProgress(DiffusionStage.EncodingText, prompts.Count, prompts.Count));
-        int per = all.Length / prompts.Count;
+        int per = all.Length / distinct.Count;
+        var encoded = new float[distinct.Count][];
+        for (int i = 0; i < encoded.Length; i++) encoded[i] = all.AsSpan(i * per, per).ToArray();
         var result = new float[prompts.Count][];
-        for (int i = 0; i < result.Length; i++) result[i] = all.AsSpan(i * per, per).ToArray();
+        for (int i = 0; i < result.Length; i++) result[i] = encoded[rows[i]];
         return result;
     }
 

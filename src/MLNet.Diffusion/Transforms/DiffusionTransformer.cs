@@ -77,14 +77,16 @@ public sealed class DiffusionTransformer : DiffusionTransformerBase
             if (rowIndex.TryAdd(slot.Inputs, rows.Count)) rows.Add(slot.Inputs);
         bool denoise = (needed & (OutputSet.Latents | OutputSet.Image)) != 0;
         var run = BatchRun.For(slots, Settings);
-        var conditional = TextEncoding.Encode(rows.Select(r => r.Prompt).ToArray(), run);
+        var settings = denoise ? slots.Select(s => Generation.SettingsOf(s)).ToArray() : [];
+        bool negatives = denoise && Settings.NegativePromptColumnName is not null && settings.Any(s => s.GuidanceScale > 1);
+        // Prompts and negative prompts in one text-encoder run (each distinct text once).
+        var texts = negatives ? [.. rows.Select(r => r.Prompt), .. rows.Select(r => r.NegativePrompt)] : rows.Select(r => r.Prompt).ToArray();
+        var encoded = TextEncoding.Encode(texts, run);
+        var conditional = encoded[..rows.Count];
+        float[][]? unconditional = negatives ? encoded[rows.Count..] : null;
         for (int i = 0; i < result.Length; i++) result[i].PromptEmbedding = conditional[rowIndex[slots[i].Inputs]];
         if (!denoise) return result;
 
-        var settings = slots.Select(s => Generation.SettingsOf(s)).ToArray();
-        float[][]? unconditional = null;
-        if (Settings.NegativePromptColumnName is not null && settings.Any(s => s.GuidanceScale > 1))
-            unconditional = TextEncoding.Encode(rows.Select(r => r.NegativePrompt).ToArray(), run);
         var requests = new DenoiseRequest[slots.Count];
         for (int i = 0; i < requests.Length; i++)
         {

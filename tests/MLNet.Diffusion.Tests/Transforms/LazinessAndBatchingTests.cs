@@ -45,6 +45,28 @@ public class LazinessAndBatchingTests(TransformModelFixture model) : IClassFixtu
     }
 
     [Fact]
+    public void EachBatchEncodesItsDistinctPromptsAndNegativePromptsInOneTextEncoderRun()
+    {
+        var ml = new MLContext();
+        // Two prompts over four rows, one negative prompt for all: a batch of four encodes three texts, once.
+        var rows = Enumerable.Range(0, 4).Select(i => new FullRow { Prompt = i % 2 == 0 ? "red cat" : "blue dog", Negative = "blurry", Seed = i }).ToArray();
+        var table = ml.Data.LoadFromEnumerable(rows);
+        var options = Options(model.Path, batchSize: 4);
+        options.NegativePromptColumnName = nameof(FullRow.Negative);
+        options.SeedColumnName = nameof(FullRow.Seed);
+        using var transformer = ml.Transforms.GenerateImages(options).Fit(table);
+        var encoder = transformer.Pipeline.TextEncoder;
+        long runs = encoder.RunCount, encoded = encoder.EncodedPromptCount;
+        var images = ReadImages(transformer.Transform(table));
+        Assert.Equal(1, encoder.RunCount - runs);
+        Assert.Equal(3, encoder.EncodedPromptCount - encoded);
+
+        // Row 2 repeats row 0's prompt, negative prompt and settings but not its seed; generated alone it is the same image.
+        var alone = transformer.Pipeline.Generate([new ImagePrompt("red cat", 2) { NegativePrompt = "blurry" }], Generation(options))[0];
+        using (alone.Image) Assert.True(MaxByteDifference(alone.Image.Pixels.ToArray(), images[2]) <= 1);
+    }
+
+    [Fact]
     public void TenRowsInBatchesOfFourMakeThreeUNetBatchesPerStepAndMatchImagesGeneratedAlone()
     {
         var ml = new MLContext();
