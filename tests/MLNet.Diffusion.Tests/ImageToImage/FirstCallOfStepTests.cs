@@ -37,6 +37,7 @@ public class FirstCallOfStepTests
     [InlineData("euler-a", 10, new[] { 10, 9, 5, 1, 0 })]
     [InlineData("dpm++2m", 10, new[] { 10, 9, 5, 1, 0 })]
     [InlineData("lcm", 10, new[] { 10, 9, 5, 1, 0 })]
+    [InlineData("unipc", 10, new[] { 10, 9, 5, 1, 0 })]
     [InlineData("pndm", 10, new[] { 11, 9, 5, 1, 0 })]      // the warm-up's extra call belongs to step 0
     [InlineData("heun", 10, new[] { 19, 17, 9, 1, 0 })]     // 2 calls per kept step, the last one single
     [InlineData("kdpm2", 10, new[] { 19, 17, 9, 1, 0 })]

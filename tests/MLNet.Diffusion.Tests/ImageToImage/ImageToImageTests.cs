@@ -41,6 +41,8 @@ public class ImageToImageTests(PipelineCache models) : IClassFixture<PipelineCac
     [InlineData("lcm", VaeEncoderForm.LatentParameters)]
     [InlineData("heun", VaeEncoderForm.LatentSample)]
     [InlineData("dpm++2m-karras", VaeEncoderForm.LatentParameters)]
+    [InlineData("dpm++2m-sde", VaeEncoderForm.LatentSample)]    // stochastic
+    [InlineData("unipc", VaeEncoderForm.LatentParameters)]
     public void StrengthOneIsTextToImageWithTheSameSeed(string scheduler, VaeEncoderForm form)
     {
         // SD 1.5's own schedule (not ending at ᾱ = 1), so the seed's noise still shows in the result.
