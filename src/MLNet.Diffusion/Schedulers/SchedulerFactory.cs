@@ -21,6 +21,7 @@ public static class SchedulerFactory
         ("KDPM2DiscreteScheduler", ["kdpm2", "dpm2"], c => new KDpm2DiscreteScheduler(c)),
         ("LCMScheduler", ["lcm"], c => new LcmScheduler(c)),
         ("UniPCMultistepScheduler", ["unipc", "uni-pc"], c => new UniPcMultistepScheduler(c)),
+        ("DEISMultistepScheduler", ["deis"], c => new DeisMultistepScheduler(c)),
     ];
 
     private static readonly (string Key, object? Value) Karras = ("use_karras_sigmas", true);
@@ -40,6 +41,7 @@ public static class SchedulerFactory
         ("heun-karras", "HeunDiscreteScheduler", [Karras]),
         ("kdpm2-karras", "KDPM2DiscreteScheduler", [Karras]),
         ("unipc-karras", "UniPCMultistepScheduler", [Karras]),
+        ("deis-karras", "DEISMultistepScheduler", [Karras]),
     ];
 
     /// <summary>Every accepted name: the short names, then the diffusers class names.</summary>

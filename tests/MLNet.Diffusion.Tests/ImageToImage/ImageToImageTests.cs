@@ -43,6 +43,7 @@ public class ImageToImageTests(PipelineCache models) : IClassFixture<PipelineCac
     [InlineData("dpm++2m-karras", VaeEncoderForm.LatentParameters)]
     [InlineData("dpm++2m-sde", VaeEncoderForm.LatentSample)]    // stochastic
     [InlineData("unipc", VaeEncoderForm.LatentParameters)]
+    [InlineData("deis", VaeEncoderForm.LatentSample)]
     public void StrengthOneIsTextToImageWithTheSameSeed(string scheduler, VaeEncoderForm form)
     {
         // SD 1.5's own schedule (not ending at ᾱ = 1), so the seed's noise still shows in the result.
@@ -177,7 +178,9 @@ public class ImageToImageTests(PipelineCache models) : IClassFixture<PipelineCac
         // The point-mass oracle forgets any start that carries noise: every scheduler ends on the guided target.
         var expected = TestModelFactory.ExpandTarget(GuidedTarget(Prompt, "blue dog", 2.5f), 8, 8);
         double error = MaxAbsDiff(result.Latents, expected);
-        Assert.True(error < 2e-2, $"{scheduler}: max error {error}");
+        // DEIS ends at σ_min, not 0 (log ρ has no value at 0): that much of the start's noise stays, |ε| < 5 here.
+        double tolerance = 2e-2 + (probe is DeisMultistepScheduler deis ? 5 * deis.Sigmas[^1] : 0);
+        Assert.True(error < tolerance, $"{scheduler}: max error {error}");
     }
 
     [Fact]

@@ -63,6 +63,7 @@ public class StableDiffusionPipelineTests
     [InlineData("lcm", 6)]
     [InlineData("unipc", 20)]
     [InlineData("unipc-karras", 20)]
+    [InlineData("deis", 20)]
     public void EverySchedulerReachesTheGuidedTargetThroughThePipeline(string scheduler, int steps)
     {
         using var folder = TestModelFactory.CreateTemp(new TestModelOptions { SchedulerConfigJson = ExactEndConfig });
@@ -71,8 +72,17 @@ public class StableDiffusionPipelineTests
             new GenerationOptions { Steps = steps, GuidanceScale = 2.5f, Scheduler = scheduler })[0];
         var expected = ExpectedLatents(Prompt, "blue dog", 2.5f, 8, 8);
         double error = MaxAbsDiff(result.Latents, expected);
-        Assert.True(error < 2e-2, $"{scheduler}: max error {error}");
+        // DEIS ends at σ_min, not 0 (log ρ has no value at 0): that much of the start's noise stays, |ε| < 5 here.
+        double tolerance = 2e-2 + (scheduler == "deis" ? 5 * SigmaMinOf(pipeline) : 0);
+        Assert.True(error < tolerance, $"{scheduler}: max error {error}");
         result.Image.Dispose();
+    }
+
+    private static double SigmaMinOf(StableDiffusionPipeline pipeline)
+    {
+        var deis = (DeisMultistepScheduler)SchedulerFactory.Create("deis", pipeline.SchedulerConfig);
+        deis.SetTimesteps(1);
+        return deis.Sigmas[^1];
     }
 
     [Fact]

@@ -24,6 +24,9 @@ public class DiffusersReferenceLoopTests
     private const string UniPcBh1Config = """{"num_train_timesteps":1000,"beta_start":0.0001,"beta_end":0.02,"beta_schedule":"linear","solver_order":2,"solver_type":"bh1","final_sigmas_type":"sigma_min"}""";
     private const string UniPcBh2Config = """{"num_train_timesteps":1000,"beta_start":0.0001,"beta_end":0.02,"beta_schedule":"linear","solver_order":2,"solver_type":"bh2","final_sigmas_type":"sigma_min"}""";
 
+    // test_scheduler_deis.py's get_scheduler_config.
+    private const string DeisConfig = """{"num_train_timesteps":1000,"beta_start":0.0001,"beta_end":0.02,"beta_schedule":"linear","solver_order":2}""";
+
     public static TheoryData<string, string, string, bool, double> Cases => new()
     {
         // scheduler, base configuration, overrides (JSON members), mean instead of sum, diffusers' figure
@@ -56,6 +59,8 @@ public class DiffusersReferenceLoopTests
         { "UniPCMultistepScheduler", UniPcBh2Config, "\"use_karras_sigmas\":true", true, 0.2925 },
         { "UniPCMultistepScheduler", UniPcBh2Config, "\"prediction_type\":\"v_prediction\"", true, 0.1014 },
         { "UniPCMultistepScheduler", UniPcBh2Config, "\"prediction_type\":\"v_prediction\",\"use_karras_sigmas\":true", true, 0.1966 },
+        { "DEISMultistepScheduler", DeisConfig, "", true, 0.23916 },
+        { "DEISMultistepScheduler", DeisConfig, "\"prediction_type\":\"v_prediction\"", true, 0.091 },
     };
 
     public static TheoryData<string, string, int, double, double> NoisedStartCases => new()
@@ -65,6 +70,7 @@ public class DiffusersReferenceLoopTests
         { "KDPM2DiscreteScheduler", Linear1100, 8, 70408.4062, 91.6776 },
         { "DPMSolverMultistepScheduler", DpmConfig, 5, 318.4111, 0.4146 },
         { "UniPCMultistepScheduler", UniPcBh2Config, 8, 315.5757, 0.4109 },
+        { "DEISMultistepScheduler", DeisConfig, 8, 315.3016, 0.41054 },
     };
 
     /// <summary>
