@@ -70,22 +70,10 @@ public sealed class DeisMultistepScheduler : DiffusionScheduler
     /// <summary>The integer timesteps of <see cref="SigmaSchedule.MultistepTimesteps"/>; Karras σ are mapped back and rounded.</summary>
     protected override float[] ComputeTimesteps(int inferenceSteps)
     {
-        int n = inferenceSteps;
-        double[] timesteps = SigmaSchedule.MultistepTimesteps(Config, NumTrainTimesteps, NumTrainTimesteps, n);
-        double[] sigmas;
-        if (_karras)
-        {
-            sigmas = SchedulerMath.KarrasSigmas(_trainSigmas[0], _trainSigmas[^1], n);
-            timesteps = SigmaSchedule.TimestepsFor(sigmas, _trainSigmas, round: true);
-        }
-        else
-        {
-            sigmas = SigmaSchedule.SigmasAt(timesteps, _trainSigmas);
-        }
-        for (int i = 0; i < timesteps.Length; i++) timesteps[i] = Math.Truncate(timesteps[i]);
-        _sigmas = SigmaSchedule.WithFinal(sigmas, _trainSigmas[0]);
+        (var timesteps, _sigmas) = SigmaSchedule.MultistepSchedule(Config, NumTrainTimesteps, NumTrainTimesteps, inferenceSteps, _trainSigmas,
+            _karras, roundKarras: true, finalSigma: _trainSigmas[0]);
         _lowerOrderNums = 0;
-        return SigmaSchedule.ToFloat(timesteps);
+        return timesteps;
     }
 
     /// <summary>Starts part-way down the schedule; the solver restarts at first order.</summary>

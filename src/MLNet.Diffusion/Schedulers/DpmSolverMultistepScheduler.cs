@@ -124,21 +124,10 @@ public sealed class DpmSolverMultistepScheduler : DiffusionScheduler
         foreach (var s in _trainSigmas)
             if (-Math.Log(s) < _lambdaMinClipped) clipped++;
         int last = trainSteps - clipped;
-        double[] timesteps = SigmaSchedule.MultistepTimesteps(Config, trainSteps, last, n);
-        double[] sigmas;
-        if (_karras)
-        {
-            sigmas = SchedulerMath.KarrasSigmas(_trainSigmas[0], _trainSigmas[^1], n);
-            timesteps = SigmaSchedule.TimestepsFor(sigmas, _trainSigmas, round: !_cosine);
-        }
-        else
-        {
-            sigmas = SigmaSchedule.SigmasAt(timesteps, _trainSigmas);
-        }
-        for (int i = 0; i < timesteps.Length; i++) timesteps[i] = Math.Truncate(timesteps[i]); // .to(torch.int64)
-        _sigmas = SigmaSchedule.WithFinal(sigmas, _finalZero ? 0 : _trainSigmas[0]);
+        (var timesteps, _sigmas) = SigmaSchedule.MultistepSchedule(Config, trainSteps, last, n, _trainSigmas,
+            _karras, roundKarras: !_cosine, finalSigma: _finalZero ? 0 : _trainSigmas[0]);
         _lowerOrderNums = 0;
-        return SigmaSchedule.ToFloat(timesteps);
+        return timesteps;
     }
 
     /// <summary>Starts part-way down the schedule; the solver restarts at first order.</summary>

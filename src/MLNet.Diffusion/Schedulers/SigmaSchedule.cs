@@ -120,6 +120,30 @@ internal static class SigmaSchedule
         return [.. t];
     }
 
+    /// <summary>
+    /// The whole schedule of a multistep solver on integer timesteps (DPM-Solver, UniPC, DEIS): <see cref="MultistepTimesteps"/>
+    /// and their σ, or with <paramref name="karras"/> Karras σ over the whole training range mapped back to timesteps
+    /// (rounded when <paramref name="roundKarras"/>); the timesteps are then truncated to integers (<c>.astype(int64)</c>)
+    /// and <paramref name="finalSigma"/> ends the σ list.
+    /// </summary>
+    internal static (float[] Timesteps, double[] Sigmas) MultistepSchedule(SchedulerConfig config, int trainSteps, int last, int n,
+        double[] trainSigmas, bool karras, bool roundKarras, double finalSigma)
+    {
+        double[] timesteps = MultistepTimesteps(config, trainSteps, last, n);
+        double[] sigmas;
+        if (karras)
+        {
+            sigmas = SchedulerMath.KarrasSigmas(trainSigmas[0], trainSigmas[^1], n);
+            timesteps = TimestepsFor(sigmas, trainSigmas, roundKarras);
+        }
+        else
+        {
+            sigmas = SigmasAt(timesteps, trainSigmas);
+        }
+        for (int i = 0; i < timesteps.Length; i++) timesteps[i] = Math.Truncate(timesteps[i]);
+        return (ToFloat(timesteps), WithFinal(sigmas, finalSigma));
+    }
+
     /// <summary>σ at each (fractional) timestep: <c>np.interp(t, arange(N), σ_train)</c>, linear in σ.</summary>
     internal static double[] SigmasAt(double[] timesteps, double[] trainSigmas) =>
         Array.ConvertAll(timesteps, t => SchedulerMath.SigmaAtTimestep(t, trainSigmas));
