@@ -12,12 +12,14 @@ namespace MLNet.Diffusion.Schedulers;
 /// <para>Like <see cref="DpmSolverMultistepScheduler"/> it works on the VP sample (α_t = 1/√(ρ² + 1)) with the same integer
 /// timesteps, no input scaling and N(0, 1) initial noise; the model output is converted to the noise ε. The schedule
 /// ends at σ_min (the training schedule's first σ), where log ρ is finite.</para>
-/// <para>Keys (diffusers defaults): <c>solver_order</c> (2; 1 to 3), <c>algorithm_type</c> (<c>deis</c>, the only one),
+/// <para>Keys (diffusers defaults): <c>solver_order</c> (2; 1 to 3), <c>algorithm_type</c> (<c>deis</c>, the only one;
+/// <c>dpmsolver</c> and <c>dpmsolver++</c> map to it, as in diffusers),
 /// <c>solver_type</c> (<c>logrho</c>; <c>midpoint</c>, <c>heun</c>, <c>bh1</c> and <c>bh2</c> map to it, as in diffusers),
 /// <c>lower_order_final</c> (true: first order at the last step and at most second at the one before, below 15 steps),
 /// <c>use_karras_sigmas</c>, <c>timestep_spacing</c> (<c>linspace</c>), <c>steps_offset</c>, <c>rescale_betas_zero_snr</c>,
-/// <c>prediction_type</c>. Not supported: <c>thresholding</c> and the other σ spacings; <c>final_sigmas_type: zero</c>
-/// (log ρ = −∞) is refused.</para>
+/// <c>prediction_type</c>. Not supported: <c>thresholding</c> and the other σ spacings. <c>final_sigmas_type</c> is not a
+/// DEIS key (a folder configured for DPM-Solver may carry one when DEIS is chosen by name) and is ignored: the
+/// schedule always ends at σ_min, since log ρ has no value at 0.</para>
 /// </remarks>
 public sealed class DeisMultistepScheduler : DiffusionScheduler
 {
@@ -40,13 +42,12 @@ public sealed class DeisMultistepScheduler : DiffusionScheduler
         if (_solverOrder is < 1 or > 3)
             throw new InvalidDataException($"{Name}: solver_order is {_solverOrder}, expected 1, 2 or 3 {where}.");
         string algorithm = config.GetString("algorithm_type", "deis");
+        if (algorithm is "dpmsolver" or "dpmsolver++") algorithm = "deis"; // a DPM-Solver folder's key, mapped as diffusers does
         if (algorithm != "deis")
             throw new InvalidDataException($"{Name}: algorithm_type '{algorithm}' is not supported; DEIS has 'deis' only {where}.");
         string solverType = config.GetString("solver_type", "logrho");
         if (solverType is not ("logrho" or "midpoint" or "heun" or "bh1" or "bh2"))
             throw new InvalidDataException($"{Name}: solver_type '{solverType}' is not supported; expected logrho {where}.");
-        if (config.GetString("final_sigmas_type", "sigma_min") != "sigma_min")
-            throw new InvalidDataException($"{Name}: final_sigmas_type '{config.GetString("final_sigmas_type", "")}' is not supported: DEIS integrates in log ρ, which has no value at σ = 0; use sigma_min {where}.");
         if (config.GetBool("thresholding", false))
             throw new NotSupportedException($"{Name}: 'thresholding: true' (dynamic thresholding, for pixel-space models) is not supported {where}.");
         foreach (var key in new[] { "use_exponential_sigmas", "use_beta_sigmas", "use_flow_sigmas" })

@@ -34,8 +34,12 @@ public class DeisMultistepSchedulerTests
     [Fact]
     public void ConfigurationChecksNameTheKey()
     {
-        Assert.Contains("final_sigmas_type", Assert.Throws<InvalidDataException>(() => Sd15(("final_sigmas_type", "zero"))).Message);
-        Assert.Contains("algorithm_type", Assert.Throws<InvalidDataException>(() => Sd15(("algorithm_type", "dpmsolver++"))).Message);
+        // A DPM-Solver folder's final_sigmas_type is not DEIS's: DEIS still ends at σ_min.
+        var fromDpmConfig = Sd15(("final_sigmas_type", "zero"));
+        fromDpmConfig.SetTimesteps(10);
+        Assert.Equal(SigmaTestKit.SigmaMin, fromDpmConfig.Sigmas[10], 1e-6);
+        Assert.Contains("algorithm_type", Assert.Throws<InvalidDataException>(() => Sd15(("algorithm_type", "sde-dpmsolver++"))).Message);
+        Assert.Equal("DEISMultistepScheduler", Sd15(("algorithm_type", "dpmsolver++")).Name); // mapped to deis, as diffusers does
         Assert.Contains("solver_order", Assert.Throws<InvalidDataException>(() => Sd15(("solver_order", 0))).Message);
         Assert.Contains("thresholding", Assert.Throws<NotSupportedException>(() => Sd15(("thresholding", true))).Message);
         Assert.Equal("DEISMultistepScheduler", Sd15(("solver_type", "bh2")).Name); // diffusers maps the other solver types to logrho
