@@ -22,6 +22,7 @@ public static class SchedulerFactory
         ("LCMScheduler", ["lcm"], c => new LcmScheduler(c)),
         ("UniPCMultistepScheduler", ["unipc", "uni-pc"], c => new UniPcMultistepScheduler(c)),
         ("DEISMultistepScheduler", ["deis"], c => new DeisMultistepScheduler(c)),
+        ("DPMSolverSinglestepScheduler", ["dpm++2s", "dpmsolver-singlestep"], c => new DpmSolverSinglestepScheduler(c)),
     ];
 
     private static readonly (string Key, object? Value) Karras = ("use_karras_sigmas", true);
@@ -42,6 +43,7 @@ public static class SchedulerFactory
         ("kdpm2-karras", "KDPM2DiscreteScheduler", [Karras]),
         ("unipc-karras", "UniPCMultistepScheduler", [Karras]),
         ("deis-karras", "DEISMultistepScheduler", [Karras]),
+        ("dpm++2s-karras", "DPMSolverSinglestepScheduler", [Karras]),
     ];
 
     /// <summary>Every accepted name: the short names, then the diffusers class names.</summary>

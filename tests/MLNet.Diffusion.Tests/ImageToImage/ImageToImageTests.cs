@@ -44,6 +44,7 @@ public class ImageToImageTests(PipelineCache models) : IClassFixture<PipelineCac
     [InlineData("dpm++2m-sde", VaeEncoderForm.LatentSample)]    // stochastic
     [InlineData("unipc", VaeEncoderForm.LatentParameters)]
     [InlineData("deis", VaeEncoderForm.LatentSample)]
+    [InlineData("dpm++2s", VaeEncoderForm.LatentParameters)]
     public void StrengthOneIsTextToImageWithTheSameSeed(string scheduler, VaeEncoderForm form)
     {
         // SD 1.5's own schedule (not ending at ᾱ = 1), so the seed's noise still shows in the result.

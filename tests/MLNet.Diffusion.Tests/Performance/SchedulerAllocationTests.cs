@@ -8,7 +8,7 @@ namespace MLNet.Diffusion.Tests.Performance;
 [Collection(AllocationCollection.Name)]
 public class SchedulerAllocationTests
 {
-    public static TheoryData<string> Names => ["pndm", "ddim", "ddpm", "lms", "euler", "euler-a", "dpm++2m", "dpm++2m-karras", "dpm++2m-sde", "heun", "kdpm2", "lcm", "unipc", "deis"];
+    public static TheoryData<string> Names => ["pndm", "ddim", "ddpm", "lms", "euler", "euler-a", "dpm++2m", "dpm++2m-karras", "dpm++2m-sde", "heun", "kdpm2", "lcm", "unipc", "deis", "dpm++2s"];
 
     [Theory]
     [MemberData(nameof(Names))]

@@ -64,6 +64,7 @@ public class StableDiffusionPipelineTests
     [InlineData("unipc", 20)]
     [InlineData("unipc-karras", 20)]
     [InlineData("deis", 20)]
+    [InlineData("dpm++2s", 20)]
     public void EverySchedulerReachesTheGuidedTargetThroughThePipeline(string scheduler, int steps)
     {
         using var folder = TestModelFactory.CreateTemp(new TestModelOptions { SchedulerConfigJson = ExactEndConfig });

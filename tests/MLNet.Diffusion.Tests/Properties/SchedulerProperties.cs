@@ -9,7 +9,7 @@ namespace MLNet.Diffusion.Tests.Properties;
 public class SchedulerProperties
 {
     private static readonly string[] Schedulers =
-        ["pndm", "ddim", "ddpm", "lms", "euler", "euler-a", "dpm++2m", "dpm++2m-karras", "dpm++2m-sde", "heun", "kdpm2", "lcm", "unipc", "deis"];
+        ["pndm", "ddim", "ddpm", "lms", "euler", "euler-a", "dpm++2m", "dpm++2m-karras", "dpm++2m-sde", "heun", "kdpm2", "lcm", "unipc", "deis", "dpm++2s"];
 
     /// <summary>A random but valid scheduler_config.json.</summary>
     private static readonly Gen<string> Configs =

@@ -27,6 +27,11 @@ public class DiffusersReferenceLoopTests
     // test_scheduler_deis.py's get_scheduler_config.
     private const string DeisConfig = """{"num_train_timesteps":1000,"beta_start":0.0001,"beta_end":0.02,"beta_schedule":"linear","solver_order":2}""";
 
+    // test_scheduler_dpm_single.py's get_scheduler_config. Its figures predate final_sigmas_type and the [1, 1] ending of
+    // the order list (10 steps were [1, 2] × 5, ending at σ_min); today's equivalent is lower_order_final false and
+    // final_sigmas_type sigma_min, which this configuration sets.
+    private const string SinglestepConfig = """{"num_train_timesteps":1000,"beta_start":0.0001,"beta_end":0.02,"beta_schedule":"linear","solver_order":2,"prediction_type":"epsilon","algorithm_type":"dpmsolver++","solver_type":"midpoint","lower_order_final":false,"final_sigmas_type":"sigma_min"}""";
+
     public static TheoryData<string, string, string, bool, double> Cases => new()
     {
         // scheduler, base configuration, overrides (JSON members), mean instead of sum, diffusers' figure
@@ -61,6 +66,10 @@ public class DiffusersReferenceLoopTests
         { "UniPCMultistepScheduler", UniPcBh2Config, "\"prediction_type\":\"v_prediction\",\"use_karras_sigmas\":true", true, 0.1966 },
         { "DEISMultistepScheduler", DeisConfig, "", true, 0.23916 },
         { "DEISMultistepScheduler", DeisConfig, "\"prediction_type\":\"v_prediction\"", true, 0.091 },
+        { "DPMSolverSinglestepScheduler", SinglestepConfig, "", true, 0.2791 },
+        { "DPMSolverSinglestepScheduler", SinglestepConfig, "\"use_karras_sigmas\":true", true, 0.2248 },
+        { "DPMSolverSinglestepScheduler", SinglestepConfig, "\"prediction_type\":\"v_prediction\"", true, 0.1453 },
+        { "DPMSolverSinglestepScheduler", SinglestepConfig, "\"prediction_type\":\"v_prediction\",\"use_karras_sigmas\":true", true, 0.0649 },
     };
 
     public static TheoryData<string, string, int, double, double> NoisedStartCases => new()
@@ -71,6 +80,7 @@ public class DiffusersReferenceLoopTests
         { "DPMSolverMultistepScheduler", DpmConfig, 5, 318.4111, 0.4146 },
         { "UniPCMultistepScheduler", UniPcBh2Config, 8, 315.5757, 0.4109 },
         { "DEISMultistepScheduler", DeisConfig, 8, 315.3016, 0.41054 },
+        { "DPMSolverSinglestepScheduler", SinglestepConfig, 5, 269.2187, 0.3505 },
     };
 
     /// <summary>
