@@ -38,9 +38,7 @@ public sealed class DeisMultistepScheduler : DiffusionScheduler
         SigmaSchedule.FloorZeroTerminalSnr(AlphasCumprod, config);
         _trainSigmas = SchedulerMath.Sigmas(AlphasCumprod);
         string where = $"(scheduler configuration '{config.Source ?? "(text)"}')";
-        _solverOrder = config.GetInt("solver_order", 2);
-        if (_solverOrder is < 1 or > 3)
-            throw new InvalidDataException($"{Name}: solver_order is {_solverOrder}, expected 1, 2 or 3 {where}.");
+        _solverOrder = SigmaSchedule.SolverOrder(config, Name, where);
         string algorithm = config.GetString("algorithm_type", "deis");
         if (algorithm is "dpmsolver" or "dpmsolver++") algorithm = "deis"; // a DPM-Solver folder's key, mapped as diffusers does
         if (algorithm != "deis")

@@ -57,20 +57,11 @@ public sealed class DpmSolverSinglestepScheduler : DiffusionScheduler
         if (solverType is not ("midpoint" or "heun"))
             throw new InvalidDataException($"{Name}: solver_type '{solverType}' is not one of midpoint, heun {where}.");
         _midpoint = solverType == "midpoint";
-        _solverOrder = config.GetInt("solver_order", 2);
-        if (_solverOrder is < 1 or > 3)
-            throw new InvalidDataException($"{Name}: solver_order is {_solverOrder}, expected 1, 2 or 3 {where}.");
-        string finalType = config.GetString("final_sigmas_type", "zero");
-        if (finalType is not ("zero" or "sigma_min"))
-            throw new InvalidDataException($"{Name}: final_sigmas_type '{finalType}' is not one of zero, sigma_min {where}.");
-        _finalZero = finalType == "zero";
+        _solverOrder = SigmaSchedule.SolverOrder(config, Name, where);
+        _finalZero = SigmaSchedule.FinalSigmaIsZero(config, Name, where);
         if (!_plusPlus && _finalZero)
             throw new InvalidDataException($"{Name}: final_sigmas_type 'zero' is not supported with algorithm_type 'dpmsolver' (λ = +∞ at σ = 0); set final_sigmas_type to 'sigma_min' {where}.");
-        if (config.GetBool("thresholding", false))
-            throw new NotSupportedException($"{Name}: 'thresholding: true' (dynamic thresholding, for pixel-space models) is not supported {where}.");
-        string? varianceType = config.Contains("variance_type") ? config.GetString("variance_type", "") : null;
-        if (varianceType is "learned" or "learned_range")
-            throw new NotSupportedException($"{Name}: variance_type '{varianceType}' (a model that also predicts its variance) is not supported {where}.");
+        SigmaSchedule.RejectThresholdingAndLearnedVariance(config, Name, where);
         foreach (var key in new[] { "use_exponential_sigmas", "use_beta_sigmas", "use_flow_sigmas" })
             SigmaSchedule.RejectFlag(config, Name, key);
         _karras = config.GetBool("use_karras_sigmas", false);

@@ -44,6 +44,34 @@ internal static class SigmaSchedule
         if (config.GetBool("rescale_betas_zero_snr", false)) alphasCumprod[^1] = ZeroSnrAlphaBar;
     }
 
+    /// <summary><c>solver_order</c> of the multistep and singlestep solvers: 1 to 3 (default 2).</summary>
+    internal static int SolverOrder(SchedulerConfig config, string scheduler, string where)
+    {
+        int order = config.GetInt("solver_order", 2);
+        if (order is < 1 or > 3)
+            throw new InvalidDataException($"{scheduler}: solver_order is {order}, expected 1, 2 or 3 {where}.");
+        return order;
+    }
+
+    /// <summary><c>final_sigmas_type</c>: true for <c>zero</c> (the default), false for <c>sigma_min</c>.</summary>
+    internal static bool FinalSigmaIsZero(SchedulerConfig config, string scheduler, string where)
+    {
+        string finalType = config.GetString("final_sigmas_type", "zero");
+        if (finalType is not ("zero" or "sigma_min"))
+            throw new InvalidDataException($"{scheduler}: final_sigmas_type '{finalType}' is not one of zero, sigma_min {where}.");
+        return finalType == "zero";
+    }
+
+    /// <summary>Refuses dynamic thresholding (for pixel-space models) and a model that also predicts its variance.</summary>
+    internal static void RejectThresholdingAndLearnedVariance(SchedulerConfig config, string scheduler, string where)
+    {
+        if (config.GetBool("thresholding", false))
+            throw new NotSupportedException($"{scheduler}: 'thresholding: true' (dynamic thresholding, for pixel-space models) is not supported {where}.");
+        string? varianceType = config.Contains("variance_type") ? config.GetString("variance_type", "") : null;
+        if (varianceType is "learned" or "learned_range")
+            throw new NotSupportedException($"{scheduler}: variance_type '{varianceType}' (a model that also predicts its variance) is not supported {where}.");
+    }
+
     /// <summary>Throws <see cref="NotSupportedException"/> naming <paramref name="key"/> when it is set to true.</summary>
     internal static void RejectFlag(SchedulerConfig config, string scheduler, string key)
     {

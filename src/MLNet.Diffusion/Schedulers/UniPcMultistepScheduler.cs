@@ -46,9 +46,7 @@ public sealed class UniPcMultistepScheduler : DiffusionScheduler
         _trainSigmas = SchedulerMath.Sigmas(AlphasCumprod);
         string where = $"(scheduler configuration '{config.Source ?? "(text)"}')";
 
-        _solverOrder = config.GetInt("solver_order", 2);
-        if (_solverOrder is < 1 or > 3)
-            throw new InvalidDataException($"{Name}: solver_order is {_solverOrder}, expected 1, 2 or 3 {where}.");
+        _solverOrder = SigmaSchedule.SolverOrder(config, Name, where);
         string solverType = config.GetString("solver_type", "bh2");
         if (solverType is "midpoint" or "heun" or "logrho") solverType = "bh2";
         if (solverType is not ("bh1" or "bh2"))
@@ -57,10 +55,7 @@ public sealed class UniPcMultistepScheduler : DiffusionScheduler
         _predictX0 = config.GetBool("predict_x0", true);
         _lowerOrderFinal = config.GetBool("lower_order_final", true);
         _karras = config.GetBool("use_karras_sigmas", false);
-        string finalType = config.GetString("final_sigmas_type", "zero");
-        if (finalType is not ("zero" or "sigma_min"))
-            throw new InvalidDataException($"{Name}: final_sigmas_type '{finalType}' is not one of zero, sigma_min {where}.");
-        _finalZero = finalType == "zero";
+        _finalZero = SigmaSchedule.FinalSigmaIsZero(config, Name, where);
         if (!_predictX0 && _finalZero)
             throw new InvalidDataException($"{Name}: final_sigmas_type 'zero' needs predict_x0 true: noise prediction has no update to σ = 0 (λ = +∞; diffusers returns NaN there); set final_sigmas_type to 'sigma_min' {where}.");
         _disableCorrector = [];
