@@ -20,7 +20,7 @@ public class SchedulerStepBenchmarks
     private readonly GaussianNoise _noise = new(1);
 
     /// <summary>The scheduler.</summary>
-    [Params("euler", "dpm++2m", "pndm", "ddim", "unipc", "euler-a", "dpm++2m-sde")]
+    [Params("euler", "dpm++2m", "pndm", "ddim", "unipc", "deis", "dpm++2s", "euler-a", "dpm++2m-sde")]
     public string Scheduler { get; set; } = "euler";
 
     /// <summary>The latent side h = w.</summary>
