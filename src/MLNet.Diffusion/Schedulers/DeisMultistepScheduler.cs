@@ -48,11 +48,8 @@ public sealed class DeisMultistepScheduler : DiffusionScheduler
             throw new InvalidDataException($"{Name}: solver_type '{solverType}' is not supported; expected logrho {where}.");
         if (config.GetBool("thresholding", false))
             throw new NotSupportedException($"{Name}: 'thresholding: true' (dynamic thresholding, for pixel-space models) is not supported {where}.");
-        foreach (var key in new[] { "use_exponential_sigmas", "use_beta_sigmas", "use_flow_sigmas" })
-            SigmaSchedule.RejectFlag(config, Name, key);
-        string spacing = config.GetString("timestep_spacing", "linspace");
-        if (spacing is not ("linspace" or "leading" or "trailing"))
-            throw new InvalidDataException($"{Name}: timestep_spacing '{spacing}' is not supported; expected linspace, leading or trailing {where}.");
+        SigmaSchedule.RejectFlags(config, Name, "use_exponential_sigmas", "use_beta_sigmas", "use_flow_sigmas");
+        SigmaSchedule.RequireMultistepSpacing(config, Name, where);
         _lowerOrderFinal = config.GetBool("lower_order_final", true);
         _karras = config.GetBool("use_karras_sigmas", false);
     }

@@ -76,17 +76,14 @@ public sealed class DpmSolverMultistepScheduler : DiffusionScheduler
             throw new InvalidDataException($"{Name}: final_sigmas_type 'zero' is not supported with algorithm_type '{algorithm}' (λ = +∞ at σ = 0); set final_sigmas_type to 'sigma_min' {where}.");
 
         SigmaSchedule.RejectThresholdingAndLearnedVariance(config, Name, where);
-        foreach (var key in new[] { "use_lu_lambdas", "use_exponential_sigmas", "use_beta_sigmas", "use_flow_sigmas", "use_dynamic_shifting" })
-            SigmaSchedule.RejectFlag(config, Name, key);
+        SigmaSchedule.RejectFlags(config, Name, "use_lu_lambdas", "use_exponential_sigmas", "use_beta_sigmas", "use_flow_sigmas", "use_dynamic_shifting");
 
         _lowerOrderFinal = config.GetBool("lower_order_final", true);
         _eulerAtFinal = config.GetBool("euler_at_final", false);
         _karras = config.GetBool("use_karras_sigmas", false);
         _cosine = config.GetString("beta_schedule", "linear") == "squaredcos_cap_v2";
         _lambdaMinClipped = config.GetDouble("lambda_min_clipped", double.NegativeInfinity, allowInfinite: true);
-        string spacing = config.GetString("timestep_spacing", "linspace");
-        if (spacing is not ("linspace" or "leading" or "trailing"))
-            throw new InvalidDataException($"{Name}: timestep_spacing '{spacing}' is not supported; expected linspace, leading or trailing {where}.");
+        SigmaSchedule.RequireMultistepSpacing(config, Name, where);
     }
 
     /// <inheritdoc />

@@ -62,8 +62,7 @@ public sealed class DpmSolverSinglestepScheduler : DiffusionScheduler
         if (!_plusPlus && _finalZero)
             throw new InvalidDataException($"{Name}: final_sigmas_type 'zero' is not supported with algorithm_type 'dpmsolver' (λ = +∞ at σ = 0); set final_sigmas_type to 'sigma_min' {where}.");
         SigmaSchedule.RejectThresholdingAndLearnedVariance(config, Name, where);
-        foreach (var key in new[] { "use_exponential_sigmas", "use_beta_sigmas", "use_flow_sigmas" })
-            SigmaSchedule.RejectFlag(config, Name, key);
+        SigmaSchedule.RejectFlags(config, Name, "use_exponential_sigmas", "use_beta_sigmas", "use_flow_sigmas");
         _karras = config.GetBool("use_karras_sigmas", false);
         _cosine = config.GetString("beta_schedule", "linear") == "squaredcos_cap_v2";
         _lowerOrderFinalConfigured = config.GetBool("lower_order_final", true);

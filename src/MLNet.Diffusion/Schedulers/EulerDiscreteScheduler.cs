@@ -32,8 +32,7 @@ public sealed class EulerDiscreteScheduler : DiffusionScheduler
     {
         SigmaSchedule.FloorZeroTerminalSnr(AlphasCumprod, config);
         _trainSigmas = SchedulerMath.Sigmas(AlphasCumprod);
-        SigmaSchedule.RejectFlag(config, Name, "use_exponential_sigmas");
-        SigmaSchedule.RejectFlag(config, Name, "use_beta_sigmas");
+        SigmaSchedule.RejectFlags(config, Name, "use_exponential_sigmas", "use_beta_sigmas");
         SigmaSchedule.RequireOneOf(config, Name, "interpolation_type", "linear", "linear");
         string timestepType = SigmaSchedule.RequireOneOf(config, Name, "timestep_type", "discrete", "discrete", "continuous");
         if (timestepType == "continuous" && PredictionType == PredictionType.VPrediction)

@@ -33,8 +33,7 @@ public sealed class HeunDiscreteScheduler : DiffusionScheduler
     public HeunDiscreteScheduler(SchedulerConfig config) : base(SigmaSchedule.WithClassDefaults(config, 0.00085, 0.012, hasZeroSnrKey: false))
     {
         _trainSigmas = SchedulerMath.Sigmas(AlphasCumprod);
-        SigmaSchedule.RejectFlag(Config, Name, "use_exponential_sigmas");
-        SigmaSchedule.RejectFlag(Config, Name, "use_beta_sigmas");
+        SigmaSchedule.RejectFlags(Config, Name, "use_exponential_sigmas", "use_beta_sigmas");
         _karras = Config.GetBool("use_karras_sigmas", false);
         if (Config.GetBool("clip_sample", false))
         {

@@ -39,8 +39,7 @@ public sealed class KDpm2DiscreteScheduler : DiffusionScheduler
         if (PredictionType == PredictionType.Sample)
             throw new NotSupportedException($"{Name}: prediction_type 'sample' is not implemented (diffusers raises NotImplementedError for it too).");
         _trainSigmas = SchedulerMath.Sigmas(AlphasCumprod);
-        SigmaSchedule.RejectFlag(Config, Name, "use_exponential_sigmas");
-        SigmaSchedule.RejectFlag(Config, Name, "use_beta_sigmas");
+        SigmaSchedule.RejectFlags(Config, Name, "use_exponential_sigmas", "use_beta_sigmas");
         _karras = Config.GetBool("use_karras_sigmas", false);
         _ = SigmaSchedule.SpacedTimesteps(Config, NumTrainTimesteps, 1);
     }

@@ -47,8 +47,7 @@ public sealed class LmsDiscreteScheduler : DiffusionScheduler
     public LmsDiscreteScheduler(SchedulerConfig config) : base(SigmaSchedule.WithClassDefaults(config, 0.0001, 0.02, hasZeroSnrKey: false))
     {
         _trainSigmas = SchedulerMath.Sigmas(AlphasCumprod);
-        SigmaSchedule.RejectFlag(Config, Name, "use_exponential_sigmas");
-        SigmaSchedule.RejectFlag(Config, Name, "use_beta_sigmas");
+        SigmaSchedule.RejectFlags(Config, Name, "use_exponential_sigmas", "use_beta_sigmas");
         _karras = Config.GetBool("use_karras_sigmas", false);
         _ = SigmaSchedule.SpacedTimesteps(Config, NumTrainTimesteps, 1);
     }

@@ -53,6 +53,17 @@ internal static class SigmaSchedule
         return order;
     }
 
+    /// <summary>
+    /// Checks <c>timestep_spacing</c> for <see cref="MultistepTimesteps"/>: <c>linspace</c> (the default), <c>leading</c>
+    /// or <c>trailing</c>.
+    /// </summary>
+    internal static void RequireMultistepSpacing(SchedulerConfig config, string scheduler, string where)
+    {
+        string spacing = config.GetString("timestep_spacing", "linspace");
+        if (spacing is not ("linspace" or "leading" or "trailing"))
+            throw new InvalidDataException($"{scheduler}: timestep_spacing '{spacing}' is not supported; expected linspace, leading or trailing {where}.");
+    }
+
     /// <summary><c>final_sigmas_type</c>: true for <c>zero</c> (the default), false for <c>sigma_min</c>.</summary>
     internal static bool FinalSigmaIsZero(SchedulerConfig config, string scheduler, string where)
     {
@@ -72,11 +83,12 @@ internal static class SigmaSchedule
             throw new NotSupportedException($"{scheduler}: variance_type '{varianceType}' (a model that also predicts its variance) is not supported {where}.");
     }
 
-    /// <summary>Throws <see cref="NotSupportedException"/> naming <paramref name="key"/> when it is set to true.</summary>
-    internal static void RejectFlag(SchedulerConfig config, string scheduler, string key)
+    /// <summary>Throws <see cref="NotSupportedException"/> naming the first of <paramref name="keys"/> that is set to true.</summary>
+    internal static void RejectFlags(SchedulerConfig config, string scheduler, params string[] keys)
     {
-        if (config.GetBool(key, false))
-            throw new NotSupportedException($"{scheduler}: '{key}: true' is not supported by this implementation (scheduler configuration '{config.Source ?? "(text)"}').");
+        foreach (var key in keys)
+            if (config.GetBool(key, false))
+                throw new NotSupportedException($"{scheduler}: '{key}: true' is not supported by this implementation (scheduler configuration '{config.Source ?? "(text)"}').");
     }
 
     /// <summary>Throws <see cref="NotSupportedException"/> unless <paramref name="key"/> is absent or one of <paramref name="supported"/>.</summary>
@@ -137,7 +149,7 @@ internal static class SigmaSchedule
                 int ratio = last / (n + 1);
                 for (int i = n; i >= 1; i--) t.Add((double)i * ratio + config.GetInt("steps_offset", 0));
                 break;
-            default: // trailing
+            default: // trailing (RequireMultistepSpacing refuses any other value at construction)
                 double r = (double)trainSteps / n;
                 // numpy's float arange can yield one value too many (≈ 0 → timestep −1, e.g. n = 38); stop at n
                 // steps and at timestep 0, which is what the spacing means.

@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using MLNet.Diffusion.ModelBuilder.Synthetic;
 using MLNet.Diffusion.Noise;
 using MLNet.Diffusion.Schedulers;
 using MLNet.Diffusion.Tests.Oracles;
@@ -12,21 +13,7 @@ namespace MLNet.Diffusion.Tests.Schedulers;
 internal static class AlphaBarTestKit
 {
     /// <summary>Stable Diffusion 1.5's scheduler/scheduler_config.json.</summary>
-    public const string Sd15Json = """
-        {
-          "_class_name": "PNDMScheduler",
-          "_diffusers_version": "0.6.0",
-          "beta_end": 0.012,
-          "beta_schedule": "scaled_linear",
-          "beta_start": 0.00085,
-          "num_train_timesteps": 1000,
-          "set_alpha_to_one": false,
-          "skip_prk_steps": true,
-          "steps_offset": 1,
-          "trained_betas": null,
-          "clip_sample": false
-        }
-        """;
+    public const string Sd15Json = SyntheticModelFolder.Sd15SchedulerConfig;
 
     /// <summary>A fixed target with values spread over [−0.95, 0.95].</summary>
     public static float[] Pattern(int length = 64)

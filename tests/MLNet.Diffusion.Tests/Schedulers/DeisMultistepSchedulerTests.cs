@@ -26,8 +26,7 @@ public class DeisMultistepSchedulerTests
     {
         var s = Sd15(("solver_order", 3));
         var end = SigmaTestKit.RunFromMarginal(s, 0.3f, 0.5, 25, 16384, 11, out _);
-        var (mean, _) = SigmaTestKit.Moments(end);
-        Assert.True(Math.Abs(mean - 0.3) < 4 * 0.5 / Math.Sqrt(end.Length), $"mean {mean}");
+        SigmaTestKit.AssertMeanWithinFourStandardErrors(end, 0.3, 0.5);
         Assert.Equal(0, SigmaTestKit.AllocationsAfterFirstStep(Sd15(("solver_order", 3)), 12, 4096));
     }
 

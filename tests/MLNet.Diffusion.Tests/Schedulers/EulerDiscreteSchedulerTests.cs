@@ -123,8 +123,7 @@ public class EulerDiscreteSchedulerTests
         const double sd = 0.5;
         var s = Sd15(("prediction_type", prediction));
         var end = SigmaTestKit.RunFromMarginal(s, 0.3f, sd, 50, 16384, 11, out var start);
-        var (mean, _) = SigmaTestKit.Moments(end);
-        Assert.True(Math.Abs(mean - 0.3) < 4 * sd / Math.Sqrt(end.Length), $"mean {mean}");
+        SigmaTestKit.AssertMeanWithinFourStandardErrors(end, 0.3, sd);
 
         // Independent scalar model of Euler on this linear problem: D − μ = k(σ)(x − μ), k = s²/(s² + σ²), so each step
         // multiplies x − μ by 1 + (σ' − σ)(1 − k)/σ. The measured Var(end)/Var(start) must match it (no sampling error:

@@ -106,8 +106,7 @@ public class LmsDiscreteSchedulerTests
         const int steps = 50;
         var s = Sd15(("prediction_type", prediction));
         var end = SigmaTestKit.RunFromMarginal(s, 0.3f, sd, steps, 16384, 11, out var start);
-        var (mean, _) = SigmaTestKit.Moments(end);
-        Assert.True(Math.Abs(mean - 0.3) < 4 * sd / Math.Sqrt(end.Length), $"mean {mean}");
+        SigmaTestKit.AssertMeanWithinFourStandardErrors(end, 0.3, sd);
 
         // Scalar model: g = (x − μ)/(x_T − μ), d_i = (1 − k(σ_i))·g/σ_i, g ← g + Σ_j c_ij·d_{i−j}, Simpson coefficients.
         var d = new List<double>();

@@ -8,21 +8,7 @@ public class PndmSchedulerTests
     private const int Large = 4 * 64 * 64;   // 16384 independent elements
     private const double Mu = 0.3, S = 0.5;
 
-    private static SchedulerConfig Sd15 => SchedulerConfig.Parse("""
-        {
-          "_class_name": "PNDMScheduler",
-          "_diffusers_version": "0.6.0",
-          "beta_end": 0.012,
-          "beta_schedule": "scaled_linear",
-          "beta_start": 0.00085,
-          "num_train_timesteps": 1000,
-          "set_alpha_to_one": false,
-          "skip_prk_steps": true,
-          "steps_offset": 1,
-          "trained_betas": null,
-          "clip_sample": false
-        }
-        """, "stable-diffusion-v1-5/scheduler/scheduler_config.json");
+    private static SchedulerConfig Sd15 => SchedulerConfig.Parse(Sd15Json, "stable-diffusion-v1-5/scheduler/scheduler_config.json");
 
     [Fact]
     public void Sd15Config_Parses_And_Gives_Diffusers51Calls()

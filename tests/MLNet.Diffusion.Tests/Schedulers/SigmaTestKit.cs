@@ -1,3 +1,4 @@
+using MLNet.Diffusion.ModelBuilder.Synthetic;
 using MLNet.Diffusion.Noise;
 using MLNet.Diffusion.Schedulers;
 using MLNet.Diffusion.Tests.Oracles;
@@ -7,30 +8,14 @@ namespace MLNet.Diffusion.Tests.Schedulers;
 /// <summary>Shared fixtures for the LMS / Euler / Euler-ancestral / Heun / KDPM2 / DPM-Solver tests.</summary>
 internal static class SigmaTestKit
 {
-    /// <summary>Stable Diffusion 1.5's scheduler/scheduler_config.json (a PNDM config that pipelines hand to other classes).</summary>
-    public const string Sd15Json = """
-        {
-          "_class_name": "PNDMScheduler",
-          "_diffusers_version": "0.6.0",
-          "beta_end": 0.012,
-          "beta_schedule": "scaled_linear",
-          "beta_start": 0.00085,
-          "num_train_timesteps": 1000,
-          "set_alpha_to_one": false,
-          "skip_prk_steps": true,
-          "steps_offset": 1,
-          "trained_betas": null,
-          "clip_sample": false
-        }
-        """;
-
-    // Reference values for that config, from the formulas in double precision (diffusers computes them in
-    // float32 and agrees to about 1e-6 relative): ᾱ from β = linspace(√0.00085, √0.012, 1000)², σ = √((1 − ᾱ)/ᾱ).
+    // Reference values for SD 1.5's scheduler_config.json (a PNDM config that pipelines hand to other classes; the
+    // copy in SyntheticModelFolder), from the formulas in double precision (diffusers computes them in float32 and
+    // agrees to about 1e-6 relative): ᾱ from β = linspace(√0.00085, √0.012, 1000)², σ = √((1 − ᾱ)/ᾱ).
     public const double SigmaMax = 14.614641229;   // σ at t = 999
     public const double SigmaMin = 0.0291671582;   // σ at t = 0, √(0.00085/0.99915)
 
     public static SchedulerConfig Sd15(params (string Key, object? Value)[] overrides) =>
-        SchedulerConfig.Parse(Sd15Json, "sd15/scheduler_config.json").With(overrides);
+        SchedulerConfig.Parse(SyntheticModelFolder.Sd15SchedulerConfig, "sd15/scheduler_config.json").With(overrides);
 
     /// <summary>A fixed target pattern in [−1, 1] (a few cycles of a sine, distinct per element).</summary>
     public static float[] Pattern(int length)
@@ -80,6 +65,13 @@ internal static class SigmaTestKit
             scheduler.Step(output, x, stepNoise ?? noise);
         }
         return x;
+    }
+
+    /// <summary>Asserts that the sample mean of <paramref name="x"/> lies within four standard errors (sd/√n) of <paramref name="mu"/>.</summary>
+    public static void AssertMeanWithinFourStandardErrors(ReadOnlySpan<float> x, double mu, double sd)
+    {
+        var (mean, _) = Moments(x);
+        Assert.True(Math.Abs(mean - mu) < 4 * sd / Math.Sqrt(x.Length), $"mean {mean}");
     }
 
     public static (double Mean, double Variance) Moments(ReadOnlySpan<float> x)
