@@ -9,14 +9,9 @@ public sealed class ClipTokenizerTests
     private const int StartOfText = 49406;
     private const int EndOfText = 49407;
 
-    private static readonly Lazy<ClipTokenizer?> SharedTokenizer = new(() =>
-        SharedClipData.Directory is string dir ? ClipTokenizer.Load(dir) : null);
+    private static readonly Lazy<ClipTokenizer> SharedTokenizer = new(() => ClipTokenizer.Load(ClipTestData.Directory));
 
-    private static ClipTokenizer Shared()
-    {
-        SharedClipData.Require();
-        return SharedTokenizer.Value!;
-    }
+    private static ClipTokenizer Shared() => SharedTokenizer.Value;
 
     private static IEnumerable<(string Text, int[] Ids)> ReferencePrompts(string dir)
     {
@@ -36,10 +31,10 @@ public sealed class ClipTokenizerTests
 
     // ---- the real CLIP vocabulary ----
 
-    [SkippableFact]
+    [Fact]
     public void Reproduces_every_reference_id_sequence()
     {
-        string dir = SharedClipData.Require();
+        string dir = ClipTestData.Directory;
         ClipTokenizer tokenizer = Shared();
         var prompts = ReferencePrompts(dir).ToList();
         Assert.NotEmpty(prompts);
@@ -55,7 +50,7 @@ public sealed class ClipTokenizerTests
         }
     }
 
-    [SkippableFact]
+    [Fact]
     public void Looks_up_special_ids_in_the_vocabulary_and_pads_with_eos_by_default()
     {
         ClipTokenizer tokenizer = Shared();
@@ -65,21 +60,21 @@ public sealed class ClipTokenizerTests
         Assert.Equal(EndOfText, tokenizer.PadId);
     }
 
-    [SkippableFact]
+    [Fact]
     public void Create_with_default_options_matches_Load()
     {
-        string dir = SharedClipData.Require();
+        string dir = ClipTestData.Directory;
         ClipTokenizer created = ClipTokenizer.Create(Path.Combine(dir, "vocab.json"), Path.Combine(dir, "merges.txt"));
         Assert.Equal(Shared().Encode("a photo of a cat"), created.Encode("a photo of a cat"));
     }
 
-    [SkippableTheory]
+    [Theory]
     [InlineData("tokenizer_config.json", "{\"pad_token\": \"!\", \"model_max_length\": 77}")]
     [InlineData("tokenizer_config.json", "{\"pad_token\": {\"__type\": \"AddedToken\", \"content\": \"!\", \"lstrip\": false}, \"model_max_length\": 1000000000000000019884624838656}")]
     [InlineData("special_tokens_map.json", "{\"bos_token\": \"<|startoftext|>\", \"eos_token\": \"<|endoftext|>\", \"pad_token\": {\"content\": \"!\", \"normalized\": false}}")]
     public void Reads_the_pad_token_from_the_folder(string fileName, string json)
     {
-        string dir = SharedClipData.Require();
+        string dir = ClipTestData.Directory;
         using var folder = TempFolder.WithSharedVocabulary(dir);
         folder.Write(fileName, json);
 
@@ -93,10 +88,10 @@ public sealed class ClipTokenizerTests
         Assert.All(ids[7..], id => Assert.Equal(bang, id));
     }
 
-    [SkippableFact]
+    [Fact]
     public void Special_tokens_map_wins_over_tokenizer_config()
     {
-        string dir = SharedClipData.Require();
+        string dir = ClipTestData.Directory;
         using var folder = TempFolder.WithSharedVocabulary(dir);
         folder.Write("tokenizer_config.json", "{\"pad_token\": \"<|endoftext|>\", \"model_max_length\": 16}");
         folder.Write("special_tokens_map.json", "{\"pad_token\": \"!\"}");
@@ -108,7 +103,7 @@ public sealed class ClipTokenizerTests
         Assert.Equal(16, tokenizer.Encode("a photo of a cat").Length);
     }
 
-    [SkippableFact]
+    [Fact]
     public void Truncates_a_long_prompt_to_75_content_tokens()
     {
         ClipTokenizer tokenizer = Shared();
@@ -127,7 +122,7 @@ public sealed class ClipTokenizerTests
         Assert.Equal(200, tokenizer.EncodeContent(prompt).Count);
     }
 
-    [SkippableFact]
+    [Fact]
     public void Exactly_75_content_tokens_are_not_truncated()
     {
         ClipTokenizer tokenizer = Shared();
@@ -143,7 +138,7 @@ public sealed class ClipTokenizerTests
         Assert.All(ids[77..], id => Assert.Equal(-1, id)); // past MaxLength: left alone
     }
 
-    [SkippableTheory]
+    [Theory]
     [InlineData("")]
     [InlineData("   ")]
     [InlineData("\t\r\n\u00a0\u2003")]
@@ -159,7 +154,7 @@ public sealed class ClipTokenizerTests
         Assert.False(truncated);
     }
 
-    [SkippableTheory]
+    [Theory]
     [InlineData("  A   Photo\tOF\na  CAT  ")]
     [InlineData("A PHOTO OF A CAT")]
     [InlineData("a\u00a0photo\u2003of a\r\ncat")]
@@ -169,14 +164,14 @@ public sealed class ClipTokenizerTests
         Assert.Equal(tokenizer.Encode("a photo of a cat"), tokenizer.Encode(text));
     }
 
-    [SkippableFact]
+    [Fact]
     public void Composed_and_decomposed_accents_encode_alike()
     {
         ClipTokenizer tokenizer = Shared();
         Assert.Equal(tokenizer.Encode("caf\u00e9"), tokenizer.Encode("cafe\u0301"));
     }
 
-    [SkippableTheory]
+    [Theory]
     [InlineData("a \ud800 cat")]            // lone high surrogate
     [InlineData("\udc00a cat")]              // lone low surrogate
     [InlineData("cat\ud83d")]                // high surrogate at the very end
@@ -194,21 +189,21 @@ public sealed class ClipTokenizerTests
         Assert.Contains(EndOfText, ids[1..]);
     }
 
-    [SkippableFact]
+    [Fact]
     public void Control_characters_are_dropped()
     {
         ClipTokenizer tokenizer = Shared();
         Assert.Equal(tokenizer.Encode("a cat"), tokenizer.Encode("a\u0000 c\u0007a\u001bt"));
     }
 
-    [SkippableFact]
+    [Fact]
     public void Special_tokens_in_the_text_map_to_their_ids()
     {
         ClipTokenizer tokenizer = Shared();
         Assert.Equal(new[] { 2368, EndOfText, StartOfText }, tokenizer.EncodeContent("cat<|endoftext|> <|startoftext|>"));
     }
 
-    [SkippableFact]
+    [Fact]
     public void A_100_kB_prompt_is_encoded()
     {
         ClipTokenizer tokenizer = Shared();
@@ -238,10 +233,10 @@ public sealed class ClipTokenizerTests
         Assert.Equal(77, tokenizer.Encode(oneWord).Length);
     }
 
-    [SkippableFact]
+    [Fact]
     public void Concurrent_encodes_agree_with_sequential_ones()
     {
-        string dir = SharedClipData.Require();
+        string dir = ClipTestData.Directory;
         ClipTokenizer tokenizer = Shared();
         var random = new Random(99);
         string[] words = ["cat", "photograph", "astronaut", "riding", "horse", "cyberpunk-city", "neon_lights", "4k", "(ultra-detailed)", "don't", "Hello,", "world!!"];
