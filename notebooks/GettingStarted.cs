@@ -56,7 +56,7 @@ var table = ml.Data.LoadFromEnumerable(new[]
     new PromptRow { Prompt = "a small green circle in the top left corner", Seed = 8 },
     new PromptRow { Prompt = "a large yellow square on a black background", Seed = 9 },
 });
-var pipeline = ml.Transforms.GenerateImages(new DiffusionOptions { ModelPath = modelDir, Steps = 25, SeedColumnName = "Seed" }, "Prompt", "Image")
+var pipeline = ml.Transforms.GenerateImages("Image", "Prompt", new DiffusionOptions { ModelPath = modelDir, Steps = 25, SeedColumnName = "Seed" })
     .Append(ml.Transforms.ResizeImages("Small", 32, 32, "Image"))
     .Append(ml.Transforms.ExtractPixels("Pixels", "Small"));
 using var model = pipeline.Fit(table);

@@ -17,7 +17,7 @@ var ml = new MLContext(seed: 0);
 IDataView table = ml.Data.LoadFromTextFile<PromptRow>(csv, separatorChar: ',', hasHeader: true, allowQuoting: true);
 
 var options = new DiffusionOptions { ModelPath = modelDir, Steps = 25, GuidanceScale = 7.5f, SeedColumnName = nameof(PromptRow.Seed), BatchSize = 2 };
-using var model = ml.Transforms.GenerateImages(options, promptColumn: nameof(PromptRow.Prompt), outputColumn: "Image").Fit(table);
+using var model = ml.Transforms.GenerateImages("Image", nameof(PromptRow.Prompt), options).Fit(table);
 IDataView images = model.Transform(table);   // lazy: images are generated as the cursor moves
 
 var sw = Stopwatch.StartNew();

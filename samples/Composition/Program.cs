@@ -29,8 +29,7 @@ string[] prompts =
 ];
 IDataView table = ml.Data.LoadFromEnumerable(prompts.Select(p => new PromptRow { Prompt = p }));
 
-var pipeline = ml.Transforms.GenerateImages(new DiffusionOptions { ModelPath = modelDir, Steps = 20, Seed = 42, BatchSize = 4 },
-                                            promptColumn: "Prompt", outputColumn: "Image")
+var pipeline = ml.Transforms.GenerateImages("Image", "Prompt", new DiffusionOptions { ModelPath = modelDir, Steps = 20, Seed = 42, BatchSize = 4 })
     .Append(ml.Transforms.ResizeImages("Small", imageWidth: 1, imageHeight: 1, inputColumnName: "Image"))   // the mean colour
     .Append(ml.Transforms.ExtractPixels("Features", inputColumnName: "Small", scaleImage: 1f / 255))
     .Append(ml.Transforms.DropColumns("Image", "Small"))
@@ -55,8 +54,7 @@ Console.WriteLine(byColour ? "The clusters split the images by colour." : "The c
 const int side = 8;
 string classifier = Path.Combine("out", "composition", "color-classifier.onnx");
 DemoColorClassifier.Write(classifier, side);
-var scoring = ml.Transforms.GenerateImages(new DiffusionOptions { ModelPath = modelDir, Steps = 20, Seed = 42, BatchSize = 4 },
-                                           promptColumn: "Prompt", outputColumn: "Image")
+var scoring = ml.Transforms.GenerateImages("Image", "Prompt", new DiffusionOptions { ModelPath = modelDir, Steps = 20, Seed = 42, BatchSize = 4 })
     .Append(ml.Transforms.ResizeImages("Small", side, side, "Image"))
     .Append(ml.Transforms.ExtractPixels(DemoColorClassifier.InputName, "Small", scaleImage: 1f / 255))
     .Append(ml.Transforms.ApplyOnnxModel(DemoColorClassifier.OutputName, DemoColorClassifier.InputName, classifier));

@@ -37,7 +37,7 @@ var rows = new[]
     new SketchRow { Prompt = prompt, Seed = 2, Sketch = sketch, Strength = 0.5f },
 };
 var data = ml.Data.LoadFromEnumerable(rows);
-var estimator = ml.Transforms.GenerateImages(new DiffusionOptions
+var estimator = ml.Transforms.GenerateImages("Image", nameof(SketchRow.Prompt), new DiffusionOptions
 {
     ModelPath = modelDir,
     Steps = options.Steps,
@@ -47,7 +47,7 @@ var estimator = ml.Transforms.GenerateImages(new DiffusionOptions
     SeedColumnName = nameof(SketchRow.Seed),
     InitImageColumnName = nameof(SketchRow.Sketch),
     StrengthColumnName = nameof(SketchRow.Strength),
-}, promptColumn: nameof(SketchRow.Prompt), outputColumn: "Image");
+});
 using var model = estimator.Fit(data);
 var images = model.Transform(data);
 using (var cursor = images.GetRowCursor([images.Schema["Image"]]))

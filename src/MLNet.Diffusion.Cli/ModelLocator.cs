@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using MLNet.Diffusion.Cli.Commands;
 using MLNet.Diffusion.ModelBuilder.Demo;
+using MLNet.Diffusion.Models;
 using MLNet.Diffusion.Pipeline;
 using MLNet.Diffusion.Runtime;
 using Spectre.Console;
@@ -10,24 +11,8 @@ namespace MLNet.Diffusion.Cli;
 /// <summary>Finds the model folder (building the demo model on first use) and loads it.</summary>
 internal static class ModelLocator
 {
-    /// <summary>The environment variable that moves the cache folder.</summary>
-    public const string CacheVariable = "MLNET_DIFFUSION_CACHE";
-
-    /// <summary>
-    /// The tool's cache folder: <c>$MLNET_DIFFUSION_CACHE</c>; else <c>%LOCALAPPDATA%\mlnet-diffusion</c> on Windows,
-    /// <c>$XDG_CACHE_HOME/mlnet-diffusion</c> or <c>~/.cache/mlnet-diffusion</c> elsewhere.
-    /// </summary>
-    public static string CacheDirectory(CliEnvironment environment)
-    {
-        var configured = environment.GetVariable(CacheVariable);
-        if (!string.IsNullOrWhiteSpace(configured)) return Path.GetFullPath(configured);
-        if (OperatingSystem.IsWindows())
-            return Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData), "mlnet-diffusion");
-        var xdg = environment.GetVariable("XDG_CACHE_HOME");
-        var root = !string.IsNullOrWhiteSpace(xdg) && Path.IsPathRooted(xdg) ? xdg
-            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
-        return Path.Combine(root, "mlnet-diffusion");
-    }
+    /// <summary>The tool's cache folder (<see cref="DemoModel.CacheDirectory"/>, read through the tool's environment).</summary>
+    public static string CacheDirectory(CliEnvironment environment) => DemoModel.CacheDirectoryFrom(environment.GetVariable);
 
     /// <summary>The demo model's folder in the cache.</summary>
     public static string DemoModelDirectory(CliEnvironment environment) => Path.Combine(CacheDirectory(environment), "demo-model");

@@ -97,7 +97,7 @@ internal sealed class BatchCommand(CliEnvironment environment) : Command<BatchCo
         var (device, deviceId) = settings.ParsedDevice;
         var options = settings.ToGenerationOptions();
         IProgress<DiffusionProgress>? stepsDisplay = null; // set once the progress display starts
-        var estimator = ml.Transforms.GenerateImages(new DiffusionOptions
+        var estimator = ml.Transforms.GenerateImages("Image", nameof(BatchRow.Prompt), new DiffusionOptions
         {
             ModelPath = modelDir,
             Steps = options.Steps,
@@ -115,7 +115,7 @@ internal sealed class BatchCommand(CliEnvironment environment) : Command<BatchCo
             // Ctrl+C stops the batch being generated at its next UNet call; the rows already written stay done.
             CancellationToken = token,
             Progress = new BatchSteps(() => stepsDisplay),
-        }, promptColumn: nameof(BatchRow.Prompt), outputColumn: "Image");
+        });
         var input = ml.Data.LoadFromEnumerable(pending.Select(r => new BatchRow { Row = r.Row, Prompt = r.Prompt, NegativePrompt = r.NegativePrompt, Seed = r.Seed }));
         using var transformer = estimator.Fit(input);
         var images = transformer.Transform(input);

@@ -13,18 +13,6 @@ public sealed class DenoisingEstimator : DiffusionEstimatorBase<DenoisingTransfo
     private readonly string? _negativeEmbeddingColumn;
     private readonly string _outputColumn;
 
-    /// <summary>Creates the estimator.</summary>
-    /// <param name="context">The ML.NET context (device settings and log).</param>
-    /// <param name="options">Model folder and settings; the seed, guidance and steps column names are read here.</param>
-    /// <param name="embeddingColumn">The prompt embeddings column (Single vector of 77·D).</param>
-    /// <param name="negativeEmbeddingColumn">The negative-prompt embeddings column; null to use the empty prompt's embeddings.</param>
-    /// <param name="outputColumn">The latents column.</param>
-    public DenoisingEstimator(MLContext context, DiffusionOptions options, string embeddingColumn = DiffusionColumnNames.PromptEmbedding,
-        string? negativeEmbeddingColumn = DiffusionColumnNames.NegativePromptEmbedding, string outputColumn = DiffusionColumnNames.Latents)
-        : this(DiffusionHost.From(context), options, embeddingColumn, negativeEmbeddingColumn, outputColumn)
-    {
-    }
-
     internal DenoisingEstimator(DiffusionHost host, DiffusionOptions options, string embeddingColumn,
         string? negativeEmbeddingColumn, string outputColumn)
         : base(host, options)

@@ -79,7 +79,7 @@ internal sealed class DiffusionCursor : DataViewRowCursor
             throw new InvalidOperationException($"Column '{column.Name}' was not requested when the cursor was created; a getter is only available for active columns.");
         if (column.Index < _inputCount) return _input.GetGetter<TValue>(_input.Schema[column.Index]);
         var output = _transformer.Outputs[column.Index - _inputCount];
-        return OutputGetters.Create<TValue>(output, () => _window!.Get(_position), () => _imageIndex, () => _position);
+        return OutputGetters.Create<TValue>(output, () => _window!.Get(_position), () => _imageIndex, () => _position, _transformer.Settings.CallerOwnsImages);
     }
 
     protected override void Dispose(bool disposing)

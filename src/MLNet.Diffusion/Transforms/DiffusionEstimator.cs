@@ -5,7 +5,7 @@ namespace MLNet.Diffusion.Transforms;
 
 /// <summary>
 /// Text-to-image generation in an ML.NET pipeline: a prompt column in, an image column out
-/// (<c>mlContext.Transforms.GenerateImages</c>, or <c>.Append(new DiffusionEstimator(mlContext, options))</c>).
+/// (<c>mlContext.Transforms.GenerateImages</c>, or <c>.Append(new DiffusionEstimator())</c>).
 /// Fitting trains nothing: it loads the model and checks the input schema. See <see cref="DiffusionTransformer"/>.
 /// </summary>
 public sealed class DiffusionEstimator : DiffusionEstimatorBase<DiffusionTransformer>
@@ -13,15 +13,43 @@ public sealed class DiffusionEstimator : DiffusionEstimatorBase<DiffusionTransfo
     private readonly string _promptColumn;
     private readonly string _outputColumn;
 
-    /// <summary>Creates the estimator.</summary>
-    /// <param name="context">The ML.NET context: its <c>GpuDeviceId</c> and <c>FallbackToCpu</c> choose the device (unless the options do), and its log receives the engine's messages.</param>
-    /// <param name="options">Model folder, generation settings and per-row columns.</param>
-    /// <param name="promptColumn">The text column of prompts.</param>
-    /// <param name="outputColumn">The image column.</param>
+    /// <summary>
+    /// Generates the <c>Image</c> column from the <c>Prompt</c> column with the built-in demo model (built on first use into
+    /// <see cref="Models.DemoModel.Directory"/>) and the default settings: <c>pipeline.Append(new DiffusionEstimator())</c>.
+    /// </summary>
+    public DiffusionEstimator()
+        : this(new DiffusionOptions())
+    {
+    }
+
+    /// <summary>Generates the <c>Image</c> column from the <c>Prompt</c> column with <paramref name="options"/>, in a new
+    /// <see cref="MLContext"/> (CPU, unless the options name a GPU).</summary>
+    /// <param name="options">Model folder (null: the demo model), generation settings and per-row columns.</param>
     /// <exception cref="ArgumentException">A setting is out of range (named in the message).</exception>
     /// <exception cref="FileNotFoundException">The model folder lacks a component (named in the message).</exception>
-    public DiffusionEstimator(MLContext context, DiffusionOptions options, string promptColumn = DiffusionColumnNames.Prompt, string outputColumn = DiffusionColumnNames.Image)
-        : this(DiffusionHost.From(context), options, promptColumn, outputColumn)
+    public DiffusionEstimator(DiffusionOptions options)
+        : this(DiffusionHost.From(new MLContext()), options, DiffusionColumnNames.Prompt, DiffusionColumnNames.Image)
+    {
+    }
+
+    /// <summary>Generates <paramref name="outputColumnName"/> from <paramref name="inputColumnName"/> in <paramref name="context"/>.</summary>
+    /// <param name="context">The ML.NET context: its <c>GpuDeviceId</c> and <c>FallbackToCpu</c> choose the device (unless the options do), and its log receives the engine's messages.</param>
+    /// <param name="outputColumnName">The image column.</param>
+    /// <param name="inputColumnName">The text column of prompts.</param>
+    /// <param name="options">Model folder (null: the demo model), generation settings and per-row columns; null for the defaults.</param>
+    /// <exception cref="ArgumentException">A setting is out of range (named in the message).</exception>
+    /// <exception cref="FileNotFoundException">The model folder lacks a component (named in the message).</exception>
+    public DiffusionEstimator(MLContext context, string outputColumnName = DiffusionColumnNames.Image, string inputColumnName = DiffusionColumnNames.Prompt,
+        DiffusionOptions? options = null)
+        : this(DiffusionHost.From(context), options ?? new DiffusionOptions(), inputColumnName, outputColumnName)
+    {
+    }
+
+    /// <summary>Generates the <c>Image</c> column from the <c>Prompt</c> column in <paramref name="context"/> with <paramref name="options"/>.</summary>
+    /// <param name="context">The ML.NET context (device settings and log).</param>
+    /// <param name="options">Model folder (null: the demo model), generation settings and per-row columns.</param>
+    public DiffusionEstimator(MLContext context, DiffusionOptions options)
+        : this(context, DiffusionColumnNames.Image, DiffusionColumnNames.Prompt, options)
     {
     }
 

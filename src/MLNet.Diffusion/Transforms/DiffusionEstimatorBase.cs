@@ -20,7 +20,8 @@ public abstract class DiffusionEstimatorBase<TTransformer> : IEstimator<TTransfo
         options.Validate();
         Host = host;
         _options = options.Clone();
-        Folder = DiffusionModelFolder.Open(options.ModelPath); // a broken folder fails here, naming the missing file
+        ModelDirectory = string.IsNullOrWhiteSpace(options.ModelPath) ? BuildDemoModel(host) : options.ModelPath;
+        Folder = DiffusionModelFolder.Open(ModelDirectory); // a broken folder fails here, naming the missing file
     }
 
     private protected DiffusionHost Host { get; }
@@ -28,6 +29,15 @@ public abstract class DiffusionEstimatorBase<TTransformer> : IEstimator<TTransfo
     private protected DiffusionOptions Settings => _options;
 
     private protected DiffusionModelFolder Folder { get; }
+
+    /// <summary>The model folder: <see cref="DiffusionOptions.ModelPath"/>, or the demo model's when none is named.</summary>
+    private protected string ModelDirectory { get; }
+
+    private static string BuildDemoModel(DiffusionHost host)
+    {
+        using var logger = new MLContextLogger(host.Environment, "demo-model");
+        return DemoModel.EnsureBuilt(logger);
+    }
 
     /// <summary>A copy of the settings.</summary>
     public DiffusionOptions Options => _options.Clone();
@@ -78,7 +88,7 @@ public abstract class DiffusionEstimatorBase<TTransformer> : IEstimator<TTransfo
     /// <summary>Takes a lease on the shared model and makes a transformer with it (releasing the lease if that fails).</summary>
     private protected T WithLease<T>(Func<ModelLease, T> create)
     {
-        var lease = DiffusionModelCache.Acquire(Host, _options);
+        var lease = DiffusionModelCache.Acquire(Host, _options, ModelDirectory);
         try
         {
             return create(lease);

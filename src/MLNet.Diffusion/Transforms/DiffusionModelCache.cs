@@ -24,10 +24,10 @@ internal readonly record struct DiffusionModelKey(string Directory, ExecutionDev
     /// reads them: a GPU id (the options', else <see cref="MLContext.GpuDeviceId"/>) selects CUDA on that device,
     /// none selects the CPU; the fallback flag is the options', else <see cref="MLContext.FallbackToCpu"/>.
     /// </summary>
-    public static DiffusionModelKey For(DiffusionHost host, DiffusionOptions options)
+    public static DiffusionModelKey For(DiffusionHost host, DiffusionOptions options, string directory)
     {
         int? gpu = options.GpuDeviceId ?? host.GpuDeviceId;
-        return new DiffusionModelKey(ModelFolderPath.Normalize(options.ModelPath), gpu is null ? ExecutionDevice.Cpu : ExecutionDevice.Cuda,
+        return new DiffusionModelKey(ModelFolderPath.Normalize(directory), gpu is null ? ExecutionDevice.Cpu : ExecutionDevice.Cuda,
             gpu ?? 0, options.FallbackToCpu ?? host.FallbackToCpu, options.IntraOpThreads);
     }
 }
@@ -44,9 +44,9 @@ internal static class DiffusionModelCache
 
     /// <summary>Takes a lease on the model for <paramref name="options"/>, loading it if no lease is held.</summary>
     /// <exception cref="InvalidOperationException">CUDA was asked for, cannot be used, and falling back is off.</exception>
-    public static ModelLease Acquire(DiffusionHost host, DiffusionOptions options)
+    public static ModelLease Acquire(DiffusionHost host, DiffusionOptions options, string directory)
     {
-        var key = DiffusionModelKey.For(host, options);
+        var key = DiffusionModelKey.For(host, options, directory);
         var entries = s_contexts.GetValue(host.Environment, _ => new Dictionary<DiffusionModelKey, Entry>());
         lock (entries)
         {
@@ -65,7 +65,7 @@ internal static class DiffusionModelCache
     {
         var host = DiffusionHost.From(context);
         if (!s_contexts.TryGetValue(host.Environment, out var entries)) return 0;
-        lock (entries) return entries.TryGetValue(DiffusionModelKey.For(host, options), out var e) ? e.References : 0;
+        lock (entries) return entries.TryGetValue(DiffusionModelKey.For(host, options, options.ModelPath!), out var e) ? e.References : 0;
     }
 
     private static void Release(Dictionary<DiffusionModelKey, Entry> entries, DiffusionModelKey key, Entry entry)

@@ -33,8 +33,11 @@ namespace MLNet.Diffusion.Transforms;
 /// </remarks>
 public sealed class DiffusionOptions
 {
-    /// <summary>The Stable Diffusion ONNX export folder (diffusers/Optimum layout). Required.</summary>
-    public string ModelPath { get; set; } = "";
+    /// <summary>
+    /// The Stable Diffusion ONNX export folder (diffusers/Optimum layout). Null or empty: the built-in demo model, built on
+    /// first use into <see cref="Models.DemoModel.Directory"/> (the context's log says so).
+    /// </summary>
+    public string? ModelPath { get; set; }
 
     /// <summary>Inference steps (1–1000) for rows without a per-row value. Default 25.</summary>
     public int Steps { get; set; } = 25;
@@ -143,6 +146,15 @@ public sealed class DiffusionOptions
     [JsonIgnore]
     public CancellationToken CancellationToken { get; set; }
 
+    /// <summary>
+    /// Whether the images read from the image column belong to the caller (default false). ML.NET's image getters, and
+    /// this one by default, dispose the image they handed out at the previous read, so an image kept from
+    /// <c>CreateEnumerable(reuseRowObject: false)</c>, <c>GetColumn</c> or a <c>PredictionEngine</c> is disposed by the next
+    /// row. Set this to keep them: every read then gives a new image that only the caller disposes. Leave it off when the
+    /// column only feeds other transforms (<c>ResizeImages</c>, <c>ExtractPixels</c>), which read each image once.
+    /// </summary>
+    public bool CallerOwnsImages { get; set; }
+
     /// <summary>A shallow copy.</summary>
     public DiffusionOptions Clone() => (DiffusionOptions)MemberwiseClone();
 
@@ -152,8 +164,6 @@ public sealed class DiffusionOptions
     /// <summary>Checks the settings; the exception names the one that is out of range.</summary>
     internal void Validate()
     {
-        if (string.IsNullOrWhiteSpace(ModelPath))
-            throw new ArgumentException("DiffusionOptions.ModelPath must name a Stable Diffusion ONNX model folder.", nameof(ModelPath));
         if (Steps < 1 || Steps > 1000) throw new ArgumentOutOfRangeException(nameof(Steps), Steps, "Steps must be from 1 to 1000.");
         if (!float.IsFinite(GuidanceScale)) throw new ArgumentOutOfRangeException(nameof(GuidanceScale), GuidanceScale, "GuidanceScale must be a finite number.");
         if (Width is int w && (w < 8 || w > 4096 || w % 8 != 0)) throw new ArgumentOutOfRangeException(nameof(Width), w, "Width must be a multiple of 8 from 8 to 4096.");

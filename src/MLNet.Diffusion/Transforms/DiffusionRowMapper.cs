@@ -83,7 +83,7 @@ internal sealed class DiffusionRowMapper : IRowToRowMapper
                 throw new InvalidOperationException($"Column '{column.Name}' is not active in this row; a getter is only available for active columns.");
             int inputCount = _mapper.InputSchema.Count;
             if (column.Index < inputCount) return _input.GetGetter<TValue>(_input.Schema[column.Index]);
-            return OutputGetters.Create<TValue>(_mapper._transformer.Outputs[column.Index - inputCount], Current, () => 0, () => _input.Position);
+            return OutputGetters.Create<TValue>(_mapper._transformer.Outputs[column.Index - inputCount], Current, () => 0, () => _input.Position, _mapper._transformer.Settings.CallerOwnsImages);
         }
 
         private SlotOutputs Current()

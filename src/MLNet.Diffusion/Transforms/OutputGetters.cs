@@ -10,7 +10,8 @@ internal static class OutputGetters
     /// <param name="current">The current slot's generated values (generating its batch if needed).</param>
     /// <param name="imageIndex">The current slot's image index.</param>
     /// <param name="position">The current position (−1 before the first row).</param>
-    public static ValueGetter<TValue> Create<TValue>(OutputColumn output, Func<SlotOutputs> current, Func<int> imageIndex, Func<long> position)
+    /// <param name="callerOwnsImages"><see cref="DiffusionOptions.CallerOwnsImages"/>: leave the previous image alone.</param>
+    public static ValueGetter<TValue> Create<TValue>(OutputColumn output, Func<SlotOutputs> current, Func<int> imageIndex, Func<long> position, bool callerOwnsImages)
     {
         Delegate getter = output.Role switch
         {
@@ -23,8 +24,9 @@ internal static class OutputGetters
             {
                 CheckPosition(position);
                 var fresh = current().Image!.ToImage();
-                // As ML.NET's image getters do: the value handed back is released, and each call gets its own image.
-                value?.Dispose();
+                // As ML.NET's image getters do: the value handed back is released (unless the caller keeps its images),
+                // and each call gets its own image.
+                if (!callerOwnsImages) value?.Dispose();
                 value = fresh;
             }),
             _ => Typed<TValue, VBuffer<float>>(output, (ref VBuffer<float> value) =>

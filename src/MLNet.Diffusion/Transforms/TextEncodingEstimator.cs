@@ -13,18 +13,6 @@ public sealed class TextEncodingEstimator : DiffusionEstimatorBase<TextEncodingT
     private readonly string _outputColumn;
     private readonly string? _negativeOutputColumn;
 
-    /// <summary>Creates the estimator.</summary>
-    /// <param name="context">The ML.NET context (device settings and log).</param>
-    /// <param name="options">Model folder and settings; <see cref="DiffusionOptions.NegativePromptColumnName"/> is read here.</param>
-    /// <param name="promptColumn">The text column of prompts.</param>
-    /// <param name="outputColumn">The prompt embeddings column.</param>
-    /// <param name="negativeOutputColumn">The negative-prompt embeddings column (the empty prompt's where the options name no negative prompt column); null to leave it out.</param>
-    public TextEncodingEstimator(MLContext context, DiffusionOptions options, string promptColumn = DiffusionColumnNames.Prompt,
-        string outputColumn = DiffusionColumnNames.PromptEmbedding, string? negativeOutputColumn = DiffusionColumnNames.NegativePromptEmbedding)
-        : this(DiffusionHost.From(context), options, promptColumn, outputColumn, negativeOutputColumn)
-    {
-    }
-
     internal TextEncodingEstimator(DiffusionHost host, DiffusionOptions options, string promptColumn,
         string outputColumn, string? negativeOutputColumn)
         : base(host, options)

@@ -11,16 +11,6 @@ public sealed class VaeDecodingEstimator : DiffusionEstimatorBase<VaeDecodingTra
     private readonly string _latentsColumn;
     private readonly string _outputColumn;
 
-    /// <summary>Creates the estimator.</summary>
-    /// <param name="context">The ML.NET context (device settings and log).</param>
-    /// <param name="options">Model folder, image size (which fixes the latents' size) and batch size.</param>
-    /// <param name="latentsColumn">The latents column (Single vector of 4·h·w).</param>
-    /// <param name="outputColumn">The image column.</param>
-    public VaeDecodingEstimator(MLContext context, DiffusionOptions options, string latentsColumn = DiffusionColumnNames.Latents, string outputColumn = DiffusionColumnNames.Image)
-        : this(DiffusionHost.From(context), options, latentsColumn, outputColumn)
-    {
-    }
-
     internal VaeDecodingEstimator(DiffusionHost host, DiffusionOptions options, string latentsColumn, string outputColumn)
         : base(host, options)
     {

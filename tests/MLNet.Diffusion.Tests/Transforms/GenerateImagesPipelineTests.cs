@@ -22,7 +22,7 @@ public class GenerateImagesPipelineTests
         using var folder = TestModelFactory.CreateTemp();
         var ml = new MLContext(seed: 1);
         var table = Table(ml, 6);
-        var pipeline = ml.Transforms.GenerateImages(Options(folder.Path, batchSize: 3), promptColumn: "Prompt", outputColumn: "Image")
+        var pipeline = ml.Transforms.GenerateImages("Image", "Prompt", Options(folder.Path, batchSize: 3))
             .Append(ml.Transforms.ResizeImages("Small", 16, 16, "Image"))
             .Append(ml.Transforms.ExtractPixels("Pixels", "Small"))
             // Trainers read their data several times: keep the pixels, not the images, and cache them, so each image is generated once.
@@ -63,7 +63,7 @@ public class GenerateImagesPipelineTests
         var ml = new MLContext();
         var table = Table(ml, 2);
         var chain = ml.Transforms.CopyColumns("Text", "Prompt")
-            .Append(new DiffusionEstimator(ml, Options(folder.Path), promptColumn: "Text"))
+            .Append(new DiffusionEstimator(ml, inputColumnName: "Text", options: Options(folder.Path)))
             .Append(ml.Transforms.ExtractPixels("Pixels", "Image"));
         using var model = chain.Fit(table);
         var pixels = model.Transform(table).GetColumn<VBuffer<float>>("Pixels").ToList();

@@ -13,7 +13,7 @@ public sealed class SaveLoadTests(TransformModelFixture model) : IClassFixture<T
 
     private static EstimatorChain<Microsoft.ML.Transforms.Image.ImagePixelExtractingTransformer> Chain(MLContext ml, DiffusionOptions options) =>
         ml.Transforms.CopyColumns("Text", "Prompt")
-            .Append(ml.Transforms.GenerateImages(options, promptColumn: "Text"))
+            .Append(ml.Transforms.GenerateImages(inputColumnName: "Text", options: options))
             .Append(ml.Transforms.ResizeImages("Small", 16, 16, "Image"))
             .Append(ml.Transforms.ExtractPixels("Pixels", "Small"));
 
@@ -53,9 +53,9 @@ public sealed class SaveLoadTests(TransformModelFixture model) : IClassFixture<T
         var table = Table(ml, 2);
         var options = Options(model.Path);
         options.ImagesPerPrompt = 2;
-        using var fitted = ml.Transforms.EncodePrompts(options, negativeOutputColumn: null)
-            .Append(ml.Transforms.DenoiseLatents(options, negativeEmbeddingColumn: null))
-            .Append(ml.Transforms.DecodeLatents(options, outputColumn: "Picture"))
+        using var fitted = ml.Transforms.EncodePrompts(negativeOutputColumnName: null, options: options)
+            .Append(ml.Transforms.DenoiseLatents(negativeInputColumnName: null, options: options))
+            .Append(ml.Transforms.DecodeLatents("Picture", options: options))
             .Fit(table);
         DiffusionModelSaver.Save(ml, fitted, table.Schema, _file);
 

@@ -36,7 +36,7 @@ public class SchemaCheckTests(TransformModelFixture model) : IClassFixture<Trans
     {
         var ml = new MLContext();
         var table = ml.Data.LoadFromEnumerable(new[] { new NumberPrompt() });
-        var e = Assert.Throws<ArgumentOutOfRangeException>(() => ml.Transforms.GenerateImages(Options(model.Path), promptColumn: "Text").Fit(table));
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => ml.Transforms.GenerateImages(inputColumnName: "Text", options: Options(model.Path)).Fit(table));
         Assert.Contains("Could not find input column 'Text' (expected String)", e.Message);
     }
 
@@ -75,7 +75,7 @@ public class SchemaCheckTests(TransformModelFixture model) : IClassFixture<Trans
     {
         var ml = new MLContext();
         var table = ml.Data.LoadFromEnumerable(new[] { new ShortEmbedding() });
-        var e = Assert.Throws<ArgumentOutOfRangeException>(() => ml.Transforms.DenoiseLatents(Options(model.Path), negativeEmbeddingColumn: null).Fit(table));
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => ml.Transforms.DenoiseLatents(negativeInputColumnName: null, options: Options(model.Path)).Fit(table));
         Assert.Contains("Schema mismatch for input column 'PromptEmbedding': expected Vector<Single, 77, 768>, got Vector<Single, 10>", e.Message);
     }
 
@@ -86,7 +86,7 @@ public class SchemaCheckTests(TransformModelFixture model) : IClassFixture<Trans
         var table = ml.Data.LoadFromEnumerable(new[] { new ShortLatents() });
         var e = Assert.Throws<ArgumentOutOfRangeException>(() => ml.Transforms.DecodeLatents(Options(model.Path)).Fit(table));
         Assert.Contains("Schema mismatch for input column 'Latents': expected Vector<Single, 4, 8, 8>, got Vector<Single, 5>", e.Message);
-        var missing = Assert.Throws<ArgumentOutOfRangeException>(() => ml.Transforms.DecodeLatents(Options(model.Path), latentsColumn: "Z").Fit(table));
+        var missing = Assert.Throws<ArgumentOutOfRangeException>(() => ml.Transforms.DecodeLatents(inputColumnName: "Z", options: Options(model.Path)).Fit(table));
         Assert.Contains("Could not find input column 'Z'", missing.Message);
     }
 

@@ -1,0 +1,56 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using MLNet.Diffusion.ModelBuilder.Demo;
+
+namespace MLNet.Diffusion.Models;
+
+/// <summary>
+/// The built-in demo model: a small Stable Diffusion ONNX folder (128×128 coloured shapes) that the project generates
+/// itself, so that everything runs with no download. It is built on first use into <see cref="Directory"/>, the cache
+/// folder the <c>mlnet-diffusion</c> tool uses too, and rebuilt when the builder's version changes.
+/// </summary>
+public static class DemoModel
+{
+    /// <summary>The environment variable that moves the cache folder.</summary>
+    public const string CacheVariable = "MLNET_DIFFUSION_CACHE";
+
+    /// <summary>
+    /// The cache folder: <c>$MLNET_DIFFUSION_CACHE</c>; else <c>%LOCALAPPDATA%\mlnet-diffusion</c> on Windows,
+    /// <c>$XDG_CACHE_HOME/mlnet-diffusion</c> or <c>~/.cache/mlnet-diffusion</c> elsewhere.
+    /// </summary>
+    public static string CacheDirectory => CacheDirectoryFrom(Environment.GetEnvironmentVariable);
+
+    /// <summary>The demo model's folder, <c>demo-model</c> in <see cref="CacheDirectory"/>.</summary>
+    public static string Directory => Path.Combine(CacheDirectory, "demo-model");
+
+    /// <summary>
+    /// The demo model's folder, built first if it is missing or was made by another builder version (one log line
+    /// says so). Concurrent callers, in this process or others, wait for one build.
+    /// </summary>
+    /// <param name="logger">Receives the line that says the model is being built; null for none.</param>
+    public static string EnsureBuilt(ILogger? logger = null) => EnsureBuilt(Directory, logger);
+
+    /// <summary>The cache folder as read through <paramref name="getVariable"/> (the CLI passes its own environment).</summary>
+    internal static string CacheDirectoryFrom(Func<string, string?> getVariable)
+    {
+        var configured = getVariable(CacheVariable);
+        if (!string.IsNullOrWhiteSpace(configured)) return Path.GetFullPath(configured);
+        if (OperatingSystem.IsWindows())
+            return Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData), "mlnet-diffusion");
+        var xdg = getVariable("XDG_CACHE_HOME");
+        var root = !string.IsNullOrWhiteSpace(xdg) && Path.IsPathRooted(xdg) ? xdg
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
+        return Path.Combine(root, "mlnet-diffusion");
+    }
+
+    /// <summary>Builds the demo model into <paramref name="directory"/> unless a current one is there; returns the folder.</summary>
+    internal static string EnsureBuilt(string directory, ILogger? logger)
+    {
+        if (DemoModelBuilder.IsCurrent(directory)) return directory;
+        logger?.LogInformation("Building the built-in demo model into {Directory} (first use).", directory);
+        var clock = Stopwatch.StartNew();
+        if (DemoModelBuilder.EnsureBuilt(directory))
+            logger?.LogInformation("Built the demo model in {Seconds:F1} s.", clock.Elapsed.TotalSeconds);
+        return directory;
+    }
+}
