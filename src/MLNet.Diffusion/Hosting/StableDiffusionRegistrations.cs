@@ -56,7 +56,7 @@ internal sealed class StableDiffusionRegistrations
             {
                 throw new InvalidOperationException(
                     $"Stable Diffusion registrations {Display(chosen.Value.Name)} and {Display(name)} both use the model folder '{fullPath}' but differ in {difference}. " +
-                    "A folder is loaded once and shared, so its registrations must agree on Device, DeviceId, FallbackToCpu, IntraOpThreads, InterOpThreads and GraphOptimizationLevel.");
+                    "A folder is loaded once and shared, so its registrations must agree on their Runtime options.");
             }
         }
         var result = chosen?.Runtime ?? new DiffusionRuntimeOptions();
@@ -73,5 +73,7 @@ internal sealed class StableDiffusionRegistrations
         : a.IntraOpThreads != b.IntraOpThreads ? $"IntraOpThreads ({a.IntraOpThreads} vs {b.IntraOpThreads})"
         : a.InterOpThreads != b.InterOpThreads ? $"InterOpThreads ({a.InterOpThreads} vs {b.InterOpThreads})"
         : a.GraphOptimizationLevel != b.GraphOptimizationLevel ? $"GraphOptimizationLevel ({a.GraphOptimizationLevel} vs {b.GraphOptimizationLevel})"
+        : a.UseIoBinding != b.UseIoBinding ? $"UseIoBinding ({a.UseIoBinding} vs {b.UseIoBinding})"
+        : a.EnableCudaGraph != b.EnableCudaGraph ? $"EnableCudaGraph ({a.EnableCudaGraph} vs {b.EnableCudaGraph})"
         : null;
 }

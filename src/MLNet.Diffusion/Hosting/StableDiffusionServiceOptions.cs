@@ -1,4 +1,3 @@
-using Microsoft.ML.OnnxRuntime;
 using MLNet.Diffusion.Pipeline;
 using MLNet.Diffusion.Runtime;
 
@@ -16,26 +15,11 @@ public sealed class StableDiffusionServiceOptions
     /// one pipeline.</summary>
     public string? ModelPath { get; set; }
 
-    /// <summary>The execution provider to ask for (<see cref="DiffusionRuntimeOptions.Device"/>). Default: CPU.</summary>
-    public ExecutionDevice Device { get; set; } = ExecutionDevice.Cpu;
-
-    /// <summary>The CUDA device ordinal (<see cref="DiffusionRuntimeOptions.DeviceId"/>). Default 0.</summary>
-    public int DeviceId { get; set; }
-
-    /// <summary>Run on the CPU, logging why, when CUDA cannot be loaded (true, the default), or fail
-    /// (<see cref="DiffusionRuntimeOptions.FallbackToCpu"/>).</summary>
-    public bool FallbackToCpu { get; set; } = true;
-
-    /// <summary>Threads inside an operator; 0 (default) lets ONNX Runtime choose
-    /// (<see cref="DiffusionRuntimeOptions.IntraOpThreads"/>).</summary>
-    public int IntraOpThreads { get; set; }
-
-    /// <summary>Threads across operators; 0 (default) lets ONNX Runtime choose
-    /// (<see cref="DiffusionRuntimeOptions.InterOpThreads"/>).</summary>
-    public int InterOpThreads { get; set; }
-
-    /// <summary>The graph optimisation level (<see cref="DiffusionRuntimeOptions.GraphOptimizationLevel"/>). Default: all.</summary>
-    public GraphOptimizationLevel GraphOptimizationLevel { get; set; } = GraphOptimizationLevel.ORT_ENABLE_ALL;
+    /// <summary>
+    /// How the model's components run: device, fallback, threads, IO binding, graph optimisation. Registrations naming the
+    /// same folder must agree on them, since they share one pipeline. The logger is the container's.
+    /// </summary>
+    public DiffusionRuntimeOptions Runtime { get; set; } = new();
 
     /// <summary>
     /// Defaults of the registered <see cref="StableDiffusionImageGenerator"/> (size, steps, guidance, scheduler, η);
@@ -47,14 +31,6 @@ public sealed class StableDiffusionServiceOptions
     /// larger <c>Count</c> runs in several batches (each image depends only on its seed). Default 4.</summary>
     public int MaxBatchSize { get; set; } = 4;
 
-    /// <summary>The runtime settings these options ask for; the logger is set by the caller.</summary>
-    public DiffusionRuntimeOptions ToRuntimeOptions() => new()
-    {
-        Device = Device,
-        DeviceId = DeviceId,
-        FallbackToCpu = FallbackToCpu,
-        IntraOpThreads = IntraOpThreads,
-        InterOpThreads = InterOpThreads,
-        GraphOptimizationLevel = GraphOptimizationLevel,
-    };
+    /// <summary>A copy of <see cref="Runtime"/>; the logger is set by the caller.</summary>
+    internal DiffusionRuntimeOptions ToRuntimeOptions() => Runtime.Clone();
 }

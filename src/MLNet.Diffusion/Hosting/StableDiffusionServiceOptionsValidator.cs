@@ -1,6 +1,5 @@
 using Microsoft.Extensions.Options;
-using MLNet.Diffusion.Runtime;
-using MLNet.Diffusion.Schedulers;
+using MLNet.Diffusion.Pipeline;
 
 namespace MLNet.Diffusion.Hosting;
 
@@ -28,44 +27,16 @@ internal sealed class StableDiffusionServiceOptionsValidator : IValidateOptions<
             problems.Add($"{type}.{nameof(o.ModelPath)} is required: set it to a Stable Diffusion ONNX export folder (the one holding model_index.json, unet/, vae_decoder/, ...).");
         else if (!Directory.Exists(o.ModelPath))
             problems.Add($"{type}.{nameof(o.ModelPath)} '{o.ModelPath}' does not exist (resolved to '{Path.GetFullPath(o.ModelPath)}').");
-        if (!Enum.IsDefined(o.Device))
-            problems.Add($"{type}.{nameof(o.Device)} {(int)o.Device} is not one of {string.Join(", ", Enum.GetNames<ExecutionDevice>())}.");
-        if (o.DeviceId < 0)
-            problems.Add($"{type}.{nameof(o.DeviceId)} must be 0 or more; got {o.DeviceId}.");
-        if (o.IntraOpThreads < 0)
-            problems.Add($"{type}.{nameof(o.IntraOpThreads)} must be 0 (ONNX Runtime chooses) or more; got {o.IntraOpThreads}.");
-        if (o.InterOpThreads < 0)
-            problems.Add($"{type}.{nameof(o.InterOpThreads)} must be 0 (ONNX Runtime chooses) or more; got {o.InterOpThreads}.");
+        if (o.Runtime is null)
+            problems.Add($"{type}.{nameof(o.Runtime)} must not be null.");
+        else
+            problems.AddRange(SettingLimits.Problems(o.Runtime, $"{type}.{nameof(o.Runtime)}"));
         if (o.MaxBatchSize < 1)
             problems.Add($"{type}.{nameof(o.MaxBatchSize)} must be 1 or more; got {o.MaxBatchSize}.");
-
-        const string generation = $"{type}.{nameof(StableDiffusionServiceOptions.DefaultGenerationOptions)}";
-        var g = o.DefaultGenerationOptions;
-        if (g is null)
-        {
-            problems.Add($"{generation} must not be null.");
-            return problems;
-        }
-        foreach (var (value, option) in new[] { (g.Width, nameof(g.Width)), (g.Height, nameof(g.Height)) })
-            if (value is int v && (v < 8 || v > 4096 || v % 8 != 0))
-                problems.Add($"{generation}.{option} must be a multiple of 8 from 8 to 4096 (or null for the model's default); got {v}.");
-        if (g.Steps < 1 || g.Steps > 1000)
-            problems.Add($"{generation}.{nameof(g.Steps)} must be from 1 to 1000; got {g.Steps}.");
-        if (!float.IsFinite(g.GuidanceScale))
-            problems.Add($"{generation}.{nameof(g.GuidanceScale)} must be a finite number; got {g.GuidanceScale}.");
-        if (!(g.Eta >= 0 && g.Eta <= 1))
-            problems.Add($"{generation}.{nameof(g.Eta)} must be from 0 to 1; got {g.Eta}.");
-        if (!string.IsNullOrWhiteSpace(g.Scheduler))
-        {
-            try
-            {
-                SchedulerFactory.Create(g.Scheduler, SchedulerConfig.Empty);
-            }
-            catch (ArgumentException e)
-            {
-                problems.Add($"{generation}.{nameof(g.Scheduler)}: {e.Message.Split(" (Parameter", 2)[0]}");
-            }
-        }
+        if (o.DefaultGenerationOptions is null)
+            problems.Add($"{type}.{nameof(o.DefaultGenerationOptions)} must not be null.");
+        else
+            problems.AddRange(SettingLimits.Problems(o.DefaultGenerationOptions, $"{type}.{nameof(o.DefaultGenerationOptions)}"));
         return problems;
     }
 }

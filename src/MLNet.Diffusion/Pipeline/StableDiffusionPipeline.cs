@@ -24,78 +24,56 @@ namespace MLNet.Diffusion.Pipeline;
 public sealed partial class StableDiffusionPipeline : IDisposable
 {
     private readonly ILogger? _logger;
+    private readonly LoadedModelStore.Lease _model;
 
-    private StableDiffusionPipeline(DiffusionModelFolder folder, DiffusionRuntimeOptions options)
+    private StableDiffusionPipeline(LoadedModelStore.Lease model, ILogger? logger)
     {
-        Folder = folder;
-        _logger = options.Logger;
-        SchedulerConfig = SchedulerConfig.Load(folder.SchedulerConfigPath);
-        // Fail at load time on an unknown or broken scheduler, including keys read only when timesteps are set.
-        SchedulerFactory.Create(null, SchedulerConfig).SetTimesteps(1);
-        var tokenizer = ClipTokenizer.Load(folder.TokenizerDirectory);
-        var sessions = new OnnxSessionFactory(options);
-        var loaded = new List<IDisposable>();
-        try
-        {
-            TextEncoder = new TextEncoder(folder.TextEncoderPath, tokenizer, sessions, _logger);
-            loaded.Add(TextEncoder);
-            UNet = new UNet(folder.UnetPath, sessions);
-            loaded.Add(UNet);
-            VaeDecoder = new VaeDecoder(folder.VaeDecoderPath, sessions, folder.VaeScalingFactor);
-            loaded.Add(VaeDecoder);
-            if (folder.VaeEncoderPath is { } encoderPath)
-            {
-                VaeEncoder = new VaeEncoder(encoderPath, sessions, folder.VaeScalingFactor);
-                loaded.Add(VaeEncoder);
-            }
-        }
-        catch
-        {
-            foreach (var d in loaded) d.Dispose();
-            throw;
-        }
-        if (TextEncoder.EmbeddingWidth > 0 && UNet.EmbeddingWidth > 0 && TextEncoder.EmbeddingWidth != UNet.EmbeddingWidth)
-        {
-            Dispose();
-            throw new InvalidDataException($"Model folder '{folder.Directory}': the text encoder gives embeddings of width {TextEncoder.EmbeddingWidth} but the UNet's encoder_hidden_states takes {UNet.EmbeddingWidth}.");
-        }
-        Device = UNet.Device;
-        FallbackReason = sessions.FallbackReason;
-        _logger?.LogInformation("Loaded {Folder} on {Device}{Fallback}.", folder.Directory, Device, FallbackReason is null ? "" : $" ({FallbackReason})");
+        _model = model;
+        _logger = logger;
     }
 
-    /// <summary>Opens a model folder and loads its components.</summary>
+    /// <summary>
+    /// Opens a model folder and loads its components, or shares them: every pipeline loaded from the same folder (however
+    /// it is spelled) with the same runtime settings, in this process, uses one set of ONNX Runtime sessions, which are
+    /// released when the last of those pipelines is disposed. The dependency-injection registrations and the ML.NET
+    /// transforms load through the same store.
+    /// </summary>
     /// <param name="modelDirectory">A diffusers/Optimum ONNX export folder.</param>
-    /// <param name="options">Device, fallback, threads and logging; null for CPU defaults.</param>
+    /// <param name="options">Device, fallback, threads and logging; null for CPU defaults. The logger receives this
+    /// pipeline's messages (and the loading messages, when this call loads the model).</param>
     /// <exception cref="DirectoryNotFoundException">The folder does not exist.</exception>
     /// <exception cref="FileNotFoundException">A component is missing (named in the message).</exception>
     /// <exception cref="InvalidDataException">A component does not fit the contract (named in the message).</exception>
-    public static StableDiffusionPipeline Load(string modelDirectory, DiffusionRuntimeOptions? options = null) =>
-        new(DiffusionModelFolder.Open(modelDirectory), options ?? new DiffusionRuntimeOptions());
+    public static StableDiffusionPipeline Load(string modelDirectory, DiffusionRuntimeOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(modelDirectory);
+        options ??= new DiffusionRuntimeOptions();
+        return new(LoadedModelStore.Acquire(modelDirectory, options), options.Logger);
+    }
 
     /// <summary>The model folder.</summary>
-    public DiffusionModelFolder Folder { get; }
+    public DiffusionModelFolder Folder => _model.Model.Folder;
 
     /// <summary>The folder's scheduler configuration.</summary>
-    public SchedulerConfig SchedulerConfig { get; }
+    public SchedulerConfig SchedulerConfig => _model.Model.SchedulerConfig;
 
     /// <summary>The text encoder (with its tokenizer).</summary>
-    public TextEncoder TextEncoder { get; }
+    public TextEncoder TextEncoder => _model.Model.TextEncoder;
 
     /// <summary>The UNet.</summary>
-    public UNet UNet { get; }
+    public UNet UNet => _model.Model.UNet;
 
     /// <summary>The VAE decoder.</summary>
-    public VaeDecoder VaeDecoder { get; }
+    public VaeDecoder VaeDecoder => _model.Model.VaeDecoder;
 
     /// <summary>The VAE encoder, when the folder has one.</summary>
-    public VaeEncoder? VaeEncoder { get; }
+    public VaeEncoder? VaeEncoder => _model.Model.VaeEncoder;
 
     /// <summary>The device the components run on.</summary>
-    public ExecutionDevice Device { get; }
+    public ExecutionDevice Device => _model.Model.Device;
 
     /// <summary>Why the requested CUDA device was not used, if it was not.</summary>
-    public string? FallbackReason { get; }
+    public string? FallbackReason => _model.Model.FallbackReason;
 
     /// <summary>The default image size: the UNet's <c>sample_size</c> × 8, else its fixed input size × 8, else 512.</summary>
     public int DefaultSize => Folder.UnetSampleSize is int s ? s * 8 : UNet.SampleSpec.Dimensions[2] > 0 ? UNet.SampleSpec.Dimensions[2] * 8 : 512;
@@ -174,7 +152,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
 
     private float[] EncodeTextCore(IReadOnlyList<string> prompts, CancellationToken cancellationToken)
     {
-        var embeddings = TextEncoder.Encode(prompts, cancellationToken);
+        var embeddings = TextEncoder.Encode(prompts, cancellationToken, _logger);
         if (embeddings.Length > 0)
             NonFiniteLatentsException.ThrowIfNonFinite(embeddings, DiffusionStage.EncodingText, "text encoder output", 0, prompts.Count, null, embeddings.Length / prompts.Count);
         return embeddings;
@@ -493,9 +471,10 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     }
 
     /// <summary>
-    /// Releases the sessions. Calls already running on other threads finish first (or stop when their tokens are
-    /// cancelled): the sessions are released when the last of them returns, never under a running model. Calls that
-    /// start afterwards throw <see cref="ObjectDisposedException"/>.
+    /// Releases this pipeline's hold on the shared sessions (they are released when no pipeline holds them). Calls
+    /// already running on other threads finish first (or stop when their tokens are cancelled): the hold is released when
+    /// the last of them returns, never under a running model. Calls that start afterwards throw
+    /// <see cref="ObjectDisposedException"/>.
     /// </summary>
     public void Dispose()
     {
@@ -510,11 +489,5 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         if (release) ReleaseComponents();
     }
 
-    private void ReleaseComponents()
-    {
-        TextEncoder?.Dispose();
-        UNet?.Dispose();
-        VaeDecoder?.Dispose();
-        VaeEncoder?.Dispose();
-    }
+    private void ReleaseComponents() => _model.Dispose();
 }

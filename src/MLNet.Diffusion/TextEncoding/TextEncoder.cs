@@ -20,18 +20,16 @@ public sealed class TextEncoder : OnnxModelComponent
 {
     private readonly TensorSpec _ids;
     private readonly string _hiddenName;
-    private readonly ILogger? _logger;
 
     /// <summary>Loads the encoder and checks its contract.</summary>
     /// <exception cref="InvalidDataException">The model does not have <c>input_ids</c> (int32/int64, rank 2) or a float output of rank 3.</exception>
-    public TextEncoder(string modelPath, ClipTokenizer tokenizer, OnnxSessionFactory sessions, ILogger? logger = null)
+    public TextEncoder(string modelPath, ClipTokenizer tokenizer, OnnxSessionFactory sessions)
         : base("text_encoder", modelPath, sessions)
     {
         try
         {
             ArgumentNullException.ThrowIfNull(tokenizer);
             Tokenizer = tokenizer;
-            _logger = logger;
             _ids = Require(true, "input_ids", [TensorElementType.Int32, TensorElementType.Int64], 2);
             CheckDimension(_ids, 1, tokenizer.MaxLength, "sequence length");
             _hiddenName = FirstOutput("last_hidden_state") ?? Outputs.Values.FirstOrDefault(o => o.Rank == 3)?.Name
@@ -69,8 +67,9 @@ public sealed class TextEncoder : OnnxModelComponent
     /// <summary>Encodes prompts into [N, 77, D] embeddings, flattened.</summary>
     /// <param name="prompts">The prompts; null entries are not allowed, empty ones are (the unconditional prompt).</param>
     /// <param name="cancellationToken">Checked before the run, and terminates a running one.</param>
+    /// <param name="logger">Receives a warning for each prompt that is truncated; null for none.</param>
     /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
-    public float[] Encode(IReadOnlyList<string> prompts, CancellationToken cancellationToken = default)
+    public float[] Encode(IReadOnlyList<string> prompts, CancellationToken cancellationToken = default, ILogger? logger = null)
     {
         ArgumentNullException.ThrowIfNull(prompts);
         if (prompts.Count == 0) return [];
@@ -83,7 +82,7 @@ public sealed class TextEncoder : OnnxModelComponent
             var prompt = prompts[i] ?? throw new ArgumentNullException(nameof(prompts), $"Prompt {i} is null.");
             Tokenizer.Encode(prompt, ids.AsSpan(i * len, len), out bool truncated);
             if (truncated)
-                _logger?.LogWarning("Prompt {Index} has more than {Kept} tokens; only the first {Kept} are used (CLIP reads {Positions} positions): \"{Prompt}\"",
+                logger?.LogWarning("Prompt {Index} has more than {Kept} tokens; only the first {Kept} are used (CLIP reads {Positions} positions): \"{Prompt}\"",
                     i, len - 2, len - 2, len, prompt.Length > 80 ? prompt[..80] + "…" : prompt);
         }
         using var input = OrtTensor.Create(_ids.ElementType, n, len);

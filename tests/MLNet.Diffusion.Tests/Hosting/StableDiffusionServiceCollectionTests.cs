@@ -104,10 +104,10 @@ public class StableDiffusionServiceCollectionTests
     {
         { "no-path", "StableDiffusionServiceOptions.ModelPath is required" },
         { "missing-folder", "StableDiffusionServiceOptions.ModelPath" },
-        { "intra-threads", "StableDiffusionServiceOptions.IntraOpThreads" },
-        { "inter-threads", "StableDiffusionServiceOptions.InterOpThreads" },
-        { "device-id", "StableDiffusionServiceOptions.DeviceId" },
-        { "device", "StableDiffusionServiceOptions.Device" },
+        { "intra-threads", "StableDiffusionServiceOptions.Runtime.IntraOpThreads" },
+        { "inter-threads", "StableDiffusionServiceOptions.Runtime.InterOpThreads" },
+        { "device-id", "StableDiffusionServiceOptions.Runtime.DeviceId" },
+        { "device", "StableDiffusionServiceOptions.Runtime.Device" },
         { "steps", "StableDiffusionServiceOptions.DefaultGenerationOptions.Steps" },
         { "width", "StableDiffusionServiceOptions.DefaultGenerationOptions.Width" },
         { "guidance", "StableDiffusionServiceOptions.DefaultGenerationOptions.GuidanceScale" },
@@ -129,10 +129,10 @@ public class StableDiffusionServiceCollectionTests
             {
                 case "no-path": o.ModelPath = " "; break;
                 case "missing-folder": o.ModelPath = Path.Combine(folder.Path, "no-such-model"); break;
-                case "intra-threads": o.IntraOpThreads = -1; break;
-                case "inter-threads": o.InterOpThreads = -2; break;
-                case "device-id": o.DeviceId = -1; break;
-                case "device": o.Device = (ExecutionDevice)7; break;
+                case "intra-threads": o.Runtime.IntraOpThreads = -1; break;
+                case "inter-threads": o.Runtime.InterOpThreads = -2; break;
+                case "device-id": o.Runtime.DeviceId = -1; break;
+                case "device": o.Runtime.Device = (ExecutionDevice)7; break;
                 case "steps": o.DefaultGenerationOptions.Steps = 0; break;
                 case "width": o.DefaultGenerationOptions.Width = 100; break;
                 case "guidance": o.DefaultGenerationOptions.GuidanceScale = float.NaN; break;
@@ -153,7 +153,7 @@ public class StableDiffusionServiceCollectionTests
     [Fact]
     public void AllProblemsAreReportedTogether()
     {
-        using var container = Build(s => s.AddStableDiffusion(o => { o.IntraOpThreads = -1; o.DefaultGenerationOptions.Steps = 5000; }));
+        using var container = Build(s => s.AddStableDiffusion(o => { o.Runtime.IntraOpThreads = -1; o.DefaultGenerationOptions.Steps = 5000; }));
         var e = Assert.Throws<OptionsValidationException>(() => container.GetRequiredService<StableDiffusionPipeline>());
         Assert.Equal(3, e.Failures.Count());
         Assert.Contains("ModelPath", e.Message);
@@ -166,8 +166,8 @@ public class StableDiffusionServiceCollectionTests
     {
         using var folder = TestModelFactory.CreateTemp();
         using var container = Build(s => s
-            .AddStableDiffusion("fast", o => { o.ModelPath = folder.Path; o.IntraOpThreads = 1; })
-            .AddStableDiffusion("slow", o => { o.ModelPath = folder.Path; o.IntraOpThreads = 2; }));
+            .AddStableDiffusion("fast", o => { o.ModelPath = folder.Path; o.Runtime.IntraOpThreads = 1; })
+            .AddStableDiffusion("slow", o => { o.ModelPath = folder.Path; o.Runtime.IntraOpThreads = 2; }));
         var e = Assert.Throws<InvalidOperationException>(() => container.GetRequiredKeyedService<StableDiffusionPipeline>("slow"));
         Assert.Contains("'fast'", e.Message);
         Assert.Contains("'slow'", e.Message);
@@ -179,12 +179,12 @@ public class StableDiffusionServiceCollectionTests
     {
         using var folder = TestModelFactory.CreateTemp();
         var logs = new CollectingLoggerFactory();
-        using (var strict = Build(s => s.AddStableDiffusion(o => { o.ModelPath = folder.Path; o.Device = ExecutionDevice.Cuda; o.FallbackToCpu = false; })))
+        using (var strict = Build(s => s.AddStableDiffusion(o => { o.ModelPath = folder.Path; o.Runtime.Device = ExecutionDevice.Cuda; o.Runtime.FallbackToCpu = false; })))
         {
             var e = Assert.Throws<InvalidOperationException>(() => strict.GetRequiredService<StableDiffusionPipeline>());
             Assert.Contains("FallbackToCpu", e.Message);
         }
-        using var lenient = Build(s => s.AddStableDiffusion(o => { o.ModelPath = folder.Path; o.Device = ExecutionDevice.Cuda; o.IntraOpThreads = 1; }), logs);
+        using var lenient = Build(s => s.AddStableDiffusion(o => { o.ModelPath = folder.Path; o.Runtime.Device = ExecutionDevice.Cuda; o.Runtime.IntraOpThreads = 1; }), logs);
         var pipeline = lenient.GetRequiredService<StableDiffusionPipeline>();
         Assert.Equal(ExecutionDevice.Cpu, pipeline.Device);
         Assert.Contains("CUDA", pipeline.FallbackReason);

@@ -1,0 +1,115 @@
+using System.Globalization;
+using MLNet.Diffusion.Runtime;
+using MLNet.Diffusion.Schedulers;
+
+namespace MLNet.Diffusion.Pipeline;
+
+/// <summary>
+/// The one home of the settings' limits and of their messages. The engine, the ML.NET options, the dependency-injection
+/// validator, the <c>IImageGenerator</c> and the command line all check a setting here, so one bad value is refused
+/// everywhere with the same words: the setting's name as the caller knows it, the allowed range, and the value given.
+/// </summary>
+internal static class SettingLimits
+{
+    /// <summary>Width and height: multiples of <see cref="SizeMultiple"/> from <see cref="MinSize"/> to <see cref="MaxSize"/>
+    /// pixels (the VAE works on 8×8 blocks).</summary>
+    public const int MinSize = 8, MaxSize = 4096, SizeMultiple = 8;
+
+    /// <summary>Inference steps.</summary>
+    public const int MinSteps = 1, MaxSteps = 1000;
+
+    /// <summary>Images per prompt in the ML.NET transforms.</summary>
+    public const int MaxImagesPerPrompt = 64;
+
+    /// <summary>Images per UNet batch in the ML.NET transforms.</summary>
+    public const int MaxBatchSize = 256;
+
+    /// <summary>A width or height: null (the model's default) or a multiple of 8 from 8 to 4096.</summary>
+    public static string? Size(string name, int? value) =>
+        value is int v && (v < MinSize || v > MaxSize || v % SizeMultiple != 0)
+            ? $"{name} must be a multiple of {SizeMultiple} from {MinSize} to {MaxSize} pixels (or null for the model's default size); got {v}."
+            : null;
+
+    /// <summary>Inference steps, 1 to 1000.</summary>
+    public static string? Steps(string name, int value) =>
+        value is < MinSteps or > MaxSteps ? $"{name} must be from {MinSteps} to {MaxSteps}; got {value}." : null;
+
+    /// <summary>A guidance scale: any finite number (at 1 or below guidance is off).</summary>
+    public static string? GuidanceScale(string name, float value) =>
+        float.IsFinite(value) ? null : $"{name} must be a finite number; got {Format(value)}.";
+
+    /// <summary>DDIM's η, 0 to 1.</summary>
+    public static string? Eta(string name, float value) => UnitInterval(name, value);
+
+    /// <summary>Guidance rescale φ, 0 to 1.</summary>
+    public static string? GuidanceRescale(string name, float value) => UnitInterval(name, value);
+
+    /// <summary>Image-to-image strength: null (the engine's default) or 0 to 1.</summary>
+    public static string? Strength(string name, float? value) =>
+        value is float v && !(v >= 0 && v <= 1) ? $"{name} must be from 0 to 1 (or null for the default); got {Format(v)}." : null;
+
+    /// <summary>A scheduler name: null (the folder's own) or one <see cref="SchedulerFactory"/> knows.</summary>
+    public static string? Scheduler(string name, string? value)
+    {
+        if (string.IsNullOrWhiteSpace(value)) return null;
+        try
+        {
+            SchedulerFactory.Create(value, SchedulerConfig.Empty);
+            return null;
+        }
+        catch (ArgumentException e)
+        {
+            return $"{name}: {e.Message.Split(" (Parameter", 2)[0]}";
+        }
+    }
+
+    /// <summary>A count from <paramref name="min"/> to <paramref name="max"/>.</summary>
+    public static string? Count(string name, int value, int min, int max) =>
+        value < min || value > max ? $"{name} must be from {min} to {max}; got {value}." : null;
+
+    /// <summary>Every problem of <paramref name="options"/>, each named <c>{prefix}.{Setting}</c>.</summary>
+    public static IEnumerable<string> Problems(GenerationOptions options, string prefix)
+    {
+        string?[] problems =
+        [
+            Size($"{prefix}.{nameof(options.Width)}", options.Width),
+            Size($"{prefix}.{nameof(options.Height)}", options.Height),
+            Steps($"{prefix}.{nameof(options.Steps)}", options.Steps),
+            GuidanceScale($"{prefix}.{nameof(options.GuidanceScale)}", options.GuidanceScale),
+            Eta($"{prefix}.{nameof(options.Eta)}", options.Eta),
+            GuidanceRescale($"{prefix}.{nameof(options.GuidanceRescale)}", options.GuidanceRescale),
+            Scheduler($"{prefix}.{nameof(options.Scheduler)}", options.Scheduler),
+        ];
+        return problems.OfType<string>();
+    }
+
+    /// <summary>Every problem of <paramref name="options"/>, each named <c>{prefix}.{Setting}</c>.</summary>
+    public static IEnumerable<string> Problems(DiffusionRuntimeOptions options, string prefix)
+    {
+        if (!Enum.IsDefined(options.Device))
+            yield return $"{prefix}.{nameof(options.Device)} {(int)options.Device} is not one of {string.Join(", ", Enum.GetNames<ExecutionDevice>())}.";
+        if (options.DeviceId < 0)
+            yield return $"{prefix}.{nameof(options.DeviceId)} must be 0 or more; got {options.DeviceId}.";
+        if (options.IntraOpThreads < 0)
+            yield return $"{prefix}.{nameof(options.IntraOpThreads)} must be 0 (ONNX Runtime chooses) or more; got {options.IntraOpThreads}.";
+        if (options.InterOpThreads < 0)
+            yield return $"{prefix}.{nameof(options.InterOpThreads)} must be 0 (ONNX Runtime chooses) or more; got {options.InterOpThreads}.";
+    }
+
+    /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> with the first problem, if there is one.</summary>
+    public static void ThrowIfAny(IEnumerable<string> problems, string parameterName)
+    {
+        foreach (var problem in problems) throw new ArgumentOutOfRangeException(parameterName, problem);
+    }
+
+    /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> for <paramref name="problem"/> unless it is null.</summary>
+    public static void ThrowIf(string? problem, string parameterName)
+    {
+        if (problem is not null) throw new ArgumentOutOfRangeException(parameterName, problem);
+    }
+
+    private static string? UnitInterval(string name, float value) =>
+        value >= 0 && value <= 1 ? null : $"{name} must be from 0 to 1; got {Format(value)}.";
+
+    private static string Format(float value) => value.ToString(CultureInfo.InvariantCulture);
+}
