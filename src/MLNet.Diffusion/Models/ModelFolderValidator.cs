@@ -31,12 +31,11 @@ namespace MLNet.Diffusion.Models;
 /// NUL characters or ONNX Runtime's in-memory marker, given once per tensor, and must name an existing file that
 /// resolves, through any links, inside the folder (or the cache blobs root above) and whose size covers every
 /// tensor's <c>offset</c> + <c>length</c>. These checks are the library's own: ONNX Runtime never opens a folder that
-/// fails them. In <c>model_index.json</c>, component
-/// entries (keys not starting with <c>_</c>) must not name absolute paths or paths with <c>..</c>; the same holds for
-/// <c>vocab_file</c>, <c>merges_file</c> and <c>tokenizer_file</c> in the tokenizer's configuration. The library never
-/// opens any path written in a JSON file (components are always <c>&lt;component&gt;/model.onnx</c>); informational
-/// keys such as <c>_name_or_path</c>, <c>name_or_path</c> and <c>special_tokens_map_file</c>, which exporters fill
-/// with paths on their own machine, are ignored.</para>
+/// fails them. In <c>model_index.json</c>, component entries (keys not starting with <c>_</c>) must not name absolute
+/// paths or paths with <c>..</c>; the same holds for <c>vocab_file</c>, <c>merges_file</c> and <c>tokenizer_file</c> in
+/// the tokenizer's configuration. The library never opens any path written in a JSON file (components are always
+/// <c>&lt;component&gt;/model.onnx</c>); informational keys such as <c>_name_or_path</c>, <c>name_or_path</c> and
+/// <c>special_tokens_map_file</c>, which exporters fill with paths on their own machine, are ignored.</para>
 /// <para><b>Sizes.</b> JSON configuration files may be at most <see cref="MaxConfigBytes"/>, tokenizer vocabularies and
 /// merges at most <see cref="MaxTokenizerFileBytes"/>; no required file may be empty. Declared graph inputs and outputs
 /// may have no fixed dimension above <see cref="MaxDeclaredDimension"/> nor more than <see cref="MaxDeclaredElements"/>
@@ -210,9 +209,9 @@ public static class ModelFolderValidator
 }
 
 /// <summary>
-/// The folder's containment policy: its resolved root, the other root links may lead into (a Hugging Face cache
-/// repository's <c>blobs/</c>, under the rule in <see cref="ModelFolderValidator"/>'s remarks), and the check that a
-/// file resolves into one of them.
+/// The folder's containment policy: its resolved root, the one other root that links may lead into (a Hugging Face
+/// cache repository's <c>blobs/</c>, under the rule in <see cref="ModelFolderValidator"/>'s remarks), and the check
+/// that a file resolves into one of them.
 /// </summary>
 internal sealed class ModelFolderPaths
 {

@@ -51,15 +51,16 @@ public sealed class OnnxModelSummary
 /// initializers, node attributes of type TENSOR, TENSORS, SPARSE_TENSOR and SPARSE_TENSORS, subgraphs in GRAPH and
 /// GRAPHS attributes at any depth, model-local functions' nodes and attribute defaults, and the training graphs.
 /// Fields read: ModelProto.graph = 7, .training_info = 20 (TrainingInfoProto.initialization = 1, .algorithm = 2),
-/// .functions = 25 (FunctionProto.node = 7, .attribute_proto = 11); GraphProto.node = 1, .initializer = 5, .input = 11, .output = 12,
-/// .sparse_initializer = 15; NodeProto.attribute = 5; AttributeProto.t = 5, .g = 6, .tensors = 10, .graphs = 11,
-/// .sparse_tensor = 22, .sparse_tensors = 23; SparseTensorProto.values = 1, .indices = 2; TensorProto.dims = 1,
-/// .data_type = 2, .name = 8, .raw_data = 9, .external_data = 13 (StringStringEntryProto key = 1, value = 2),
-/// .data_location = 14; ValueInfoProto.type = 2 → TypeProto.tensor_type = 1 (or sparse_tensor_type = 8) → shape = 2
-/// → dim = 1 → dim_value = 1 / dim_param = 2. The other fields hold no tensors (TypeProto, ValueInfoProto, the
-/// quantization annotations and metadata name tensors but hold none) and are skipped. A tensor's external_data
-/// keys <c>location</c>, <c>offset</c> and <c>length</c> may each appear once, and every key and value must be valid
-/// UTF-8 (a replacement character would make the name checked differ from the bytes ONNX Runtime opens). Anything that is not valid wire format, or a field that runs past the
+/// .functions = 25 (FunctionProto.node = 7, .attribute_proto = 11); GraphProto.node = 1, .initializer = 5,
+/// .input = 11, .output = 12, .sparse_initializer = 15; NodeProto.attribute = 5; AttributeProto.t = 5, .g = 6,
+/// .tensors = 10, .graphs = 11, .sparse_tensor = 22, .sparse_tensors = 23; SparseTensorProto.values = 1,
+/// .indices = 2; TensorProto.dims = 1, .data_type = 2, .name = 8, .raw_data = 9, .external_data = 13
+/// (StringStringEntryProto key = 1, value = 2), .data_location = 14; ValueInfoProto.type = 2 → TypeProto.tensor_type
+/// = 1 (or sparse_tensor_type = 8) → shape = 2 → dim = 1 → dim_value = 1 / dim_param = 2. The other fields hold no
+/// tensors (types, value infos, quantization annotations and metadata name tensors but hold none) and are skipped.
+/// A tensor's external_data keys <c>location</c>, <c>offset</c> and <c>length</c> may each appear once, and every
+/// key and value must be valid UTF-8 (a replacement character would make the name checked differ from the bytes
+/// ONNX Runtime opens). Anything that is not valid wire format, or a field that runs past the
 /// end of its message or of the file, is refused with an <see cref="InvalidDataException"/> naming the file, the
 /// byte offset and the problem.
 /// </remarks>
@@ -271,7 +272,7 @@ public static class OnnxExternalDataScanner
             long offset = 0;
             long? length = null;
             bool anyEntry = false;
-            var seenKeys = new HashSet<string>(StringComparer.Ordinal);
+            HashSet<string>? seenKeys = null;
             while (r.Position < end)
             {
                 var (field, wire) = r.Tag(end);
@@ -293,7 +294,7 @@ public static class OnnxExternalDataScanner
                     case (13, 2):
                         anyEntry = true;
                         var (key, value) = Entry(r.SubMessageEnd(end), name);
-                        if (key is "location" or "offset" or "length" && !seenKeys.Add(key))
+                        if (key is "location" or "offset" or "length" && !(seenKeys ??= new(StringComparer.Ordinal)).Add(key))
                             throw r.Corrupt($"tensor '{name ?? "?"}' gives the external_data key '{key}' more than once (readers differ in which one they use)");
                         switch (key)
                         {
