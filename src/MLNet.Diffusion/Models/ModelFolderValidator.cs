@@ -11,19 +11,31 @@ namespace MLNet.Diffusion.Models;
 /// <para><b>Paths.</b> No path taken from the folder is used unless it resolves inside the folder. Every file that is
 /// read (the JSON configurations, the tokenizer files, each <c>.onnx</c> file and each external-data file it names)
 /// is resolved through symbolic links and junctions, component by component as the operating system does, and must
-/// end inside the folder's own resolved path. One exception is made for the Hugging Face cache, whose snapshots hold
-/// links such as <c>models--org--name/snapshots/&lt;rev&gt;/unet/model.onnx → ../../../blobs/&lt;hash&gt;</c>: when the
-/// folder lies inside <c>models--*/snapshots/&lt;rev&gt;/</c>, links may also resolve into that same repository's
-/// <c>models--*/blobs/</c> folder, and nowhere else (not into another repository's blobs). Hard links cannot be told
-/// from ordinary files and are not examined.</para>
-/// <para><b>Paths named in files.</b> ONNX external-data <c>location</c>s must be relative, without <c>..</c>
-/// segments, drive letters, NUL characters or ONNX Runtime's in-memory marker, and must name an existing file inside
-/// the folder whose size covers every tensor's <c>offset</c> + <c>length</c>. In <c>model_index.json</c>, component
-/// entries (keys not starting with <c>_</c>) must not name absolute paths or paths with <c>..</c>; the same holds for
-/// <c>vocab_file</c>, <c>merges_file</c> and <c>tokenizer_file</c> in the tokenizer's configuration. The library never
-/// opens any path written in a JSON file (components are always <c>&lt;component&gt;/model.onnx</c>); informational
-/// keys such as <c>_name_or_path</c>, <c>name_or_path</c> and <c>special_tokens_map_file</c>, which exporters fill
-/// with paths on their own machine, are ignored.</para>
+/// end inside the folder's own resolved path. The folder itself may be named through links (a user's
+/// <c>~/models → /data/models</c>, a link to a cache snapshot): its resolved path is the boundary. Hard links cannot be
+/// told from ordinary files and are not examined.</para>
+/// <para><b>The Hugging Face cache.</b> Its snapshots hold links such as
+/// <c>models--org--name/snapshots/&lt;rev&gt;/unet/model.onnx → ../../../blobs/&lt;hash&gt;</c>, so one more root is
+/// allowed when, and only when, all of these hold: (1) the folder's <i>resolved</i> path lies inside
+/// <c>R/snapshots/&lt;rev&gt;/</c> for a folder <c>R</c> whose name starts with <c>models--</c> (the innermost such
+/// <c>R</c>; a snapshot reached through a linked <c>snapshots/</c> or <c>&lt;rev&gt;</c> belongs to the repository it
+/// really lies in, never to the one its given path names); (2) <c>R/blobs</c> is a real folder, not a symbolic link
+/// or junction, wherever such a link would lead (to <c>/</c>, a parent, the cache root, another repository's blobs,
+/// or through further links); (3) the resolved path of <c>R/blobs</c> is exactly the resolved path of <c>R</c>
+/// followed by <c>/blobs</c>. The extra root is then <c>R/blobs</c> and nothing else: not the rest of <c>R</c>, not
+/// another repository. A link into a <c>blobs</c> that fails (2) or (3) is refused, and the message says which
+/// condition failed. Each file is still resolved to its end, so a blob that is itself a link out of <c>R/blobs</c>
+/// is refused too.</para>
+/// <para><b>Paths named in files.</b> ONNX external-data <c>location</c>s, wherever the ONNX file holds a tensor (see
+/// <see cref="OnnxExternalDataScanner"/>), must be valid UTF-8, relative, without <c>..</c> segments, drive letters,
+/// NUL characters or ONNX Runtime's in-memory marker, given once per tensor, and must name an existing file that
+/// resolves, through any links, inside the folder (or the cache blobs root above) and whose size covers every
+/// tensor's <c>offset</c> + <c>length</c>. These checks are the library's own: ONNX Runtime never opens a folder that
+/// fails them. In <c>model_index.json</c>, component entries (keys not starting with <c>_</c>) must not name absolute
+/// paths or paths with <c>..</c>; the same holds for <c>vocab_file</c>, <c>merges_file</c> and <c>tokenizer_file</c> in
+/// the tokenizer's configuration. The library never opens any path written in a JSON file (components are always
+/// <c>&lt;component&gt;/model.onnx</c>); informational keys such as <c>_name_or_path</c>, <c>name_or_path</c> and
+/// <c>special_tokens_map_file</c>, which exporters fill with paths on their own machine, are ignored.</para>
 /// <para><b>Sizes.</b> JSON configuration files may be at most <see cref="MaxConfigBytes"/>, tokenizer vocabularies and
 /// merges at most <see cref="MaxTokenizerFileBytes"/>; no required file may be empty. Declared graph inputs and outputs
 /// may have no fixed dimension above <see cref="MaxDeclaredDimension"/> nor more than <see cref="MaxDeclaredElements"/>
@@ -108,6 +120,8 @@ public static class ModelFolderValidator
                 throw new InvalidDataException($"{what}, which resolves outside the model folder '{paths.Root}'.");
             if (!sizes.TryGetValue(full, out long size))
             {
+                // Where it leads is checked before whether it exists, so a link out is reported as one.
+                paths.CheckInside(full);
                 if (!File.Exists(full))
                     throw new FileNotFoundException($"{what}, which does not exist. The export is incomplete: download the file '{paths.Relative(full)}' too.", full);
                 size = paths.CheckFile(full, long.MaxValue, "external data file");
@@ -195,8 +209,9 @@ public static class ModelFolderValidator
 }
 
 /// <summary>
-/// The folder's containment policy: its resolved root, the other roots links may lead into (a Hugging Face cache
-/// repository's <c>blobs/</c>), and the check that a file resolves into one of them.
+/// The folder's containment policy: its resolved root, the one other root that links may lead into (a Hugging Face
+/// cache repository's <c>blobs/</c>, under the rule in <see cref="ModelFolderValidator"/>'s remarks), and the check
+/// that a file resolves into one of them.
 /// </summary>
 internal sealed class ModelFolderPaths
 {
@@ -205,19 +220,18 @@ internal sealed class ModelFolderPaths
 
     private readonly string[] _allowedRealRoots;
 
+    /// <summary>Why a Hugging Face cache repository's blobs folder was not accepted as a root, for messages; null otherwise.</summary>
+    private readonly string? _cacheRefusal;
+
     public ModelFolderPaths(string root)
     {
         Root = root;
         RealRoot = RealPath(root);
         var allowed = new List<string> { RealRoot };
-        // Hugging Face cache: <cache>/models--org--name/snapshots/<rev>[/sub/folder] links into <cache>/models--org--name/blobs.
-        for (var dir = new DirectoryInfo(RealRoot); dir.Parent?.Parent is { } repository; dir = dir.Parent)
+        if (CacheRepositoryOf(RealRoot) is { } repository)
         {
-            if (string.Equals(dir.Parent.Name, "snapshots", StringComparison.Ordinal) && repository.Name.StartsWith("models--", StringComparison.Ordinal))
-            {
-                allowed.Add(RealPath(Path.Combine(repository.FullName, "blobs")));
-                break;
-            }
+            _cacheRefusal = BlobsProblem(repository, out string blobs);
+            if (_cacheRefusal is null) allowed.Add(blobs);
         }
         _allowedRealRoots = [.. allowed];
     }
@@ -235,15 +249,71 @@ internal sealed class ModelFolderPaths
     public bool IsLexicallyInside(string fullPath) => IsWithin(fullPath, Root);
 
     /// <summary>
+    /// The Hugging Face cache repository (<c>…/models--org--name</c>) whose <c>snapshots/&lt;rev&gt;</c> holds the
+    /// folder, judged on the folder's resolved path (so the repository is the one the snapshot really lies in, whatever
+    /// links the given path went through); the innermost match, or null.
+    /// </summary>
+    private static DirectoryInfo? CacheRepositoryOf(string realRoot)
+    {
+        for (var dir = new DirectoryInfo(realRoot); dir.Parent?.Parent is { } repository; dir = dir.Parent)
+            if (string.Equals(dir.Parent.Name, "snapshots", StringComparison.Ordinal) && repository.Name.StartsWith("models--", StringComparison.Ordinal))
+                return repository;
+        return null;
+    }
+
+    /// <summary>
+    /// Why <c>&lt;repository&gt;/blobs</c> may not be followed into, or null when it may: it must be a real folder (not a
+    /// symbolic link or junction) whose resolved path is exactly the repository's resolved path + <c>/blobs</c>.
+    /// </summary>
+    private static string? BlobsProblem(DirectoryInfo repository, out string blobs)
+    {
+        // The repository path comes from a resolved path, so each of its components is already real.
+        blobs = Path.Join(repository.FullName, "blobs");
+        string shown = Path.Join(repository.Name, "blobs");
+        var info = new DirectoryInfo(blobs);
+        string? target;
+        try
+        {
+            target = info.LinkTarget;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return $"'{shown}' cannot be examined ({e.Message})";
+        }
+        if (target is not null)
+            return $"'{shown}' is a symbolic link (to '{target}'), not a folder inside the repository";
+        if (!info.Exists)
+            return File.Exists(blobs) ? $"'{shown}' is a file, not a folder" : $"the repository has no '{shown}' folder";
+        string real = RealPath(blobs);
+        if (!string.Equals(real, blobs, s_pathComparison))
+            return $"'{shown}' resolves to '{real}', not to itself";
+        return null;
+    }
+
+    /// <summary>
+    /// Checks that a path resolves (through links) inside the folder or the allowed cache root, whether or not it
+    /// exists; returns the resolved path.
+    /// </summary>
+    /// <exception cref="InvalidDataException">It resolves elsewhere; the message names the path and where it leads.</exception>
+    public string CheckInside(string path)
+    {
+        string real = RealPath(path);
+        if (!_allowedRealRoots.Any(root => IsWithin(real, root)))
+            throw new InvalidDataException($"'{Relative(path)}' in model folder '{Root}' is a link that resolves to '{real}', outside the folder. " +
+                "Links are followed only within the folder (and, in a Hugging Face cache snapshot, into that repository's own blobs/ folder)" +
+                (_cacheRefusal is null ? "" : $"; this snapshot's blobs/ is not followed because {_cacheRefusal}") +
+                (string.Equals(RealRoot, Path.TrimEndingDirectorySeparator(Root), s_pathComparison) ? "" : $"; the folder itself resolves to '{RealRoot}'") +
+                ". Copy the file into the folder instead.");
+        return real;
+    }
+
+    /// <summary>
     /// Checks a file that will be read: it resolves (through links) inside the folder or an allowed cache root, is a
     /// file, is not empty and is at most <paramref name="maxBytes"/>. Returns its size.
     /// </summary>
     public long CheckFile(string path, long maxBytes, string what)
     {
-        string real = RealPath(path);
-        if (!_allowedRealRoots.Any(root => IsWithin(real, root)))
-            throw new InvalidDataException($"'{Relative(path)}' in model folder '{Root}' is a link that resolves to '{real}', outside the folder. " +
-                "Links are followed only within the folder (and, in a Hugging Face cache snapshot, into that repository's blobs/ folder); copy the file into the folder instead.");
+        string real = CheckInside(path);
         var info = new FileInfo(real);
         if (!info.Exists)
             throw new InvalidDataException(Directory.Exists(real)

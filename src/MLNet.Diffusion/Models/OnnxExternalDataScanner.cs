@@ -26,7 +26,7 @@ public sealed class OnnxModelSummary
         HasGraph = hasGraph;
     }
 
-    /// <summary>Every external-data reference, from the main graph, nested graphs (If/Loop bodies), constants, sparse initializers, functions and training graphs.</summary>
+    /// <summary>Every external-data reference, from the main graph, nested graphs (If/Loop bodies), constants and other tensor attributes, sparse initializers, functions (their nodes and attribute defaults) and training graphs.</summary>
     public IReadOnlyList<OnnxExternalDataReference> ExternalData { get; }
 
     /// <summary>The main graph's declared inputs (initializers listed as inputs included, as older exporters do).</summary>
@@ -47,13 +47,20 @@ public sealed class OnnxModelSummary
 /// allocation proportional to its size.
 /// </summary>
 /// <remarks>
-/// Fields read (onnx.proto): ModelProto.graph = 7, .training_info = 20 (its graphs 1 and 2), .functions = 25
-/// (FunctionProto.node = 7); GraphProto.node = 1, .initializer = 5, .input = 11, .output = 12,
-/// .sparse_initializer = 15; NodeProto.attribute = 5; AttributeProto.t = 5, .g = 6, .tensors = 10, .graphs = 11,
-/// .sparse_tensor = 22, .sparse_tensors = 23; SparseTensorProto.values = 1, .indices = 2; TensorProto.dims = 1,
-/// .data_type = 2, .name = 8, .raw_data = 9, .external_data = 13 (StringStringEntryProto key = 1, value = 2),
-/// .data_location = 14; ValueInfoProto.type = 2 → TypeProto.tensor_type = 1 (or sparse_tensor_type = 8) → shape = 2
-/// → dim = 1 → dim_value = 1 / dim_param = 2. Anything that is not valid wire format, or a field that runs past the
+/// Every place onnx.proto (IR version 10) can hold a TensorProto is visited: graph initializers and sparse
+/// initializers, node attributes of type TENSOR, TENSORS, SPARSE_TENSOR and SPARSE_TENSORS, subgraphs in GRAPH and
+/// GRAPHS attributes at any depth, model-local functions' nodes and attribute defaults, and the training graphs.
+/// Fields read: ModelProto.graph = 7, .training_info = 20 (TrainingInfoProto.initialization = 1, .algorithm = 2),
+/// .functions = 25 (FunctionProto.node = 7, .attribute_proto = 11); GraphProto.node = 1, .initializer = 5,
+/// .input = 11, .output = 12, .sparse_initializer = 15; NodeProto.attribute = 5; AttributeProto.t = 5, .g = 6,
+/// .tensors = 10, .graphs = 11, .sparse_tensor = 22, .sparse_tensors = 23; SparseTensorProto.values = 1,
+/// .indices = 2; TensorProto.dims = 1, .data_type = 2, .name = 8, .raw_data = 9, .external_data = 13
+/// (StringStringEntryProto key = 1, value = 2), .data_location = 14; ValueInfoProto.type = 2 → TypeProto.tensor_type
+/// = 1 (or sparse_tensor_type = 8) → shape = 2 → dim = 1 → dim_value = 1 / dim_param = 2. The other fields hold no
+/// tensors (types, value infos, quantization annotations and metadata name tensors but hold none) and are skipped.
+/// A tensor's external_data keys <c>location</c>, <c>offset</c> and <c>length</c> may each appear once, and every
+/// key and value must be valid UTF-8 (a replacement character would make the name checked differ from the bytes
+/// ONNX Runtime opens). Anything that is not valid wire format, or a field that runs past the
 /// end of its message or of the file, is refused with an <see cref="InvalidDataException"/> naming the file, the
 /// byte offset and the problem.
 /// </remarks>
@@ -181,6 +188,7 @@ public static class OnnxExternalDataScanner
             {
                 var (field, wire) = r.Tag(end);
                 if (wire == 2 && field == 7) Node(r.SubMessageEnd(end));
+                else if (wire == 2 && field == 11) Attribute(r.SubMessageEnd(end)); // attribute defaults (IR 9)
                 else r.Skip(wire, end);
             }
             r.ExpectAt(end, "FunctionProto");
@@ -264,6 +272,7 @@ public static class OnnxExternalDataScanner
             long offset = 0;
             long? length = null;
             bool anyEntry = false;
+            HashSet<string>? seenKeys = null;
             while (r.Position < end)
             {
                 var (field, wire) = r.Tag(end);
@@ -284,7 +293,9 @@ public static class OnnxExternalDataScanner
                         break;
                     case (13, 2):
                         anyEntry = true;
-                        var (key, value) = Entry(r.SubMessageEnd(end));
+                        var (key, value) = Entry(r.SubMessageEnd(end), name);
+                        if (key is "location" or "offset" or "length" && !(seenKeys ??= new(StringComparer.Ordinal)).Add(key))
+                            throw r.Corrupt($"tensor '{name ?? "?"}' gives the external_data key '{key}' more than once (readers differ in which one they use)");
                         switch (key)
                         {
                             case "location": location = value; break;
@@ -311,7 +322,8 @@ public static class OnnxExternalDataScanner
             return name;
         }
 
-        private (string Key, string Value) Entry(long end)
+        /// <summary>A StringStringEntryProto; both strings must be valid UTF-8, since ONNX Runtime opens the location's bytes as they are.</summary>
+        private (string Key, string Value) Entry(long end, string? tensor)
         {
             string key = "", value = "";
             while (r.Position < end)
@@ -322,7 +334,8 @@ public static class OnnxExternalDataScanner
                     long sub = r.SubMessageEnd(end);
                     if (sub - r.Position > MaxEntryBytes)
                         throw r.Corrupt($"an external_data entry is {sub - r.Position} bytes long (at most {MaxEntryBytes} are accepted)");
-                    var s = r.String(sub, truncateAt: MaxEntryBytes);
+                    var s = r.StrictString(sub)
+                        ?? throw r.Corrupt($"tensor '{tensor ?? "?"}' has an external_data {(field == 1 ? "key" : $"value for '{Shorten(key)}'")} that is not valid UTF-8");
                     if (field == 1) key = s; else value = s;
                 }
                 else r.Skip(wire, end);
@@ -545,6 +558,23 @@ public static class OnnxExternalDataScanner
             SkipTo(end);
             return Encoding.UTF8.GetString(bytes);
         }
+
+        /// <summary>Reads a UTF-8 string that ends at <paramref name="end"/> whole; null when its bytes are not valid UTF-8.</summary>
+        public string? StrictString(long end)
+        {
+            var bytes = new byte[(int)(end - Position)];
+            for (int i = 0; i < bytes.Length; i++) bytes[i] = ReadByte(end);
+            try
+            {
+                return s_strictUtf8.GetString(bytes);
+            }
+            catch (DecoderFallbackException)
+            {
+                return null;
+            }
+        }
+
+        private static readonly UTF8Encoding s_strictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
         public void ExpectAt(long end, string message)
         {
