@@ -149,7 +149,7 @@ public sealed class StableDiffusionImageGenerator : IImageGenerator
             throw new ArgumentOutOfRangeException(nameof(options), count, $"ImageGenerationOptions.Count must be 1 or more; got {count}.");
         if (options?.ImageSize is { } size)
         {
-            if (!ValidSide(size.Width) || !ValidSide(size.Height))
+            if (SettingLimits.Size("ImageGenerationOptions.ImageSize.Width", size.Width) is not null || SettingLimits.Size("ImageGenerationOptions.ImageSize.Height", size.Height) is not null)
                 throw new ArgumentException(
                     $"ImageGenerationOptions.ImageSize must have a width and height that are multiples of 8 from 8 to 4096 (the VAE works on 8×8 pixel blocks); got {size.Width}×{size.Height}. " +
                     $"The nearest valid size is {Nearest(size.Width)}×{Nearest(size.Height)}.", nameof(options));
@@ -162,26 +162,22 @@ public sealed class StableDiffusionImageGenerator : IImageGenerator
         var extra = options?.AdditionalProperties;
         if (GetInteger(extra, StepsProperty) is long steps)
         {
-            if (steps < 1 || steps > 1000)
-                throw new ArgumentOutOfRangeException(nameof(options), steps, $"ImageGenerationOptions.AdditionalProperties[\"{StepsProperty}\"] must be from 1 to 1000; got {steps}.");
+            SettingLimits.ThrowIf(SettingLimits.Steps($"ImageGenerationOptions.AdditionalProperties[\"{StepsProperty}\"]", (int)Math.Clamp(steps, int.MinValue, int.MaxValue)), nameof(options));
             generation.Steps = (int)steps;
         }
         if (GetNumber(extra, GuidanceScaleProperty) is double guidance)
         {
-            if (!double.IsFinite(guidance) || !float.IsFinite((float)guidance))
-                throw new ArgumentOutOfRangeException(nameof(options), guidance, $"ImageGenerationOptions.AdditionalProperties[\"{GuidanceScaleProperty}\"] must be a finite number; got {guidance}.");
+            SettingLimits.ThrowIf(SettingLimits.GuidanceScale($"ImageGenerationOptions.AdditionalProperties[\"{GuidanceScaleProperty}\"]", (float)guidance), nameof(options));
             generation.GuidanceScale = (float)guidance;
         }
         if (GetNumber(extra, EtaProperty) is double eta)
         {
-            if (!(eta >= 0 && eta <= 1))
-                throw new ArgumentOutOfRangeException(nameof(options), eta, $"ImageGenerationOptions.AdditionalProperties[\"{EtaProperty}\"] must be from 0 to 1; got {eta}.");
+            SettingLimits.ThrowIf(SettingLimits.Eta($"ImageGenerationOptions.AdditionalProperties[\"{EtaProperty}\"]", (float)eta), nameof(options));
             generation.Eta = (float)eta;
         }
         if (GetNumber(extra, GuidanceRescaleProperty) is double rescale)
         {
-            if (!(rescale >= 0 && rescale <= 1))
-                throw new ArgumentOutOfRangeException(nameof(options), rescale, $"ImageGenerationOptions.AdditionalProperties[\"{GuidanceRescaleProperty}\"] must be from 0 to 1; got {rescale}.");
+            SettingLimits.ThrowIf(SettingLimits.GuidanceRescale($"ImageGenerationOptions.AdditionalProperties[\"{GuidanceRescaleProperty}\"]", (float)rescale), nameof(options));
             generation.GuidanceRescale = (float)rescale;
         }
         if (GetString(extra, SchedulerProperty) is { } scheduler && !string.IsNullOrWhiteSpace(scheduler))
@@ -191,9 +187,8 @@ public sealed class StableDiffusionImageGenerator : IImageGenerator
         return new Request(request.Prompt, negative, seed, count, generation);
     }
 
-    private static bool ValidSide(int side) => side >= 8 && side <= 4096 && side % 8 == 0;
 
-    private static int Nearest(int side) => Math.Clamp((int)Math.Round(side / 8.0, MidpointRounding.AwayFromZero) * 8, 8, 4096);
+    private static int Nearest(int side) => Math.Clamp((int)Math.Round(side / (double)SettingLimits.SizeMultiple, MidpointRounding.AwayFromZero) * SettingLimits.SizeMultiple, SettingLimits.MinSize, SettingLimits.MaxSize);
 
     private static bool IsPng(string mediaType) =>
         string.Equals(mediaType.Split(';', 2)[0].Trim(), PngMediaType, StringComparison.OrdinalIgnoreCase);

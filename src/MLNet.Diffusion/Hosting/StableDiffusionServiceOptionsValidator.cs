@@ -36,7 +36,12 @@ internal sealed class StableDiffusionServiceOptionsValidator : IValidateOptions<
         if (o.DefaultGenerationOptions is null)
             problems.Add($"{type}.{nameof(o.DefaultGenerationOptions)} must not be null.");
         else
-            problems.AddRange(SettingLimits.Problems(o.DefaultGenerationOptions, $"{type}.{nameof(o.DefaultGenerationOptions)}"));
+        {
+            const string generation = $"{type}.{nameof(o.DefaultGenerationOptions)}";
+            problems.AddRange(SettingLimits.Problems(o.DefaultGenerationOptions, generation));
+            if (SettingLimits.Scheduler($"{generation}.{nameof(GenerationOptions.Scheduler)}", o.DefaultGenerationOptions.Scheduler) is { } scheduler)
+                problems.Add(scheduler);
+        }
         return problems;
     }
 }

@@ -67,7 +67,8 @@ internal static class SettingLimits
     public static string? Count(string name, int value, int min, int max) =>
         value < min || value > max ? $"{name} must be from {min} to {max}; got {value}." : null;
 
-    /// <summary>Every problem of <paramref name="options"/>, each named <c>{prefix}.{Setting}</c>.</summary>
+    /// <summary>Every numeric problem of <paramref name="options"/>, each named <c>{prefix}.{Setting}</c> (the scheduler name is
+    /// checked by <see cref="Scheduler"/>, or where the scheduler is created).</summary>
     public static IEnumerable<string> Problems(GenerationOptions options, string prefix)
     {
         string?[] problems =
@@ -78,7 +79,6 @@ internal static class SettingLimits
             GuidanceScale($"{prefix}.{nameof(options.GuidanceScale)}", options.GuidanceScale),
             Eta($"{prefix}.{nameof(options.Eta)}", options.Eta),
             GuidanceRescale($"{prefix}.{nameof(options.GuidanceRescale)}", options.GuidanceRescale),
-            Scheduler($"{prefix}.{nameof(options.Scheduler)}", options.Scheduler),
         ];
         return problems.OfType<string>();
     }

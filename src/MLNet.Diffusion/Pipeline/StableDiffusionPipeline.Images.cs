@@ -19,8 +19,7 @@ public sealed partial class StableDiffusionPipeline
     public static int SkippedSteps(int steps, float strength)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(steps, 1);
-        if (!(strength >= 0 && strength <= 1))
-            throw new ArgumentOutOfRangeException(nameof(strength), strength, $"Strength must be from 0 to 1; got {strength}.");
+        SettingLimits.ThrowIf(SettingLimits.Strength("Strength", strength), nameof(strength));
         double s = double.Parse(strength.ToString("R", CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
         int kept = Math.Min((int)(steps * s), steps);
         return steps - kept;
@@ -82,7 +81,7 @@ public sealed partial class StableDiffusionPipeline
         {
             var p = images[i] ?? throw new ArgumentNullException(nameof(images), $"Image request {i} is null.");
             float guidance = p.GuidanceScale ?? options.GuidanceScale;
-            if (!float.IsFinite(guidance)) throw new ArgumentOutOfRangeException(nameof(images), guidance, $"Image {i}: the guidance scale must be a finite number.");
+            SettingLimits.ThrowIf(SettingLimits.GuidanceScale($"Image {i}: GuidanceScale", guidance), nameof(images));
             int start = 0;
             if (p.InitImage is null)
             {
@@ -99,8 +98,7 @@ public sealed partial class StableDiffusionPipeline
                 if (p.Mask is not null) CheckImage(p.Mask, i, "Mask");
                 RequireEncoder(i);
                 float strength = p.Strength ?? (p.Mask is null ? ImagePrompt.DefaultStrength : ImagePrompt.DefaultInpaintingStrength);
-                if (!(strength >= 0 && strength <= 1))
-                    throw new ArgumentOutOfRangeException(nameof(images), strength, $"Image {i}: Strength must be from 0 to 1; got {strength}.");
+                SettingLimits.ThrowIf(SettingLimits.Strength($"Image {i}: Strength", strength), nameof(images));
                 if (p.Mask is { } mask && (mask.Width != p.InitImage.Width || mask.Height != p.InitImage.Height))
                     throw new ArgumentException($"Image {i}: the Mask is {mask.Width}×{mask.Height} but the InitImage is {p.InitImage.Width}×{p.InitImage.Height}; the mask must have the init image's size.", nameof(images));
                 start = SkippedSteps(options.Steps, strength);

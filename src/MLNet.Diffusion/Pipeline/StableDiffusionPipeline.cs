@@ -420,22 +420,12 @@ public sealed partial class StableDiffusionPipeline : IDisposable
 
     private static void ValidateSize(int width, int height)
     {
-        if (width < 8 || height < 8 || width > 4096 || height > 4096 || width % 8 != 0 || height % 8 != 0)
-            throw new ArgumentOutOfRangeException(width % 8 != 0 || width < 8 || width > 4096 ? "width" : "height",
-                $"Width and height must be multiples of 8 from 8 to 4096 (the VAE works on 8×8 pixel blocks); got {width}×{height}.");
+        SettingLimits.ThrowIf(SettingLimits.Size("width", width), "width");
+        SettingLimits.ThrowIf(SettingLimits.Size("height", height), "height");
     }
 
-    private static void ValidateCommon(GenerationOptions options)
-    {
-        if (options.Steps < 1 || options.Steps > 1000)
-            throw new ArgumentOutOfRangeException(nameof(options), options.Steps, $"Steps must be from 1 to 1000; got {options.Steps}.");
-        if (!float.IsFinite(options.GuidanceScale))
-            throw new ArgumentOutOfRangeException(nameof(options), options.GuidanceScale, "GuidanceScale must be a finite number.");
-        if (!(options.Eta >= 0 && options.Eta <= 1))
-            throw new ArgumentOutOfRangeException(nameof(options), options.Eta, $"Eta must be from 0 to 1; got {options.Eta}.");
-        if (!(options.GuidanceRescale >= 0 && options.GuidanceRescale <= 1))
-            throw new ArgumentOutOfRangeException(nameof(options), options.GuidanceRescale, $"GuidanceRescale must be from 0 to 1; got {options.GuidanceRescale}.");
-    }
+    private static void ValidateCommon(GenerationOptions options) =>
+        SettingLimits.ThrowIfAny(SettingLimits.Problems(options, nameof(GenerationOptions)), nameof(options));
 
     private readonly object _gate = new();
     private int _activeCalls;

@@ -49,17 +49,18 @@ internal sealed class BatchedGeneration
     public long SeedOf(in ImageSlot slot) =>
         unchecked((slot.Inputs.Seed ?? _options.Seed + slot.Row * _options.ImagesPerPrompt) + slot.ImageIndex);
 
+    /// <summary>A slot's row as users count rows in messages: 1-based, in the input view.</summary>
+    private static string DataRow(in ImageSlot slot) => $"Data row {slot.Row + 1}";
+
     /// <summary>The steps and guidance scale of a slot: the row's column values, else the options'.</summary>
     public (int Steps, float GuidanceScale) SettingsOf(in ImageSlot slot)
     {
         int steps = slot.Inputs.Steps ?? _options.Steps;
-        if (steps < 1 || steps > 1000)
-            throw new ArgumentOutOfRangeException(_options.StepsColumnName, steps,
-                $"Row {slot.Row}: the steps column '{_options.StepsColumnName}' holds {steps}; steps must be from 1 to 1000 (0 takes DiffusionOptions.Steps).");
+        if (SettingLimits.Steps($"{DataRow(slot)}: the steps column '{_options.StepsColumnName}'", steps) is { } badSteps)
+            throw new ArgumentOutOfRangeException(_options.StepsColumnName, badSteps + " (0 takes DiffusionOptions.Steps)");
         float guidance = slot.Inputs.GuidanceScale ?? _options.GuidanceScale;
-        if (!float.IsFinite(guidance))
-            throw new ArgumentOutOfRangeException(_options.GuidanceScaleColumnName, guidance,
-                $"Row {slot.Row}: the guidance scale column '{_options.GuidanceScaleColumnName}' holds {guidance}; it must be finite (NaN takes DiffusionOptions.GuidanceScale).");
+        if (SettingLimits.GuidanceScale($"{DataRow(slot)}: the guidance scale column '{_options.GuidanceScaleColumnName}'", guidance) is { } badGuidance)
+            throw new ArgumentOutOfRangeException(_options.GuidanceScaleColumnName, badGuidance + " (NaN takes DiffusionOptions.GuidanceScale)");
         return (steps, guidance);
     }
 
@@ -75,15 +76,14 @@ internal sealed class BatchedGeneration
         if (init is null)
         {
             if (mask is not null)
-                throw new ArgumentException($"Row {slot.Row}: the mask column '{_options.MaskColumnName}' holds an image but the init-image column '{_options.InitImageColumnName}' holds none; a mask needs an init image.");
+                throw new ArgumentException($"{DataRow(slot)}: the mask column '{_options.MaskColumnName}' holds an image but the init-image column '{_options.InitImageColumnName}' holds none; a mask needs an init image.");
             return (null, null, null);
         }
         if (mask is not null && (mask.Width != init.Width || mask.Height != init.Height))
-            throw new ArgumentException($"Row {slot.Row}: the mask in column '{_options.MaskColumnName}' is {mask.Width}×{mask.Height} but the init image in column '{_options.InitImageColumnName}' is {init.Width}×{init.Height}; the mask must have the init image's size.");
+            throw new ArgumentException($"{DataRow(slot)}: the mask in column '{_options.MaskColumnName}' is {mask.Width}×{mask.Height} but the init image in column '{_options.InitImageColumnName}' is {init.Width}×{init.Height}; the mask must have the init image's size.");
         float? strength = slot.Inputs.Strength ?? _options.Strength;
-        if (strength is float s && !(s >= 0 && s <= 1))
-            throw new ArgumentOutOfRangeException(_options.StrengthColumnName, s,
-                $"Row {slot.Row}: the strength column '{_options.StrengthColumnName}' holds {s}; strength must be from 0 to 1 (NaN takes DiffusionOptions.Strength).");
+        if (SettingLimits.Strength($"{DataRow(slot)}: the strength column '{_options.StrengthColumnName}'", strength) is { } badStrength)
+            throw new ArgumentOutOfRangeException(_options.StrengthColumnName, badStrength + " (NaN takes DiffusionOptions.Strength)");
         return (init, mask, strength);
     }
 

@@ -158,24 +158,19 @@ public sealed class DiffusionOptions
     /// <summary>A shallow copy.</summary>
     public DiffusionOptions Clone() => (DiffusionOptions)MemberwiseClone();
 
-    internal GenerationOptions ToGenerationOptions(int steps, int width, int height) =>
+    internal GenerationOptions ToGenerationOptions(int steps, int? width, int? height) =>
         new() { Steps = steps, Width = width, Height = height, Scheduler = Scheduler, Eta = Eta, GuidanceScale = GuidanceScale, GuidanceRescale = GuidanceRescale };
 
     /// <summary>Checks the settings; the exception names the one that is out of range.</summary>
     internal void Validate()
     {
-        if (Steps < 1 || Steps > 1000) throw new ArgumentOutOfRangeException(nameof(Steps), Steps, "Steps must be from 1 to 1000.");
-        if (!float.IsFinite(GuidanceScale)) throw new ArgumentOutOfRangeException(nameof(GuidanceScale), GuidanceScale, "GuidanceScale must be a finite number.");
-        if (Width is int w && (w < 8 || w > 4096 || w % 8 != 0)) throw new ArgumentOutOfRangeException(nameof(Width), w, "Width must be a multiple of 8 from 8 to 4096.");
-        if (Height is int h && (h < 8 || h > 4096 || h % 8 != 0)) throw new ArgumentOutOfRangeException(nameof(Height), h, "Height must be a multiple of 8 from 8 to 4096.");
-        if (!(Eta >= 0 && Eta <= 1)) throw new ArgumentOutOfRangeException(nameof(Eta), Eta, "Eta must be from 0 to 1.");
-        if (!(GuidanceRescale >= 0 && GuidanceRescale <= 1)) throw new ArgumentOutOfRangeException(nameof(GuidanceRescale), GuidanceRescale, "GuidanceRescale must be from 0 to 1.");
-        if (ImagesPerPrompt < 1 || ImagesPerPrompt > 64) throw new ArgumentOutOfRangeException(nameof(ImagesPerPrompt), ImagesPerPrompt, "ImagesPerPrompt must be from 1 to 64.");
-        if (BatchSize < 1 || BatchSize > 256) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "BatchSize must be from 1 to 256.");
-        if (GpuDeviceId is < 0) throw new ArgumentOutOfRangeException(nameof(GpuDeviceId), GpuDeviceId, "GpuDeviceId must be 0 or more.");
-        if (IntraOpThreads < 0) throw new ArgumentOutOfRangeException(nameof(IntraOpThreads), IntraOpThreads, "IntraOpThreads must be 0 (automatic) or more.");
-        if (Strength is float strength && !(strength >= 0 && strength <= 1))
-            throw new ArgumentOutOfRangeException(nameof(Strength), strength, "Strength must be from 0 to 1 (or null for the engine's defaults).");
+        const string type = nameof(DiffusionOptions);
+        SettingLimits.ThrowIfAny(SettingLimits.Problems(ToGenerationOptions(Steps, Width, Height), type), nameof(DiffusionOptions));
+        SettingLimits.ThrowIf(SettingLimits.Count($"{type}.{nameof(ImagesPerPrompt)}", ImagesPerPrompt, 1, SettingLimits.MaxImagesPerPrompt), nameof(ImagesPerPrompt));
+        SettingLimits.ThrowIf(SettingLimits.Count($"{type}.{nameof(BatchSize)}", BatchSize, 1, SettingLimits.MaxBatchSize), nameof(BatchSize));
+        SettingLimits.ThrowIf(SettingLimits.Strength($"{type}.{nameof(Strength)}", Strength), nameof(Strength));
+        if (GpuDeviceId is < 0) throw new ArgumentOutOfRangeException(nameof(GpuDeviceId), GpuDeviceId, $"{type}.{nameof(GpuDeviceId)} must be 0 or more; got {GpuDeviceId}.");
+        if (IntraOpThreads < 0) throw new ArgumentOutOfRangeException(nameof(IntraOpThreads), IntraOpThreads, $"{type}.{nameof(IntraOpThreads)} must be 0 (ONNX Runtime chooses) or more; got {IntraOpThreads}.");
         if (InitImageColumnName is null && MaskColumnName is not null)
             throw new ArgumentException($"MaskColumnName ('{MaskColumnName}') needs InitImageColumnName: a mask says what to repaint in an init image.", nameof(MaskColumnName));
         if (InitImageColumnName is null && StrengthColumnName is not null)

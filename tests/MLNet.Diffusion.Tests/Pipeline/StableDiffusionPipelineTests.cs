@@ -305,7 +305,7 @@ public class StableDiffusionPipelineTests
         using var folder = TestModelFactory.CreateTemp();
         using var pipeline = StableDiffusionPipeline.Load(folder.Path);
         var size = Assert.Throws<ArgumentOutOfRangeException>(() => pipeline.Generate(Prompt, 0, new GenerationOptions { Width = 100 }));
-        Assert.Contains("multiples of 8", size.Message);
+        Assert.Contains("a multiple of 8", size.Message);
         Assert.Contains("100", size.Message);
         var steps = Assert.Throws<ArgumentOutOfRangeException>(() => pipeline.Generate(Prompt, 0, new GenerationOptions { Steps = -5 }));
         Assert.Contains("Steps", steps.Message);

@@ -192,7 +192,7 @@ public class ImageToImageColumnTests(TransformModelFixture model) : IClassFixtur
         var data = ml.Data.LoadFromEnumerable(new[] { new SketchRow { Prompt = "a", Sketch = sketch, Mask = mask } });
         using var transformer = ml.Transforms.GenerateImages(options).Fit(data);
         var e = Assert.Throws<ArgumentException>(() => ReadImages(transformer.Transform(data)));
-        Assert.Contains("Row 0", e.Message);
+        Assert.Contains("Data row 1", e.Message); // rows are counted from 1, as users count them
         Assert.Contains("'Mask'", e.Message);
         Assert.Contains("'Sketch'", e.Message);
     }

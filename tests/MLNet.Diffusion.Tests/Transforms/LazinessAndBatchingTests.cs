@@ -245,7 +245,7 @@ public class LazinessAndBatchingTests(TransformModelFixture model) : IClassFixtu
         var output = transformer.Transform(table);
         Assert.Equal(2, output.GetColumn<string>("Prompt").Count()); // pass-through reads are fine
         var e = Assert.Throws<ArgumentOutOfRangeException>(() => ReadImages(output));
-        Assert.Contains("Row 1", e.Message);
-        Assert.Contains("'Steps' holds -5", e.Message);
+        Assert.Contains("Data row 2", e.Message); // rows are counted from 1, as users count them
+        Assert.Contains("'Steps' must be from 1 to 1000; got -5", e.Message);
     }
 }

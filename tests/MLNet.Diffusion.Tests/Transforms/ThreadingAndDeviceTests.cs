@@ -73,7 +73,7 @@ public class ThreadingAndDeviceTests(TransformModelFixture model) : IClassFixtur
         var options = Options(model.Path);
         var a = cpu.Transforms.GenerateImages(options).Fit(table);
         var b = new DiffusionEstimator(cpu, options).Fit(table);
-        Assert.Same(a.Pipeline, b.Pipeline);
+        Assert.Same(a.Pipeline.UNet, b.Pipeline.UNet); // one loaded model behind both pipelines
         Assert.Equal(8, DiffusionModelCache.LeaseCount(cpu, options)); // each composite: itself and its three stages
         a.Dispose();
         Assert.Equal(4, DiffusionModelCache.LeaseCount(cpu, options));
@@ -93,8 +93,8 @@ public class ThreadingAndDeviceTests(TransformModelFixture model) : IClassFixtur
         using var a = ml.Transforms.GenerateImages(plain).Fit(table);
         using var b = ml.Transforms.GenerateImages(trailing).Fit(table);
         using var c = ml.Transforms.GenerateImages(relative).Fit(table);
-        Assert.Same(a.Pipeline, b.Pipeline);
-        Assert.Same(a.Pipeline, c.Pipeline);
+        Assert.Same(a.Pipeline.UNet, b.Pipeline.UNet); // one loaded model behind both pipelines
+        Assert.Same(a.Pipeline.UNet, c.Pipeline.UNet);
         Assert.Equal(12, DiffusionModelCache.LeaseCount(ml, trailing));
     }
 }
