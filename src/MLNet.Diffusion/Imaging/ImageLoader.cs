@@ -10,48 +10,100 @@ namespace MLNet.Diffusion.Imaging;
 public readonly record struct ImageHeader(string Format, long Width, long Height);
 
 /// <summary>
-/// Loads init images and masks from files, streams or bytes that may be anything: the header is read first, and an
-/// image that is not PNG, JPEG, GIF, BMP or WebP, declares no pixels, or declares more than <see cref="MaxPixels"/>
-/// is refused before it is decoded (so nothing proportional to its pixel count is allocated); one that fails to
-/// decode is refused with the decoder's reason. Every refusal is an <see cref="InvalidDataException"/> that names
-/// the source.
+/// Loads init images and masks from files, streams or bytes that may be anything, and is the one place where they are
+/// decoded. In order: the header is read, and an image that is not PNG, JPEG, GIF, BMP or WebP, declares no pixels,
+/// or declares more pixels than the limit (<see cref="DefaultMaxPixels"/>, or <see cref="MaxPixelsFor"/> the
+/// generation size) is refused before anything proportional to its size is allocated; then its structure is verified
+/// in one forward pass, so that a truncated or corrupt file is refused with the reason instead of decoding to a
+/// partial picture (the decoder behind <see cref="MLImage"/> returns the missing part blank); then it is decoded, and
+/// a decoder error is refused with the decoder's reason. Every refusal is an <see cref="InvalidDataException"/> that
+/// names the source and says how to fix it.
+/// <para>What the structure check covers, per format (the decoder checks the rest):</para>
+/// <list type="bullet">
+/// <item><b>PNG</b>, fully: every chunk's CRC-32, IHDR's fields, the IDAT zlib stream (with its Adler-32), the exact
+/// inflated size for the declared size, colour type, bit depth and interlacing, each row's filter type, and IEND.</item>
+/// <item><b>JPEG</b>: the marker segments, the entropy-coded data to the end-of-image marker (FF D9) and the order of
+/// restart markers. JPEG has no checksum, so a changed byte inside the scan data that keeps this structure passes.</item>
+/// <item><b>GIF</b>: the block structure to the trailer (3B). <b>BMP</b>: the pixel data's length (uncompressed) or
+/// the RLE commands to end-of-bitmap; other BMP compressions are refused. <b>WebP</b>: the RIFF size and chunk tiling.
+/// None of the three has a checksum: truncation is detected, changed pixel bytes are not.</item>
+/// </list>
 /// </summary>
 public static class ImageLoader
 {
-    /// <summary>The most pixels an init image or mask may have: 64 Mi (8192 × 8192). The pipeline refuses larger
-    /// <see cref="MLImage"/>s too, before converting them.</summary>
+    /// <summary>The most pixels an init image or mask may have at all: 64 Mi (8192 × 8192). The pipeline refuses larger
+    /// <see cref="MLImage"/>s too, before converting them; <see cref="MaxPixelsFor"/> never exceeds it.</summary>
     public const long MaxPixels = 8192L * 8192;
+
+    /// <summary>
+    /// The most pixels decoded when the generation size is not known, and the least <see cref="MaxPixelsFor"/> allows
+    /// for any generation: 16 Mi (4096 × 4096). A 12-megapixel photo or a 4K frame loads as it is, and an image at this
+    /// limit decodes in about 0.1 GB and under a second, a quarter of the cost of <see cref="MaxPixels"/>, which a 200 KB
+    /// PNG or a 3 KB JPEG can declare (and which costs over 1 GB once converted for the pipeline).
+    /// </summary>
+    public const long DefaultMaxPixels = 4096L * 4096;
+
+    /// <summary>
+    /// Decoded pixels allowed per generated pixel: 16 (4× each side). An init image is stretched to the generation
+    /// size, so detail beyond this is averaged away; the limit grows with the generation above
+    /// <see cref="DefaultMaxPixels"/> (a 2048 × 2048 generation takes up to 8192 × 8192).
+    /// </summary>
+    public const int MaxPixelsPerGeneratedPixel = 16;
 
     /// <summary>The largest encoded image read from a stream that cannot seek (256 MiB); seekable streams and files are not copied.</summary>
     public const long MaxEncodedBytes = 256L << 20;
 
+    /// <summary>
+    /// The decoding limit for an init image or mask of a <paramref name="width"/>×<paramref name="height"/>
+    /// generation: <see cref="MaxPixelsPerGeneratedPixel"/> × its pixels, at least <see cref="DefaultMaxPixels"/> and at
+    /// most <see cref="MaxPixels"/>. Pass it to <c>Load</c>.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">A size is not positive.</exception>
+    public static long MaxPixelsFor(int width, int height)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(width);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(height);
+        return Math.Clamp(MaxPixelsPerGeneratedPixel * (long)width * height, DefaultMaxPixels, MaxPixels);
+    }
+
     /// <summary>Reads an image file.</summary>
+    /// <param name="path">The file.</param>
+    /// <param name="maxPixels">The most pixels it may declare: <see cref="MaxPixelsFor"/> the generation size, or <see cref="DefaultMaxPixels"/>.</param>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
-    /// <exception cref="InvalidDataException">It is not a supported image, is empty, too large or corrupt; the message names it.</exception>
-    public static MLImage Load(string path)
+    /// <exception cref="InvalidDataException">It is not a supported image, is empty, too large, truncated or corrupt; the message names it.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="maxPixels"/> is not from 1 to <see cref="MaxPixels"/>.</exception>
+    public static MLImage Load(string path, long maxPixels = DefaultMaxPixels)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
+        CheckLimit(maxPixels);
         if (!File.Exists(path)) throw new FileNotFoundException($"Image file '{path}' does not exist.", path);
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
-        return Load(stream, path);
+        return Load(stream, path, maxPixels);
     }
 
     /// <summary>Reads an encoded image from bytes.</summary>
-    /// <exception cref="InvalidDataException">Not a supported image, empty, too large or corrupt.</exception>
-    public static MLImage Load(byte[] encoded, string name = "image bytes")
+    /// <param name="encoded">The encoded image.</param>
+    /// <param name="name">What to call the image in messages.</param>
+    /// <param name="maxPixels">The most pixels it may declare: <see cref="MaxPixelsFor"/> the generation size, or <see cref="DefaultMaxPixels"/>.</param>
+    /// <exception cref="InvalidDataException">Not a supported image, empty, too large, truncated or corrupt.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="maxPixels"/> is not from 1 to <see cref="MaxPixels"/>.</exception>
+    public static MLImage Load(byte[] encoded, string name = "image bytes", long maxPixels = DefaultMaxPixels)
     {
         ArgumentNullException.ThrowIfNull(encoded);
         using var stream = new MemoryStream(encoded, writable: false);
-        return Load(stream, name);
+        return Load(stream, name, maxPixels);
     }
 
     /// <summary>Reads an encoded image from a stream (from its current position).</summary>
     /// <param name="stream">The stream; one that cannot seek is copied first, up to <see cref="MaxEncodedBytes"/>.</param>
     /// <param name="name">What to call the image in messages.</param>
-    /// <exception cref="InvalidDataException">Not a supported image, empty, too large or corrupt.</exception>
-    public static MLImage Load(Stream stream, string name = "image stream")
+    /// <param name="maxPixels">The most pixels it may declare: <see cref="MaxPixelsFor"/> the generation size, or <see cref="DefaultMaxPixels"/>.</param>
+    /// <exception cref="InvalidDataException">Not a supported image, empty, too large, truncated or corrupt.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="maxPixels"/> is not from 1 to <see cref="MaxPixels"/>.</exception>
+    public static MLImage Load(Stream stream, string name = "image stream", long maxPixels = DefaultMaxPixels)
     {
         ArgumentNullException.ThrowIfNull(stream);
+        CheckLimit(maxPixels);
         if (!stream.CanSeek)
         {
             var copy = new MemoryStream();
@@ -64,13 +116,12 @@ public static class ImageLoader
                 copy.Write(buffer, 0, read);
             }
             copy.Position = 0;
-            using (copy) return Load(copy, name);
+            using (copy) return Load(copy, name, maxPixels);
         }
         long start = stream.Position;
         var header = ReadHeader(stream, name);
-        CheckSize(header.Width, header.Height, name);
-        stream.Position = start;
-        CheckComplete(stream, start, header, name);
+        CheckSize(header.Width, header.Height, maxPixels, name);
+        VerifyStructure(stream, start, header, name);
         stream.Position = start;
         MLImage image;
         try
@@ -81,10 +132,10 @@ public static class ImageLoader
         {
             throw new InvalidDataException($"'{name}' declares a {header.Width}×{header.Height} {header.Format.ToUpperInvariant()} image but cannot be decoded (truncated or corrupt): {e.Message}", e);
         }
-        if ((long)image.Width * image.Height > MaxPixels)
+        if ((long)image.Width * image.Height > maxPixels)
         {
             image.Dispose();
-            CheckSize(image.Width, image.Height, name);
+            CheckSize(image.Width, image.Height, maxPixels, name);
         }
         return image;
     }
@@ -142,35 +193,17 @@ public static class ImageLoader
         throw new InvalidDataException($"'{name}' is not a PNG, JPEG, GIF, BMP or WebP image (it starts with bytes {Convert.ToHexString(head[..Math.Min(n, 8)])}).");
     }
 
-    /// <summary>
-    /// Refuses a truncated PNG (its chunks, walked by seeking, end before IEND) or WebP (the file is shorter than its
-    /// RIFF size): the decoder would otherwise return the missing part as black without complaint. JPEG and GIF are
-    /// not checked this way (files often carry data after their end marker); the decoder refuses what it cannot read.
-    /// </summary>
-    private static void CheckComplete(Stream stream, long start, ImageHeader header, string name)
+    /// <summary>The format's structure check (see the class summary); the stream's position is moved.</summary>
+    private static void VerifyStructure(Stream stream, long start, ImageHeader header, string name)
     {
-        Span<byte> b = stackalloc byte[8];
-        if (header.Format == "png")
+        switch (header.Format)
         {
-            stream.Position = start + 8;
-            while (true)
-            {
-                if (stream.ReadAtLeast(b, 8, throwOnEndOfStream: false) < 8)
-                    throw new InvalidDataException($"'{name}' is a truncated PNG: its data ends before the IEND chunk.");
-                long length = BinaryPrimitives.ReadUInt32BigEndian(b);
-                if (b[4..8].SequenceEqual("IEND"u8)) return;
-                if (stream.Position + length + 4 > stream.Length)
-                    throw new InvalidDataException($"'{name}' is a truncated PNG: a {System.Text.Encoding.ASCII.GetString(b[4..8])} chunk of {length} bytes runs past the end of the data.");
-                stream.Position += length + 4; // data and CRC
-            }
-        }
-        if (header.Format == "webp")
-        {
-            stream.Position = start + 4;
-            if (stream.ReadAtLeast(b[..4], 4, throwOnEndOfStream: false) < 4) return;
-            long riff = BinaryPrimitives.ReadUInt32LittleEndian(b);
-            if (start + 8 + riff > stream.Length)
-                throw new InvalidDataException($"'{name}' is a truncated WebP: its RIFF header says {riff + 8} bytes but there are {stream.Length - start}.");
+            case "png": PngStructure.Verify(stream, start, name); break;
+            case "jpeg": JpegStructure.Verify(stream, start, name); break;
+            case "gif": GifStructure.Verify(stream, start, name); break;
+            case "bmp": BmpStructure.Verify(stream, start, header.Width, header.Height, name); break;
+            case "webp": WebPStructure.Verify(stream, start, name); break;
+            default: throw new InvalidOperationException($"No structure check for format '{header.Format}'.");
         }
     }
 
@@ -202,12 +235,28 @@ public static class ImageLoader
         throw new InvalidDataException($"'{name}' is a JPEG without a frame header; it cannot be decoded.");
     }
 
-    /// <summary>Refuses sizes with no pixels or above <see cref="MaxPixels"/>.</summary>
-    internal static void CheckSize(long width, long height, string name)
+    /// <summary>Refuses sizes with no pixels or above <paramref name="maxPixels"/>.</summary>
+    internal static void CheckSize(long width, long height, long maxPixels, string name)
     {
         if (width < 1 || height < 1)
             throw new InvalidDataException($"'{name}' declares a {width}×{height} image, which has no pixels.");
-        if (width > MaxPixels / height)
-            throw new InvalidDataException($"'{name}' declares a {width}×{height} image ({width * height} pixels); at most {MaxPixels} ({Math.Sqrt(MaxPixels)}×{Math.Sqrt(MaxPixels)}) are accepted. Downscale it first.");
+        if (width > maxPixels / height)
+        {
+            string limit = Square(maxPixels) is { } side ? $"{maxPixels} pixels ({side}×{side})" : $"{maxPixels} pixels";
+            throw new InvalidDataException($"'{name}' declares an image of {width}×{height} ({width * height} pixels); at most {limit} are decoded, since an init image or mask is stretched to the generation size anyway. Resize it first, e.g. to the generation size.");
+        }
+    }
+
+    /// <summary>The side of a square number of pixels, or null.</summary>
+    private static long? Square(long pixels)
+    {
+        long side = (long)Math.Round(Math.Sqrt(pixels));
+        return side * side == pixels ? side : null;
+    }
+
+    private static void CheckLimit(long maxPixels)
+    {
+        if (maxPixels < 1 || maxPixels > MaxPixels)
+            throw new ArgumentOutOfRangeException(nameof(maxPixels), maxPixels, $"The pixel limit must be from 1 to {MaxPixels}; use ImageLoader.MaxPixelsFor(width, height) or ImageLoader.DefaultMaxPixels.");
     }
 }
