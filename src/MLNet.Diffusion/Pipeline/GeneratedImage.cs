@@ -2,8 +2,8 @@ using Microsoft.ML.Data;
 
 namespace MLNet.Diffusion.Pipeline;
 
-/// <summary>A generated image with what produced it.</summary>
-public sealed class GeneratedImage
+/// <summary>A generated image with what produced it. It owns its <see cref="Image"/>: dispose it (or the image) when done.</summary>
+public sealed class GeneratedImage : IDisposable
 {
     internal GeneratedImage(MLImage image, ImagePrompt prompt, float[] latents)
     {
@@ -12,7 +12,7 @@ public sealed class GeneratedImage
         Latents = latents;
     }
 
-    /// <summary>The RGBA image. The caller owns it (dispose it when done).</summary>
+    /// <summary>The RGBA image, released by <see cref="Dispose"/>.</summary>
     public MLImage Image { get; }
 
     /// <summary>The prompt, negative prompt and seed.</summary>
@@ -23,4 +23,7 @@ public sealed class GeneratedImage
 
     /// <summary>Writes the image as PNG (or another format chosen by the extension).</summary>
     public void Save(string path) => Image.Save(path);
+
+    /// <summary>Releases the image's native memory.</summary>
+    public void Dispose() => Image.Dispose();
 }

@@ -47,7 +47,11 @@ public sealed class DiffusionRuntimeOptions
     /// runtime library. Ignored on the CPU; when the CUDA runtime cannot be loaded the UNet runs without a
     /// graph and the reason is logged.
     /// </summary>
+    [System.Diagnostics.CodeAnalysis.Experimental(ExperimentalCudaGraph)]
     public bool EnableCudaGraph { get; set; }
+
+    /// <summary>The diagnostic id of <see cref="EnableCudaGraph"/>, experimental until a GPU test of it passes.</summary>
+    public const string ExperimentalCudaGraph = "MLND001";
 
     /// <summary>Tests: use the fixed-buffer path that CUDA graphs need also on the CPU (host memory, span copies).</summary>
     internal bool ForceFixedBuffers { get; set; }
