@@ -11,7 +11,7 @@ namespace MLNet.Diffusion.Denoising;
 /// <c>timestep</c> float [B] (diffusers), int64 [B] (Optimum &lt; 1.24) or a float scalar (Optimum ≥ 1.24);
 /// <c>encoder_hidden_states</c> [B, 77, D]. Output <c>out_sample</c> [B, 4, h, w].
 /// </summary>
-public sealed class UNet : OnnxModelComponent
+internal sealed class UNet : OnnxModelComponent
 {
     private readonly int _deviceId;
     private readonly Dictionary<(int, int, int, int, int), FixedBufferSet> _fixedSets = [];

@@ -15,7 +15,7 @@ namespace MLNet.Diffusion.Denoising;
 /// once, by <see cref="SetHiddenStates"/>. Every scheduler runs on the host, so no step can skip the two
 /// latent-sized copies.
 /// </remarks>
-public sealed class UNetBinding : IDisposable
+internal sealed class UNetBinding : IDisposable
 {
     private static readonly string[] s_inputNames = ["sample", "timestep", "encoder_hidden_states"];
 

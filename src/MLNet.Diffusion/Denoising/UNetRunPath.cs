@@ -1,7 +1,7 @@
 namespace MLNet.Diffusion.Denoising;
 
 /// <summary>How a <see cref="UNetBinding"/> hands its buffers to ONNX Runtime at each step.</summary>
-public enum UNetRunPath
+internal enum UNetRunPath
 {
     /// <summary><c>InferenceSession.Run</c> with arrays of names and values
     /// (<see cref="Runtime.DiffusionRuntimeOptions.UseIoBinding"/> false); allocates a few hundred managed bytes per step.</summary>

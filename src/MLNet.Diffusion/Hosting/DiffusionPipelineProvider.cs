@@ -10,7 +10,7 @@ namespace MLNet.Diffusion.Hosting;
 /// per model folder, disposed with the provider. <c>services.AddStableDiffusion</c> registers one per container;
 /// code without a container can create its own and keep it for the application's lifetime.
 /// </summary>
-public sealed class DiffusionPipelineProvider : IDiffusionPipelineProvider, IDisposable
+internal sealed class DiffusionPipelineProvider : IDiffusionPipelineProvider, IDisposable
 {
     private readonly Func<string, DiffusionRuntimeOptions> _runtimeFor;
     private readonly ConcurrentDictionary<string, Lazy<StableDiffusionPipeline>> _pipelines = new(ModelFolderPath.Comparer);

@@ -7,7 +7,7 @@ namespace MLNet.Diffusion.Imaging;
 /// <param name="Format">"png", "jpeg", "gif", "bmp" or "webp".</param>
 /// <param name="Width">Declared width in pixels.</param>
 /// <param name="Height">Declared height in pixels.</param>
-public readonly record struct ImageHeader(string Format, long Width, long Height);
+internal readonly record struct ImageHeader(string Format, long Width, long Height);
 
 /// <summary>
 /// Loads init images and masks from files, streams or bytes that may be anything, and is the one place where they are
@@ -144,7 +144,7 @@ public static class ImageLoader
     /// <param name="stream">A readable, seekable stream positioned at the image's start (the position is moved).</param>
     /// <param name="name">What to call the image in messages.</param>
     /// <exception cref="InvalidDataException">Empty, not a supported format, or the header is cut short or corrupt.</exception>
-    public static ImageHeader ReadHeader(Stream stream, string name = "image")
+    internal static ImageHeader ReadHeader(Stream stream, string name = "image")
     {
         ArgumentNullException.ThrowIfNull(stream);
         if (!stream.CanSeek) throw new ArgumentException("The stream must be seekable.", nameof(stream));

@@ -8,7 +8,7 @@ namespace MLNet.Diffusion.Imaging;
 /// <c>Image.resize(..., BILINEAR)</c> (<c>src/libImaging/Resample.c</c>), computed in float. The aspect ratio
 /// is not kept: the image is stretched to the requested size.
 /// </summary>
-public static class ImageResampler
+internal static class ImageResampler
 {
     /// <summary>
     /// Resizes <paramref name="channels"/> planes of <paramref name="width"/>×<paramref name="height"/> values

@@ -3,7 +3,7 @@ using Microsoft.ML.Data;
 namespace MLNet.Diffusion.Imaging;
 
 /// <summary>Conversions between channel-major RGB tensors in [−1, 1] (the VAE's range) and <see cref="MLImage"/>.</summary>
-public static class ImageTensor
+internal static class ImageTensor
 {
     /// <summary>Pixels [3, H, W] in [−1, 1] → an RGBA <see cref="MLImage"/> (x/2 + 0.5, clipped to [0, 1], ×255, rounded).</summary>
     public static MLImage ToImage(ReadOnlySpan<float> pixels, int width, int height)

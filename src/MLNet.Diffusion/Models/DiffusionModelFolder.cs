@@ -10,7 +10,7 @@ namespace MLNet.Diffusion.Models;
 /// absurdly large, no configuration value is out of range), so a broken or hostile folder fails before any model is
 /// loaded, with a message that names the file and the problem.
 /// </summary>
-public sealed class DiffusionModelFolder
+internal sealed class DiffusionModelFolder
 {
     /// <summary>SD 1.x/2.x's VAE scaling factor, used when the VAE's config does not give one.</summary>
     public const float DefaultVaeScalingFactor = 0.18215f;

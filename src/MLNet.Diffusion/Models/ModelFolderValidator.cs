@@ -47,7 +47,7 @@ namespace MLNet.Diffusion.Models;
 /// <para><b>Not covered.</b> A folder that changes while it is being opened, and graphs whose operators compute huge
 /// shapes at run time from constants, are outside these checks.</para>
 /// </remarks>
-public static class ModelFolderValidator
+internal static class ModelFolderValidator
 {
     /// <summary>The largest JSON configuration file read (1 MiB; real ones are a few kilobytes).</summary>
     public const long MaxConfigBytes = 1L << 20;

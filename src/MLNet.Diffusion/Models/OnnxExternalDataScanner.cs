@@ -8,15 +8,15 @@ namespace MLNet.Diffusion.Models;
 /// <param name="Offset">The <c>offset</c> entry (0 when absent).</param>
 /// <param name="Length">The <c>length</c> entry, when given.</param>
 /// <param name="ExpectedBytes">The bytes the tensor's element type and dimensions call for, when they can be worked out.</param>
-public sealed record OnnxExternalDataReference(string TensorName, string Location, long Offset, long? Length, long? ExpectedBytes);
+internal sealed record OnnxExternalDataReference(string TensorName, string Location, long Offset, long? Length, long? ExpectedBytes);
 
 /// <summary>A graph input or output as the ONNX file declares it (−1 for a symbolic or missing dimension).</summary>
 /// <param name="Name">The value's name.</param>
 /// <param name="Dimensions">The declared dimensions; empty for a scalar or when no shape is declared.</param>
-public sealed record OnnxDeclaredTensor(string Name, long[] Dimensions);
+internal sealed record OnnxDeclaredTensor(string Name, long[] Dimensions);
 
 /// <summary>What <see cref="OnnxExternalDataScanner.Scan(string)"/> found in an ONNX file.</summary>
-public sealed class OnnxModelSummary
+internal sealed class OnnxModelSummary
 {
     internal OnnxModelSummary(IReadOnlyList<OnnxExternalDataReference> externalData, IReadOnlyList<OnnxDeclaredTensor> inputs, IReadOnlyList<OnnxDeclaredTensor> outputs, bool hasGraph)
     {
@@ -64,7 +64,7 @@ public sealed class OnnxModelSummary
 /// end of its message or of the file, is refused with an <see cref="InvalidDataException"/> naming the file, the
 /// byte offset and the problem.
 /// </remarks>
-public static class OnnxExternalDataScanner
+internal static class OnnxExternalDataScanner
 {
     /// <summary>Graphs nested deeper than this (If/Loop bodies inside bodies…) are refused: real models nest two or three.</summary>
     public const int MaxGraphNesting = 32;

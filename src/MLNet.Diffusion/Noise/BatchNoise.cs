@@ -5,7 +5,7 @@ namespace MLNet.Diffusion.Noise;
 /// <see cref="Fill"/> is split into equal parts, one per image, so an image's noise depends only on its
 /// own seed and not on which other images share its batch.
 /// </summary>
-public sealed class BatchNoise : INoiseSource
+internal sealed class BatchNoise : INoiseSource
 {
     private readonly INoiseSource[] _items;
 

@@ -5,7 +5,7 @@ namespace MLNet.Diffusion.Noise;
 /// with the Box–Muller transform. The same seed gives the same sequence on every run and machine
 /// (it does not depend on <see cref="Random"/>'s implementation).
 /// </summary>
-public sealed class GaussianNoise : INoiseSource
+internal sealed class GaussianNoise : INoiseSource
 {
     private ulong _s0, _s1, _s2, _s3;
     private double _spare;

@@ -51,23 +51,26 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         return new(LoadedModelStore.Acquire(modelDirectory, options), options.Logger);
     }
 
-    /// <summary>The model folder.</summary>
-    public DiffusionModelFolder Folder => _model.Model.Folder;
+    /// <summary>The model folder, checked and opened.</summary>
+    internal DiffusionModelFolder Folder => _model.Model.Folder;
+
+    /// <summary>The model folder's full path.</summary>
+    public string ModelDirectory => Folder.Directory;
 
     /// <summary>The folder's scheduler configuration.</summary>
     public SchedulerConfig SchedulerConfig => _model.Model.SchedulerConfig;
 
     /// <summary>The text encoder (with its tokenizer).</summary>
-    public TextEncoder TextEncoder => _model.Model.TextEncoder;
+    internal TextEncoder TextEncoder => _model.Model.TextEncoder;
 
     /// <summary>The UNet.</summary>
-    public UNet UNet => _model.Model.UNet;
+    internal UNet UNet => _model.Model.UNet;
 
     /// <summary>The VAE decoder.</summary>
-    public VaeDecoder VaeDecoder => _model.Model.VaeDecoder;
+    internal VaeDecoder VaeDecoder => _model.Model.VaeDecoder;
 
     /// <summary>The VAE encoder, when the folder has one.</summary>
-    public VaeEncoder? VaeEncoder => _model.Model.VaeEncoder;
+    internal VaeEncoder? VaeEncoder => _model.Model.VaeEncoder;
 
     /// <summary>The device the components run on.</summary>
     public ExecutionDevice Device => _model.Model.Device;

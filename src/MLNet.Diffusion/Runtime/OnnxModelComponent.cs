@@ -7,7 +7,7 @@ namespace MLNet.Diffusion.Runtime;
 /// One ONNX model of a diffusion folder (text encoder, UNet, VAE decoder or encoder): its session, created
 /// once and reused, and its declared inputs and outputs, checked against what the component needs.
 /// </summary>
-public abstract class OnnxModelComponent : IDisposable
+internal abstract class OnnxModelComponent : IDisposable
 {
     private bool _disposed;
 

@@ -8,7 +8,7 @@ namespace MLNet.Diffusion.Runtime;
 /// CUDA provider cannot be loaded (its native library or CUDA itself is missing), as ML.NET's
 /// <c>ApplyOnnxModel</c> does with <c>FallbackToCpu</c>.
 /// </summary>
-public sealed class OnnxSessionFactory
+internal sealed class OnnxSessionFactory
 {
     private readonly DiffusionRuntimeOptions _options;
     private string? _fallbackReason;

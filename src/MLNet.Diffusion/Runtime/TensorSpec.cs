@@ -5,7 +5,7 @@ namespace MLNet.Diffusion.Runtime;
 
 /// <summary>An input or output of a model component as its ONNX metadata declares it: name, element type and
 /// dimensions (−1 for a symbolic dimension).</summary>
-public sealed record TensorSpec(string Name, TensorElementType ElementType, int[] Dimensions)
+internal sealed record TensorSpec(string Name, TensorElementType ElementType, int[] Dimensions)
 {
     /// <summary>The rank (0 for a scalar).</summary>
     public int Rank => Dimensions.Length;

@@ -16,7 +16,7 @@ namespace MLNet.Diffusion.Schedulers;
 /// <c>linspace</c> and <c>trailing</c> spacing where that can differ by one from the next listed timestep.
 /// Dynamic thresholding is not supported; a configuration that enables it is rejected.
 /// </remarks>
-public sealed class DdimScheduler : DiffusionScheduler
+internal sealed class DdimScheduler : DiffusionScheduler
 {
     private readonly double _clipRange;
     private readonly string _spacing;

@@ -17,7 +17,7 @@ namespace MLNet.Diffusion.Schedulers;
 /// <c>fixed_large</c>. <c>fixed_large_log</c> (which diffusers turns into √(log β), NaN), <c>learned</c> and
 /// <c>learned_range</c> (which need the model's extra variance channels) and dynamic thresholding are rejected.
 /// </remarks>
-public sealed class DdpmScheduler : DiffusionScheduler
+internal sealed class DdpmScheduler : DiffusionScheduler
 {
     private readonly double _clipRange;
     private readonly string _spacing;

@@ -21,7 +21,7 @@ namespace MLNet.Diffusion.Schedulers;
 /// DEIS key (a folder configured for DPM-Solver may carry one when DEIS is chosen by name) and is ignored: the
 /// schedule always ends at σ_min, since log ρ has no value at 0.</para>
 /// </remarks>
-public sealed class DeisMultistepScheduler : DiffusionScheduler
+internal sealed class DeisMultistepScheduler : DiffusionScheduler
 {
     private readonly double[] _trainSigmas;
     private readonly int _solverOrder;

@@ -30,7 +30,7 @@ namespace MLNet.Diffusion.Schedulers;
 /// <c>use_lu_lambdas</c>, <c>use_exponential_sigmas</c>, <c>use_beta_sigmas</c>, <c>use_flow_sigmas</c> and
 /// <c>use_dynamic_shifting</c>.</para>
 /// </remarks>
-public sealed class DpmSolverMultistepScheduler : DiffusionScheduler
+internal sealed class DpmSolverMultistepScheduler : DiffusionScheduler
 {
     private readonly double[] _trainSigmas;
     private readonly bool _plusPlus;

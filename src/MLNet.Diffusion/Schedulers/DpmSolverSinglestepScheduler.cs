@@ -22,7 +22,7 @@ namespace MLNet.Diffusion.Schedulers;
 /// as in diffusers (<c>timestep_spacing</c> is not read). Not supported: the SDE variants, <c>thresholding</c>,
 /// <c>variance_type</c> learned.</para>
 /// </remarks>
-public sealed class DpmSolverSinglestepScheduler : DiffusionScheduler
+internal sealed class DpmSolverSinglestepScheduler : DiffusionScheduler
 {
     private static readonly (string Key, object? Value) Linspace = ("timestep_spacing", "linspace");
 

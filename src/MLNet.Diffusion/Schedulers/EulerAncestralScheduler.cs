@@ -15,7 +15,7 @@ namespace MLNet.Diffusion.Schedulers;
 /// <c>prediction_type</c> (<c>epsilon</c> or <c>v_prediction</c>; diffusers does not implement <c>sample</c> for this
 /// class, so neither does this one). diffusers' class has no Karras σ option.
 /// </remarks>
-public sealed class EulerAncestralScheduler : DiffusionScheduler
+internal sealed class EulerAncestralScheduler : DiffusionScheduler
 {
     private readonly double[] _trainSigmas;
     private double[] _sigmas = [];

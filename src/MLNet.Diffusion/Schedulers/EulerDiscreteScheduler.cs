@@ -17,7 +17,7 @@ namespace MLNet.Diffusion.Schedulers;
 /// <c>timestep_type: continuous</c> with v-prediction. The per-call churn arguments of diffusers' <c>step</c>
 /// (s_churn, s_tmin, s_tmax, s_noise) are fixed at their defaults, so the scheduler is deterministic.
 /// </remarks>
-public sealed class EulerDiscreteScheduler : DiffusionScheduler
+internal sealed class EulerDiscreteScheduler : DiffusionScheduler
 {
     private readonly double[] _trainSigmas;
     private readonly bool _karras;

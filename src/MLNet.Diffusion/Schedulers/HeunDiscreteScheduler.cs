@@ -19,7 +19,7 @@ namespace MLNet.Diffusion.Schedulers;
 /// (<c>epsilon</c>, <c>v_prediction</c>, <c>sample</c>). <c>use_exponential_sigmas</c> and <c>use_beta_sigmas</c>
 /// throw <see cref="NotSupportedException"/>.
 /// </remarks>
-public sealed class HeunDiscreteScheduler : DiffusionScheduler
+internal sealed class HeunDiscreteScheduler : DiffusionScheduler
 {
     private readonly double[] _trainSigmas;
     private readonly bool _karras;

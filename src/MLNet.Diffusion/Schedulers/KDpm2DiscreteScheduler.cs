@@ -23,7 +23,7 @@ namespace MLNet.Diffusion.Schedulers;
 /// <c>v_prediction</c>; diffusers does not implement <c>sample</c> here). <c>use_exponential_sigmas</c> and
 /// <c>use_beta_sigmas</c> throw <see cref="NotSupportedException"/>.
 /// </remarks>
-public sealed class KDpm2DiscreteScheduler : DiffusionScheduler
+internal sealed class KDpm2DiscreteScheduler : DiffusionScheduler
 {
     private readonly double[] _trainSigmas;
     private readonly bool _karras;

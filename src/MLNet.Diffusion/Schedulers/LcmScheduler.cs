@@ -15,7 +15,7 @@ namespace MLNet.Diffusion.Schedulers;
 /// <c>clip_sample_range</c> 1, <c>set_alpha_to_one</c> true, <c>prediction_type</c> <c>epsilon</c>.
 /// Dynamic thresholding is not supported; a configuration that enables it is rejected.
 /// </remarks>
-public sealed class LcmScheduler : DiffusionScheduler
+internal sealed class LcmScheduler : DiffusionScheduler
 {
     /// <summary>σ_data of the consistency-model parameterisation (diffusers' <c>sigma_data</c>).</summary>
     private const double SigmaData = 0.5;

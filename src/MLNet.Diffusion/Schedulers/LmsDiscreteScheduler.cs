@@ -22,7 +22,7 @@ namespace MLNet.Diffusion.Schedulers;
 /// the derivatives actually collected, where diffusers takes min(step index + 1, 4) coefficients and silently
 /// drops those without a stored derivative, which leaves a step whose coefficients no longer sum to Δσ.
 /// </remarks>
-public sealed class LmsDiscreteScheduler : DiffusionScheduler
+internal sealed class LmsDiscreteScheduler : DiffusionScheduler
 {
     /// <summary>The highest order used (diffusers' <c>step(order=4)</c> default).</summary>
     public const int MaxOrder = 4;

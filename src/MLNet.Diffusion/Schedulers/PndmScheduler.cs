@@ -24,7 +24,7 @@ namespace MLNet.Diffusion.Schedulers;
 /// <para>After the first <see cref="Step"/> at a given sample size nothing is allocated: the ε̂ history is a
 /// ring of three buffers (the newest ε̂ overwrites the oldest in place).</para>
 /// </remarks>
-public sealed class PndmScheduler : DiffusionScheduler
+internal sealed class PndmScheduler : DiffusionScheduler
 {
     /// <summary>diffusers' <c>pndm_order</c>: the history length of the 4th-order multistep.</summary>
     private const int Order = 4;

@@ -5,7 +5,7 @@ namespace MLNet.Diffusion.Schedulers;
 /// σ tables. Formulas follow diffusers (<c>schedulers/scheduling_ddim.py</c>,
 /// <c>scheduling_euler_discrete.py</c>) and k-diffusion (<c>sampling.py</c>).
 /// </summary>
-public static class SchedulerMath
+internal static class SchedulerMath
 {
     /// <summary>
     /// β_t from <c>trained_betas</c>, or <c>beta_schedule</c> (<c>linear</c>, <c>scaled_linear</c>,

@@ -23,7 +23,7 @@ namespace MLNet.Diffusion.Schedulers;
 /// <para>After the first <see cref="Step"/> at a sample size nothing is allocated: the history, the last sample and the
 /// converted output live in buffers kept across steps.</para>
 /// </remarks>
-public sealed class UniPcMultistepScheduler : DiffusionScheduler
+internal sealed class UniPcMultistepScheduler : DiffusionScheduler
 {
     private readonly double[] _trainSigmas;
     private readonly int _solverOrder;

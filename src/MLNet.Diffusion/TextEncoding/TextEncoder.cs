@@ -16,7 +16,7 @@ namespace MLNet.Diffusion.TextEncoding;
 /// pipelines do, and a warning names the prompt; chunking is not done because CLIP's position embeddings
 /// stop at 77.
 /// </remarks>
-public sealed class TextEncoder : OnnxModelComponent
+internal sealed class TextEncoder : OnnxModelComponent
 {
     private readonly TensorSpec _ids;
     private readonly string _hiddenName;

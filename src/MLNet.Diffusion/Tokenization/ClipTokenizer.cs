@@ -25,7 +25,7 @@ namespace MLNet.Diffusion.Tokenization;
 /// 10,000 entries of at most 15 characters each), so memory does not grow with the number of calls.
 /// </para>
 /// </remarks>
-public sealed class ClipTokenizer
+internal sealed class ClipTokenizer
 {
     /// <summary>The vocabulary file of a diffusers tokenizer folder.</summary>
     public const string VocabFileName = "vocab.json";

@@ -5,7 +5,7 @@ namespace MLNet.Diffusion.Tokenization;
 /// <c>tokenizer_config.json</c> and <c>special_tokens_map.json</c>; <see cref="ClipTokenizer.Load(string)"/> fills
 /// them from there, <see cref="ClipTokenizer.Create(string, string, ClipTokenizerOptions?)"/> takes them as given.
 /// </summary>
-public sealed class ClipTokenizerOptions
+internal sealed class ClipTokenizerOptions
 {
     /// <summary>The context length of every CLIP text encoder that Stable Diffusion uses: 77 positions.</summary>
     public const int ClipContextLength = 77;

@@ -9,7 +9,7 @@ namespace MLNet.Diffusion.Vae;
 /// (<c>latent_sample</c> [B, 4, h, w] → <c>sample</c> [B, 3, 8h, 8w]). Images are decoded one at a time,
 /// as diffusers' ONNX pipeline does, which bounds memory at large sizes.
 /// </summary>
-public sealed class VaeDecoder : OnnxModelComponent
+internal sealed class VaeDecoder : OnnxModelComponent
 {
     private readonly TensorSpec _input;
     private readonly string _output;

@@ -12,7 +12,7 @@ namespace MLNet.Diffusion.Vae;
 /// sampled here as mean + exp(½·clamp(logvar, −30, 20))·ε with the image's own noise, as diffusers'
 /// <c>DiagonalGaussianDistribution</c> does.
 /// </summary>
-public sealed class VaeEncoder : OnnxModelComponent
+internal sealed class VaeEncoder : OnnxModelComponent
 {
     private readonly TensorSpec _input;
     private readonly string _output;

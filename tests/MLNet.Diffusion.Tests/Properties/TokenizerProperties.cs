@@ -63,7 +63,7 @@ public sealed class TokenizerProperties : IClassFixture<TokenizerProperties.Fold
     {
         private readonly TempModelFolder _folder = TestModelFactory.CreateTemp();
         public Folder() => Tokenizer = ClipTokenizer.Load(Path.Combine(_folder.Path, "tokenizer"));
-        public ClipTokenizer Tokenizer { get; }
+        internal ClipTokenizer Tokenizer { get; }
         public void Dispose() => _folder.Dispose();
     }
 }

@@ -31,7 +31,7 @@ public sealed class ConcurrencyFixture : IDisposable
     }
 
     /// <summary>The shared pipeline whose UNet passes its buffers the given way (the three paths give the same bytes).</summary>
-    public StableDiffusionPipeline Pipeline(UNetRunPath path)
+    internal StableDiffusionPipeline Pipeline(UNetRunPath path)
     {
         lock (_pipelines)
         {
@@ -56,7 +56,7 @@ public sealed class ConcurrencyFixture : IDisposable
 
     /// <summary>Request <paramref name="i"/> of the mix: text-to-image, image-to-image and inpainting, several
     /// schedulers (stochastic ones included), guidance on and off, batches of one and two.</summary>
-    public byte[]? Run(UNetRunPath path, int i, CancellationToken token, IProgress<DiffusionProgress>? progress)
+    internal byte[]? Run(UNetRunPath path, int i, CancellationToken token, IProgress<DiffusionProgress>? progress)
     {
         var options = new GenerationOptions { Steps = 2 + i % 3, Scheduler = s_schedulers[i % s_schedulers.Length], GuidanceScale = i % 4 == 3 ? 1 : 5 };
         var prompt = new ImagePrompt(s_prompts[i % s_prompts.Length], 1000 + i) { NegativePrompt = i % 2 == 0 ? "" : "blurry" };
@@ -90,12 +90,13 @@ public sealed class ConcurrencyFixture : IDisposable
 /// </summary>
 public class ConcurrencyTests(ConcurrencyFixture fixture, ITestOutputHelper output) : IClassFixture<ConcurrencyFixture>
 {
-    public static TheoryData<UNetRunPath> RunPaths => [UNetRunPath.IoBinding, UNetRunPath.SessionRun, UNetRunPath.FixedBuffers];
+    public static TheoryData<string> RunPaths => [nameof(UNetRunPath.IoBinding), nameof(UNetRunPath.SessionRun), nameof(UNetRunPath.FixedBuffers)];
 
     [Theory]
     [MemberData(nameof(RunPaths))]
-    public void FourThreadsSharingOnePipelineGetTheSerialBytes(UNetRunPath path)
+    public void FourThreadsSharingOnePipelineGetTheSerialBytes(string pathName)
     {
+        var path = Enum.Parse<UNetRunPath>(pathName);
         var results = new byte[ConcurrencyFixture.Count][];
         var clock = Stopwatch.StartNew();
         RunOnThreads(t =>
@@ -115,8 +116,9 @@ public class ConcurrencyTests(ConcurrencyFixture fixture, ITestOutputHelper outp
 
     [Theory]
     [MemberData(nameof(RunPaths))]
-    public void CancellationsMixedInDoNotDisturbTheOtherThreads(UNetRunPath path)
+    public void CancellationsMixedInDoNotDisturbTheOtherThreads(string pathName)
     {
+        var path = Enum.Parse<UNetRunPath>(pathName);
         var outcomes = new ConcurrentDictionary<int, string>();
         int mismatches = 0;
         RunOnThreads(t =>
