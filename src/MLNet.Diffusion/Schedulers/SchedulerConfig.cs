@@ -77,6 +77,18 @@ public sealed class SchedulerConfig
         return new SchedulerConfig(values, Source);
     }
 
+    /// <summary>
+    /// The value of <paramref name="key"/> as JSON text, for display: Python's non-finite literals (<c>-Infinity</c>,
+    /// <c>Infinity</c>, <c>NaN</c>), which <see cref="GetDouble"/> reads as numbers, are shown as written.
+    /// </summary>
+    /// <exception cref="KeyNotFoundException">The file has no such key.</exception>
+    public string GetRawText(string key)
+    {
+        var value = _values[key];
+        return value.ValueKind == JsonValueKind.String && value.GetString() is "-Infinity" or "Infinity" or "NaN"
+            ? value.GetString()! : value.GetRawText();
+    }
+
     /// <summary>Whether the file sets <paramref name="key"/> to a non-null value.</summary>
     public bool Contains(string key) => _values.TryGetValue(key, out var v) && v.ValueKind != JsonValueKind.Null;
 
