@@ -37,9 +37,7 @@ public sealed class ModelRunException : InvalidOperationException
     public string ModelPath { get; } = "";
 
     /// <summary>The component file as a model folder names it: its folder and file name, for example <c>unet/model.onnx</c>.</summary>
-    public string ComponentFile => ModelPath.Length == 0 ? ""
-        : Path.GetFileName(Path.GetDirectoryName(ModelPath)) is { Length: > 0 } folder ? $"{folder}/{Path.GetFileName(ModelPath)}"
-        : Path.GetFileName(ModelPath);
+    public string ComponentFile => OnnxModelComponent.ComponentFileOf(ModelPath);
 
     /// <summary>ONNX Runtime's description of the failure, on one line.</summary>
     public string RuntimeMessage { get; } = "";

@@ -65,6 +65,18 @@ public abstract class OnnxModelComponent : IDisposable
     /// <summary>The .onnx file.</summary>
     public string ModelPath { get; }
 
+    /// <summary>The file as a model folder names it, folder and file name: <c>unet/model.onnx</c>.</summary>
+    internal string ComponentFile => ComponentFileOf(ModelPath);
+
+    /// <summary>Whether any declared input or output is float16 (an fp16 export; one that keeps float32 boundaries cannot be told from outside).</summary>
+    internal bool HasFloat16Boundaries => Inputs.Values.Concat(Outputs.Values).Any(s => s.ElementType == TensorElementType.Float16);
+
+    /// <summary>The last folder and the file name of <paramref name="path"/>, joined with '/'.</summary>
+    internal static string ComponentFileOf(string path) =>
+        path.Length == 0 ? ""
+        : Path.GetFileName(Path.GetDirectoryName(path)) is { Length: > 0 } folder ? $"{folder}/{Path.GetFileName(path)}"
+        : Path.GetFileName(path);
+
     /// <summary>The device the session runs on.</summary>
     public ExecutionDevice Device { get; }
 

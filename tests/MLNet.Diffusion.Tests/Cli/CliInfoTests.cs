@@ -61,4 +61,19 @@ public class CliInfoTests
         var info = CliRun.Ok("info", "--model", model.Path);
         Assert.Matches(@"lambda_min_clipped\s+NaN", info.Out);
     }
+
+    [Fact]
+    public void InfoAndGenerateRefuseAScheduleWithBetaEndBelowBetaStartNamingTheKeys()
+    {
+        using var model = TestModelFactory.CreateTemp();
+        var path = Path.Combine(model.Path, "scheduler", "scheduler_config.json");
+        File.WriteAllText(path, File.ReadAllText(path).Replace("\"beta_end\": 0.012", "\"beta_end\": 0.0001", StringComparison.Ordinal));
+        using var dir = new TempDir();
+        foreach (var result in new[] { CliRun.Run("info", "--model", model.Path), CliRun.Run("generate", "a red circle", "--model", model.Path, "--out", dir["out"], "--steps", "2") })
+        {
+            Assert.True(result.ExitCode == Program.UsageError, result.ToString());
+            Assert.True(result.ErrLines.Length == 1, result.ToString());
+            Assert.Contains("beta_start is 0.00085 but beta_end is 0.0001", result.ErrLines[0]);
+        }
+    }
 }
