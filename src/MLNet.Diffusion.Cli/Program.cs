@@ -117,8 +117,8 @@ public static class Program
                 return ModelFailure;
             }
         }
-        // NonFiniteLatentsException: the model's numbers overflowed (usually an fp16 export); its message says which
-        // step and what to change (guidance, scheduler, fp32), so it is reported like bad input, not as a crash.
+        // NonFiniteLatentsException: NaN or ±Infinity appeared; its message says where (step, file, scheduler, σ) and
+        // what is known about the cause, so it is reported like bad input, not as a crash.
         bool usage = e is UserException or CommandAppException or ArgumentException or FileNotFoundException or DirectoryNotFoundException
             or InvalidDataException or NotSupportedException or NonFiniteLatentsException;
         environment.Error.WriteLine("error: " + CliEnvironment.OneLine(MessageOf(e)));
