@@ -37,11 +37,16 @@ internal static class ModelLocator
         return demo;
     }
 
-    /// <summary>The runtime options for --device, logging to standard error.</summary>
+    /// <summary>The environment variable that lets ONNX Runtime's telemetry run (<c>1</c> or <c>true</c>); it is off otherwise.</summary>
+    public const string TelemetryVariable = "MLNET_DIFFUSION_ONNXRUNTIME_TELEMETRY";
+
+    /// <summary>The runtime options for --device, logging to standard error; ONNX Runtime's telemetry only when
+    /// <see cref="TelemetryVariable"/> asks for it.</summary>
     public static DiffusionRuntimeOptions RuntimeOptions(ModelSettings settings, CliEnvironment environment)
     {
         var (device, id) = settings.ParsedDevice;
-        return new DiffusionRuntimeOptions { Device = device, DeviceId = id, Logger = new StderrLogger(environment) };
+        bool telemetry = environment.GetVariable(TelemetryVariable)?.Trim().ToLowerInvariant() is "1" or "true";
+        return new DiffusionRuntimeOptions { Device = device, DeviceId = id, Logger = new StderrLogger(environment), EnableOnnxRuntimeTelemetry = telemetry };
     }
 
     /// <summary>Loads the model for <paramref name="settings"/>; warns on standard error when CUDA was asked for and the CPU is used.</summary>

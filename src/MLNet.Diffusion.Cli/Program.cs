@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Reflection;
 using MLNet.Diffusion.Cli.Commands;
 using MLNet.Diffusion.Pipeline;
+using MLNet.Diffusion.Runtime;
 using Spectre.Console.Cli;
 
 namespace MLNet.Diffusion.Cli;
@@ -23,6 +24,10 @@ public static class Program
 
     /// <summary>Exit code: cancelled with Ctrl+C (128 + SIGINT, as shells report it).</summary>
     public const int Cancelled = 130;
+
+    /// <summary>Exit code: a model failed while running (ONNX Runtime refused a call of the text encoder, UNet or VAE: a token
+    /// id beyond the embedding table, a shape that does not fit, memory it could not get). The message names the file.</summary>
+    public const int ModelFailure = 4;
 
     /// <summary>The tool's entry point: Ctrl+C cancels the running command cleanly (press it twice to stop at once).</summary>
     public static int Main(string[] args)
@@ -101,8 +106,19 @@ public static class Program
     private static int ReportError(Exception e, CliEnvironment environment)
     {
         while (e is TargetInvocationException or AggregateException && e.InnerException is not null) e = e.InnerException!;
-        // NonFiniteLatentsException: the model's numbers overflowed (usually an fp16 export); its message says which
-        // step and what to change (guidance, scheduler, fp32), so it is reported like bad input, not as a crash.
+        // ModelRunException: a component file failed at run time; its message names the file, the inputs and ONNX
+        // Runtime's reason. ML.NET's transforms may wrap it, so it is looked for down the chain of inner exceptions.
+        for (var inner = e; inner is not null; inner = inner.InnerException)
+        {
+            if (inner is ModelRunException failure)
+            {
+                environment.Error.WriteLine("error: " + CliEnvironment.OneLine(failure.Message));
+                if (environment.Verbose) environment.Error.WriteLine(e.ToString());
+                return ModelFailure;
+            }
+        }
+        // NonFiniteLatentsException: NaN or ±Infinity appeared; its message says where (step, file, scheduler, σ) and
+        // what is known about the cause, so it is reported like bad input, not as a crash.
         bool usage = e is UserException or CommandAppException or ArgumentException or FileNotFoundException or DirectoryNotFoundException
             or InvalidDataException or NotSupportedException or NonFiniteLatentsException;
         environment.Error.WriteLine("error: " + CliEnvironment.OneLine(MessageOf(e)));

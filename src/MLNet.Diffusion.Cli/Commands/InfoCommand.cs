@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text.Json;
 using Microsoft.ML.OnnxRuntime;
 using MLNet.Diffusion.Models;
 using MLNet.Diffusion.Runtime;
@@ -68,12 +67,14 @@ internal sealed class InfoCommand(CliEnvironment environment) : Command<ModelSet
         var tokenizer = ClipTokenizer.Load(folder.TokenizerDirectory);
         console.MarkupLineInterpolated($"[bold]tokenizer[/]  {Path.GetRelativePath(folder.Directory, folder.TokenizerDirectory)}/ (max length {tokenizer.MaxLength}, pad id {tokenizer.PadId})");
 
+        // The engine's reader (Python's -Infinity and NaN literals, the schedule checks), and the engine's load-time check
+        // of the scheduler, so that info accepts and refuses the folders that generate does.
         var scheduler = SchedulerConfig.Load(folder.SchedulerConfigPath);
+        SchedulerFactory.Create(null, scheduler).SetTimesteps(1);
         console.WriteLine();
         console.MarkupLineInterpolated($"[bold]scheduler[/]  {scheduler.ClassName ?? "(no _class_name)"} ({Path.GetRelativePath(folder.Directory, folder.SchedulerConfigPath)})");
-        using (var doc = JsonDocument.Parse(File.ReadAllText(folder.SchedulerConfigPath), new JsonDocumentOptions { AllowTrailingCommas = true }))
-            foreach (var property in doc.RootElement.EnumerateObject().Where(p => p.Name != "_class_name"))
-                console.MarkupLineInterpolated($"  {property.Name,-28} {property.Value.GetRawText()}");
+        foreach (var key in scheduler.Keys.Where(k => k != "_class_name"))
+            console.MarkupLineInterpolated($"  {key,-28} {scheduler.GetRawText(key)}");
 
         int defaultSize = folder.UnetSampleSize is int s ? s * 8 : unetLatentSize is int l ? l * 8 : 512;
         string sizeSource = folder.UnetSampleSize is not null ? "unet/config.json sample_size × 8" : unetLatentSize is not null ? "the UNet's fixed sample size × 8" : "no size given: SD's 512";

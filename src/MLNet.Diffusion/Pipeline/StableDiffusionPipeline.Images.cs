@@ -66,7 +66,8 @@ public sealed partial class StableDiffusionPipeline
         var latents = VaeEncoder!.Encode(pixels, height, width, noise, out int lh, out int lw, cancellationToken);
         if (lh != height / 8 || lw != width / 8)
             throw new InvalidDataException($"The vae_encoder model '{VaeEncoder.ModelPath}' encoded a {width}×{height} image into {lw}×{lh} latents; expected {width / 8}×{height / 8}.");
-        NonFiniteLatentsException.ThrowIfNonFinite(latents, DiffusionStage.EncodingImages, "VAE encoder output", item + 1, items, null, latents.Length, imageOffset: imageIndex);
+        NonFiniteLatentsException.ThrowIfNonFinite(latents, DiffusionStage.EncodingImages, "VAE encoder output", item + 1, items, null, latents.Length, imageOffset: imageIndex,
+            source: new NonFiniteSource(VaeEncoder, pixels));
         return latents;
     }
 

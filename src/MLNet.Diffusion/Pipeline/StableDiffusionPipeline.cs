@@ -157,7 +157,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     {
         var embeddings = TextEncoder.Encode(prompts, cancellationToken, _logger);
         if (embeddings.Length > 0)
-            NonFiniteLatentsException.ThrowIfNonFinite(embeddings, DiffusionStage.EncodingText, "text encoder output", 0, prompts.Count, null, embeddings.Length / prompts.Count);
+            NonFiniteLatentsException.ThrowIfNonFinite(embeddings, DiffusionStage.EncodingText, "text encoder output", 0, prompts.Count, null, embeddings.Length / prompts.Count,
+                source: new NonFiniteSource(TextEncoder, inputIsIds: true));
         return embeddings;
     }
 
@@ -362,7 +363,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             // One vectorised pass each over the model output and the new latents: a NaN or ±Infinity (fp16 overflow)
             // is reported at the call where it appears rather than decoded into a black image.
             int call = scheduler.StepIndex + 1;
-            NonFiniteLatentsException.ThrowIfNonFinite(guided.AsSpan(0, total), DiffusionStage.Denoising, "UNet output", call, calls, t, per, rows);
+            NonFiniteLatentsException.ThrowIfNonFinite(guided.AsSpan(0, total), DiffusionStage.Denoising, "UNet output", call, calls, t, per, rows,
+                source: new NonFiniteSource(UNet, scaled, modelOutput: prediction, derivedBy: cfg ? "classifier-free guidance" : null, scheduler: scheduler));
             scheduler.Step(guided, latents, noise);
             if (known is not null)
             {
@@ -372,7 +374,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
                 else images.Latents!.CopyTo(known, 0);
                 BlendOutsideMasks(latents, known, images, hw);
             }
-            NonFiniteLatentsException.ThrowIfNonFinite(latents, DiffusionStage.Denoising, "latents after the scheduler step", call, calls, t, per, rows);
+            NonFiniteLatentsException.ThrowIfNonFinite(latents, DiffusionStage.Denoising, "latents after the scheduler step", call, calls, t, per, rows,
+                source: new NonFiniteSource(UNet, modelOutput: guided.AsSpan(0, total), derivedBy: "the scheduler step", scheduler: scheduler));
             counter.Step();
         }
         return latents;
@@ -399,7 +402,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             for (int i = 0; i < count; i++)
             {
                 var pixels = VaeDecoder.Decode(latents.Slice(i * per, per), latentHeight, latentWidth, out int height, out int width, cancellationToken);
-                NonFiniteLatentsException.ThrowIfNonFinite(pixels, DiffusionStage.Decoding, "VAE decoder output", i + 1, count, null, pixels.Length, imageOffset: i);
+                NonFiniteLatentsException.ThrowIfNonFinite(pixels, DiffusionStage.Decoding, "VAE decoder output", i + 1, count, null, pixels.Length, imageOffset: i,
+                    source: new NonFiniteSource(VaeDecoder, latents.Slice(i * per, per)));
                 images[i] = ImageTensor.ToImage(pixels, width, height);
                 progress?.Report(new DiffusionProgress(DiffusionStage.Decoding, i + 1, count));
             }

@@ -59,8 +59,22 @@ public sealed class DiffusionRuntimeOptions
     /// <summary>The graph optimisation level. Default: all optimisations.</summary>
     public GraphOptimizationLevel GraphOptimizationLevel { get; set; } = GraphOptimizationLevel.ORT_ENABLE_ALL;
 
-    /// <summary>Where to log device choice, fallback reasons and warnings (e.g. truncated prompts). Default: nowhere.</summary>
+    /// <summary>Where to log device choice, fallback reasons and warnings (e.g. truncated prompts), and, at
+    /// <see cref="LogLevel.Debug"/>, ONNX Runtime's own log lines for this model's sessions, which are never printed to
+    /// standard error. Default: nowhere.</summary>
     public ILogger? Logger { get; set; }
+
+    /// <summary>
+    /// Let ONNX Runtime collect and upload its usage telemetry (default false: off). ONNX Runtime 1.31's official Linux
+    /// and macOS builds otherwise write a device id and an event database under
+    /// <c>~/.cache/Microsoft/DeveloperTools/.onnxruntime/</c> and upload session-creation, error and process events
+    /// (executable name, model producer, graph hashes) to Microsoft; on Windows they emit ETW events. Off, the library sets
+    /// <c>ORT_DISABLE_TELEMETRY=1</c> in the process environment before ONNX Runtime starts and calls
+    /// <c>DisableTelemetryEvents</c>, so nothing is written or sent. The setting is process-wide: the first
+    /// <see cref="OnnxSessionFactory"/> created in the process (the first model loaded) decides it, and it must be made
+    /// before anything else in the process uses ONNX Runtime; a later, different value is logged and ignored.
+    /// </summary>
+    public bool EnableOnnxRuntimeTelemetry { get; set; }
 
     /// <summary>A shallow copy.</summary>
     public DiffusionRuntimeOptions Clone() => (DiffusionRuntimeOptions)MemberwiseClone();

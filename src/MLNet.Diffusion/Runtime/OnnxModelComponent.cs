@@ -65,6 +65,18 @@ internal abstract class OnnxModelComponent : IDisposable
     /// <summary>The .onnx file.</summary>
     public string ModelPath { get; }
 
+    /// <summary>The file as a model folder names it, folder and file name: <c>unet/model.onnx</c>.</summary>
+    internal string ComponentFile => ComponentFileOf(ModelPath);
+
+    /// <summary>Whether any declared input or output is float16 (an fp16 export; one that keeps float32 boundaries cannot be told from outside).</summary>
+    internal bool HasFloat16Boundaries => Inputs.Values.Concat(Outputs.Values).Any(s => s.ElementType == TensorElementType.Float16);
+
+    /// <summary>The last folder and the file name of <paramref name="path"/>, joined with '/'.</summary>
+    internal static string ComponentFileOf(string path) =>
+        path.Length == 0 ? ""
+        : Path.GetFileName(Path.GetDirectoryName(path)) is { Length: > 0 } folder ? $"{folder}/{Path.GetFileName(path)}"
+        : Path.GetFileName(path);
+
     /// <summary>The device the session runs on.</summary>
     public ExecutionDevice Device { get; }
 
@@ -106,18 +118,86 @@ internal abstract class OnnxModelComponent : IDisposable
     }
 
     /// <summary>Runs the session with pre-allocated inputs and outputs.</summary>
+    /// <exception cref="ModelRunException">ONNX Runtime failed the run (the message names the file and the inputs).</exception>
     protected void Run(RunOptions options, string[] inputNames, OrtValue[] inputs, string[] outputNames, OrtValue[] outputs)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        Session.Run(options, inputNames, inputs, outputNames, outputs);
+        try
+        {
+            Session.Run(options, inputNames, inputs, outputNames, outputs);
+        }
+        catch (OnnxRuntimeException e) when (!options.Terminate)
+        {
+            throw Failed(e, inputNames, inputs);
+        }
+    }
+
+    /// <summary>Runs the session on <paramref name="inputs"/> and returns the outputs that ONNX Runtime allocates.</summary>
+    /// <exception cref="ModelRunException">ONNX Runtime failed the run (the message names the file and the inputs).</exception>
+    protected IDisposableReadOnlyCollection<OrtValue> Run(RunOptions options, string[] inputNames, OrtValue[] inputs, string[] outputNames)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        try
+        {
+            return Session.Run(options, inputNames, inputs, outputNames);
+        }
+        catch (OnnxRuntimeException e) when (!options.Terminate)
+        {
+            throw Failed(e, inputNames, inputs);
+        }
     }
 
     /// <summary>Runs the session with its inputs and outputs bound in <paramref name="binding"/>.</summary>
+    /// <exception cref="ModelRunException">ONNX Runtime failed the run (the message names the file).</exception>
     private protected void Run(RunOptions options, OrtIoBinding binding)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        Session.RunWithBinding(options, binding);
+        try
+        {
+            Session.RunWithBinding(options, binding);
+        }
+        catch (OnnxRuntimeException e) when (!options.Terminate)
+        {
+            throw Failed(e, [], []);
+        }
     }
+
+    /// <summary>
+    /// The one place where a failed run becomes a <see cref="ModelRunException"/>: one line with the component file,
+    /// the inputs it was given (names, element types, shapes) and ONNX Runtime's message. A run stopped by
+    /// <see cref="RunOptions.Terminate"/> keeps ONNX Runtime's exception, which the callers turn into cancellation.
+    /// </summary>
+    private ModelRunException Failed(OnnxRuntimeException e, string[] inputNames, OrtValue[] inputs)
+    {
+        string runtime = OneLine(e.Message);
+        string given = "";
+        if (inputs.Length > 0)
+        {
+            var parts = new string[inputs.Length];
+            for (int i = 0; i < inputs.Length; i++)
+            {
+                string shape;
+                try
+                {
+                    var info = inputs[i].GetTensorTypeAndShape();
+                    shape = $"{TensorSpec.ElementName(info.ElementDataType)} [{string.Join(", ", info.Shape)}]";
+                }
+                catch (OnnxRuntimeException)
+                {
+                    shape = "(not a tensor)";
+                }
+                parts[i] = $"{(i < inputNames.Length ? inputNames[i] : "?")} {shape}";
+            }
+            given = $" on {string.Join(", ", parts)}";
+        }
+        string advice = runtime.Contains("allocate", StringComparison.OrdinalIgnoreCase)
+            ? "ONNX Runtime could not get the memory this call needs: use a smaller image size or batch, or a device with more memory."
+            : "The file is damaged, or it does not match the rest of the model folder (tokenizer, sizes, exporter); check it with 'info' or download it again.";
+        return new ModelRunException($"The {ComponentName} model '{ModelPath}' failed while running{given}: {runtime} {advice}", ComponentName, ModelPath, runtime, e);
+    }
+
+    private static string OneLine(string text) =>
+        string.Join(' ', text.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).TrimEnd('.') + ".";
 
     private static string Describe(IReadOnlyDictionary<string, TensorSpec> map) =>
         map.Count == 0 ? "none" : string.Join(", ", map.Values.Select(s => s.ToString()));

@@ -6,11 +6,14 @@ namespace MLNet.Diffusion.Runtime;
 /// <summary>
 /// Creates <see cref="InferenceSession"/>s on the requested device, falling back to the CPU when the
 /// CUDA provider cannot be loaded (its native library or CUDA itself is missing), as ML.NET's
-/// <c>ApplyOnnxModel</c> does with <c>FallbackToCpu</c>.
+/// <c>ApplyOnnxModel</c> does with <c>FallbackToCpu</c>. The first factory of the process also sets up ONNX Runtime's
+/// environment (telemetry off unless asked for, native logging to the options' logger; see
+/// <see cref="DiffusionRuntimeOptions.EnableOnnxRuntimeTelemetry"/>).
 /// </summary>
 internal sealed class OnnxSessionFactory
 {
     private readonly DiffusionRuntimeOptions _options;
+    private readonly string _logId;
     private string? _fallbackReason;
 
     /// <summary>Creates a factory for the given options (copied).</summary>
@@ -22,6 +25,7 @@ internal sealed class OnnxSessionFactory
         if (options.EnableCudaGraph && !options.UseIoBinding)
             throw new ArgumentException("EnableCudaGraph needs UseIoBinding: a CUDA graph replays fixed device buffers, which only IO binding can supply.", nameof(options));
         _options = options.Clone();
+        _logId = OnnxRuntimeEnvironment.Initialize(_options);
         IntraOpThreads = options.IntraOpThreads > 0 ? options.IntraOpThreads : CpuTopology.PhysicalCores;
         // ONNX Runtime's default pool has the same size on an unrestricted machine and pins each thread to its core;
         // an unpinned pool of the same size was 1.5–2× slower per call on small graphs (docs/PERFORMANCE.md).
@@ -110,7 +114,10 @@ internal sealed class OnnxSessionFactory
         var o = new SessionOptions
         {
             GraphOptimizationLevel = _options.GraphOptimizationLevel,
-            LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
+            // Through the library's logging function when it created ONNX Runtime's environment (to the Logger, never to
+            // standard error); otherwise the host's sink, which would print to standard error: fatal errors only.
+            LogSeverityLevel = OnnxRuntimeEnvironment.OwnsEnvironment ? OrtLoggingLevel.ORT_LOGGING_LEVEL_WARNING : OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL,
+            LogId = _logId,
         };
         if (!PinnedByOnnxRuntime) o.IntraOpNumThreads = IntraOpThreads;
         o.ExecutionMode = ExecutionMode.ORT_SEQUENTIAL;

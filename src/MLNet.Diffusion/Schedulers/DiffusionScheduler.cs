@@ -22,9 +22,7 @@ public abstract class DiffusionScheduler
     {
         ArgumentNullException.ThrowIfNull(config);
         Config = config;
-        NumTrainTimesteps = config.GetInt("num_train_timesteps", 1000);
-        if (NumTrainTimesteps < 2 || NumTrainTimesteps > 100_000)
-            throw new InvalidDataException($"Scheduler configuration '{config.Source ?? "(text)"}': num_train_timesteps is {NumTrainTimesteps}, expected 2 to 100000.");
+        NumTrainTimesteps = SchedulerMath.TrainTimesteps(config);
         Betas = SchedulerMath.Betas(config, NumTrainTimesteps);
         AlphasCumprod = SchedulerMath.AlphasCumprod(Betas);
         PredictionType = SchedulerMath.ParsePredictionType(config);

@@ -30,14 +30,20 @@ public sealed class SchedulerConfig
     /// <summary>The keys present in the file.</summary>
     public IEnumerable<string> Keys => _values.Keys;
 
-    /// <summary>Reads a configuration file.</summary>
+    /// <summary>
+    /// Reads a configuration file and checks its noise schedule (<see cref="SchedulerMath.ValidateSchedule"/>:
+    /// <c>num_train_timesteps</c>, <c>beta_start</c>, <c>beta_end</c>, <c>trained_betas</c> and the ᾱ they give), so
+    /// that a schedule whose numbers cannot work is refused here, naming the key, rather than failing later as NaN.
+    /// </summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
-    /// <exception cref="InvalidDataException">The file is not a JSON object.</exception>
+    /// <exception cref="InvalidDataException">The file is not a JSON object, or a schedule number is out of range.</exception>
     public static SchedulerConfig Load(string path)
     {
         if (!File.Exists(path))
             throw new FileNotFoundException($"Scheduler configuration '{path}' was not found. A diffusers model folder has it at scheduler/scheduler_config.json.", path);
-        return Parse(File.ReadAllText(path), path);
+        var config = Parse(File.ReadAllText(path), path);
+        SchedulerMath.ValidateSchedule(config);
+        return config;
     }
 
     /// <summary>Parses configuration JSON text.</summary>
@@ -75,6 +81,18 @@ public sealed class SchedulerConfig
         foreach (var (key, value) in overrides)
             values[key] = JsonSerializer.SerializeToElement(value);
         return new SchedulerConfig(values, Source);
+    }
+
+    /// <summary>
+    /// The value of <paramref name="key"/> as JSON text, for display: Python's non-finite literals (<c>-Infinity</c>,
+    /// <c>Infinity</c>, <c>NaN</c>), which <see cref="GetDouble"/> reads as numbers, are shown as written.
+    /// </summary>
+    /// <exception cref="KeyNotFoundException">The file has no such key.</exception>
+    public string GetRawText(string key)
+    {
+        var value = _values[key];
+        return value.ValueKind == JsonValueKind.String && value.GetString() is "-Infinity" or "Infinity" or "NaN"
+            ? value.GetString()! : value.GetRawText();
     }
 
     /// <summary>Whether the file sets <paramref name="key"/> to a non-null value.</summary>

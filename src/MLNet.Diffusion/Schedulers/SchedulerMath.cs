@@ -8,24 +8,82 @@ namespace MLNet.Diffusion.Schedulers;
 internal static class SchedulerMath
 {
     /// <summary>
+    /// The most <c>num_train_timesteps</c> accepted. Every released diffusers configuration uses 1000 (Stable Diffusion
+    /// 1.x/2.x/XL, DDPM, LCM, Kandinsky, DeepFloyd IF); ten times that leaves room for research schedules, while the
+    /// ᾱ and σ tables and the per-step σ → t searches grow with it. Beyond it no trained model exists, and Stable
+    /// Diffusion's β over 100000 steps drive ᾱ below what float32 can hold.
+    /// </summary>
+    public const int MaxTrainTimesteps = 10_000;
+
+    /// <summary>
+    /// The smallest ᾱ accepted at the last training timestep: float32's smallest normal number, 2⁻¹²⁶ ≈ 1.18·10⁻³⁸. The
+    /// latents are float32, so ᾱ_T itself, 1/√ᾱ_T (the x̂₀ coefficient of DDIM-type updates) and
+    /// σ_max² = (1 − ᾱ_T)/ᾱ_T (at most 8.5·10³⁷) must be finite float32 numbers; a smaller ᾱ_T (β near 1, or too many
+    /// steps) underflows to 0 and makes σ_max infinite. Real schedules are far above it: Stable Diffusion's gives
+    /// ᾱ_T ≈ 4.7·10⁻³, the capped cosine schedule ≈ 2.4·10⁻⁹; <c>rescale_betas_zero_snr</c> sets ᾱ_T = 0 on purpose and
+    /// is checked before rescaling.
+    /// </summary>
+    public const double MinFinalAlphaBar = 1.1754943508222875e-38;
+
+    /// <summary>Reads <c>num_train_timesteps</c> (default 1000) and checks it lies in 2 … <see cref="MaxTrainTimesteps"/>.</summary>
+    /// <exception cref="InvalidDataException">The value is not an integer in range; the message names the key, the value and the range.</exception>
+    public static int TrainTimesteps(SchedulerConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        int n = config.GetInt("num_train_timesteps", 1000);
+        if (n < 2 || n > MaxTrainTimesteps)
+            throw new InvalidDataException($"Scheduler configuration '{config.Source ?? "(text)"}': num_train_timesteps is {n}, expected an integer from 2 to {MaxTrainTimesteps} (released models use 1000).");
+        return n;
+    }
+
+    /// <summary>
+    /// Checks a configuration's noise schedule as a scheduler class would build it with the shared defaults
+    /// (<c>beta_start</c> 0.0001, <c>beta_end</c> 0.02, <c>linear</c>): <see cref="TrainTimesteps"/>, then
+    /// <see cref="Betas"/>, which checks every number. <see cref="SchedulerConfig.Load"/> runs it; each scheduler runs
+    /// the same two with its own class defaults when it is built.
+    /// </summary>
+    /// <exception cref="InvalidDataException">A number is out of range; the message names the key, the value and the range.</exception>
+    public static void ValidateSchedule(SchedulerConfig config) => Betas(config, TrainTimesteps(config));
+
+    /// <summary>
     /// β_t from <c>trained_betas</c>, or <c>beta_schedule</c> (<c>linear</c>, <c>scaled_linear</c>,
     /// <c>squaredcos_cap_v2</c>) with <c>beta_start</c>/<c>beta_end</c> (class defaults 0.0001 / 0.02),
-    /// then <c>rescale_betas_zero_snr</c> when set.
+    /// then <c>rescale_betas_zero_snr</c> when set. The numbers are checked: 0 &lt; <c>beta_start</c> ≤ <c>beta_end</c> &lt; 1
+    /// (for the schedules that read them), every <c>trained_betas</c> entry in (0, 1), and ᾱ at the last timestep at
+    /// least <see cref="MinFinalAlphaBar"/>.
     /// </summary>
+    /// <exception cref="InvalidDataException">A number is out of range; the message names the key, the value and the range.</exception>
     public static double[] Betas(SchedulerConfig config, int trainSteps)
     {
+        ArgumentNullException.ThrowIfNull(config);
+        string source = config.Source ?? "(text)";
         var trained = config.GetDoubleArray("trained_betas");
+        bool zeroSnr = config.GetBool("rescale_betas_zero_snr", false);
         double[] betas;
+        string origin;
         if (trained is not null)
         {
             if (trained.Length != trainSteps)
-                throw new InvalidDataException($"Scheduler configuration '{config.Source ?? "(text)"}': trained_betas has {trained.Length} values but num_train_timesteps is {trainSteps}.");
+                throw new InvalidDataException($"Scheduler configuration '{source}': trained_betas has {trained.Length} values but num_train_timesteps is {trainSteps}.");
+            for (int i = 0; i < trained.Length; i++)
+                if (!(trained[i] > 0 && trained[i] < 1) && !(trained[i] == 1 && zeroSnr && i == trained.Length - 1))
+                    throw new InvalidDataException(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                        $"Scheduler configuration '{source}': trained_betas[{i}] is {trained[i]:R}, expected a number in (0, 1) (each β is the noise variance added at one training step)."));
             betas = trained;
+            origin = "trained_betas";
         }
         else
         {
-            double start = config.GetDouble("beta_start", 0.0001), end = config.GetDouble("beta_end", 0.02);
             string schedule = config.GetString("beta_schedule", "linear");
+            double start = config.GetDouble("beta_start", 0.0001), end = config.GetDouble("beta_end", 0.02);
+            if (schedule is "linear" or "scaled_linear")
+            {
+                CheckBeta(config, "beta_start", start);
+                CheckBeta(config, "beta_end", end);
+                if (start > end)
+                    throw new InvalidDataException(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                        $"Scheduler configuration '{source}': beta_start is {start:R} but beta_end is {end:R}; expected 0 < beta_start ≤ beta_end < 1 (noise is added faster at later steps). The two values may be swapped."));
+            }
             betas = schedule switch
             {
                 "linear" => Linspace(start, end, trainSteps),
@@ -33,16 +91,27 @@ internal static class SchedulerMath
                 "scaled_linear" => Array.ConvertAll(Linspace(Math.Sqrt(start), Math.Sqrt(end), trainSteps), b => b * b),
                 // Nichol and Dhariwal 2021, "Improved DDPM", eq. 17: ᾱ(t) = cos²((t + s)/(1 + s)·π/2), s = 0.008, β ≤ 0.999.
                 "squaredcos_cap_v2" => CosineBetas(trainSteps),
-                _ => throw new InvalidDataException($"Scheduler configuration '{config.Source ?? "(text)"}': beta_schedule '{schedule}' is not supported; expected linear, scaled_linear or squaredcos_cap_v2."),
+                _ => throw new InvalidDataException($"Scheduler configuration '{source}': beta_schedule '{schedule}' is not supported; expected linear, scaled_linear or squaredcos_cap_v2."),
             };
-            if (!(start > 0 && end > 0 && start < 1 && end < 1) && schedule != "squaredcos_cap_v2")
-                throw new InvalidDataException($"Scheduler configuration '{config.Source ?? "(text)"}': beta_start {start} and beta_end {end} must lie in (0, 1).");
+            origin = schedule == "squaredcos_cap_v2"
+                ? "beta_schedule squaredcos_cap_v2"
+                : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"beta_schedule {schedule} from beta_start {start:R} to beta_end {end:R}");
         }
-        foreach (var b in betas)
-            if (!(b > 0 && b < 1) && !(b == 1 && config.GetBool("rescale_betas_zero_snr", false)))
-                throw new InvalidDataException($"Scheduler configuration '{config.Source ?? "(text)"}': every β must lie in (0, 1); found {b}.");
-        if (config.GetBool("rescale_betas_zero_snr", false)) betas = RescaleZeroTerminalSnr(betas);
+        double finalAlphaBar = 1;
+        foreach (var b in betas) finalAlphaBar *= 1 - b;
+        if (!(finalAlphaBar >= MinFinalAlphaBar) && !(zeroSnr && trained is not null && betas[^1] == 1))
+            throw new InvalidDataException(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"Scheduler configuration '{source}': {origin} over num_train_timesteps {trainSteps} gives ᾱ = {finalAlphaBar:G3} at the last timestep (σ_max = {Math.Sqrt((1 - finalAlphaBar) / finalAlphaBar):G3}); " +
+                $"it must be at least {MinFinalAlphaBar:G3} (float32's smallest normal number) for the noise levels to be finite in float32. Lower beta_end (β near 1 destroys the signal at once) or num_train_timesteps."));
+        if (zeroSnr) betas = RescaleZeroTerminalSnr(betas);
         return betas;
+    }
+
+    private static void CheckBeta(SchedulerConfig config, string key, double value)
+    {
+        if (!(value > 0 && value < 1))
+            throw new InvalidDataException(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"Scheduler configuration '{config.Source ?? "(text)"}': {key} is {value:R}{(config.Contains(key) ? "" : " (the class default)")}, expected 0 < beta_start ≤ beta_end < 1."));
     }
 
     /// <summary>ᾱ_t = Π_{s ≤ t} (1 − β_s).</summary>

@@ -94,7 +94,7 @@ internal sealed class TextEncoder : OnnxModelComponent
         IDisposableReadOnlyCollection<OrtValue> outputs;
         try
         {
-            outputs = Session.Run(runOptions, ["input_ids"], [input.Value], [_hiddenName]);
+            outputs = Run(runOptions, ["input_ids"], [input.Value], [_hiddenName]);
         }
         catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
         {

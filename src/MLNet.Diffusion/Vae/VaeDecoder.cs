@@ -56,7 +56,7 @@ internal sealed class VaeDecoder : OnnxModelComponent
         input.Write(scaled);
         using var runOptions = new RunOptions();
         using var registration = cancellationToken.Register(() => runOptions.Terminate = true);
-        using var outputs = Session.Run(runOptions, ["latent_sample"], [input.Value], [_output]);
+        using var outputs = Run(runOptions, ["latent_sample"], [input.Value], [_output]);
         var info = outputs[0].GetTensorTypeAndShape();
         var shape = info.Shape;
         if (shape.Length != 4 || shape[0] != 1 || shape[1] != 3)

@@ -63,7 +63,7 @@ internal sealed class VaeEncoder : OnnxModelComponent
         input.Write(pixels);
         using var runOptions = new RunOptions();
         using var registration = cancellationToken.Register(() => runOptions.Terminate = true);
-        using var outputs = Session.Run(runOptions, ["sample"], [input.Value], [_output]);
+        using var outputs = Run(runOptions, ["sample"], [input.Value], [_output]);
         var info = outputs[0].GetTensorTypeAndShape();
         var shape = info.Shape;
         int expectedChannels = _parameters ? 8 : 4;
