@@ -77,10 +77,12 @@ internal sealed class BatchCommand(CliEnvironment environment) : Command<BatchCo
         var table = Path.GetFullPath(settings.Table);
         var rows = PromptTable.Read(ml, table, settings.PromptColumn, settings.NegativeColumn, settings.SeedColumn, settings.Negative ?? "", settings.Seed, environment.Warn);
         var outDir = Path.GetFullPath(settings.Out ?? Path.GetFileNameWithoutExtension(table) + "-images");
-        Directory.CreateDirectory(outDir);
 
-        int strays = AtomicImageFile.RemoveStrayTemporaryFiles(outDir) + Manifest.RemoveStrayTemporaryFiles(outDir);
-        using var manifest = Manifest.Open(outDir);
+        // The lock comes first: a run refused here has changed nothing, and the clean-up below (temporary files, cut-off
+        // manifest lines) only ever runs in the one run that owns the folder.
+        using var folder = OutputFolderLock.Acquire(outDir);
+        using var manifest = Manifest.Open(folder);
+        int strays = AtomicImageFile.RemoveStrayTemporaryFiles(folder) + manifest.RemovedTemporaryFiles;
         if (strays > 0) console.MarkupLineInterpolated($"[grey]Removed {strays} temporary file(s) left by an interrupted run.[/]");
         if (manifest.Dropped > 0) console.MarkupLineInterpolated($"[grey]Dropped {manifest.Dropped} manifest line(s) that were cut off, duplicated or whose image is missing; those rows run again.[/]");
         var pending = rows.Where(r => !manifest.Done.ContainsKey(r.Row)).ToList();

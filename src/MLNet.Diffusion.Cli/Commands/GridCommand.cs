@@ -153,7 +153,14 @@ internal sealed class GridCommand(CliEnvironment environment) : Command<GridComm
             w.WriteEndObject();
         }
         var temporary = path + ".tmp";
-        File.WriteAllBytes(temporary, stream.ToArray());
-        File.Move(temporary, path, overwrite: true);
+        try
+        {
+            File.WriteAllBytes(temporary, stream.ToArray());
+            File.Move(temporary, path, overwrite: true);
+        }
+        catch (Exception e) when (OutputException.IsFileSystemFailure(e))
+        {
+            throw OutputException.Writing(path, e);
+        }
     }
 }

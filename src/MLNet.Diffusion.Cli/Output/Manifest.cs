@@ -26,20 +26,16 @@ internal sealed class Manifest : IDisposable
     /// <summary>The header line's columns.</summary>
     public static readonly string[] Columns = ["row", "prompt", "negative_prompt", "seed", "settings", "file", "seconds"];
 
-    /// <summary>The lock file that keeps a second run out of the same folder while one is writing.</summary>
-    public const string LockFileName = FileName + ".lock";
-
-    private readonly FileStream _lock;
     private readonly FileStream _stream;
     private readonly Dictionary<int, ManifestEntry> _done;
 
-    private Manifest(string path, FileStream fileLock, FileStream stream, Dictionary<int, ManifestEntry> done, int dropped)
+    private Manifest(string path, FileStream stream, Dictionary<int, ManifestEntry> done, int dropped, int removedTemporaryFiles)
     {
         Path = path;
-        _lock = fileLock;
         _stream = stream;
         _done = done;
         Dropped = dropped;
+        RemovedTemporaryFiles = removedTemporaryFiles;
     }
 
     /// <summary>The manifest file.</summary>
@@ -51,62 +47,62 @@ internal sealed class Manifest : IDisposable
     /// <summary>Lines dropped when opening (cut off, file missing, duplicate or malformed).</summary>
     public int Dropped { get; }
 
-    /// <summary>Opens (or creates) the manifest in <paramref name="directory"/>, holding its lock until disposed.</summary>
-    /// <exception cref="UserException">Another run is writing to the folder, or a file named manifest.csv is there but was not written by this tool.</exception>
-    public static Manifest Open(string directory)
-    {
-        Directory.CreateDirectory(directory);
-        var path = System.IO.Path.Combine(directory, FileName);
-        FileStream fileLock;
-        try
-        {
-            // Exclusive (an OS lock, released if the process dies); the file is deleted when the run ends.
-            fileLock = new FileStream(System.IO.Path.Combine(directory, LockFileName), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.DeleteOnClose);
-        }
-        catch (IOException)
-        {
-            throw new UserException($"Another batch run is writing to '{directory}' (it holds {LockFileName}); wait for it to end or choose another --out folder.");
-        }
-        try
-        {
-            return Open(directory, path, fileLock);
-        }
-        catch
-        {
-            fileLock.Dispose();
-            throw;
-        }
-    }
+    /// <summary>Temporary manifests of an interrupted rewrite, deleted when opening.</summary>
+    public int RemovedTemporaryFiles { get; }
 
-    private static Manifest Open(string directory, string path, FileStream fileLock)
+    /// <summary>
+    /// Opens (or creates) the manifest in the locked folder: deletes temporary manifests left by an interrupted rewrite,
+    /// then reads it and drops what an interruption left (see the class summary). Only the lock's holder may do this.
+    /// </summary>
+    /// <exception cref="UserException">A file named manifest.csv is there but was not written by this tool.</exception>
+    /// <exception cref="OutputException">The manifest cannot be read or written.</exception>
+    public static Manifest Open(OutputFolderLock folder)
     {
-        var done = new Dictionary<int, ManifestEntry>();
-        int dropped = 0;
-        if (File.Exists(path))
+        var directory = folder.Directory;
+        var path = System.IO.Path.Combine(directory, FileName);
+        try
         {
-            List<CsvRecord> records;
-            using (var reader = new StreamReader(path, Encoding.UTF8))
-                records = CsvReader.Read(reader, ',', allowTruncated: true, source: path).ToList();
-            if (records.Count > 0 && !(records[0].Terminated && records[0].Fields.SequenceEqual(Columns)))
-                throw new UserException($"'{path}' is not a manifest written by mlnet-diffusion (its first line should be {string.Join(",", Columns)}); choose another --out folder.");
-            if (records.Count == 0) dropped++; // an empty file: write the header
-            foreach (var record in records.Skip(1))
+            int removed = RemoveStrayTemporaryFiles(directory);
+            var done = new Dictionary<int, ManifestEntry>();
+            int dropped = 0;
+            if (File.Exists(path))
             {
-                if (TryParse(record, directory, out var entry) && !done.ContainsKey(entry.Row)) done.Add(entry.Row, entry);
-                else dropped++;
+                List<CsvRecord> records;
+                using (var reader = new StreamReader(path, Encoding.UTF8))
+                    records = CsvReader.Read(reader, ',', allowTruncated: true, source: path).ToList();
+                if (records.Count > 0 && !(records[0].Terminated && records[0].Fields.SequenceEqual(Columns)))
+                    throw new UserException($"'{path}' is not a manifest written by mlnet-diffusion (its first line should be {string.Join(",", Columns)}); choose another --out folder.");
+                if (records.Count == 0) dropped++; // an empty file: write the header
+                foreach (var record in records.Skip(1))
+                {
+                    if (TryParse(record, directory, out var entry) && !done.ContainsKey(entry.Row)) done.Add(entry.Row, entry);
+                    else dropped++;
+                }
             }
+            if (dropped > 0 || !File.Exists(path)) Rewrite(path, done.Values.OrderBy(e => e.Row));
+            var stream = new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.Read);
+            return new Manifest(path, stream, done, dropped, removed);
         }
-        if (dropped > 0 || !File.Exists(path)) Rewrite(path, done.Values.OrderBy(e => e.Row));
-        var stream = new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.Read);
-        return new Manifest(path, fileLock, stream, done, dropped);
+        catch (Exception e) when (OutputException.IsFileSystemFailure(e))
+        {
+            throw OutputException.Writing(path, e);
+        }
     }
 
     /// <summary>Appends a finished row and flushes it to disk.</summary>
+    /// <exception cref="OutputException">The line could not be written.</exception>
     public void Append(ManifestEntry entry)
     {
         var bytes = Encoding.UTF8.GetBytes(CsvWriter.FormatRecord(entry.Fields));
-        _stream.Write(bytes);
-        _stream.Flush(flushToDisk: true);
+        try
+        {
+            _stream.Write(bytes);
+            _stream.Flush(flushToDisk: true);
+        }
+        catch (Exception e) when (OutputException.IsFileSystemFailure(e))
+        {
+            throw OutputException.Writing(Path, e);
+        }
         _done[entry.Row] = entry;
     }
 
@@ -145,10 +141,8 @@ internal sealed class Manifest : IDisposable
         }
     }
 
-    /// <summary>Deletes temporary manifests left by an interrupted rewrite.</summary>
-    public static int RemoveStrayTemporaryFiles(string directory)
+    private static int RemoveStrayTemporaryFiles(string directory)
     {
-        if (!Directory.Exists(directory)) return 0;
         int removed = 0;
         foreach (var file in Directory.EnumerateFiles(directory, FileName + ".*.tmp"))
         {
@@ -158,9 +152,6 @@ internal sealed class Manifest : IDisposable
         return removed;
     }
 
-    public void Dispose()
-    {
-        _stream.Dispose();
-        _lock.Dispose();
-    }
+    /// <summary>Closes the manifest.</summary>
+    public void Dispose() => _stream.Dispose();
 }

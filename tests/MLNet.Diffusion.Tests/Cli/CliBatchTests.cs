@@ -133,7 +133,83 @@ public class CliBatchTests(ITestOutputHelper output)
         Assert.Equal(2, second.ExitCode);
         Assert.Contains("Another batch run", Assert.Single(second.ErrLines));
         AssertComplete(dir["out"], 4);
-        Assert.False(File.Exists(Path.Combine(dir["out"], Manifest.LockFileName)), "the lock file goes when the run ends");
+        Assert.False(File.Exists(Path.Combine(dir["out"], OutputFolderLock.FileName)), "the lock file goes when the run ends");
+    }
+
+    /// <summary>
+    /// Issue 12, item 2: refused second runs used to delete the running batch's in-flight temporary file (their clean-up
+    /// ran before the lock), killing it with "Could not find file …partial.png". Refused runs start over and over on
+    /// three threads for the whole of a batch; the batch ends with every row once, and every refused run exits 2 with
+    /// the one-line refusal.
+    /// </summary>
+    [Fact]
+    public void RefusedSecondRunsDuringABatchLeaveItsFilesAlone()
+    {
+        using var model = TestModelFactory.CreateTemp();
+        using var dir = new TempDir();
+        const int rows = 24;
+        var table = WriteTable(dir, rows);
+        // 256x256 images: the PNG write, when the temporary file exists, is a good part of each row's time.
+        string[] args = ["batch", table, "--model", model.Path, "--out", dir["out"], "--steps", "2", "--size", "256x256", "--batch-size", "1"];
+        var refused = new System.Collections.Concurrent.ConcurrentBag<CliResult>();
+        using var started = new ManualResetEventSlim();
+        using var stop = new CancellationTokenSource();
+        using var stopped = new CountdownEvent(3);
+        var attackers = Enumerable.Range(0, 3).Select(_ => new Thread(() =>
+        {
+            started.Wait();
+            while (!stop.IsCancellationRequested) refused.Add(CliRun.Run(args));
+            stopped.Signal();
+        })).ToArray();
+        foreach (var attacker in attackers) attacker.Start();
+        int written = 0;
+        var first = CliRun.Run(args, CancellationToken.None, null, _ =>
+        {
+            started.Set();
+            if (++written < rows) return;
+            // The last image is written and the run still holds the folder: let the refused runs in flight end first.
+            stop.Cancel();
+            stopped.Wait();
+        });
+        stop.Cancel();
+        foreach (var attacker in attackers) attacker.Join();
+
+        Assert.True(first.ExitCode == 0, first.ToString());
+        AssertComplete(dir["out"], rows);
+        output.WriteLine($"{refused.Count} refused runs");
+        Assert.True(refused.Count >= 6, $"only {refused.Count} refused runs happened during the batch");
+        Assert.All(refused, r =>
+        {
+            Assert.True(r.ExitCode == 2, r.ToString());
+            Assert.StartsWith("error: Another batch run is writing to", Assert.Single(r.ErrLines));
+        });
+        Assert.False(File.Exists(Path.Combine(dir["out"], OutputFolderLock.FileName)), "the lock file goes when the run ends");
+    }
+
+    /// <summary>
+    /// An I/O failure in the middle of a run (here the output folder is replaced by a file after the third image) is
+    /// its own exit code, <see cref="MLNet.Diffusion.Cli.Program.IoError"/>, with one line naming the file; it used to be
+    /// reported as a usage error or a crash.
+    /// </summary>
+    [Fact]
+    public void AnOutputFolderThatFailsDuringARunIsTheIoErrorCodeWithOneLine()
+    {
+        using var model = TestModelFactory.CreateTemp();
+        using var dir = new TempDir();
+        var table = WriteTable(dir, 8);
+        var outDir = dir["out"];
+        int written = 0;
+        var result = CliRun.Run(["batch", table, "--model", model.Path, "--out", outDir, "--steps", "2", "--batch-size", "1"], CancellationToken.None, null, _ =>
+        {
+            if (++written != 3) return;
+            Directory.Move(outDir, dir["moved"]);
+            File.WriteAllText(outDir, "not a folder");
+        });
+        Assert.True(result.ExitCode == MLNet.Diffusion.Cli.Program.IoError, result.ToString());
+        var line = Assert.Single(result.ErrLines);
+        Assert.StartsWith($"error: Could not write '{Path.Combine(outDir, "00003-")}", line);
+        Assert.Contains("run the same command again", line);
+        Assert.Equal(3, ReadManifest(dir["moved"]).Count);
     }
 
     [Fact]
@@ -201,7 +277,7 @@ public class CliBatchTests(ITestOutputHelper output)
         Assert.True(rerun.ExitCode == 0, rerun.ToString());
         AssertComplete(outDir, Rows);
         AssertUnchanged(before, Snapshot(outDir));
-        Assert.False(File.Exists(Path.Combine(outDir, Manifest.LockFileName)), "the rerun removes the killed run's lock file");
+        Assert.False(File.Exists(Path.Combine(outDir, OutputFolderLock.FileName)), "the rerun removes the killed run's lock file");
         output.WriteLine(rerun.Out);
     }
 
@@ -245,7 +321,7 @@ public class CliBatchTests(ITestOutputHelper output)
         Assert.True(rerun.ExitCode == 0, rerun.ToString());
         AssertComplete(outDir, rows);
         Assert.Empty(TemporaryFiles(outDir));
-        Assert.False(File.Exists(Path.Combine(outDir, Manifest.LockFileName)), "the rerun removes the killed run's lock file");
+        Assert.False(File.Exists(Path.Combine(outDir, OutputFolderLock.FileName)), "the rerun removes the killed run's lock file");
     }
 
     // ---- helpers -------------------------------------------------------------------------------------------------
