@@ -73,7 +73,7 @@ public class CliBatchTests(ITestOutputHelper output)
         Assert.True(result.ExitCode == 0, result.ToString());
         var warning = Assert.Single(result.ErrLines);
         Assert.StartsWith("warning: ", warning);
-        Assert.Contains("read 2 rows", warning);
+        Assert.Contains("1 line(s) starting with // (the first is line 3) are comments", warning);
         Assert.Equal(["a red circle", "a blue square"], ReadManifest(dir["out"]).OrderBy(m => m.Row).Select(m => m.Prompt));
     }
 
@@ -212,6 +212,32 @@ public class CliBatchTests(ITestOutputHelper output)
         Assert.Equal(3, ReadManifest(dir["moved"]).Count);
     }
 
+    /// <summary>
+    /// A rerun warns about finished rows whose prompt, seed or settings are no longer the table's (the manifest keeps a
+    /// fingerprint per finished row, not its line); rows run again are not counted.
+    /// </summary>
+    [Fact]
+    public void ARerunCountsTheFinishedRowsWhosePromptOrSettingsChanged()
+    {
+        using var model = TestModelFactory.CreateTemp();
+        using var dir = new TempDir();
+        var table = WriteTable(dir, 5);
+        string[] args = ["batch", table, "--model", model.Path, "--out", dir["out"], "--steps", "2"];
+        CliRun.Ok(args);
+        var manifest = ReadManifest(dir["out"]);
+        File.Delete(Path.Combine(dir["out"], manifest.Single(m => m.Row == 4).File)); // row 4 runs again
+        File.WriteAllText(table, File.ReadAllText(table).Replace(Prompt(1), "a changed prompt", StringComparison.Ordinal).Replace(Prompt(4), "another", StringComparison.Ordinal));
+
+        var same = CliRun.Run(args);
+        Assert.True(same.ExitCode == 0, same.ToString());
+        Assert.StartsWith("warning: 1 finished row(s)", Assert.Single(same.ErrLines));
+
+        File.Delete(Path.Combine(dir["out"], manifest.Single(m => m.Row == 0).File));
+        var otherSteps = CliRun.Run([.. args[..^1], "3"]);
+        Assert.True(otherSteps.ExitCode == 0, otherSteps.ToString());
+        Assert.StartsWith("warning: 4 finished row(s)", Assert.Single(otherSteps.ErrLines)); // rows 1-4; row 0 is made again
+    }
+
     [Fact]
     public void ARerunRepairsWhatACrashCanLeave()
     {
@@ -348,9 +374,7 @@ public class CliBatchTests(ITestOutputHelper output)
         using var reader = new StreamReader(Path.Combine(dir, Manifest.FileName));
         var records = CsvReader.Read(reader, ',', allowTruncated: true).ToList();
         Assert.Equal(Manifest.Columns, records[0].Fields);
-        return records.Skip(1).Where(r => r.Terminated).Select(r => new ManifestEntry(
-            int.Parse(r.Fields[0], CultureInfo.InvariantCulture), r.Fields[1], r.Fields[2], long.Parse(r.Fields[3], CultureInfo.InvariantCulture),
-            r.Fields[4], r.Fields[5], double.Parse(r.Fields[6], CultureInfo.InvariantCulture))).ToList();
+        return records.Skip(1).Where(r => r.Terminated).Select(r => ManifestEntry.Parse(r) ?? throw new InvalidDataException($"manifest line {r.Line} is malformed")).ToList();
     }
 
     private static int ManifestLineCount(string dir)
