@@ -8,9 +8,12 @@ namespace MLNet.Diffusion.Cli.Output;
 /// <summary>One line of the manifest: a finished row.</summary>
 internal sealed record ManifestEntry(int Row, string Prompt, string NegativePrompt, long Seed, string Settings, string File, double Seconds)
 {
-    /// <summary>The line's fields, as <see cref="Manifest.Columns"/> orders them.</summary>
-    public string[] Fields => [Row.ToString(CultureInfo.InvariantCulture), Prompt, NegativePrompt, Seed.ToString(CultureInfo.InvariantCulture),
-        Settings, File, Seconds.ToString("F3", CultureInfo.InvariantCulture)];
+    /// <summary>
+    /// The line's fields, as <see cref="Manifest.Columns"/> orders them. Text cells go through <see cref="FormulaGuard"/>
+    /// (a prompt such as <c>=HYPERLINK(…)</c> is written <c>'=HYPERLINK(…)</c>); numbers are written as numbers.
+    /// </summary>
+    public string[] Fields => [Row.ToString(CultureInfo.InvariantCulture), FormulaGuard.Neutralise(Prompt), FormulaGuard.Neutralise(NegativePrompt),
+        Seed.ToString(CultureInfo.InvariantCulture), FormulaGuard.Neutralise(Settings), FormulaGuard.Neutralise(File), Seconds.ToString("F3", CultureInfo.InvariantCulture)];
 
     /// <summary>The entry a record holds, or null when it is not a whole, well-formed line (its file is not checked).</summary>
     public static ManifestEntry? Parse(CsvRecord record)
@@ -20,7 +23,7 @@ internal sealed record ManifestEntry(int Row, string Prompt, string NegativeProm
         if (!int.TryParse(f[0], NumberStyles.None, CultureInfo.InvariantCulture, out int row)) return null;
         if (!long.TryParse(f[3], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long seed)) return null;
         if (!double.TryParse(f[6], NumberStyles.Float, CultureInfo.InvariantCulture, out double seconds)) return null;
-        return new ManifestEntry(row, f[1], f[2], seed, f[4], f[5], seconds);
+        return new ManifestEntry(row, FormulaGuard.Restore(f[1]), FormulaGuard.Restore(f[2]), seed, FormulaGuard.Restore(f[4]), FormulaGuard.Restore(f[5]), seconds);
     }
 }
 

@@ -238,6 +238,43 @@ public class CliBatchTests(ITestOutputHelper output)
         Assert.StartsWith("warning: 4 finished row(s)", Assert.Single(otherSteps.ErrLines)); // rows 1-4; row 0 is made again
     }
 
+    /// <summary>
+    /// Issue 12: prompts that a spreadsheet would run as formulas (OWASP's CSV-injection list: =, +, -, @, tab, carriage
+    /// return) are written to manifest.csv behind a single quote; numbers (a negative seed) are not; the manifest still
+    /// reads back exactly, so a rerun finds the rows done and made from the same prompts.
+    /// </summary>
+    [Fact]
+    public void FormulaPromptsAreNeutralisedInTheManifestAndStillResume()
+    {
+        using var model = TestModelFactory.CreateTemp();
+        using var dir = new TempDir();
+        string[] prompts = ["=HYPERLINK(\"http://x\",\"y\")", "+1+2", "-3+4", "@SUM(A1)", "\tindented", "\rafter a return", "'=already quoted", "'plain quote", "a red circle"];
+        var table = dir["prompts.csv"];
+        File.WriteAllText(table, "prompt,seed\n" + string.Concat(prompts.Select((p, i) => CsvWriter.FormatRecord([p, i == 0 ? "-5" : ""]))));
+        string[] args = ["batch", table, "--seed-column", "seed", "--model", model.Path, "--out", dir["out"], "--steps", "2"];
+        CliRun.Ok(args);
+
+        using (var reader = new StreamReader(Path.Combine(dir["out"], Manifest.FileName)))
+        {
+            var raw = CsvReader.Read(reader, ',').Skip(1).OrderBy(r => int.Parse(r.Fields[0], CultureInfo.InvariantCulture)).ToArray();
+            Assert.Equal(["'=HYPERLINK(\"http://x\",\"y\")", "'+1+2", "'-3+4", "'@SUM(A1)", "'\tindented", "'\rafter a return", "''=already quoted", "'plain quote", "a red circle"],
+                raw.Select(r => r.Fields[1]));
+            Assert.Equal("-5", raw[0].Fields[3]);
+            Assert.All(raw, r => Assert.DoesNotMatch("^[=+\\-@\t\r]", r.Fields[4] + r.Fields[5]));
+        }
+        var manifest = ReadManifest(dir["out"]).OrderBy(m => m.Row).ToArray();
+        Assert.Equal(prompts, manifest.Select(m => m.Prompt));
+        Assert.Equal(-5, manifest[0].Seed);
+
+        File.Delete(Path.Combine(dir["out"], manifest[3].File));
+        var rerun = CliRun.Run(args);
+        Assert.True(rerun.ExitCode == 0, rerun.ToString());
+        Assert.Empty(rerun.ErrLines); // no "made with other prompts" warning: every prompt read back as written
+        Assert.Contains($"{prompts.Length - 1} already done", rerun.Out);
+        Assert.Contains("1 image(s)", rerun.Out);
+        AssertComplete(dir["out"], prompts.Length);
+    }
+
     [Fact]
     public void ARerunRepairsWhatACrashCanLeave()
     {

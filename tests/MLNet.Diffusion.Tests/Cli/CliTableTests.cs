@@ -118,4 +118,16 @@ public class CliTableTests
             for (int i = 0; i < records.Length; i++) Assert.Equal(records[i], back[i]);
         }, iter: 2000);
     }
+
+    /// <summary>The formula guard reads back what it writes, and what it writes never starts with a formula character.</summary>
+    [Fact]
+    public void TheFormulaGuardRoundTripsAndNeverLeavesAFormula()
+    {
+        Gen.OneOf(Gen.String[Gen.Char["'=+-@\t\ra1"], 0, 6], Gen.String).Sample(cell =>
+        {
+            var written = FormulaGuard.Neutralise(cell);
+            Assert.Equal(cell, FormulaGuard.Restore(written));
+            Assert.False(written.Length > 0 && written[0] is '=' or '+' or '-' or '@' or '\t' or '\r', written);
+        }, iter: 5000);
+    }
 }
