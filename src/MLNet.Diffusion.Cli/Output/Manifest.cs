@@ -172,9 +172,9 @@ internal sealed class Manifest : IDisposable
         }
     }
 
-    /// <summary>Whether <paramref name="file"/> is a plain file name in the folder that exists (never a path that leads elsewhere).</summary>
+    /// <summary>Whether <paramref name="file"/> is a plain file name (<see cref="FileNames.IsPlain"/>: never a path that leads elsewhere) that exists in the folder.</summary>
     private static bool FileExists(string directory, string file) =>
-        file.Length > 0 && file == System.IO.Path.GetFileName(file) && file is not ("." or "..") && File.Exists(System.IO.Path.Combine(directory, file));
+        FileNames.IsPlain(file) && File.Exists(System.IO.Path.Combine(directory, file));
 
     /// <summary>Writes the header and the lines <see cref="Scan"/> keeps to a temporary file, then renames it over the manifest.</summary>
     private static State Rewrite(string path, string directory, int tableRows)
