@@ -67,7 +67,14 @@ internal sealed class GridCommand(CliEnvironment environment) : Command<GridComm
         var options = settings.ToGenerationOptions();
         int width = options.Width ?? pipeline.DefaultSize, height = options.Height ?? pipeline.DefaultSize;
         var outDir = Path.GetFullPath(settings.Out);
-        Directory.CreateDirectory(outDir);
+        try
+        {
+            Directory.CreateDirectory(outDir);
+        }
+        catch (Exception e) when (OutputException.IsFileSystemFailure(e))
+        {
+            throw OutputException.Writing(outDir, e);
+        }
 
         var requests = (from p in Enumerable.Range(0, prompts.Length)
                         from s in Enumerable.Range(0, seeds.Length)

@@ -101,4 +101,16 @@ public class CliOptionsTests
         Gen.Select(Gen.Int[0, 9_999_999], Gen.String).Sample((row, prompt) =>
             Assert.True(FileNames.IsPlain($"{row:D5}-{FileNames.Slug(prompt)}.png"), prompt), iter: 2000);
     }
+
+    /// <summary>An output folder that cannot be made (a file is in the way) is <see cref="MLNet.Diffusion.Cli.Program.IoError"/>, one line naming it.</summary>
+    [Fact]
+    public void GridIntoAFileInsteadOfAFolderIsTheIoErrorCode()
+    {
+        using var model = MLNet.Diffusion.Tests.TestModels.TestModelFactory.CreateTemp();
+        using var dir = new TempDir();
+        File.WriteAllText(dir["taken"], "a file, not a folder");
+        var result = CliRun.Run("grid", "a red circle", "--seeds", "1", "--steps", "2", "--model", model.Path, "--out", dir["taken"]);
+        Assert.True(result.ExitCode == MLNet.Diffusion.Cli.Program.IoError, result.ToString());
+        Assert.StartsWith($"error: Could not write '{dir["taken"]}'", Assert.Single(result.ErrLines));
+    }
 }
