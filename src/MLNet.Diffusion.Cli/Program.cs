@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Reflection;
 using MLNet.Diffusion.Cli.Commands;
+using MLNet.Diffusion.Cli.Output;
 using MLNet.Diffusion.Pipeline;
 using MLNet.Diffusion.Runtime;
 using Spectre.Console.Cli;
@@ -9,7 +10,8 @@ namespace MLNet.Diffusion.Cli;
 
 /// <summary>
 /// The <c>mlnet-diffusion</c> command-line tool: <c>generate</c>, <c>batch</c>, <c>grid</c> and <c>info</c>.
-/// Exit codes: 0 success, 1 a failure while running, 2 a bad command line or input, 130 cancelled (Ctrl+C).
+/// Exit codes: 0 success, 1 a failure while running, 2 a bad command line or input, 74 an output file that could not be
+/// read or written, 130 cancelled (Ctrl+C).
 /// </summary>
 public static class Program
 {
@@ -21,6 +23,13 @@ public static class Program
 
     /// <summary>Exit code: a bad command line, option value or input file.</summary>
     public const int UsageError = 2;
+
+    /// <summary>
+    /// Exit code: a file in the output folder could not be read or written while running (a full disk, a file or folder
+    /// removed or replaced by another program, no permission); sysexits.h's <c>EX_IOERR</c>. Not a usage error: what was
+    /// finished stays finished, and the same command continues once the folder is fixed.
+    /// </summary>
+    public const int IoError = 74;
 
     /// <summary>Exit code: cancelled with Ctrl+C (128 + SIGINT, as shells report it).</summary>
     public const int Cancelled = 130;
@@ -96,6 +105,12 @@ public static class Program
         {
             environment.Error.WriteLine("Cancelled.");
             return Cancelled;
+        }
+        catch (OutputException e)
+        {
+            environment.Error.WriteLine("error: " + CliEnvironment.OneLine(e.Message));
+            if (environment.Verbose) environment.Error.WriteLine(e.ToString());
+            return IoError;
         }
         catch (Exception e)
         {

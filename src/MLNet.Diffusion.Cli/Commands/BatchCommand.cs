@@ -19,9 +19,9 @@ namespace MLNet.Diffusion.Cli.Commands;
 
 /// <summary>
 /// <c>batch table.csv</c>: an image per row of a CSV/TSV table, through the ML.NET pipeline, resumable. The table is
-/// loaded with <c>ml.Data.LoadFromTextFile</c>; rows already in the manifest are left out; the rest go through
-/// <c>ml.Transforms.GenerateImages</c> (UNet batches of --batch-size) and each image is written atomically before its
-/// manifest line. See <see cref="Manifest"/> for what counts as done.
+/// read with <see cref="PromptTable"/> (RFC 4180, streamed: memory does not grow with its length); rows already in the
+/// manifest are left out; the rest go through <c>ml.Transforms.GenerateImages</c> (UNet batches of --batch-size) and
+/// each image is written atomically before its manifest line. See <see cref="Manifest"/> for what counts as done.
 /// </summary>
 internal sealed class BatchCommand(CliEnvironment environment) : Command<BatchCommand.Settings>
 {
@@ -74,22 +74,31 @@ internal sealed class BatchCommand(CliEnvironment environment) : Command<BatchCo
             if (e.Kind is ChannelMessageKind.Warning or ChannelMessageKind.Error) environment.Warn(e.Message);
             else if (environment.Verbose && e.Kind == ChannelMessageKind.Info) environment.Error.WriteLine(CliEnvironment.OneLine(e.Message));
         };
-        var table = Path.GetFullPath(settings.Table);
-        var rows = PromptTable.Read(ml, table, settings.PromptColumn, settings.NegativeColumn, settings.SeedColumn, settings.Negative ?? "", settings.Seed, environment.Warn);
-        var outDir = Path.GetFullPath(settings.Out ?? Path.GetFileNameWithoutExtension(table) + "-images");
-        Directory.CreateDirectory(outDir);
+        var tablePath = Path.GetFullPath(settings.Table);
+        var table = PromptTable.Open(tablePath, settings.PromptColumn, settings.NegativeColumn, settings.SeedColumn, settings.Negative ?? "", settings.Seed);
+        // A first pass reads every row before anything is written, so a bad cell stops the run with nothing changed. The
+        // table is streamed here and below (one row in memory at a time), whatever its length.
+        int rowCount = 0;
+        foreach (var _ in table.Rows(WarnAboutComments)) rowCount++;
+        var outDir = Path.GetFullPath(settings.Out ?? Path.GetFileNameWithoutExtension(tablePath) + "-images");
 
-        int strays = AtomicImageFile.RemoveStrayTemporaryFiles(outDir) + Manifest.RemoveStrayTemporaryFiles(outDir);
-        using var manifest = Manifest.Open(outDir);
+        // The lock comes first: a run refused here has changed nothing, and the clean-up below (temporary files, cut-off
+        // manifest lines) only ever runs in the one run that owns the folder.
+        using var folder = OutputFolderLock.Acquire(outDir);
+        using var manifest = Manifest.Open(folder, rowCount);
+        int strays = AtomicImageFile.RemoveStrayTemporaryFiles(folder) + manifest.RemovedTemporaryFiles;
         if (strays > 0) console.MarkupLineInterpolated($"[grey]Removed {strays} temporary file(s) left by an interrupted run.[/]");
         if (manifest.Dropped > 0) console.MarkupLineInterpolated($"[grey]Dropped {manifest.Dropped} manifest line(s) that were cut off, duplicated or whose image is missing; those rows run again.[/]");
-        var pending = rows.Where(r => !manifest.Done.ContainsKey(r.Row)).ToList();
-        int done = rows.Count - pending.Count;
-        if (pending.Count == 0)
+        int done = manifest.DoneCount;
+        int pendingCount = rowCount - done;
+        if (pendingCount == 0)
         {
-            console.MarkupLineInterpolated($"All {rows.Count} rows of {Path.GetFileName(table)} are done ({manifest.Path}).");
+            console.MarkupLineInterpolated($"All {rowCount} rows of {Path.GetFileName(tablePath)} are done ({manifest.Path}).");
             return 0;
         }
+        // The rows to do are those not done when the run starts (rows finished during the run are behind both cursors
+        // that read the table, but the set is fixed so that no cursor depends on that).
+        var doneAtStart = manifest.DoneRows();
 
         // Only the rows still to do go into the pipeline; each carries its own row number and seed, so the images do not
         // depend on which rows were done before.
@@ -116,33 +125,42 @@ internal sealed class BatchCommand(CliEnvironment environment) : Command<BatchCo
             CancellationToken = token,
             Progress = new BatchSteps(() => stepsDisplay),
         });
-        var input = ml.Data.LoadFromEnumerable(pending.Select(r => new BatchRow { Row = r.Row, Prompt = r.Prompt, NegativePrompt = r.NegativePrompt, Seed = r.Seed }));
+        var input = ml.Data.LoadFromEnumerable(table.Rows()
+            .Where(r => r.Row < rowCount && !doneAtStart[r.Row]) // rows added to the table during the run wait for the next run
+            .Select(r => new BatchRow { Row = r.Row, Prompt = r.Prompt, NegativePrompt = r.NegativePrompt, Seed = r.Seed }));
         using var transformer = estimator.Fit(input);
         var images = transformer.Transform(input);
         var imageType = (ImageDataViewType)images.Schema["Image"].Type;
         var settingsText = SettingsText(modelDir, options.Scheduler ?? SchedulerConfig.Load(DiffusionModelFolder.Open(modelDir).SchedulerConfigPath).ClassName,
             imageType.Width, imageType.Height, options);
-        int changed = rows.Count(r => manifest.Done.TryGetValue(r.Row, out var e) && (e.Settings != settingsText || e.Prompt != r.Prompt || e.Seed != r.Seed));
+        int changed = done == 0 ? 0 : table.Rows().Count(r => manifest.IsDone(r.Row) && !manifest.Matches(r.Row, r.Prompt, r.Seed, settingsText));
         if (changed > 0)
             environment.Warn($"{changed} finished row(s) in {manifest.Path} were made with other settings, prompts or seeds than now; they are kept (delete their lines or images to make them again).");
-        console.MarkupLineInterpolated($"[grey]{rows.Count} rows, {done} already done; {pending.Count} to go into {outDir} ({settingsText}, batches of {settings.BatchSize}).[/]");
+        console.MarkupLineInterpolated($"[grey]{rowCount} rows, {done} already done; {pendingCount} to go into {outDir} ({settingsText}, batches of {settings.BatchSize}).[/]");
 
-        int digits = Math.Max(5, rows.Count.ToString(CultureInfo.InvariantCulture).Length);
+        int digits = Math.Max(5, rowCount.ToString(CultureInfo.InvariantCulture).Length);
         int generated = 0;
         var clock = Stopwatch.StartNew();
         try
         {
             ProgressDisplay.Create(console).Start(ctx =>
             {
-                var task = ctx.AddTask("images", maxValue: pending.Count);
+                var task = ctx.AddTask("images", maxValue: pendingCount);
                 stepsDisplay = ProgressDisplay.StepsInto(ctx.AddTask("denoising"));
                 using var cursor = images.GetRowCursor(images.Schema);
                 var getImage = cursor.GetGetter<MLImage>(images.Schema["Image"]);
+                var getRow = cursor.GetGetter<int>(images.Schema[nameof(BatchRow.Row)]);
+                var getPrompt = cursor.GetGetter<ReadOnlyMemory<char>>(images.Schema[nameof(BatchRow.Prompt)]);
+                var getNegative = cursor.GetGetter<ReadOnlyMemory<char>>(images.Schema[nameof(BatchRow.NegativePrompt)]);
+                var getSeed = cursor.GetGetter<long>(images.Schema[nameof(BatchRow.Seed)]);
+                int row = 0;
+                long seed = 0;
+                ReadOnlyMemory<char> prompt = default, negative = default;
                 double seconds = 0;
                 for (int i = 0; cursor.MoveNext(); i++)
                 {
-                    var row = pending[i];
                     MLImage? image = null;
+                    string file;
                     try
                     {
                         if (i % settings.BatchSize == 0)
@@ -153,15 +171,20 @@ internal sealed class BatchCommand(CliEnvironment environment) : Command<BatchCo
                             token.ThrowIfCancellationRequested();
                             var batchClock = Stopwatch.StartNew();
                             getImage(ref image!);
-                            seconds = batchClock.Elapsed.TotalSeconds / Math.Min(settings.BatchSize, pending.Count - i);
+                            seconds = batchClock.Elapsed.TotalSeconds / Math.Min(settings.BatchSize, pendingCount - i);
                         }
                         else
                         {
                             getImage(ref image!);
                         }
-                        var file = $"{row.Row.ToString("D" + digits, CultureInfo.InvariantCulture)}-{FileNames.Slug(row.Prompt)}.png";
+                        getRow(ref row);
+                        getPrompt(ref prompt);
+                        getNegative(ref negative);
+                        getSeed(ref seed);
+                        var promptText = prompt.ToString();
+                        file = $"{row.ToString("D" + digits, CultureInfo.InvariantCulture)}-{FileNames.Slug(promptText)}.png";
                         AtomicImageFile.Save(image, Path.Combine(outDir, file));
-                        manifest.Append(new ManifestEntry(row.Row, row.Prompt, row.NegativePrompt, row.Seed, settingsText, file, seconds));
+                        manifest.Append(new ManifestEntry(row, promptText, negative.ToString(), seed, settingsText, file, seconds));
                     }
                     finally
                     {
@@ -169,18 +192,24 @@ internal sealed class BatchCommand(CliEnvironment environment) : Command<BatchCo
                     }
                     generated++;
                     task.Increment(1);
-                    environment.ImageWritten?.Invoke(Path.Combine(outDir, manifest.Done[row.Row].File));
+                    environment.ImageWritten?.Invoke(Path.Combine(outDir, file));
                 }
             });
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested)
         {
-            environment.Error.WriteLine($"Cancelled after {generated} new image(s); {done + generated} of {rows.Count} rows are done. Run the same command again to continue.");
+            environment.Error.WriteLine($"Cancelled after {generated} new image(s); {done + generated} of {rowCount} rows are done. Run the same command again to continue.");
             return Program.Cancelled;
         }
         double rate = generated / Math.Max(clock.Elapsed.TotalSeconds, 1e-9);
-        console.MarkupLineInterpolated($"[green]{generated} image(s) in {clock.Elapsed.TotalSeconds:F1} s ({rate:F2} img/s); all {rows.Count} rows done.[/] Manifest: {manifest.Path}");
+        console.MarkupLineInterpolated($"[green]{generated} image(s) in {clock.Elapsed.TotalSeconds:F1} s ({rate:F2} img/s); all {rowCount} rows done.[/] Manifest: {manifest.Path}");
         return 0;
+
+        void WarnAboutComments(int lines, int first)
+        {
+            if (lines > 0)
+                environment.Warn($"{Path.GetFileName(tablePath)}: {lines} line(s) starting with // (the first is line {first}) are comments, not rows, as ML.NET's text loader reads them; quote the cell (\"//…\") to make it a prompt.");
+        }
     }
 
     /// <summary>The settings column of the manifest: what, besides prompt and seed, decides an image.</summary>

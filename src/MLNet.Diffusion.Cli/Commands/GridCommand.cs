@@ -35,7 +35,7 @@ internal sealed class GridCommand(CliEnvironment environment) : Command<GridComm
         public string Out { get; init; } = ".";
 
         [CommandOption("--name <NAME>")]
-        [Description("File name (without extension) of the sheet and its legend.")]
+        [Description("File name (without extension) of the sheet and its legend: no folder, not starting with '.'.")]
         [DefaultValue("grid")]
         public string Name { get; init; } = "grid";
 
@@ -46,8 +46,9 @@ internal sealed class GridCommand(CliEnvironment environment) : Command<GridComm
                 _ = OptionParsing.ParseSeeds(Seeds, Seed);
                 if (Prompts.Length == 0) throw new UserException("grid needs at least one prompt.");
                 if (Prompts.Length > 64) throw new UserException($"grid takes at most 64 prompts; got {Prompts.Length}.");
-                if (Name.Length == 0 || Name != Path.GetFileName(Name) || Name.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0)
-                    throw new UserException($"--name must be a plain file name; got '{Name}'.");
+                // The sheet and its legend follow the rule of every file the tool writes (the same as batch's images).
+                if (!FileNames.IsPlain(Name + ".json") || !FileNames.IsPlain(Name + ".png"))
+                    throw new UserException($"--name must be a plain file name: no folder, not starting with '.', no control characters, at most 250 bytes; got '{CliEnvironment.OneLine(Name)}'.");
             }
             catch (UserException e)
             {
@@ -66,7 +67,14 @@ internal sealed class GridCommand(CliEnvironment environment) : Command<GridComm
         var options = settings.ToGenerationOptions();
         int width = options.Width ?? pipeline.DefaultSize, height = options.Height ?? pipeline.DefaultSize;
         var outDir = Path.GetFullPath(settings.Out);
-        Directory.CreateDirectory(outDir);
+        try
+        {
+            Directory.CreateDirectory(outDir);
+        }
+        catch (Exception e) when (OutputException.IsFileSystemFailure(e))
+        {
+            throw OutputException.Writing(outDir, e);
+        }
 
         var requests = (from p in Enumerable.Range(0, prompts.Length)
                         from s in Enumerable.Range(0, seeds.Length)
@@ -153,7 +161,14 @@ internal sealed class GridCommand(CliEnvironment environment) : Command<GridComm
             w.WriteEndObject();
         }
         var temporary = path + ".tmp";
-        File.WriteAllBytes(temporary, stream.ToArray());
-        File.Move(temporary, path, overwrite: true);
+        try
+        {
+            File.WriteAllBytes(temporary, stream.ToArray());
+            File.Move(temporary, path, overwrite: true);
+        }
+        catch (Exception e) when (OutputException.IsFileSystemFailure(e))
+        {
+            throw OutputException.Writing(path, e);
+        }
     }
 }

@@ -20,6 +20,20 @@ internal static class FileNames
         return slug.Length == 0 ? "image" : slug;
     }
 
+    /// <summary>
+    /// The rule for the names of files the tool writes into, and reads back from, an output folder: not empty, at most
+    /// 255 UTF-8 bytes, no folder part, no control character or character the file system refuses, and not starting with
+    /// '.' — which rules out "." and "..", hidden files, and the temporary names of <see cref="AtomicImageFile"/> and the
+    /// manifest, which a later batch deletes as strays. Every name <see cref="Slug"/> makes for an image passes.
+    /// </summary>
+    public static bool IsPlain(string fileName) =>
+        fileName.Length > 0
+        && Encoding.UTF8.GetByteCount(fileName) <= 255
+        && fileName[0] != '.'
+        && fileName == Path.GetFileName(fileName)
+        && fileName.IndexOfAny(Path.GetInvalidFileNameChars()) < 0
+        && !fileName.Any(char.IsControl);
+
     /// <summary><paramref name="directory"/>/<paramref name="stem"/>.png, or stem-2.png, stem-3.png … when taken.</summary>
     public static string Unique(string directory, string stem)
     {

@@ -73,7 +73,7 @@ public class CliBatchTests(ITestOutputHelper output)
         Assert.True(result.ExitCode == 0, result.ToString());
         var warning = Assert.Single(result.ErrLines);
         Assert.StartsWith("warning: ", warning);
-        Assert.Contains("read 2 rows", warning);
+        Assert.Contains("1 line(s) starting with // (the first is line 3) are comments", warning);
         Assert.Equal(["a red circle", "a blue square"], ReadManifest(dir["out"]).OrderBy(m => m.Row).Select(m => m.Prompt));
     }
 
@@ -133,7 +133,146 @@ public class CliBatchTests(ITestOutputHelper output)
         Assert.Equal(2, second.ExitCode);
         Assert.Contains("Another batch run", Assert.Single(second.ErrLines));
         AssertComplete(dir["out"], 4);
-        Assert.False(File.Exists(Path.Combine(dir["out"], Manifest.LockFileName)), "the lock file goes when the run ends");
+        Assert.False(File.Exists(Path.Combine(dir["out"], OutputFolderLock.FileName)), "the lock file goes when the run ends");
+    }
+
+    /// <summary>
+    /// Issue 12, item 2: refused second runs used to delete the running batch's in-flight temporary file (their clean-up
+    /// ran before the lock), killing it with "Could not find file …partial.png". Refused runs start over and over on
+    /// three threads for the whole of a batch; the batch ends with every row once, and every refused run exits 2 with
+    /// the one-line refusal.
+    /// </summary>
+    [Fact]
+    public void RefusedSecondRunsDuringABatchLeaveItsFilesAlone()
+    {
+        using var model = TestModelFactory.CreateTemp();
+        using var dir = new TempDir();
+        const int rows = 24;
+        var table = WriteTable(dir, rows);
+        // 256x256 images: the PNG write, when the temporary file exists, is a good part of each row's time.
+        string[] args = ["batch", table, "--model", model.Path, "--out", dir["out"], "--steps", "2", "--size", "256x256", "--batch-size", "1"];
+        var refused = new System.Collections.Concurrent.ConcurrentBag<CliResult>();
+        using var started = new ManualResetEventSlim();
+        using var stop = new CancellationTokenSource();
+        using var stopped = new CountdownEvent(3);
+        var attackers = Enumerable.Range(0, 3).Select(_ => new Thread(() =>
+        {
+            started.Wait();
+            while (!stop.IsCancellationRequested) refused.Add(CliRun.Run(args));
+            stopped.Signal();
+        })).ToArray();
+        foreach (var attacker in attackers) attacker.Start();
+        int written = 0;
+        var first = CliRun.Run(args, CancellationToken.None, null, _ =>
+        {
+            started.Set();
+            if (++written < rows) return;
+            // The last image is written and the run still holds the folder: let the refused runs in flight end first.
+            stop.Cancel();
+            stopped.Wait();
+        });
+        stop.Cancel();
+        foreach (var attacker in attackers) attacker.Join();
+
+        Assert.True(first.ExitCode == 0, first.ToString());
+        AssertComplete(dir["out"], rows);
+        output.WriteLine($"{refused.Count} refused runs");
+        Assert.True(refused.Count >= 6, $"only {refused.Count} refused runs happened during the batch");
+        Assert.All(refused, r =>
+        {
+            Assert.True(r.ExitCode == 2, r.ToString());
+            Assert.StartsWith("error: Another batch run is writing to", Assert.Single(r.ErrLines));
+        });
+        Assert.False(File.Exists(Path.Combine(dir["out"], OutputFolderLock.FileName)), "the lock file goes when the run ends");
+    }
+
+    /// <summary>
+    /// An I/O failure in the middle of a run (here the output folder is replaced by a file after the third image) is
+    /// its own exit code, <see cref="MLNet.Diffusion.Cli.Program.IoError"/>, with one line naming the file; it used to be
+    /// reported as a usage error or a crash.
+    /// </summary>
+    [Fact]
+    public void AnOutputFolderThatFailsDuringARunIsTheIoErrorCodeWithOneLine()
+    {
+        using var model = TestModelFactory.CreateTemp();
+        using var dir = new TempDir();
+        var table = WriteTable(dir, 8);
+        var outDir = dir["out"];
+        int written = 0;
+        var result = CliRun.Run(["batch", table, "--model", model.Path, "--out", outDir, "--steps", "2", "--batch-size", "1"], CancellationToken.None, null, _ =>
+        {
+            if (++written != 3) return;
+            Directory.Move(outDir, dir["moved"]);
+            File.WriteAllText(outDir, "not a folder");
+        });
+        Assert.True(result.ExitCode == MLNet.Diffusion.Cli.Program.IoError, result.ToString());
+        var line = Assert.Single(result.ErrLines);
+        Assert.StartsWith($"error: Could not write '{Path.Combine(outDir, "00003-")}", line);
+        Assert.Contains("run the same command again", line);
+        Assert.Equal(3, ReadManifest(dir["moved"]).Count);
+    }
+
+    /// <summary>
+    /// A rerun warns about finished rows whose prompt, seed or settings are no longer the table's (the manifest keeps a
+    /// fingerprint per finished row, not its line); rows run again are not counted.
+    /// </summary>
+    [Fact]
+    public void ARerunCountsTheFinishedRowsWhosePromptOrSettingsChanged()
+    {
+        using var model = TestModelFactory.CreateTemp();
+        using var dir = new TempDir();
+        var table = WriteTable(dir, 5);
+        string[] args = ["batch", table, "--model", model.Path, "--out", dir["out"], "--steps", "2"];
+        CliRun.Ok(args);
+        var manifest = ReadManifest(dir["out"]);
+        File.Delete(Path.Combine(dir["out"], manifest.Single(m => m.Row == 4).File)); // row 4 runs again
+        File.WriteAllText(table, File.ReadAllText(table).Replace(Prompt(1), "a changed prompt", StringComparison.Ordinal).Replace(Prompt(4), "another", StringComparison.Ordinal));
+
+        var same = CliRun.Run(args);
+        Assert.True(same.ExitCode == 0, same.ToString());
+        Assert.StartsWith("warning: 1 finished row(s)", Assert.Single(same.ErrLines));
+
+        File.Delete(Path.Combine(dir["out"], manifest.Single(m => m.Row == 0).File));
+        var otherSteps = CliRun.Run([.. args[..^1], "3"]);
+        Assert.True(otherSteps.ExitCode == 0, otherSteps.ToString());
+        Assert.StartsWith("warning: 4 finished row(s)", Assert.Single(otherSteps.ErrLines)); // rows 1-4; row 0 is made again
+    }
+
+    /// <summary>
+    /// Issue 12: prompts that a spreadsheet would run as formulas (OWASP's CSV-injection list: =, +, -, @, tab, carriage
+    /// return) are written to manifest.csv behind a single quote; numbers (a negative seed) are not; the manifest still
+    /// reads back exactly, so a rerun finds the rows done and made from the same prompts.
+    /// </summary>
+    [Fact]
+    public void FormulaPromptsAreNeutralisedInTheManifestAndStillResume()
+    {
+        using var model = TestModelFactory.CreateTemp();
+        using var dir = new TempDir();
+        string[] prompts = ["=HYPERLINK(\"http://x\",\"y\")", "+1+2", "-3+4", "@SUM(A1)", "\tindented", "\rafter a return", "'=already quoted", "'plain quote", "a red circle"];
+        var table = dir["prompts.csv"];
+        File.WriteAllText(table, "prompt,seed\n" + string.Concat(prompts.Select((p, i) => CsvWriter.FormatRecord([p, i == 0 ? "-5" : ""]))));
+        string[] args = ["batch", table, "--seed-column", "seed", "--model", model.Path, "--out", dir["out"], "--steps", "2"];
+        CliRun.Ok(args);
+
+        using (var reader = new StreamReader(Path.Combine(dir["out"], Manifest.FileName)))
+        {
+            var raw = CsvReader.Read(reader, ',').Skip(1).OrderBy(r => int.Parse(r.Fields[0], CultureInfo.InvariantCulture)).ToArray();
+            Assert.Equal(["'=HYPERLINK(\"http://x\",\"y\")", "'+1+2", "'-3+4", "'@SUM(A1)", "'\tindented", "'\rafter a return", "''=already quoted", "'plain quote", "a red circle"],
+                raw.Select(r => r.Fields[1]));
+            Assert.Equal("-5", raw[0].Fields[3]);
+            Assert.All(raw, r => Assert.DoesNotMatch("^[=+\\-@\t\r]", r.Fields[4] + r.Fields[5]));
+        }
+        var manifest = ReadManifest(dir["out"]).OrderBy(m => m.Row).ToArray();
+        Assert.Equal(prompts, manifest.Select(m => m.Prompt));
+        Assert.Equal(-5, manifest[0].Seed);
+
+        File.Delete(Path.Combine(dir["out"], manifest[3].File));
+        var rerun = CliRun.Run(args);
+        Assert.True(rerun.ExitCode == 0, rerun.ToString());
+        Assert.Empty(rerun.ErrLines); // no "made with other prompts" warning: every prompt read back as written
+        Assert.Contains($"{prompts.Length - 1} already done", rerun.Out);
+        Assert.Contains("1 image(s)", rerun.Out);
+        AssertComplete(dir["out"], prompts.Length);
     }
 
     [Fact]
@@ -201,7 +340,7 @@ public class CliBatchTests(ITestOutputHelper output)
         Assert.True(rerun.ExitCode == 0, rerun.ToString());
         AssertComplete(outDir, Rows);
         AssertUnchanged(before, Snapshot(outDir));
-        Assert.False(File.Exists(Path.Combine(outDir, Manifest.LockFileName)), "the rerun removes the killed run's lock file");
+        Assert.False(File.Exists(Path.Combine(outDir, OutputFolderLock.FileName)), "the rerun removes the killed run's lock file");
         output.WriteLine(rerun.Out);
     }
 
@@ -245,7 +384,7 @@ public class CliBatchTests(ITestOutputHelper output)
         Assert.True(rerun.ExitCode == 0, rerun.ToString());
         AssertComplete(outDir, rows);
         Assert.Empty(TemporaryFiles(outDir));
-        Assert.False(File.Exists(Path.Combine(outDir, Manifest.LockFileName)), "the rerun removes the killed run's lock file");
+        Assert.False(File.Exists(Path.Combine(outDir, OutputFolderLock.FileName)), "the rerun removes the killed run's lock file");
     }
 
     // ---- helpers -------------------------------------------------------------------------------------------------
@@ -272,9 +411,7 @@ public class CliBatchTests(ITestOutputHelper output)
         using var reader = new StreamReader(Path.Combine(dir, Manifest.FileName));
         var records = CsvReader.Read(reader, ',', allowTruncated: true).ToList();
         Assert.Equal(Manifest.Columns, records[0].Fields);
-        return records.Skip(1).Where(r => r.Terminated).Select(r => new ManifestEntry(
-            int.Parse(r.Fields[0], CultureInfo.InvariantCulture), r.Fields[1], r.Fields[2], long.Parse(r.Fields[3], CultureInfo.InvariantCulture),
-            r.Fields[4], r.Fields[5], double.Parse(r.Fields[6], CultureInfo.InvariantCulture))).ToList();
+        return records.Skip(1).Where(r => r.Terminated).Select(r => ManifestEntry.Parse(r) ?? throw new InvalidDataException($"manifest line {r.Line} is malformed")).ToList();
     }
 
     private static int ManifestLineCount(string dir)

@@ -1,3 +1,6 @@
+using CsCheck;
+using MLNet.Diffusion.Cli.Output;
+
 namespace MLNet.Diffusion.Tests.Cli;
 
 /// <summary>Help and command-line errors: every command lists its options; bad input is one line on stderr and a non-zero exit code.</summary>
@@ -64,5 +67,50 @@ public class CliOptionsTests
         Assert.NotEqual(0, result.ExitCode);
         Assert.StartsWith("error: ", result.ErrLines[0]);
         Assert.Contains(" at ", result.Err);
+    }
+
+    /// <summary>
+    /// Issue 12: <c>grid --name</c> took "..", "." and ".partial" (whose ".partial.png" a later batch deletes as a stray
+    /// temporary file); it now follows the one rule for the tool's output file names, <see cref="FileNames.IsPlain"/>.
+    /// </summary>
+    [Theory]
+    [InlineData("..")]
+    [InlineData(".")]
+    [InlineData(".partial")]
+    [InlineData(".hidden")]
+    [InlineData("a/b")]
+    [InlineData("")]
+    [InlineData("tab\there")]
+    [InlineData("line\nbreak")]
+    [InlineData("a251")]
+    public void GridNameFollowsTheOutputFileNameRule(string name)
+    {
+        if (name == "a251") name = new string('a', 251); // NAME.json would be 256 bytes
+        using var dir = new TempDir();
+        var result = CliRun.Run("grid", "a red circle", "--name", name, "--out", dir["out"], "--model", dir.Path);
+        Assert.True(result.ExitCode == 2, result.ToString());
+        Assert.StartsWith("error: --name must be a plain file name", Assert.Single(result.ErrLines));
+        Assert.False(Directory.Exists(dir["out"]), "nothing is written");
+    }
+
+    /// <summary>The rule accepts every name batch makes for an image, and a grid name such as "sheet.v2".</summary>
+    [Fact]
+    public void EveryImageNameBatchMakesIsPlain()
+    {
+        Assert.True(FileNames.IsPlain("sheet.v2.png"));
+        Gen.Select(Gen.Int[0, 9_999_999], Gen.String).Sample((row, prompt) =>
+            Assert.True(FileNames.IsPlain($"{row:D5}-{FileNames.Slug(prompt)}.png"), prompt), iter: 2000);
+    }
+
+    /// <summary>An output folder that cannot be made (a file is in the way) is <see cref="MLNet.Diffusion.Cli.Program.IoError"/>, one line naming it.</summary>
+    [Fact]
+    public void GridIntoAFileInsteadOfAFolderIsTheIoErrorCode()
+    {
+        using var model = MLNet.Diffusion.Tests.TestModels.TestModelFactory.CreateTemp();
+        using var dir = new TempDir();
+        File.WriteAllText(dir["taken"], "a file, not a folder");
+        var result = CliRun.Run("grid", "a red circle", "--seeds", "1", "--steps", "2", "--model", model.Path, "--out", dir["taken"]);
+        Assert.True(result.ExitCode == MLNet.Diffusion.Cli.Program.IoError, result.ToString());
+        Assert.StartsWith($"error: Could not write '{dir["taken"]}'", Assert.Single(result.ErrLines));
     }
 }
