@@ -12,8 +12,7 @@ using System.Runtime.CompilerServices;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using MLNet.Diffusion.ModelBuilder.Demo;
-using MLNet.Diffusion.Pipeline;
-using MLNet.Diffusion.Transforms;
+using MLNet.Diffusion;
 
 // 1. The built-in demo model (built once into the repository's .demo-model/).
 string repoRoot = Path.GetFullPath(Path.Combine(SourceDirectory(), ".."));

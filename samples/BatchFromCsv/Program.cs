@@ -7,7 +7,7 @@ using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using MLNet.Diffusion.Samples;
-using MLNet.Diffusion.Transforms;
+using MLNet.Diffusion;
 
 string csv = args.Length > 0 ? args[0] : Path.Combine(AppContext.BaseDirectory, "prompts.csv");
 string modelDir = SampleModel.Resolve(args.Length > 1 ? args[1] : null);

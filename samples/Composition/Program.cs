@@ -11,7 +11,7 @@ using Microsoft.ML;
 using Microsoft.ML.Data;
 using MLNet.Diffusion.ModelBuilder.Demo;
 using MLNet.Diffusion.Samples;
-using MLNet.Diffusion.Transforms;
+using MLNet.Diffusion;
 
 string modelDir = SampleModel.Resolve(args.Length > 0 ? args[0] : null);
 var ml = new MLContext(seed: 1);

@@ -4,7 +4,7 @@
 //
 //   dotnet run --project samples/Inpainting                       # demo model, images in out/inpainting
 //   dotnet run --project samples/Inpainting -- /models/sd15-onnx  # a real model folder
-using MLNet.Diffusion.Pipeline;
+using MLNet.Diffusion;
 using MLNet.Diffusion.Samples;
 
 string modelDir = SampleSupport.ModelFolder(args);

@@ -5,7 +5,7 @@
 //   dotnet run --project samples/QuickStart -- /models/sd15-onnx  # a real model folder
 using System.Diagnostics;
 using MLNet.Diffusion.ModelBuilder.Demo;
-using MLNet.Diffusion.Pipeline;
+using MLNet.Diffusion;
 
 string repoRoot = FindRepoRoot();
 string modelDir = args.Length > 0 ? args[0] : Path.Combine(repoRoot, ".demo-model");

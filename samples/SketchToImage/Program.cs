@@ -8,9 +8,8 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Transforms.Image;
-using MLNet.Diffusion.Pipeline;
+using MLNet.Diffusion;
 using MLNet.Diffusion.Samples;
-using MLNet.Diffusion.Transforms;
 
 string modelDir = SampleSupport.ModelFolder(args);
 string prompt = args.Length > 1 ? args[1] : "a red circle";

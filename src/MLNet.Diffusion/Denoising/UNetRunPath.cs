@@ -4,7 +4,7 @@ namespace MLNet.Diffusion.Denoising;
 internal enum UNetRunPath
 {
     /// <summary><c>InferenceSession.Run</c> with arrays of names and values
-    /// (<see cref="Runtime.DiffusionRuntimeOptions.UseIoBinding"/> false); allocates a few hundred managed bytes per step.</summary>
+    /// (<see cref="DiffusionRuntimeOptions.UseIoBinding"/> false); allocates a few hundred managed bytes per step.</summary>
     SessionRun,
 
     /// <summary>An <c>OrtIoBinding</c> made once per generation; each step is one <c>RunWithBinding</c> call.
@@ -14,6 +14,6 @@ internal enum UNetRunPath
 
     /// <summary>Every input and the output in fixed buffers in the session's device memory, bound once and
     /// filled and read with explicit copies at each step: what CUDA-graph replay needs
-    /// (<see cref="Runtime.DiffusionRuntimeOptions.EnableCudaGraph"/>).</summary>
+    /// (<see cref="DiffusionRuntimeOptions.EnableCudaGraph"/>).</summary>
     FixedBuffers,
 }

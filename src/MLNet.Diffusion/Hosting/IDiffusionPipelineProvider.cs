@@ -1,6 +1,7 @@
 using MLNet.Diffusion.Pipeline;
+using MLNet.Diffusion.Hosting;
 
-namespace MLNet.Diffusion.Hosting;
+namespace MLNet.Diffusion;
 
 /// <summary>
 /// Shares one <see cref="StableDiffusionPipeline"/> per model folder among everything that needs it (the container's

@@ -6,8 +6,9 @@ using System.Globalization;
 using System.Text.Json;
 using Microsoft.Extensions.AI;
 using MLNet.Diffusion.Pipeline;
+using MLNet.Diffusion.Hosting;
 
-namespace MLNet.Diffusion.Hosting;
+namespace MLNet.Diffusion;
 
 /// <summary>
 /// Text-to-image generation behind Microsoft.Extensions.AI's <see cref="IImageGenerator"/>, over a (shared)

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using MLNet.Diffusion.Hosting;
 using MLNet.Diffusion.Pipeline;
+using MLNet.Diffusion;
 
 namespace Microsoft.Extensions.DependencyInjection;
 

@@ -1,7 +1,8 @@
 using MLNet.Diffusion.Pipeline;
 using MLNet.Diffusion.Runtime;
+using MLNet.Diffusion.Hosting;
 
-namespace MLNet.Diffusion.Hosting;
+namespace MLNet.Diffusion;
 
 /// <summary>
 /// Settings of one Stable Diffusion registration in a service container

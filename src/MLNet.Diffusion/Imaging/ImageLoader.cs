@@ -1,7 +1,8 @@
 using System.Buffers.Binary;
 using Microsoft.ML.Data;
+using MLNet.Diffusion.Imaging;
 
-namespace MLNet.Diffusion.Imaging;
+namespace MLNet.Diffusion;
 
 /// <summary>The format and size an encoded image declares in its header.</summary>
 /// <param name="Format">"png", "jpeg", "gif", "bmp" or "webp".</param>

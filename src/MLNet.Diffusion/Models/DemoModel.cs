@@ -1,8 +1,9 @@
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using MLNet.Diffusion.ModelBuilder.Demo;
+using MLNet.Diffusion.Models;
 
-namespace MLNet.Diffusion.Models;
+namespace MLNet.Diffusion;
 
 /// <summary>
 /// The built-in demo model: a small Stable Diffusion ONNX folder (128×128 coloured shapes) that the project generates

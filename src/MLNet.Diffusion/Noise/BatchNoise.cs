@@ -1,3 +1,4 @@
+using MLNet.Diffusion.Schedulers;
 namespace MLNet.Diffusion.Noise;
 
 /// <summary>

@@ -1,4 +1,5 @@
-namespace MLNet.Diffusion.Noise;
+using MLNet.Diffusion.Noise;
+namespace MLNet.Diffusion.Schedulers;
 
 /// <summary>
 /// A source of standard normal noise for the latents of a batch. Stochastic schedulers draw their

@@ -1,4 +1,5 @@
-namespace MLNet.Diffusion.Pipeline;
+using MLNet.Diffusion.Pipeline;
+namespace MLNet.Diffusion;
 
 /// <summary>The stage a generation is in.</summary>
 public enum DiffusionStage

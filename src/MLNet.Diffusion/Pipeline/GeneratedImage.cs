@@ -1,6 +1,7 @@
 using Microsoft.ML.Data;
+using MLNet.Diffusion.Pipeline;
 
-namespace MLNet.Diffusion.Pipeline;
+namespace MLNet.Diffusion;
 
 /// <summary>A generated image with what produced it. It owns its <see cref="Image"/>: dispose it (or the image) when done.</summary>
 public sealed class GeneratedImage : IDisposable

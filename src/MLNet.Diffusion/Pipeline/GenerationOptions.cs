@@ -1,4 +1,5 @@
-namespace MLNet.Diffusion.Pipeline;
+using MLNet.Diffusion.Pipeline;
+namespace MLNet.Diffusion;
 
 /// <summary>Settings shared by the images of one generation call.</summary>
 public sealed class GenerationOptions

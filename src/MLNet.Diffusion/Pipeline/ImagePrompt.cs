@@ -1,6 +1,7 @@
 using Microsoft.ML.Data;
+using MLNet.Diffusion.Pipeline;
 
-namespace MLNet.Diffusion.Pipeline;
+namespace MLNet.Diffusion;
 
 /// <summary>
 /// One image to generate: its prompt, negative prompt, seed and, optionally, its own guidance scale and an

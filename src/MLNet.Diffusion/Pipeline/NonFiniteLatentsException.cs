@@ -1,7 +1,8 @@
 using System.Globalization;
 using System.Numerics.Tensors;
+using MLNet.Diffusion.Pipeline;
 
-namespace MLNet.Diffusion.Pipeline;
+namespace MLNet.Diffusion;
 
 /// <summary>
 /// NaN or ±Infinity appeared in a model's output or in the latents. The pipeline checks once per stage and once per

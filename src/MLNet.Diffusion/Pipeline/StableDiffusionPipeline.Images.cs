@@ -3,8 +3,10 @@ using Microsoft.ML.Data;
 using Microsoft.ML.OnnxRuntime;
 using MLNet.Diffusion.Imaging;
 using MLNet.Diffusion.Noise;
+using MLNet.Diffusion.Pipeline;
+using MLNet.Diffusion.Schedulers;
 
-namespace MLNet.Diffusion.Pipeline;
+namespace MLNet.Diffusion;
 
 // Image-to-image and inpainting: checking image requests, encoding init images and masks, and the blend that
 // keeps the init image outside the mask on a 4-channel UNet.

@@ -10,8 +10,9 @@ using MLNet.Diffusion.Schedulers;
 using MLNet.Diffusion.TextEncoding;
 using MLNet.Diffusion.Tokenization;
 using MLNet.Diffusion.Vae;
+using MLNet.Diffusion.Pipeline;
 
-namespace MLNet.Diffusion.Pipeline;
+namespace MLNet.Diffusion;
 
 /// <summary>
 /// Text-to-image, image-to-image and inpainting with a Stable Diffusion ONNX folder: text encoding, the

@@ -1,7 +1,8 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.ML.OnnxRuntime;
+using MLNet.Diffusion.Runtime;
 
-namespace MLNet.Diffusion.Runtime;
+namespace MLNet.Diffusion;
 
 /// <summary>How the model components are run: device, fallback, threads and graph optimisation.</summary>
 public sealed class DiffusionRuntimeOptions

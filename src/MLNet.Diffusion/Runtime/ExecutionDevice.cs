@@ -1,4 +1,5 @@
-namespace MLNet.Diffusion.Runtime;
+using MLNet.Diffusion.Runtime;
+namespace MLNet.Diffusion;
 
 /// <summary>Where ONNX Runtime executes the model components.</summary>
 public enum ExecutionDevice

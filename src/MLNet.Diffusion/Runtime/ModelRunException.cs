@@ -1,4 +1,5 @@
-namespace MLNet.Diffusion.Runtime;
+using MLNet.Diffusion.Runtime;
+namespace MLNet.Diffusion;
 
 /// <summary>
 /// A model component failed while running (not while loading): ONNX Runtime refused a call of the text encoder, UNet or

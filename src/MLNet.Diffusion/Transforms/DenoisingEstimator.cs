@@ -1,7 +1,8 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using MLNet.Diffusion.Transforms;
 
-namespace MLNet.Diffusion.Transforms;
+namespace MLNet.Diffusion;
 
 /// <summary>
 /// The denoising stage: text embeddings (+ seed, guidance, steps columns) → latents (Single vectors of 4·h·w).

@@ -1,6 +1,7 @@
 using MLNet.Diffusion.Pipeline;
+using MLNet.Diffusion.Transforms;
 
-namespace MLNet.Diffusion.Transforms;
+namespace MLNet.Diffusion;
 
 /// <summary>
 /// Progress of the ML.NET diffusion transforms, reported through <see cref="DiffusionOptions.Progress"/>: the batch

@@ -1,4 +1,5 @@
 using MLNet.Diffusion.Transforms;
+using MLNet.Diffusion;
 
 namespace Microsoft.ML;
 

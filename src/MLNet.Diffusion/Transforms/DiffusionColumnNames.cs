@@ -1,4 +1,5 @@
-namespace MLNet.Diffusion.Transforms;
+using MLNet.Diffusion.Transforms;
+namespace MLNet.Diffusion;
 
 /// <summary>The default column names of the diffusion transforms.</summary>
 public static class DiffusionColumnNames

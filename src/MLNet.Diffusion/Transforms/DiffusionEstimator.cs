@@ -1,7 +1,8 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using MLNet.Diffusion.Transforms;
 
-namespace MLNet.Diffusion.Transforms;
+namespace MLNet.Diffusion;
 
 /// <summary>
 /// Text-to-image generation in an ML.NET pipeline: a prompt column in, an image column out
@@ -15,7 +16,7 @@ public sealed class DiffusionEstimator : DiffusionEstimatorBase<DiffusionTransfo
 
     /// <summary>
     /// Generates the <c>Image</c> column from the <c>Prompt</c> column with the built-in demo model (built on first use into
-    /// <see cref="Models.DemoModel.Directory"/>) and the default settings: <c>pipeline.Append(new DiffusionEstimator())</c>.
+    /// <see cref="DemoModel.Directory"/>) and the default settings: <c>pipeline.Append(new DiffusionEstimator())</c>.
     /// </summary>
     public DiffusionEstimator()
         : this(new DiffusionOptions())

@@ -1,8 +1,9 @@
 using Microsoft.ML;
 using Microsoft.ML.Transforms.Image;
 using MLNet.Diffusion.Models;
+using MLNet.Diffusion.Transforms;
 
-namespace MLNet.Diffusion.Transforms;
+namespace MLNet.Diffusion;
 
 /// <summary>
 /// What the diffusion estimators share: option checks, the output schema shape (which declares the generated columns, so

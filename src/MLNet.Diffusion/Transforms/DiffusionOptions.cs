@@ -1,7 +1,8 @@
 using System.Text.Json.Serialization;
 using MLNet.Diffusion.Pipeline;
+using MLNet.Diffusion.Transforms;
 
-namespace MLNet.Diffusion.Transforms;
+namespace MLNet.Diffusion;
 
 /// <summary>
 /// Settings of the ML.NET diffusion transforms (<c>GenerateImages</c>, <c>EncodePrompts</c>, <c>DenoiseLatents</c>,
@@ -35,7 +36,7 @@ public sealed class DiffusionOptions
 {
     /// <summary>
     /// The Stable Diffusion ONNX export folder (diffusers/Optimum layout). Null or empty: the built-in demo model, built on
-    /// first use into <see cref="Models.DemoModel.Directory"/> (the context's log says so).
+    /// first use into <see cref="DemoModel.Directory"/> (the context's log says so).
     /// </summary>
     public string? ModelPath { get; set; }
 

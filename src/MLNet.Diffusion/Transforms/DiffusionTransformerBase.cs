@@ -1,8 +1,9 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using MLNet.Diffusion.Pipeline;
+using MLNet.Diffusion.Transforms;
 
-namespace MLNet.Diffusion.Transforms;
+namespace MLNet.Diffusion;
 
 /// <summary>
 /// What the diffusion transformers share: schema checks, the lazy batched <see cref="IDataView"/> that

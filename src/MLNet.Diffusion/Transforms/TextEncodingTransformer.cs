@@ -1,7 +1,8 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using MLNet.Diffusion.Transforms;
 
-namespace MLNet.Diffusion.Transforms;
+namespace MLNet.Diffusion;
 
 /// <summary>
 /// Encodes each row's prompt (and negative prompt) with the model's CLIP text encoder into a Single vector of 77·D

@@ -1,6 +1,7 @@
 using Microsoft.ML;
+using MLNet.Diffusion.Transforms;
 
-namespace MLNet.Diffusion.Transforms;
+namespace MLNet.Diffusion;
 
 /// <summary>
 /// The VAE-decoding stage: latents (Single vectors of 4·h·w) → images. Made by <c>mlContext.Transforms.DecodeLatents</c>.

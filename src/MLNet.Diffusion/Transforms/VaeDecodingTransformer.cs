@@ -1,8 +1,9 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Transforms.Image;
+using MLNet.Diffusion.Transforms;
 
-namespace MLNet.Diffusion.Transforms;
+namespace MLNet.Diffusion;
 
 /// <summary>
 /// Decodes each row's latents (Single vector of 4·h·w, scaled as the UNet sees them) with the model's VAE decoder into

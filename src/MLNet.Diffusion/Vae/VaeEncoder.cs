@@ -2,6 +2,7 @@ using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using MLNet.Diffusion.Noise;
 using MLNet.Diffusion.Runtime;
+using MLNet.Diffusion.Schedulers;
 
 namespace MLNet.Diffusion.Vae;
 

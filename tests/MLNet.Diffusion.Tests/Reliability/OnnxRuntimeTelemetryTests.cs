@@ -25,7 +25,7 @@ public class OnnxRuntimeTelemetryTests
             ["HOME"] = root["home"],
             ["XDG_CACHE_HOME"] = null,
             ["TMPDIR"] = root["tmp"],
-            [MLNet.Diffusion.Models.DemoModel.CacheVariable] = null,
+            [MLNet.Diffusion.DemoModel.CacheVariable] = null,
         };
         var (code, stderr) = CliProcess.Run(["generate", "a red circle", "--model", model, "--out", output, "--steps", "2", "--seed", "1"], root["work"], environment);
         Assert.True(code == Program.Success, $"exit {code}\n{stderr}");

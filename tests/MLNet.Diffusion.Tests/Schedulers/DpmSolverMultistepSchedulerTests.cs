@@ -286,7 +286,7 @@ public class DpmSolverMultistepSchedulerTests
         Sd15(("algorithm_type", algorithm), ("solver_type", solverType), ("final_sigmas_type", algorithm == "sde-dpmsolver++" ? "zero" : "sigma_min"));
 
     /// <summary>Draws ones: a known "noise" that keeps the update deterministic but still exercises its noise term.</summary>
-    private sealed class UnitNoise : MLNet.Diffusion.Noise.INoiseSource
+    private sealed class UnitNoise : MLNet.Diffusion.Schedulers.INoiseSource
     {
         public void Fill(Span<float> destination) => destination.Fill(1f);
     }

@@ -35,7 +35,7 @@ public class PredictionEngineTests(TransformModelFixture model) : IClassFixture<
             .Fit(empty);
         Assert.True(((ITransformer)fitted).IsRowToRowMapper);
         using var engine = ml.Model.CreatePredictionEngine<Request, Result>(fitted);
-        var pipeline = fitted.OfType<MLNet.Diffusion.Transforms.DiffusionTransformer>().Single().Pipeline;
+        var pipeline = fitted.OfType<MLNet.Diffusion.DiffusionTransformer>().Single().Pipeline;
 
         foreach (var (prompt, seed) in new[] { ("red cat", 3L), ("blue dog", 9L), ("red cat", 3L) })
         {
