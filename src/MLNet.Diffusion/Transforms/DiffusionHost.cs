@@ -14,7 +14,7 @@ namespace MLNet.Diffusion.Transforms;
 /// <see cref="MLContext"/>'s inner environment (not the context itself); ML.NET keeps that link internal. It is read
 /// here through the catalog's <c>_env</c> field (an <see cref="UnsafeAccessorAttribute"/>) and the device settings
 /// through the environment's <c>GpuDeviceId</c>/<c>FallbackToCpu</c> properties (reflection), both checked on
-/// Microsoft.ML 5.0.1. Both routes fail with a message naming the workaround if a later ML.NET changes them.
+/// Microsoft.ML 6.0.0 (the tests check them). Both routes fail with a message naming the workaround if a later ML.NET changes them.
 /// The <see cref="Environment"/> of a context and of its catalogs is the same object, so transforms made either way
 /// share loaded models.
 /// </remarks>

@@ -7,7 +7,7 @@ namespace MLNet.Diffusion.Transforms;
 /// <summary>
 /// Makes <see cref="SchemaShape.Column"/> values for estimators' <c>GetOutputSchema</c>. The type has only an internal
 /// constructor (ML.NET keeps it so on purpose, dotnet/machinelearning#3243); a .NET 8+ <see cref="UnsafeAccessorAttribute"/>
-/// binds to it — checked by reflection on Microsoft.ML.Core 5.0.1:
+/// binds to it — checked on Microsoft.ML.Core 6.0.0 (the tests use it on every build):
 /// <c>Column(string name, VectorKind vecKind, DataViewType itemType, bool isKey, SchemaShape annotations)</c>.
 /// </summary>
 internal static class SchemaShapeColumns
@@ -37,5 +37,5 @@ internal static class SchemaShapeColumns
 
     internal static InvalidOperationException Unavailable(Exception inner) => new(
         "This version of Microsoft.ML no longer has SchemaShape.Column's internal constructor (string, VectorKind, DataViewType, bool, SchemaShape), " +
-        "which MLNet.Diffusion uses to declare its output columns in GetOutputSchema. Use the Microsoft.ML version MLNet.Diffusion was built against (5.0.1).", inner);
+        "which MLNet.Diffusion uses to declare its output columns in GetOutputSchema. Use the Microsoft.ML version MLNet.Diffusion was built against (6.0.0).", inner);
 }

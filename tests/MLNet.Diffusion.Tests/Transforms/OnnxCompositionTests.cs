@@ -7,7 +7,7 @@ using MLNet.Diffusion.Transforms;
 namespace MLNet.Diffusion.Tests.Transforms;
 
 /// <summary>
-/// The brief's composition: generated images through ML.NET's own <c>ResizeImages</c>, <c>ExtractPixels</c> and
+/// The composition the README promises: generated images through ML.NET's own <c>ResizeImages</c>, <c>ExtractPixels</c> and
 /// <c>ApplyOnnxModel</c> (a second ONNX model, run by ML.NET's OnnxTransformer) in one estimator chain.
 /// </summary>
 [Collection(DemoCollection.Name)]
