@@ -10,7 +10,7 @@ public class DdimSchedulerTests
     private const double Mu = 0.3, S = 0.5;
 
     [Fact]
-    public void Sd15Config_50Steps_LeadingTimesteps()
+    public void Sd15Config50StepsLeadingTimesteps()
     {
         var ddim = new DdimScheduler(SchedulerConfig.Parse(Sd15Json));
         ddim.SetTimesteps(50);
@@ -38,7 +38,7 @@ public class DdimSchedulerTests
     }
 
     [Fact]
-    public void ClassDefaults_ApplyToMissingKeys()
+    public void ClassDefaultsApplyToMissingKeys()
     {
         var ddim = new DdimScheduler(SchedulerConfig.Empty);
         Assert.Equal(0.0001, ddim.Betas[0], 12);
@@ -51,7 +51,7 @@ public class DdimSchedulerTests
     }
 
     [Fact]
-    public void SetAlphaToOne_DefaultTrue_EndsClean_FalseLeavesAlpha0Noise()
+    public void SetAlphaToOneDefaultTrueEndsCleanFalseLeavesAlpha0Noise()
     {
         var mu = Pattern();
         // Default (true): the last step goes to ᾱ = 1, so the s = 0 target is hit to float precision.
@@ -71,7 +71,7 @@ public class DdimSchedulerTests
     }
 
     [Fact]
-    public void ClipSample_DefaultTrue_ClipsPredictedX0()
+    public void ClipSampleDefaultTrueClipsPredictedX0()
     {
         var outside = new[] { 1.5f };
         var clipped = Generate(new DdimScheduler(SchedulerConfig.Empty), outside, 0, 20, 256, seed: 2);
@@ -87,7 +87,7 @@ public class DdimSchedulerTests
     [InlineData("epsilon", 50)]
     [InlineData("v_prediction", 20)]
     [InlineData("sample", 20)]
-    public void FixedTarget_Converges(string prediction, int steps)
+    public void FixedTargetConverges(string prediction, int steps)
     {
         // s = 0: x̂₀ = μ at every step, so each DDIM step is exact; only float rounding remains (measured ≲ 2e-6).
         var mu = Pattern();
@@ -102,7 +102,7 @@ public class DdimSchedulerTests
     [InlineData(0.0, "v_prediction")]
     [InlineData(0.0, "sample")]
     [InlineData(0.5, "v_prediction")]
-    public void GaussianData_50Steps_MatchesExactChainMoments(double eta, string prediction)
+    public void GaussianData50StepsMatchesExactChainMoments(double eta, string prediction)
     {
         // With data N(μ, s²) the oracle is linear, so the 50-step chain's output is exactly Gaussian with moments
         // given by AffineStep. DDIM is first order, so those moments are not yet N(μ, s²): η = 0 gives variance
@@ -127,7 +127,7 @@ public class DdimSchedulerTests
     }
 
     [Fact]
-    public void Deterministic_1000Steps_MatchesDataDistribution()
+    public void Deterministic1000StepsMatchesDataDistribution()
     {
         // With all 1000 training steps the probability-flow ODE (η = 0) reproduces N(μ, s²).
         // Tolerance: 4 standard errors for n = 16384 (mean 4·s/√n = 0.016, variance 4·s²·√(2/n) = 0.011) plus the
@@ -142,7 +142,7 @@ public class DdimSchedulerTests
     }
 
     [Fact]
-    public void Ancestral_1000Steps_MatchesDataDistribution()
+    public void Ancestral1000StepsMatchesDataDistribution()
     {
         // η = 1 with all 1000 steps is DDPM's ancestral chain and reproduces N(μ, s²). Drawing the per-step noise
         // dominates the run time, so n = 2048 (DdpmSchedulerTests runs the same chain with 4096): 4 standard
@@ -161,7 +161,7 @@ public class DdimSchedulerTests
     [InlineData("epsilon")]
     [InlineData("v_prediction")]
     [InlineData("sample")]
-    public void FastOracle_AgreesWithGaussianOracle(string prediction)
+    public void FastOracleAgreesWithGaussianOracle(string prediction)
     {
         var ddim = new DdimScheduler(Config(("prediction_type", prediction)));
         var oracle = new Oracles.GaussianOracle(ddim, [(float)Mu], S);
@@ -178,7 +178,7 @@ public class DdimSchedulerTests
     }
 
     [Fact]
-    public void Eta_MakesItStochastic_AndNeedsNoise()
+    public void EtaMakesItStochasticAndNeedsNoise()
     {
         var ddim = new DdimScheduler(SchedulerConfig.Empty) { Eta = 1 };
         Assert.True(ddim.IsStochastic);
@@ -193,7 +193,7 @@ public class DdimSchedulerTests
     }
 
     [Fact]
-    public void SameSeed_SameOutput_DifferentSeed_DifferentOutput()
+    public void SameSeedSameOutputDifferentSeedDifferentOutput()
     {
         float[] Run(long seed) => Generate(new DdimScheduler(Config(("clip_sample", false))) { Eta = 1 }, [(float)Mu], S, 20, 512, seed);
         Assert.Equal(Run(11), Run(11));
@@ -201,7 +201,7 @@ public class DdimSchedulerTests
     }
 
     [Fact]
-    public void StepBeforeSetTimesteps_Throws()
+    public void StepBeforeSetTimestepsThrows()
     {
         var ddim = new DdimScheduler(SchedulerConfig.Empty);
         Assert.Throws<InvalidOperationException>(() => ddim.Step(new float[4], new float[4]));
@@ -211,14 +211,14 @@ public class DdimSchedulerTests
     }
 
     [Fact]
-    public void Thresholding_IsRejected()
+    public void ThresholdingIsRejected()
     {
         var e = Assert.Throws<NotSupportedException>(() => new DdimScheduler(Config(("thresholding", true))));
         Assert.Contains("thresholding", e.Message);
     }
 
     [Fact]
-    public void AddNoise_UsesAlphaBarAtCallTimestep()
+    public void AddNoiseUsesAlphaBarAtCallTimestep()
     {
         var ddim = new DdimScheduler(SchedulerConfig.Parse(Sd15Json));
         ddim.SetTimesteps(50);
@@ -230,7 +230,7 @@ public class DdimSchedulerTests
     }
 
     [Fact]
-    public void ImageToImage_FromBeginIndex_Converges()
+    public void ImageToImageFromBeginIndexConverges()
     {
         var mu = Pattern();
         var ddim = new DdimScheduler(SchedulerConfig.Parse(Sd15Json).With(("set_alpha_to_one", true)));

@@ -10,7 +10,7 @@ public class DdpmSchedulerTests
     private const double Mu = 0.3, S = 0.5;
 
     [Fact]
-    public void Sd15Config_50Steps_LeadingTimesteps()
+    public void Sd15Config50StepsLeadingTimesteps()
     {
         var ddpm = new DdpmScheduler(SchedulerConfig.Parse(Sd15Json));
         ddpm.SetTimesteps(50);
@@ -32,7 +32,7 @@ public class DdpmSchedulerTests
     }
 
     [Fact]
-    public void ClassDefaults_ApplyToMissingKeys()
+    public void ClassDefaultsApplyToMissingKeys()
     {
         var ddpm = new DdpmScheduler(SchedulerConfig.Empty);
         Assert.Equal("fixed_small", ddpm.VarianceType);
@@ -53,7 +53,7 @@ public class DdpmSchedulerTests
     [InlineData("epsilon")]
     [InlineData("v_prediction")]
     [InlineData("sample")]
-    public void FixedTarget_Converges(string prediction)
+    public void FixedTargetConverges(string prediction)
     {
         // s = 0: each posterior step keeps x ~ N(√ᾱ·μ, 1 − ᾱ) exactly and the step at t = 0 adds no noise and
         // lands on x̂₀ = μ; measured error ≲ 2e-9.
@@ -66,7 +66,7 @@ public class DdpmSchedulerTests
     [InlineData("fixed_small")]
     [InlineData("fixed_small_log")]
     [InlineData("fixed_large")]
-    public void GaussianData_50Steps_MatchesExactChainMoments(string varianceType)
+    public void GaussianData50StepsMatchesExactChainMoments(string varianceType)
     {
         // On N(μ, s²) data the chain is linear-Gaussian, so its output moments follow AffineStep exactly:
         // variance 0.1973 for fixed_small (the posterior variance ignores Var[x₀ | x_t]) and 0.2675 for
@@ -89,7 +89,7 @@ public class DdpmSchedulerTests
     }
 
     [Fact]
-    public void GaussianData_1000Steps_MatchesDataDistribution()
+    public void GaussianData1000StepsMatchesDataDistribution()
     {
         // The full 1000-step ancestral chain reproduces N(μ, s²). Per-step noise dominates the run time, so
         // n = 4096: 4 standard errors are 0.031 (mean) and 4·s²·√(2/n) = 0.022 (variance); the fixed_small
@@ -103,7 +103,7 @@ public class DdpmSchedulerTests
     }
 
     [Fact]
-    public void SameSeed_SameOutput_DifferentSeed_DifferentOutput()
+    public void SameSeedSameOutputDifferentSeedDifferentOutput()
     {
         float[] Run(long seed) => Generate(new DdpmScheduler(SchedulerConfig.Empty), [(float)Mu], S, 20, 512, seed);
         Assert.Equal(Run(21), Run(21));
@@ -111,7 +111,7 @@ public class DdpmSchedulerTests
     }
 
     [Fact]
-    public void StepWithoutNoise_Throws_StepBeforeSetTimesteps_Throws()
+    public void StepWithoutNoiseThrowsStepBeforeSetTimestepsThrows()
     {
         var ddpm = new DdpmScheduler(SchedulerConfig.Empty);
         Assert.Throws<InvalidOperationException>(() => ddpm.Step(new float[4], new float[4], new GaussianNoise(1)));
@@ -124,7 +124,7 @@ public class DdpmSchedulerTests
     [InlineData("fixed_large_log")]
     [InlineData("learned")]
     [InlineData("learned_range")]
-    public void UnsupportedVarianceTypes_AreRejected(string varianceType)
+    public void UnsupportedVarianceTypesAreRejected(string varianceType)
     {
         var e = Assert.Throws<NotSupportedException>(() => new DdpmScheduler(Config(("variance_type", varianceType))));
         Assert.Contains(varianceType, e.Message);
@@ -133,7 +133,7 @@ public class DdpmSchedulerTests
     }
 
     [Fact]
-    public void ImageToImage_FromBeginIndex_Converges()
+    public void ImageToImageFromBeginIndexConverges()
     {
         var mu = Pattern();
         var x = GenerateFrom(new DdpmScheduler(SchedulerConfig.Empty), mu, 50, 30, 1024, seed: 6);

@@ -12,7 +12,7 @@ public class DeisMultistepSchedulerTests
     [InlineData(2, false)]
     [InlineData(3, false)]
     [InlineData(3, true)]
-    public void FixedTarget_IsReachedUpToTheFinalSigmaMin(int order, bool karras)
+    public void FixedTargetIsReachedUpToTheFinalSigmaMin(int order, bool karras)
     {
         // A noise-prediction ODE keeps the start's noise direction: at σ_min the sample is μ + σ_min·ε (|ε| < 5 here).
         var s = Sd15(("solver_order", order), ("use_karras_sigmas", karras));
@@ -22,7 +22,7 @@ public class DeisMultistepSchedulerTests
     }
 
     [Fact]
-    public void GaussianData_KeepsItsMean()
+    public void GaussianDataKeepsItsMean()
     {
         var s = Sd15(("solver_order", 3));
         var end = SigmaTestKit.RunFromMarginal(s, 0.3f, 0.5, 25, 16384, 11, out _);

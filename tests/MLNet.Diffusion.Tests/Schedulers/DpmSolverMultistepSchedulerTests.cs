@@ -15,7 +15,7 @@ public class DpmSolverMultistepSchedulerTests
     private static double Ratio(double gain, double sigma0) => gain * gain * (Sd * Sd + sigma0 * sigma0) / (Sd * Sd);
 
     [Fact]
-    public void Sd15Linspace20_MatchesDiffusersIntegerTimesteps()
+    public void Sd15Linspace20MatchesDiffusersIntegerTimesteps()
     {
         var s = Sd15();
         Assert.Equal("DPMSolverMultistepScheduler", s.Name);
@@ -35,7 +35,7 @@ public class DpmSolverMultistepSchedulerTests
     }
 
     [Fact]
-    public void KarrasSigmas_AreRoundedToIntegerTimesteps()
+    public void KarrasSigmasAreRoundedToIntegerTimesteps()
     {
         var s = Sd15(("use_karras_sigmas", true));
         s.SetTimesteps(20);
@@ -48,7 +48,7 @@ public class DpmSolverMultistepSchedulerTests
     }
 
     [Fact]
-    public void LeadingAndTrailingSpacing_FollowDiffusers()
+    public void LeadingAndTrailingSpacingFollowDiffusers()
     {
         var leading = Sd15(("timestep_spacing", "leading"));
         leading.SetTimesteps(20);
@@ -63,7 +63,7 @@ public class DpmSolverMultistepSchedulerTests
     }
 
     [Fact]
-    public void LambdaMinClipped_DropsTheTimestepsWithLowerLogSnr()
+    public void LambdaMinClippedDropsTheTimestepsWithLowerLogSnr()
     {
         // λ = −log σ < −2 ⇔ σ > e²: those training timesteps are cut from the top of the linspace.
         var s = Sd15(("lambda_min_clipped", -2.0));
@@ -81,7 +81,7 @@ public class DpmSolverMultistepSchedulerTests
     [InlineData("sample", false)]
     [InlineData("epsilon", true)]
     [InlineData("v_prediction", true)]
-    public void FixedTarget_IsReachedWithin1e5(string prediction, bool karras)
+    public void FixedTargetIsReachedWithin1e5(string prediction, bool karras)
     {
         // Measured max |x − μ| ≈ 1.2e-7.
         Assert.True(SigmaTestKit.FixedTargetError(Sd15(("prediction_type", prediction), ("use_karras_sigmas", karras)), 20) < 1e-5);
@@ -90,7 +90,7 @@ public class DpmSolverMultistepSchedulerTests
     [Theory]
     [InlineData("epsilon")]
     [InlineData("v_prediction")]
-    public void GaussianData_TransferMatchesKDiffusionDpmpp2M(string prediction)
+    public void GaussianDataTransferMatchesKDiffusionDpmpp2M(string prediction)
     {
         const int steps = 25;
         var s = Sd15(("prediction_type", prediction));
@@ -121,7 +121,7 @@ public class DpmSolverMultistepSchedulerTests
     [InlineData(2, "heun", 25)]
     [InlineData(3, "midpoint", 25)]
     [InlineData(3, "midpoint", 10)] // below 15 steps: lower_order_final also lowers the second-to-last step to order 2
-    public void GaussianData_TransferMatchesTheDpmSolverPlusPlusFormulasWithDifferences(int order, string solverType, int steps)
+    public void GaussianDataTransferMatchesTheDpmSolverPlusPlusFormulasWithDifferences(int order, string solverType, int steps)
     {
         // DPM-Solver++ (2211.01095) in VE coordinates, written with the divided differences rather than the
         // expanded per-output coefficients the scheduler uses: with D_k = k(σ_k)·g_k, h = log(σ/σ'), r_j = h_j/h,
@@ -164,7 +164,7 @@ public class DpmSolverMultistepSchedulerTests
     [Theory]
     [InlineData(2, 0.99, 1.02)]  // DPM++ 2M Karras, measured 1.0138
     [InlineData(3, 0.995, 1.005)] // DPM++ 3M Karras, measured 0.9990
-    public void GaussianDataWithKarrasSigmas_PreservesTheMarginal(int order, double low, double high)
+    public void GaussianDataWithKarrasSigmasPreservesTheMarginal(int order, double low, double high)
     {
         // … while Karras σ go down to σ_min = 0.029 first, and the variance is preserved to ≈ 1%.
         var s = Sd15(("use_karras_sigmas", true), ("solver_order", order));
@@ -174,7 +174,7 @@ public class DpmSolverMultistepSchedulerTests
     }
 
     [Fact]
-    public void FirstOrder_IsEulerInVeCoordinates()
+    public void FirstOrderIsEulerInVeCoordinates()
     {
         // DPM-Solver(++)-1 is DDIM, which is an Euler step of dx/dσ = (x − D)/σ for x/α (Lu et al. 2022, Song et al.
         // 2021): g ← g + (σ' − σ)(1 − k(σ))·g/σ.
@@ -187,7 +187,7 @@ public class DpmSolverMultistepSchedulerTests
     }
 
     [Fact]
-    public void DpmSolverNoisePrediction_MatchesTheVeFormOfItsSecondOrderUpdate()
+    public void DpmSolverNoisePredictionMatchesTheVeFormOfItsSecondOrderUpdate()
     {
         // algorithm_type "dpmsolver" (needs final_sigmas_type "sigma_min"): with ε̂ = (1 − k(σ))·g/σ the multistep
         // midpoint update, divided by α_t, is g ← g + (σ' − σ)·(ε̂₀ + (ε̂₀ − ε̂₁)/(2r)), r = h_prev/h, h = log(σ/σ').
@@ -213,7 +213,7 @@ public class DpmSolverMultistepSchedulerTests
     }
 
     [Fact]
-    public void AddNoise_IsTheVpMixtureAtTheCall()
+    public void AddNoiseIsTheVpMixtureAtTheCall()
     {
         var s = Sd15();
         s.SetTimesteps(20);
@@ -227,7 +227,7 @@ public class DpmSolverMultistepSchedulerTests
     }
 
     [Fact]
-    public void Rerun_RestartsAtFirstOrderAndStepsAllocateNothing()
+    public void RerunRestartsAtFirstOrderAndStepsAllocateNothing()
     {
         var s = Sd15(("solver_order", 3), ("use_karras_sigmas", true));
         var oracle = new GaussianOracle(s, SigmaTestKit.Pattern(256), 0.5);
@@ -296,7 +296,7 @@ public class DpmSolverMultistepSchedulerTests
     [InlineData("sde-dpmsolver++", "heun")]
     [InlineData("sde-dpmsolver", "midpoint")]
     [InlineData("sde-dpmsolver", "heun")]
-    public void SdeVariants_WithKnownNoiseFollowTheirUpdateExactly(string algorithm, string solverType)
+    public void SdeVariantsWithKnownNoiseFollowTheirUpdateExactly(string algorithm, string solverType)
     {
         // With z = 1 at every step each element follows the affine map u' = a·u + b·u₋₁ + √v, so u_end = G·u₀ + H. The
         // measured slope and intercept of (end/α_end − μ) against (start/α₀ − μ) must be G and H. (With z = 0 the ++
@@ -334,7 +334,7 @@ public class DpmSolverMultistepSchedulerTests
     [InlineData("sde-dpmsolver++", "midpoint", 50)]
     [InlineData("sde-dpmsolver", "midpoint", 25)]
     [InlineData("sde-dpmsolver", "heun", 25)]
-    public void SdeVariants_GaussianDataVarianceMatchesTheExactRecursion(string algorithm, string solverType, int steps)
+    public void SdeVariantsGaussianDataVarianceMatchesTheExactRecursion(string algorithm, string solverType, int steps)
     {
         // Linear with independent noise: the recursion carries (Var u_i, Var u_{i−1}, Cov) exactly, and the sampled
         // variance must match it (this checks the noise terms; the test above checks the rest exactly).
@@ -354,7 +354,7 @@ public class DpmSolverMultistepSchedulerTests
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
-    public void SdeDpmSolverPlusPlus_ReachesAFixedTargetAndAllocatesNothingPerStep(bool karras)
+    public void SdeDpmSolverPlusPlusReachesAFixedTargetAndAllocatesNothingPerStep(bool karras)
     {
         var s = Sd15(("algorithm_type", "sde-dpmsolver++"), ("use_karras_sigmas", karras));
         // A point target: the data term of each step carries μ, and the last step (σ' = 0) returns D = μ itself.
@@ -363,7 +363,7 @@ public class DpmSolverMultistepSchedulerTests
     }
 
     [Fact]
-    public void SdeVariants_NeedANoiseSourceAndRefuseThirdOrder()
+    public void SdeVariantsNeedANoiseSourceAndRefuseThirdOrder()
     {
         var s = Sd15(("algorithm_type", "sde-dpmsolver++"));
         s.SetTimesteps(10);
@@ -385,7 +385,7 @@ public class DpmSolverMultistepSchedulerTests
     [InlineData("thresholding", true)]
     [InlineData("use_lu_lambdas", true)]
     [InlineData("variance_type", "learned_range")]
-    public void UnsupportedOptions_ThrowNamingTheKey(string key, object value)
+    public void UnsupportedOptionsThrowNamingTheKey(string key, object value)
     {
         var e = Assert.Throws<NotSupportedException>(() => Sd15((key, value)));
         Assert.Contains(key, e.Message);

@@ -29,7 +29,7 @@ public class DpmSolverSinglestepSchedulerTests
     [InlineData("dpmsolver++", "heun", 3)]
     [InlineData("dpmsolver", "midpoint", 3)]
     [InlineData("dpmsolver", "heun", 3)]
-    public void FixedTarget_IsReachedByEveryOrderAndType(string algorithm, string solverType, int order)
+    public void FixedTargetIsReachedByEveryOrderAndType(string algorithm, string solverType, int order)
     {
         bool plus = algorithm == "dpmsolver++";
         var s = Sd15(("algorithm_type", algorithm), ("solver_type", solverType), ("solver_order", order),

@@ -9,7 +9,7 @@ public class EulerAncestralSchedulerTests
     private static EulerAncestralScheduler Sd15(params (string, object?)[] overrides) => new(SigmaTestKit.Sd15(overrides));
 
     [Fact]
-    public void Sd15Linspace50_MatchesDiffusersTables()
+    public void Sd15Linspace50MatchesDiffusersTables()
     {
         var s = Sd15();
         Assert.Equal("EulerAncestralDiscreteScheduler", s.Name);
@@ -30,7 +30,7 @@ public class EulerAncestralSchedulerTests
     [Theory]
     [InlineData("epsilon")]
     [InlineData("v_prediction")]
-    public void FixedTarget_IsReachedWithin1e5(string prediction)
+    public void FixedTargetIsReachedWithin1e5(string prediction)
     {
         // With s = 0 the ancestral noise cancels at the last step (σ_up = 0 there, and D = μ); measured ≈ 1.2e-7.
         Assert.True(SigmaTestKit.FixedTargetError(Sd15(("prediction_type", prediction)), 30) < 1e-5);
@@ -40,7 +40,7 @@ public class EulerAncestralSchedulerTests
     [InlineData("epsilon", 50)]
     [InlineData("v_prediction", 50)]
     [InlineData("epsilon", 200)]
-    public void GaussianData_MeanAndVarianceMatchTheAncestralProcessWithinStandardErrors(string prediction, int steps)
+    public void GaussianDataMeanAndVarianceMatchTheAncestralProcessWithinStandardErrors(string prediction, int steps)
     {
         // Data N(μ = 0.3, s² = 0.25) over a 4×64×64 latent of independent elements, started from the exact marginal
         // N(μ, s² + σ_max²) (the scheduler's own AddNoise at call 0), then every step with the exact denoiser.
@@ -71,7 +71,7 @@ public class EulerAncestralSchedulerTests
     }
 
     [Fact]
-    public void SameSeed_GivesIdenticalSamplesAndAnotherSeedDoesNot()
+    public void SameSeedGivesIdenticalSamplesAndAnotherSeedDoesNot()
     {
         var s = Sd15();
         var oracle = new GaussianOracle(s, SigmaTestKit.Pattern(512), 0.5);
@@ -83,7 +83,7 @@ public class EulerAncestralSchedulerTests
     }
 
     [Fact]
-    public void Step_WithoutNoise_ThrowsArgumentNullException()
+    public void StepWithoutNoiseThrowsArgumentNullException()
     {
         var s = Sd15();
         s.SetTimesteps(10);
@@ -92,7 +92,7 @@ public class EulerAncestralSchedulerTests
     }
 
     [Fact]
-    public void Step_AddsExactlySigmaUpTimesTheDrawnNoise()
+    public void StepAddsExactlySigmaUpTimesTheDrawnNoise()
     {
         // Same model output and sample, two noise sources: the results differ by σ_up·(z₁ − z₂) with
         // σ_up = √(σ₁²(σ₀² − σ₁²)/σ₀²).
@@ -115,7 +115,7 @@ public class EulerAncestralSchedulerTests
     }
 
     [Fact]
-    public void ScaleModelInput_DividesBySqrtSigmaSquaredPlusOneAtTheCurrentStep()
+    public void ScaleModelInputDividesBySqrtSigmaSquaredPlusOneAtTheCurrentStep()
     {
         var s = Sd15();
         s.SetTimesteps(20);
@@ -131,7 +131,7 @@ public class EulerAncestralSchedulerTests
     }
 
     [Fact]
-    public void SamplePrediction_IsNotSupported()
+    public void SamplePredictionIsNotSupported()
     {
         var e = Assert.Throws<NotSupportedException>(() => Sd15(("prediction_type", "sample")));
         Assert.Contains("sample", e.Message);

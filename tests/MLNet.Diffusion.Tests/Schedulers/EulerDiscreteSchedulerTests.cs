@@ -7,7 +7,7 @@ public class EulerDiscreteSchedulerTests
     private static EulerDiscreteScheduler Sd15(params (string, object?)[] overrides) => new(SigmaTestKit.Sd15(overrides));
 
     [Fact]
-    public void Sd15Linspace50_MatchesDiffusersTimestepsAndSigmas()
+    public void Sd15Linspace50MatchesDiffusersTimestepsAndSigmas()
     {
         var s = Sd15();
         s.SetTimesteps(50);
@@ -28,7 +28,7 @@ public class EulerDiscreteSchedulerTests
     }
 
     [Fact]
-    public void LeadingSpacing_UsesStepsOffsetAndUnitVarianceInInitNoise()
+    public void LeadingSpacingUsesStepsOffsetAndUnitVarianceInInitNoise()
     {
         var s = Sd15(("timestep_spacing", "leading"));
         s.SetTimesteps(50);
@@ -42,7 +42,7 @@ public class EulerDiscreteSchedulerTests
     }
 
     [Fact]
-    public void TrailingSpacing_StartsAtTheLastTrainingStepWithSigmaMaxInit()
+    public void TrailingSpacingStartsAtTheLastTrainingStepWithSigmaMaxInit()
     {
         var s = Sd15(("timestep_spacing", "trailing"));
         s.SetTimesteps(50);
@@ -53,7 +53,7 @@ public class EulerDiscreteSchedulerTests
     }
 
     [Fact]
-    public void KarrasSigmas_RunFromSigmaMaxToSigmaMinWithRho7AndFractionalTimesteps()
+    public void KarrasSigmasRunFromSigmaMaxToSigmaMinWithRho7AndFractionalTimesteps()
     {
         var s = Sd15(("use_karras_sigmas", true));
         s.SetTimesteps(50);
@@ -71,7 +71,7 @@ public class EulerDiscreteSchedulerTests
     }
 
     [Fact]
-    public void KarrasSigmaRange_CanComeFromTheConfig()
+    public void KarrasSigmaRangeCanComeFromTheConfig()
     {
         var s = Sd15(("use_karras_sigmas", true), ("sigma_min", 0.1), ("sigma_max", 10.0));
         s.SetTimesteps(20);
@@ -80,7 +80,7 @@ public class EulerDiscreteSchedulerTests
     }
 
     [Fact]
-    public void FinalSigmasTypeSigmaMin_EndsAtTheFirstTrainingSigma()
+    public void FinalSigmasTypeSigmaMinEndsAtTheFirstTrainingSigma()
     {
         var s = Sd15(("final_sigmas_type", "sigma_min"));
         s.SetTimesteps(10);
@@ -88,7 +88,7 @@ public class EulerDiscreteSchedulerTests
     }
 
     [Fact]
-    public void RescaleBetasZeroSnr_FloorsTheLastAlphaBarAsDiffusersDoes()
+    public void RescaleBetasZeroSnrFloorsTheLastAlphaBarAsDiffusersDoes()
     {
         // Zero terminal SNR makes ᾱ_999 = 0 (σ = ∞); diffusers' σ schedulers set it to 2⁻²⁴, so σ_max = √(2²⁴ − 1) ≈ 4096.
         var s = Sd15(("rescale_betas_zero_snr", true), ("timestep_spacing", "trailing"));
@@ -107,7 +107,7 @@ public class EulerDiscreteSchedulerTests
     [InlineData("epsilon", true)]
     [InlineData("v_prediction", true)]
     [InlineData("sample", false)]
-    public void FixedTarget_IsReachedWithin1e5(string prediction, bool karras)
+    public void FixedTargetIsReachedWithin1e5(string prediction, bool karras)
     {
         // Exact denoiser for data fixed at a pattern μ in [−1, 1]: measured max |x − μ| ≈ 1.2e-7 (float rounding).
         var s = Sd15(("prediction_type", prediction), ("use_karras_sigmas", karras));
@@ -117,7 +117,7 @@ public class EulerDiscreteSchedulerTests
     [Theory]
     [InlineData("epsilon")]
     [InlineData("v_prediction")]
-    public void GaussianData_TransferMatchesTheEulerRecursionAndApproachesTheMarginal(string prediction)
+    public void GaussianDataTransferMatchesTheEulerRecursionAndApproachesTheMarginal(string prediction)
     {
         // Data N(0.3, 0.5²), 16384 independent elements, started from the exact marginal at σ_max.
         const double sd = 0.5;
@@ -142,7 +142,7 @@ public class EulerDiscreteSchedulerTests
     }
 
     [Fact]
-    public void ScaleModelInput_DividesBySqrtSigmaSquaredPlusOneAtTheCurrentStep()
+    public void ScaleModelInputDividesBySqrtSigmaSquaredPlusOneAtTheCurrentStep()
     {
         var s = Sd15();
         s.SetTimesteps(20);
@@ -152,7 +152,7 @@ public class EulerDiscreteSchedulerTests
     }
 
     [Fact]
-    public void AddNoise_IsOriginalPlusSigmaTimesNoiseAtTheCall()
+    public void AddNoiseIsOriginalPlusSigmaTimesNoiseAtTheCall()
     {
         var s = Sd15();
         s.SetTimesteps(20);
@@ -164,7 +164,7 @@ public class EulerDiscreteSchedulerTests
     }
 
     [Fact]
-    public void Rerun_GivesIdenticalResultsAndStepsAllocateNothing()
+    public void RerunGivesIdenticalResultsAndStepsAllocateNothing()
     {
         var s = Sd15(("use_karras_sigmas", true));
         var a = new Oracles.GaussianOracle(s, SigmaTestKit.Pattern(256), 0.5).Sample(25, 256, 5);
@@ -174,7 +174,7 @@ public class EulerDiscreteSchedulerTests
     }
 
     [Fact]
-    public void SteppingPastTheEnd_Throws()
+    public void SteppingPastTheEndThrows()
     {
         var s = Sd15();
         Assert.Throws<InvalidOperationException>(() => s.Step(new float[1], new float[1]));
@@ -186,7 +186,7 @@ public class EulerDiscreteSchedulerTests
     [Theory]
     [InlineData("use_exponential_sigmas")]
     [InlineData("use_beta_sigmas")]
-    public void UnsupportedSigmaOptions_ThrowNamingTheKey(string key)
+    public void UnsupportedSigmaOptionsThrowNamingTheKey(string key)
     {
         var e = Assert.Throws<NotSupportedException>(() => Sd15((key, true)));
         Assert.Contains(key, e.Message);

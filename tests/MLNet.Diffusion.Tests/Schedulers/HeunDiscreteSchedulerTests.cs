@@ -9,7 +9,7 @@ public class HeunDiscreteSchedulerTests
     private static HeunDiscreteScheduler Sd15(params (string, object?)[] overrides) => new(SigmaTestKit.Sd15(overrides));
 
     [Fact]
-    public void ClassDefaults_AreTheLatentDiffusionBetas()
+    public void ClassDefaultsAreTheLatentDiffusionBetas()
     {
         // diffusers' HeunDiscreteScheduler defaults to beta_start 0.00085, beta_end 0.012, beta_schedule linear.
         var s = new HeunDiscreteScheduler(SchedulerConfig.Empty);
@@ -19,7 +19,7 @@ public class HeunDiscreteSchedulerTests
     }
 
     [Fact]
-    public void Sd15Linspace25_ListsEveryModelCall()
+    public void Sd15Linspace25ListsEveryModelCall()
     {
         var s = Sd15();
         s.SetTimesteps(25);
@@ -40,7 +40,7 @@ public class HeunDiscreteSchedulerTests
     }
 
     [Fact]
-    public void KarrasSigmas_KeepFractionalTimesteps()
+    public void KarrasSigmasKeepFractionalTimesteps()
     {
         var s = Sd15(("use_karras_sigmas", true));
         s.SetTimesteps(25);
@@ -52,7 +52,7 @@ public class HeunDiscreteSchedulerTests
     }
 
     [Fact]
-    public void ScaleModelInput_UsesTheSigmaOfEachCall()
+    public void ScaleModelInputUsesTheSigmaOfEachCall()
     {
         var s = Sd15();
         s.SetTimesteps(10);
@@ -71,7 +71,7 @@ public class HeunDiscreteSchedulerTests
     [InlineData("v_prediction", false)]
     [InlineData("sample", false)]
     [InlineData("epsilon", true)]
-    public void FixedTarget_IsReachedWithin1e5(string prediction, bool karras)
+    public void FixedTargetIsReachedWithin1e5(string prediction, bool karras)
     {
         // Measured max |x − μ| ≈ 6e-8.
         Assert.True(SigmaTestKit.FixedTargetError(Sd15(("prediction_type", prediction), ("use_karras_sigmas", karras)), 20) < 1e-5);
@@ -80,7 +80,7 @@ public class HeunDiscreteSchedulerTests
     [Theory]
     [InlineData("epsilon")]
     [InlineData("v_prediction")]
-    public void GaussianData_TransferMatchesKDiffusionHeunAndPreservesTheMarginal(string prediction)
+    public void GaussianDataTransferMatchesKDiffusionHeunAndPreservesTheMarginal(string prediction)
     {
         const double sd = 0.5;
         const int steps = 25;
@@ -105,7 +105,7 @@ public class HeunDiscreteSchedulerTests
     }
 
     [Fact]
-    public void ClipSample_ClampsTheDenoisedEstimate()
+    public void ClipSampleClampsTheDenoisedEstimate()
     {
         // With clip_sample_range 0.5 the denoised estimate of a target in [−1, 1] is clamped to [−0.5, 0.5],
         // and the last (Euler) step lands on it.
@@ -116,7 +116,7 @@ public class HeunDiscreteSchedulerTests
     }
 
     [Fact]
-    public void BeginIndex_MustStartAStep()
+    public void BeginIndexMustStartAStep()
     {
         var s = Sd15();
         s.SetTimesteps(10);
@@ -143,7 +143,7 @@ public class HeunDiscreteSchedulerTests
     }
 
     [Fact]
-    public void Rerun_GivesIdenticalResultsAndStepsAllocateNothing()
+    public void RerunGivesIdenticalResultsAndStepsAllocateNothing()
     {
         var s = Sd15();
         var oracle = new GaussianOracle(s, SigmaTestKit.Pattern(256), 0.5);

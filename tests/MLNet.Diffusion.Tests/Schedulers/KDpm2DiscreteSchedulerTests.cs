@@ -8,7 +8,7 @@ public class KDpm2DiscreteSchedulerTests
     private static KDpm2DiscreteScheduler Sd15(params (string, object?)[] overrides) => new(SigmaTestKit.Sd15(overrides));
 
     [Fact]
-    public void ClassDefaults_AreTheLatentDiffusionBetas()
+    public void ClassDefaultsAreTheLatentDiffusionBetas()
     {
         var s = new KDpm2DiscreteScheduler(SchedulerConfig.Empty);
         Assert.Equal("KDPM2DiscreteScheduler", s.Name);
@@ -17,7 +17,7 @@ public class KDpm2DiscreteSchedulerTests
     }
 
     [Fact]
-    public void Sd15Linspace25_InterleavesFractionalMidpointTimesteps()
+    public void Sd15Linspace25InterleavesFractionalMidpointTimesteps()
     {
         var s = Sd15();
         s.SetTimesteps(25);
@@ -38,7 +38,7 @@ public class KDpm2DiscreteSchedulerTests
     }
 
     [Fact]
-    public void KarrasSigmas_RoundStepTimestepsButNotMidpoints()
+    public void KarrasSigmasRoundStepTimestepsButNotMidpoints()
     {
         var s = Sd15(("use_karras_sigmas", true));
         s.SetTimesteps(25);
@@ -50,7 +50,7 @@ public class KDpm2DiscreteSchedulerTests
     }
 
     [Fact]
-    public void ScaleModelInput_UsesTheMidpointSigmaAtTheSecondCall()
+    public void ScaleModelInputUsesTheMidpointSigmaAtTheSecondCall()
     {
         var s = Sd15();
         s.SetTimesteps(10);
@@ -66,7 +66,7 @@ public class KDpm2DiscreteSchedulerTests
     [InlineData("epsilon", false)]
     [InlineData("v_prediction", false)]
     [InlineData("epsilon", true)]
-    public void FixedTarget_IsReachedWithin1e5(string prediction, bool karras)
+    public void FixedTargetIsReachedWithin1e5(string prediction, bool karras)
     {
         // Measured max |x − μ| ≈ 1.2e-7.
         Assert.True(SigmaTestKit.FixedTargetError(Sd15(("prediction_type", prediction), ("use_karras_sigmas", karras)), 20) < 1e-5);
@@ -75,7 +75,7 @@ public class KDpm2DiscreteSchedulerTests
     [Theory]
     [InlineData("epsilon")]
     [InlineData("v_prediction")]
-    public void GaussianData_TransferMatchesAScalarMidpointModelAndPreservesTheMarginal(string prediction)
+    public void GaussianDataTransferMatchesAScalarMidpointModelAndPreservesTheMarginal(string prediction)
     {
         const double sd = 0.5;
         const int steps = 50;
@@ -105,7 +105,7 @@ public class KDpm2DiscreteSchedulerTests
     }
 
     [Fact]
-    public void BeginIndex_MustStartAStep()
+    public void BeginIndexMustStartAStep()
     {
         var s = Sd15();
         s.SetTimesteps(10);
@@ -115,7 +115,7 @@ public class KDpm2DiscreteSchedulerTests
     }
 
     [Fact]
-    public void AddNoise_UsesTheStepSigmaOfTheCall()
+    public void AddNoiseUsesTheStepSigmaOfTheCall()
     {
         var s = Sd15();
         s.SetTimesteps(10);
@@ -125,7 +125,7 @@ public class KDpm2DiscreteSchedulerTests
     }
 
     [Fact]
-    public void Rerun_GivesIdenticalResultsAndStepsAllocateNothing()
+    public void RerunGivesIdenticalResultsAndStepsAllocateNothing()
     {
         var s = Sd15();
         var oracle = new GaussianOracle(s, SigmaTestKit.Pattern(256), 0.5);
@@ -134,7 +134,7 @@ public class KDpm2DiscreteSchedulerTests
     }
 
     [Fact]
-    public void SamplePrediction_IsNotSupported()
+    public void SamplePredictionIsNotSupported()
     {
         Assert.Throws<NotSupportedException>(() => Sd15(("prediction_type", "sample")));
     }

@@ -25,7 +25,7 @@ public class LcmSchedulerTests
     }
 
     [Fact]
-    public void MoreStepsThanOriginalSchedule_Throws()
+    public void MoreStepsThanOriginalScheduleThrows()
     {
         var lcm = new LcmScheduler(SchedulerConfig.Empty);
         Assert.Throws<ArgumentOutOfRangeException>(() => lcm.SetTimesteps(51));
@@ -34,7 +34,7 @@ public class LcmSchedulerTests
     }
 
     [Fact]
-    public void ClassDefaults_ApplyToMissingKeys()
+    public void ClassDefaultsApplyToMissingKeys()
     {
         // LCMScheduler's β defaults differ from DDIM's: 0.00085 → 0.012, scaled_linear.
         var lcm = new LcmScheduler(SchedulerConfig.Empty);
@@ -60,7 +60,7 @@ public class LcmSchedulerTests
     }
 
     [Fact]
-    public void BoundaryScalings_FollowConsistencyModelParameterisation()
+    public void BoundaryScalingsFollowConsistencyModelParameterisation()
     {
         var lcm = new LcmScheduler(SchedulerConfig.Empty);
         Assert.Equal((1.0, 0.0), lcm.BoundaryScalings(0));   // f(x, 0) = x
@@ -77,7 +77,7 @@ public class LcmSchedulerTests
     [InlineData("v_prediction", 8)]
     [InlineData("sample", 4)]
     [InlineData("sample", 8)]
-    public void FixedTarget_Converges(string prediction, int steps)
+    public void FixedTargetConverges(string prediction, int steps)
     {
         // s = 0: x̂₀ = μ at every step and the last output is c_out·μ + c_skip·x with c_skip < 4e-8 at t ≥ 139;
         // measured error ≲ 4e-7.
@@ -87,7 +87,7 @@ public class LcmSchedulerTests
     }
 
     [Fact]
-    public void GaussianData_4Steps_MatchesExactChainMoments()
+    public void GaussianData4StepsMatchesExactChainMoments()
     {
         // With the Gaussian oracle the model is the MMSE denoiser E[x₀ | x_t], not a consistency function, so
         // LCM does not reproduce s²: each step re-noises the shrunken estimate and the output is the last
@@ -118,7 +118,7 @@ public class LcmSchedulerTests
     }
 
     [Fact]
-    public void SameSeed_SameOutput_DifferentSeed_DifferentOutput()
+    public void SameSeedSameOutputDifferentSeedDifferentOutput()
     {
         float[] Run(long seed) => Generate(new LcmScheduler(SchedulerConfig.Empty), [(float)Mu], S, 4, 512, seed);
         Assert.Equal(Run(31), Run(31));
@@ -126,7 +126,7 @@ public class LcmSchedulerTests
     }
 
     [Fact]
-    public void StepWithoutNoise_Throws_StepBeforeSetTimesteps_Throws()
+    public void StepWithoutNoiseThrowsStepBeforeSetTimestepsThrows()
     {
         var lcm = new LcmScheduler(SchedulerConfig.Empty);
         Assert.Throws<InvalidOperationException>(() => lcm.Step(new float[4], new float[4], new GaussianNoise(1)));
@@ -136,7 +136,7 @@ public class LcmSchedulerTests
     }
 
     [Fact]
-    public void ImageToImage_FromBeginIndex_Converges()
+    public void ImageToImageFromBeginIndexConverges()
     {
         var mu = Pattern();
         var x = GenerateFrom(new LcmScheduler(SchedulerConfig.Empty), mu, 8, 4, 1024, seed: 6);

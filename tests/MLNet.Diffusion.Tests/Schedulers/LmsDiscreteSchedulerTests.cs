@@ -24,7 +24,7 @@ public class LmsDiscreteSchedulerTests
     }
 
     [Fact]
-    public void Sd15Linspace50_MatchesDiffusersTables()
+    public void Sd15Linspace50MatchesDiffusersTables()
     {
         var s = Sd15();
         Assert.Equal("LMSDiscreteScheduler", s.Name);
@@ -39,7 +39,7 @@ public class LmsDiscreteSchedulerTests
     }
 
     [Fact]
-    public void KarrasSigmas_SpanTheInterpolatedRange()
+    public void KarrasSigmasSpanTheInterpolatedRange()
     {
         var s = Sd15(("use_karras_sigmas", true));
         s.SetTimesteps(50);
@@ -52,7 +52,7 @@ public class LmsDiscreteSchedulerTests
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
-    public void Coefficients_IntegrateTheLagrangeBasisExactly(bool karras)
+    public void CoefficientsIntegrateTheLagrangeBasisExactly(bool karras)
     {
         var s = Sd15(("use_karras_sigmas", karras));
         s.SetTimesteps(30);
@@ -81,14 +81,14 @@ public class LmsDiscreteSchedulerTests
     [InlineData("epsilon")]
     [InlineData("v_prediction")]
     [InlineData("sample")]
-    public void FixedTarget_IsReachedWithin1e5(string prediction)
+    public void FixedTargetIsReachedWithin1e5(string prediction)
     {
         // Measured max |x − μ| ≈ 5e-7.
         Assert.True(SigmaTestKit.FixedTargetError(Sd15(("prediction_type", prediction)), 50) < 1e-5);
     }
 
     [Fact]
-    public void FixedTargetWithKarrasSigmas_IsReachedWithin5e3()
+    public void FixedTargetWithKarrasSigmasIsReachedWithin5e3()
     {
         // Karras σ map to fractional timesteps through log-σ interpolation, while the oracle (like a UNet, which only
         // sees t) reads σ(t) by linear interpolation; between t = 0 and t = 1 σ changes by 41%, so the two differ by up
@@ -100,7 +100,7 @@ public class LmsDiscreteSchedulerTests
     [Theory]
     [InlineData("epsilon")]
     [InlineData("v_prediction")]
-    public void GaussianData_TransferMatchesAScalarLmsModelAndPreservesTheMarginal(string prediction)
+    public void GaussianDataTransferMatchesAScalarLmsModelAndPreservesTheMarginal(string prediction)
     {
         const double sd = 0.5;
         const int steps = 50;
@@ -126,7 +126,7 @@ public class LmsDiscreteSchedulerTests
     }
 
     [Fact]
-    public void BeginIndex_RestartsTheHistorySoImageToImageStillReachesTheTarget()
+    public void BeginIndexRestartsTheHistorySoImageToImageStillReachesTheTarget()
     {
         // Image-to-image with the exact denoiser for a fixed μ: noise μ to call 20 of 50 and run the rest. The order
         // grows from 1 with the derivatives collected, so the first step is an exact Euler step along the exact
@@ -159,7 +159,7 @@ public class LmsDiscreteSchedulerTests
     }
 
     [Fact]
-    public void ScaleModelInput_DividesBySqrtSigmaSquaredPlusOneAtTheCurrentStep()
+    public void ScaleModelInputDividesBySqrtSigmaSquaredPlusOneAtTheCurrentStep()
     {
         var s = Sd15();
         s.SetTimesteps(20);
@@ -169,7 +169,7 @@ public class LmsDiscreteSchedulerTests
     }
 
     [Fact]
-    public void Rerun_ResetsTheHistoryAndStepsAllocateNothing()
+    public void RerunResetsTheHistoryAndStepsAllocateNothing()
     {
         var s = Sd15();
         var oracle = new GaussianOracle(s, SigmaTestKit.Pattern(256), 0.5);
@@ -180,7 +180,7 @@ public class LmsDiscreteSchedulerTests
     }
 
     [Fact]
-    public void AddNoise_IsOriginalPlusSigmaTimesNoiseAtTheCall()
+    public void AddNoiseIsOriginalPlusSigmaTimesNoiseAtTheCall()
     {
         var s = Sd15();
         s.SetTimesteps(20);

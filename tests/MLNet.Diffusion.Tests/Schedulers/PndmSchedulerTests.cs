@@ -11,7 +11,7 @@ public class PndmSchedulerTests
     private static SchedulerConfig Sd15 => SchedulerConfig.Parse(Sd15Json, "stable-diffusion-v1-5/scheduler/scheduler_config.json");
 
     [Fact]
-    public void Sd15Config_Parses_And_Gives_Diffusers51Calls()
+    public void Sd15ConfigParsesAndGivesDiffusers51Calls()
     {
         var config = Sd15;
         Assert.Equal("PNDMScheduler", config.ClassName);
@@ -35,7 +35,7 @@ public class PndmSchedulerTests
     }
 
     [Fact]
-    public void RungeKuttaWarmup_Gives_Diffusers59Calls()
+    public void RungeKuttaWarmupGivesDiffusers59Calls()
     {
         var pndm = new PndmScheduler(Sd15.With(("skip_prk_steps", false)));
         pndm.SetTimesteps(50);
@@ -63,7 +63,7 @@ public class PndmSchedulerTests
     }
 
     [Fact]
-    public void ClassDefaults_ApplyToMissingKeys()
+    public void ClassDefaultsApplyToMissingKeys()
     {
         var pndm = new PndmScheduler(SchedulerConfig.Empty);
         Assert.False(pndm.SkipPrkSteps);                            // skip_prk_steps defaults to false
@@ -75,7 +75,7 @@ public class PndmSchedulerTests
     }
 
     [Fact]
-    public void SetAlphaToOne_DefaultFalse_LeavesAlpha0Noise()
+    public void SetAlphaToOneDefaultFalseLeavesAlpha0Noise()
     {
         var mu = Pattern();
         var pndm = new PndmScheduler(Config(("skip_prk_steps", true)));
@@ -98,7 +98,7 @@ public class PndmSchedulerTests
     [InlineData(false, "epsilon")]
     [InlineData(false, "v_prediction")]
     [InlineData(false, "sample")]
-    public void FixedTarget_Converges(bool skipPrk, string prediction)
+    public void FixedTargetConverges(bool skipPrk, string prediction)
     {
         // s = 0: along the exact path ε̂ is constant, every multistep combination (weights sum to 1) returns it and
         // the eq. 9 transfer is exact; only float rounding remains (measured ≲ 3e-6). This also holds for
@@ -112,7 +112,7 @@ public class PndmSchedulerTests
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
-    public void GaussianData_50Steps_MatchesDataDistribution(bool skipPrk)
+    public void GaussianData50StepsMatchesDataDistribution(bool skipPrk)
     {
         // PLMS is 4th order: at 50 steps its output on N(μ, s²) data already has the data's moments (the exact
         // recursion gives mean 0.2989, variance 0.2506 for the PLMS warm-up), where first-order DDIM still has
@@ -129,7 +129,7 @@ public class PndmSchedulerTests
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
-    public void Steps_FollowDiffusersStepByStep(bool skipPrk)
+    public void StepsFollowDiffusersStepByStep(bool skipPrk)
     {
         // A scalar re-statement of diffusers' step_plms / step_prk bookkeeping (counter, ets, cur_sample,
         // cur_model_output), fed with made-up ε outputs; the transfer is written in its DDIM form
@@ -181,7 +181,7 @@ public class PndmSchedulerTests
     }
 
     [Fact]
-    public void SetTimesteps_ResetsHistory()
+    public void SetTimestepsResetsHistory()
     {
         var mu = Pattern();
         var fresh = Generate(new PndmScheduler(Sd15), mu, 0.2, 20, 512, seed: 8);
@@ -211,7 +211,7 @@ public class PndmSchedulerTests
     [InlineData(false, 4)]
     [InlineData(false, 8)]
     [InlineData(false, 20)]
-    public void ImageToImage_FromBeginIndex_Converges(bool skipPrk, int begin)
+    public void ImageToImageFromBeginIndexConverges(bool skipPrk, int begin)
     {
         var mu = Pattern();
         var pndm = new PndmScheduler(Sd15.With(("skip_prk_steps", skipPrk), ("set_alpha_to_one", true)));
@@ -220,7 +220,7 @@ public class PndmSchedulerTests
     }
 
     [Fact]
-    public void BeginIndex_OnRepeatedTimestep_MovesToItsSecondVisit()
+    public void BeginIndexOnRepeatedTimestepMovesToItsSecondVisit()
     {
         var pndm = new PndmScheduler(Sd15);
         pndm.SetTimesteps(50);
@@ -230,7 +230,7 @@ public class PndmSchedulerTests
     }
 
     [Fact]
-    public void BeginIndex_InsideRungeKuttaStep_Throws()
+    public void BeginIndexInsideRungeKuttaStepThrows()
     {
         var pndm = new PndmScheduler(Sd15.With(("skip_prk_steps", false)));
         pndm.SetTimesteps(50);
@@ -240,7 +240,7 @@ public class PndmSchedulerTests
     }
 
     [Fact]
-    public void RungeKuttaWarmup_NeedsFourSteps()
+    public void RungeKuttaWarmupNeedsFourSteps()
     {
         var pndm = new PndmScheduler(SchedulerConfig.Empty);
         Assert.Throws<ArgumentOutOfRangeException>(() => pndm.SetTimesteps(3));
@@ -249,7 +249,7 @@ public class PndmSchedulerTests
     }
 
     [Fact]
-    public void StepBeforeSetTimesteps_Throws_AndNoNoiseIsNeeded()
+    public void StepBeforeSetTimestepsThrowsAndNoNoiseIsNeeded()
     {
         var pndm = new PndmScheduler(Sd15);
         Assert.False(pndm.IsStochastic);
@@ -260,7 +260,7 @@ public class PndmSchedulerTests
     }
 
     [Fact]
-    public void AddNoise_UsesAlphaBarAtCallTimestep()
+    public void AddNoiseUsesAlphaBarAtCallTimestep()
     {
         var pndm = new PndmScheduler(Sd15);
         pndm.SetTimesteps(50);

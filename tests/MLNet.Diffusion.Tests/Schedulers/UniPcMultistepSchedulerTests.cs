@@ -13,7 +13,7 @@ public class UniPcMultistepSchedulerTests
     [InlineData(3, "bh2", true)]
     [InlineData(2, "bh1", true)]
     [InlineData(2, "bh2", false)] // noise prediction
-    public void FixedTarget_IsReachedAtEveryOrder(int order, string solverType, bool predictX0)
+    public void FixedTargetIsReachedAtEveryOrder(int order, string solverType, bool predictX0)
     {
         var s = Sd15(("solver_order", order), ("solver_type", solverType), ("predict_x0", predictX0),
             ("final_sigmas_type", predictX0 ? "zero" : "sigma_min"));
@@ -25,7 +25,7 @@ public class UniPcMultistepSchedulerTests
     [Theory]
     [InlineData(2)]
     [InlineData(3)]
-    public void GaussianData_KeepsMeanAndVarianceCloseAt25Steps(int order)
+    public void GaussianDataKeepsMeanAndVarianceCloseAt25Steps(int order)
     {
         var s = Sd15(("solver_order", order), ("use_karras_sigmas", true));
         var end = SigmaTestKit.RunFromMarginal(s, 0.3f, 0.5, 25, 16384, 11, out var start);

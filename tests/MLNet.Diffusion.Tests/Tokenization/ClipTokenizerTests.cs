@@ -32,7 +32,7 @@ public sealed class ClipTokenizerTests
     // ---- the real CLIP vocabulary ----
 
     [Fact]
-    public void Reproduces_every_reference_id_sequence()
+    public void ReproducesEveryReferenceIdSequence()
     {
         string dir = ClipTestData.Directory;
         ClipTokenizer tokenizer = Shared();
@@ -51,7 +51,7 @@ public sealed class ClipTokenizerTests
     }
 
     [Fact]
-    public void Looks_up_special_ids_in_the_vocabulary_and_pads_with_eos_by_default()
+    public void LooksUpSpecialIdsInTheVocabularyAndPadsWithEosByDefault()
     {
         ClipTokenizer tokenizer = Shared();
         Assert.Equal(77, tokenizer.MaxLength);
@@ -61,7 +61,7 @@ public sealed class ClipTokenizerTests
     }
 
     [Fact]
-    public void Create_with_default_options_matches_Load()
+    public void CreateWithDefaultOptionsMatchesLoad()
     {
         string dir = ClipTestData.Directory;
         ClipTokenizer created = ClipTokenizer.Create(Path.Combine(dir, "vocab.json"), Path.Combine(dir, "merges.txt"));
@@ -72,7 +72,7 @@ public sealed class ClipTokenizerTests
     [InlineData("tokenizer_config.json", "{\"pad_token\": \"!\", \"model_max_length\": 77}")]
     [InlineData("tokenizer_config.json", "{\"pad_token\": {\"__type\": \"AddedToken\", \"content\": \"!\", \"lstrip\": false}, \"model_max_length\": 1000000000000000019884624838656}")]
     [InlineData("special_tokens_map.json", "{\"bos_token\": \"<|startoftext|>\", \"eos_token\": \"<|endoftext|>\", \"pad_token\": {\"content\": \"!\", \"normalized\": false}}")]
-    public void Reads_the_pad_token_from_the_folder(string fileName, string json)
+    public void ReadsThePadTokenFromTheFolder(string fileName, string json)
     {
         string dir = ClipTestData.Directory;
         using var folder = TempFolder.WithSharedVocabulary(dir);
@@ -89,7 +89,7 @@ public sealed class ClipTokenizerTests
     }
 
     [Fact]
-    public void Special_tokens_map_wins_over_tokenizer_config()
+    public void SpecialTokensMapWinsOverTokenizerConfig()
     {
         string dir = ClipTestData.Directory;
         using var folder = TempFolder.WithSharedVocabulary(dir);
@@ -104,7 +104,7 @@ public sealed class ClipTokenizerTests
     }
 
     [Fact]
-    public void Truncates_a_long_prompt_to_75_content_tokens()
+    public void TruncatesALongPromptTo75ContentTokens()
     {
         ClipTokenizer tokenizer = Shared();
         string prompt = string.Join(' ', Enumerable.Range(0, 200).Select(i => i % 2 == 0 ? "cat" : "photo"));
@@ -123,7 +123,7 @@ public sealed class ClipTokenizerTests
     }
 
     [Fact]
-    public void Exactly_75_content_tokens_are_not_truncated()
+    public void Exactly75ContentTokensAreNotTruncated()
     {
         ClipTokenizer tokenizer = Shared();
         string prompt = string.Join(' ', Enumerable.Repeat("cat", 75));
@@ -142,7 +142,7 @@ public sealed class ClipTokenizerTests
     [InlineData("")]
     [InlineData("   ")]
     [InlineData("\t\r\n\u00a0\u2003")]
-    public void Empty_text_gives_bos_eos_and_padding(string text)
+    public void EmptyTextGivesBosEosAndPadding(string text)
     {
         ClipTokenizer tokenizer = Shared();
         int[] ids = tokenizer.Encode(text);
@@ -158,14 +158,14 @@ public sealed class ClipTokenizerTests
     [InlineData("  A   Photo\tOF\na  CAT  ")]
     [InlineData("A PHOTO OF A CAT")]
     [InlineData("a\u00a0photo\u2003of a\r\ncat")]
-    public void Whitespace_and_case_do_not_matter(string text)
+    public void WhitespaceAndCaseDoNotMatter(string text)
     {
         ClipTokenizer tokenizer = Shared();
         Assert.Equal(tokenizer.Encode("a photo of a cat"), tokenizer.Encode(text));
     }
 
     [Fact]
-    public void Composed_and_decomposed_accents_encode_alike()
+    public void ComposedAndDecomposedAccentsEncodeAlike()
     {
         ClipTokenizer tokenizer = Shared();
         Assert.Equal(tokenizer.Encode("caf\u00e9"), tokenizer.Encode("cafe\u0301"));
@@ -180,7 +180,7 @@ public sealed class ClipTokenizerTests
     [InlineData("<|endoftext|><|startoftext|> <|endoftext")]
     [InlineData("\uFEFF\u200B\u200D\uFFFF\uFFFE")]
     [InlineData("\uFDD0 \U0001FFFE \U0010FFFF e\u0301")]
-    public void Odd_text_does_not_throw(string text)
+    public void OddTextDoesNotThrow(string text)
     {
         ClipTokenizer tokenizer = Shared();
         int[] ids = tokenizer.Encode(text);
@@ -190,21 +190,21 @@ public sealed class ClipTokenizerTests
     }
 
     [Fact]
-    public void Control_characters_are_dropped()
+    public void ControlCharactersAreDropped()
     {
         ClipTokenizer tokenizer = Shared();
         Assert.Equal(tokenizer.Encode("a cat"), tokenizer.Encode("a\u0000 c\u0007a\u001bt"));
     }
 
     [Fact]
-    public void Special_tokens_in_the_text_map_to_their_ids()
+    public void SpecialTokensInTheTextMapToTheirIds()
     {
         ClipTokenizer tokenizer = Shared();
         Assert.Equal(new[] { 2368, EndOfText, StartOfText }, tokenizer.EncodeContent("cat<|endoftext|> <|startoftext|>"));
     }
 
     [Fact]
-    public void A_100_kB_prompt_is_encoded()
+    public void A100KBPromptIsEncoded()
     {
         ClipTokenizer tokenizer = Shared();
         var random = new Random(1234);
@@ -234,7 +234,7 @@ public sealed class ClipTokenizerTests
     }
 
     [Fact]
-    public void Concurrent_encodes_agree_with_sequential_ones()
+    public void ConcurrentEncodesAgreeWithSequentialOnes()
     {
         string dir = ClipTestData.Directory;
         ClipTokenizer tokenizer = Shared();
@@ -253,7 +253,7 @@ public sealed class ClipTokenizerTests
     }
 
     [Fact]
-    public void Null_text_throws()
+    public void NullTextThrows()
     {
         using var folder = TempFolder.WithTinyVocabulary(includeBos: true, includeEos: true);
         ClipTokenizer tokenizer = ClipTokenizer.Load(folder.Path);
@@ -263,7 +263,7 @@ public sealed class ClipTokenizerTests
     }
 
     [Fact]
-    public void Too_short_destination_throws()
+    public void TooShortDestinationThrows()
     {
         using var folder = TempFolder.WithTinyVocabulary(includeBos: true, includeEos: true);
         ClipTokenizer tokenizer = ClipTokenizer.Load(folder.Path);
@@ -273,7 +273,7 @@ public sealed class ClipTokenizerTests
     // ---- generated vocabularies (no shared data needed) ----
 
     [Fact]
-    public void Small_generated_vocabulary_uses_its_own_special_ids()
+    public void SmallGeneratedVocabularyUsesItsOwnSpecialIds()
     {
         using var folder = TempFolder.WithTinyVocabulary(includeBos: true, includeEos: true);
         folder.Write("tokenizer_config.json", "{\"pad_token\": \"!\", \"model_max_length\": 8}");
@@ -289,7 +289,7 @@ public sealed class ClipTokenizerTests
     }
 
     [Fact]
-    public void Options_set_pad_token_and_length()
+    public void OptionsSetPadTokenAndLength()
     {
         using var folder = TempFolder.WithTinyVocabulary(includeBos: true, includeEos: true);
         ClipTokenizer tokenizer = ClipTokenizer.Create(folder.File("vocab.json"), folder.File("merges.txt"),
@@ -302,7 +302,7 @@ public sealed class ClipTokenizerTests
     }
 
     [Fact]
-    public void Rejects_a_max_length_below_three()
+    public void RejectsAMaxLengthBelowThree()
     {
         using var folder = TempFolder.WithTinyVocabulary(includeBos: true, includeEos: true);
         Assert.Throws<ArgumentOutOfRangeException>(() => ClipTokenizer.Create(folder.File("vocab.json"), folder.File("merges.txt"),
@@ -317,7 +317,7 @@ public sealed class ClipTokenizerTests
     [Theory]
     [InlineData(false, true, "<|startoftext|>")]
     [InlineData(true, false, "<|endoftext|>")]
-    public void Vocabulary_without_a_special_token_is_rejected(bool includeBos, bool includeEos, string missing)
+    public void VocabularyWithoutASpecialTokenIsRejected(bool includeBos, bool includeEos, string missing)
     {
         using var folder = TempFolder.WithTinyVocabulary(includeBos, includeEos);
         var e = Assert.Throws<InvalidDataException>(() => ClipTokenizer.Load(folder.Path));
@@ -326,7 +326,7 @@ public sealed class ClipTokenizerTests
     }
 
     [Fact]
-    public void Vocabulary_without_the_pad_token_is_rejected()
+    public void VocabularyWithoutThePadTokenIsRejected()
     {
         using var folder = TempFolder.WithTinyVocabulary(includeBos: true, includeEos: true);
         folder.Write("special_tokens_map.json", "{\"pad_token\": {\"content\": \"<pad>\"}}");
@@ -336,7 +336,7 @@ public sealed class ClipTokenizerTests
     }
 
     [Fact]
-    public void Broken_files_are_named()
+    public void BrokenFilesAreNamed()
     {
         using var folder = TempFolder.WithTinyVocabulary(includeBos: true, includeEos: true);
         folder.Write("tokenizer_config.json", "{ not json");
@@ -359,7 +359,7 @@ public sealed class ClipTokenizerTests
     }
 
     [Fact]
-    public void Missing_vocab_names_the_file()
+    public void MissingVocabNamesTheFile()
     {
         using var folder = new TempFolder();
         var e = Assert.Throws<FileNotFoundException>(() => ClipTokenizer.Load(folder.Path));
@@ -369,7 +369,7 @@ public sealed class ClipTokenizerTests
     }
 
     [Fact]
-    public void Missing_merges_names_the_file()
+    public void MissingMergesNamesTheFile()
     {
         using var folder = TempFolder.WithTinyVocabulary(includeBos: true, includeEos: true);
         File.Delete(folder.File("merges.txt"));
@@ -382,7 +382,7 @@ public sealed class ClipTokenizerTests
     }
 
     [Fact]
-    public void Missing_folder_names_vocab_json()
+    public void MissingFolderNamesVocabJson()
     {
         string path = Path.Combine(Path.GetTempPath(), "mlnet-clip-absent-" + Guid.NewGuid().ToString("N"));
         var e = Assert.Throws<FileNotFoundException>(() => ClipTokenizer.Load(path));
