@@ -106,23 +106,12 @@ internal class GenerationSettings : ModelSettings
         try
         {
             _ = ParsedSize;
-            OptionParsing.CheckRange("--steps", Steps, 1, 1000);
-            OptionParsing.CheckRange("--batch-size", BatchSize, 1, 256);
-            if (!float.IsFinite(Guidance)) throw new UserException($"--guidance must be a finite number; got {Guidance.ToString(CultureInfo.InvariantCulture)}.");
-            if (!(Eta >= 0 && Eta <= 1)) throw new UserException($"--eta must be from 0 to 1; got {Eta.ToString(CultureInfo.InvariantCulture)}.");
-            if (!(GuidanceRescale >= 0 && GuidanceRescale <= 1))
-                throw new UserException($"--guidance-rescale must be from 0 to 1; got {GuidanceRescale.ToString(CultureInfo.InvariantCulture)}.");
-            if (Scheduler is not null)
-            {
-                try
-                {
-                    SchedulerFactory.Create(Scheduler, SchedulerConfig.Empty);
-                }
-                catch (ArgumentException e)
-                {
-                    throw new UserException("--scheduler: " + Program.MessageOf(e));
-                }
-            }
+            OptionParsing.Check(SettingLimits.Steps("--steps", Steps));
+            OptionParsing.Check(SettingLimits.Count("--batch-size", BatchSize, 1, SettingLimits.MaxBatchSize));
+            OptionParsing.Check(SettingLimits.GuidanceScale("--guidance", Guidance));
+            OptionParsing.Check(SettingLimits.Eta("--eta", Eta));
+            OptionParsing.Check(SettingLimits.GuidanceRescale("--guidance-rescale", GuidanceRescale));
+            OptionParsing.Check(SettingLimits.Scheduler("--scheduler", Scheduler));
         }
         catch (UserException e)
         {
@@ -141,14 +130,20 @@ internal static partial class OptionParsing
     [GeneratedRegex(@"^\s*(cpu|cuda)(?::(\d{1,3}))?\s*$", RegexOptions.IgnoreCase)]
     private static partial Regex DevicePattern();
 
-    /// <summary>"WxH" → (W, H), both multiples of 8 from 8 to 4096.</summary>
+    /// <summary>A problem from <see cref="SettingLimits"/> (the limits every entry point shares) as a usage error.</summary>
+    public static void Check(string? problem)
+    {
+        if (problem is not null) throw new UserException(problem);
+    }
+
+    /// <summary>"WxH" → (W, H), both within <see cref="SettingLimits"/>' size limits.</summary>
     public static (int Width, int Height) ParseSize(string text)
     {
         var m = SizePattern().Match(text);
         if (!m.Success) throw new UserException($"--size must be WIDTHxHEIGHT in pixels, e.g. 512x512; got '{text}'.");
         int w = int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture), h = int.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture);
-        if (w < 8 || h < 8 || w > 4096 || h > 4096 || w % 8 != 0 || h % 8 != 0)
-            throw new UserException($"--size: width and height must be multiples of 8 from 8 to 4096 (the VAE works on 8×8 blocks); got {w}x{h}.");
+        Check(SettingLimits.Size("--size width", w));
+        Check(SettingLimits.Size("--size height", h));
         return (w, h);
     }
 

@@ -51,8 +51,7 @@ internal sealed class GenerateCommand(CliEnvironment environment) : Command<Gene
                 OptionParsing.CheckRange("--count", Count, 1, 10000);
                 if (InitImage is null && (Strength is not null || Mask is not null))
                     throw new UserException($"{(Mask is not null ? "--mask" : "--strength")} needs --init-image.");
-                if (Strength is float strength && !(strength >= 0 && strength <= 1))
-                    throw new UserException($"--strength must be from 0 to 1; got {strength.ToString(System.Globalization.CultureInfo.InvariantCulture)}.");
+                OptionParsing.Check(SettingLimits.Strength("--strength", Strength));
                 foreach (var (option, path) in new[] { ("--init-image", InitImage), ("--mask", Mask) })
                     if (path is not null && !File.Exists(path)) throw new UserException($"{option}: the file '{Path.GetFullPath(path)}' does not exist.");
             }

@@ -150,10 +150,9 @@ public sealed class StableDiffusionImageGenerator : IImageGenerator
             throw new ArgumentOutOfRangeException(nameof(options), count, $"ImageGenerationOptions.Count must be 1 or more; got {count}.");
         if (options?.ImageSize is { } size)
         {
-            if (SettingLimits.Size("ImageGenerationOptions.ImageSize.Width", size.Width) is not null || SettingLimits.Size("ImageGenerationOptions.ImageSize.Height", size.Height) is not null)
-                throw new ArgumentException(
-                    $"ImageGenerationOptions.ImageSize must have a width and height that are multiples of 8 from 8 to 4096 (the VAE works on 8×8 pixel blocks); got {size.Width}×{size.Height}. " +
-                    $"The nearest valid size is {Nearest(size.Width)}×{Nearest(size.Height)}.", nameof(options));
+            if ((SettingLimits.Size("ImageGenerationOptions.ImageSize.Width", size.Width)
+                 ?? SettingLimits.Size("ImageGenerationOptions.ImageSize.Height", size.Height)) is { } problem)
+                throw new ArgumentException($"{problem} The size asked for is {size.Width}×{size.Height}; the nearest valid size is {Nearest(size.Width)}×{Nearest(size.Height)}.", nameof(options));
             generation.Width = size.Width;
             generation.Height = size.Height;
         }

@@ -34,7 +34,7 @@ public class CliOptionsTests
     [Theory]
     [InlineData("unknown option", new[] { "generate", "a red circle", "--bogus" }, "bogus")]
     [InlineData("size not WxH", new[] { "generate", "a red circle", "--size", "big" }, "WIDTHxHEIGHT")]
-    [InlineData("size not a multiple of 8", new[] { "generate", "a red circle", "--size", "100x64" }, "multiples of 8")]
+    [InlineData("size not a multiple of 8", new[] { "generate", "a red circle", "--size", "100x64" }, "a multiple of 8")]
     [InlineData("negative steps", new[] { "generate", "a red circle", "--steps", "-5" }, "--steps")]
     [InlineData("negative steps, = form", new[] { "generate", "a red circle", "--steps=-5" }, "--steps")]
     [InlineData("steps not a number", new[] { "generate", "a red circle", "--steps", "many" }, "many")]

@@ -147,7 +147,7 @@ public class StableDiffusionImageGeneratorTests(GeneratorModelFixture model) : I
         var options = new ImageGenerationOptions { ImageSize = new System.Drawing.Size(width, height) };
         var e = await Assert.ThrowsAsync<ArgumentException>(() => Generator().GenerateImagesAsync(Prompt, options));
         Assert.Contains("ImageSize", e.Message);
-        Assert.Contains("multiples of 8", e.Message);
+        Assert.Contains("a multiple of 8", e.Message);
         Assert.Contains(shown, e.Message);
     }
 
