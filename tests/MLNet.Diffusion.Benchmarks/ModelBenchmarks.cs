@@ -113,7 +113,7 @@ public class SyntheticSd15Benchmarks
 
     /// <summary>The library's denoising loop: 3 UNet calls.</summary>
     [Benchmark]
-    public int LibraryDenoise() => _pipeline.Denoise(_cond, _uncond, [1], [7.5f], 512, 512, _options).Length;
+    public int LibraryDenoise() => _pipeline.Denoise(_cond, _uncond, [1], [7.5f], _options).Length;
 
     /// <summary>Text → 512×512 image, library, 3 steps.</summary>
     [Benchmark]

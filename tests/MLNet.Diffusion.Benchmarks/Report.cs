@@ -117,14 +117,14 @@ public static class Report
     {
         using (var demo = StableDiffusionPipeline.Load(ModelFolders.Demo))
         {
-            var o = new GenerationOptions { Steps = 25, Scheduler = "euler", GuidanceScale = 7.5f };
+            var o = new GenerationOptions { Steps = 25, Scheduler = "euler", GuidanceScale = 7.5f, Width = 128, Height = 128 };
             for (int round = 0; round < 3; round++)
             {
                 long t0 = Stopwatch.GetTimestamp();
                 var c = demo.EncodeText(["a red circle"]);
                 var u = demo.EncodeText([""]);
                 long t1 = Stopwatch.GetTimestamp();
-                var lat = demo.Denoise(c, u, [1], [7.5f], 128, 128, o);
+                var lat = demo.Denoise(c, u, [1], [7.5f], o);
                 long t2 = Stopwatch.GetTimestamp();
                 foreach (var im in demo.Decode(lat, 1, 16, 16)) im.Dispose();
                 long t3 = Stopwatch.GetTimestamp();
@@ -152,12 +152,12 @@ public static class Report
         var options = new GenerationOptions { Steps = steps, Scheduler = "euler", GuidanceScale = 7.5f, Width = size, Height = size };
         var cond = pipeline.EncodeText(["a red circle"]);
         var uncond = pipeline.EncodeText([""]);
-        pipeline.Denoise(cond, uncond, [1], [7.5f], size, size, options); // warm-up
+        pipeline.Denoise(cond, uncond, [1], [7.5f], options); // warm-up
         var probe = new StepProbe();
         var runBefore = pipeline.UNet.RunTime;
         long callsBefore = pipeline.UNet.RunCount;
         long start = Stopwatch.GetTimestamp();
-        pipeline.Denoise(cond, uncond, [2], [7.5f], size, size, options, probe);
+        pipeline.Denoise(cond, uncond, [2], [7.5f], options, probe);
         var wall = Stopwatch.GetElapsedTime(start);
         var inside = pipeline.UNet.RunTime - runBefore;
         long calls = pipeline.UNet.RunCount - callsBefore;

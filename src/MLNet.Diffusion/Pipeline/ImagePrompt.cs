@@ -4,8 +4,10 @@ using MLNet.Diffusion.Pipeline;
 namespace MLNet.Diffusion;
 
 /// <summary>
-/// One image to generate: its prompt, negative prompt, seed and, optionally, its own guidance scale and an
-/// image to start from (image-to-image) with a mask of what to repaint (inpainting).
+/// One image to generate: its prompt, negative prompt, seed and, optionally, its own steps, size and guidance scale
+/// (null takes the call's <see cref="GenerationOptions"/>) and an image to start from (image-to-image) with a mask of
+/// what to repaint (inpainting). Requests of one call may differ in all of these: the pipeline runs those that can
+/// share a UNet batch together and returns the images in request order.
 /// </summary>
 /// <param name="Prompt">What the image should show.</param>
 /// <param name="Seed">The noise seed: the same seed and settings give the same image.</param>
@@ -20,8 +22,17 @@ public sealed record ImagePrompt(string Prompt, long Seed = 0)
     /// <summary>What the image should not show (the unconditional half of guidance). Default: empty.</summary>
     public string NegativePrompt { get; init; } = "";
 
-    /// <summary>This image's guidance scale, overriding <see cref="GenerationOptions.GuidanceScale"/>.</summary>
+    /// <summary>This image's guidance scale, overriding <see cref="GenerationOptions.GuidanceScale"/>; at 1 or below guidance is off.</summary>
     public float? GuidanceScale { get; init; }
+
+    /// <summary>This image's inference steps (1–1000), overriding <see cref="GenerationOptions.Steps"/>.</summary>
+    public int? Steps { get; init; }
+
+    /// <summary>This image's width in pixels (a multiple of 8 from 8 to 4096), overriding <see cref="GenerationOptions.Width"/>.</summary>
+    public int? Width { get; init; }
+
+    /// <summary>This image's height in pixels (a multiple of 8 from 8 to 4096), overriding <see cref="GenerationOptions.Height"/>.</summary>
+    public int? Height { get; init; }
 
     /// <summary>
     /// The image to start from (image-to-image, and the image that inpainting repaints); null generates from

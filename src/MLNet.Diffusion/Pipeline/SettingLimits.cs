@@ -83,6 +83,21 @@ internal static class SettingLimits
         return problems.OfType<string>();
     }
 
+    /// <summary>Every problem of one image request's own settings (those it leaves null are the call's), each named
+    /// <c>{prefix}: {Setting}</c>.</summary>
+    public static IEnumerable<string> Problems(ImagePrompt request, string prefix)
+    {
+        string?[] problems =
+        [
+            request.Steps is int steps ? Steps($"{prefix}: {nameof(request.Steps)}", steps) : null,
+            Size($"{prefix}: {nameof(request.Width)}", request.Width),
+            Size($"{prefix}: {nameof(request.Height)}", request.Height),
+            request.GuidanceScale is float guidance ? GuidanceScale($"{prefix}: {nameof(request.GuidanceScale)}", guidance) : null,
+            Strength($"{prefix}: {nameof(request.Strength)}", request.Strength),
+        ];
+        return problems.OfType<string>();
+    }
+
     /// <summary>Every problem of <paramref name="options"/>, each named <c>{prefix}.{Setting}</c>.</summary>
     public static IEnumerable<string> Problems(DiffusionRuntimeOptions options, string prefix)
     {

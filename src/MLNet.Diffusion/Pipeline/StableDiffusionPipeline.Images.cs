@@ -73,44 +73,6 @@ public sealed partial class StableDiffusionPipeline
         return latents;
     }
 
-    /// <summary>What each image request runs with: its guidance scale and the number of steps it skips.</summary>
-    private readonly record struct ImagePlan(float Guidance, int StartStep);
-
-    /// <summary>Checks every request (before any model runs) and works out its guidance and start step.</summary>
-    private ImagePlan[] PlanImages(IReadOnlyList<ImagePrompt> images, GenerationOptions options)
-    {
-        var plan = new ImagePlan[images.Count];
-        for (int i = 0; i < images.Count; i++)
-        {
-            var p = images[i] ?? throw new ArgumentNullException(nameof(images), $"Image request {i} is null.");
-            float guidance = p.GuidanceScale ?? options.GuidanceScale;
-            SettingLimits.ThrowIf(SettingLimits.GuidanceScale($"Image {i}: GuidanceScale", guidance), nameof(images));
-            int start = 0;
-            if (p.InitImage is null)
-            {
-                if (p.Mask is not null)
-                    throw new ArgumentException($"Image {i}: a Mask needs an InitImage (the image whose white mask region is repainted); this request has none.", nameof(images));
-                if (p.Strength is float s)
-                    throw new ArgumentException($"Image {i}: Strength ({s}) applies to an InitImage; this request has none.", nameof(images));
-                if (UNet.InChannels != 4)
-                    throw new NotSupportedException($"The unet model '{UNet.ModelPath}' is an inpainting UNet ({UNet.InChannels} input channels); text-to-image needs a 4-channel UNet. Give image {i} an InitImage (and a Mask) to inpaint.");
-            }
-            else
-            {
-                CheckImage(p.InitImage, i, "InitImage");
-                if (p.Mask is not null) CheckImage(p.Mask, i, "Mask");
-                RequireEncoder(i);
-                float strength = p.Strength ?? (p.Mask is null ? ImagePrompt.DefaultStrength : ImagePrompt.DefaultInpaintingStrength);
-                SettingLimits.ThrowIf(SettingLimits.Strength($"Image {i}: Strength", strength), nameof(images));
-                if (p.Mask is { } mask && (mask.Width != p.InitImage.Width || mask.Height != p.InitImage.Height))
-                    throw new ArgumentException($"Image {i}: the Mask is {mask.Width}×{mask.Height} but the InitImage is {p.InitImage.Width}×{p.InitImage.Height}; the mask must have the init image's size.", nameof(images));
-                start = SkippedSteps(options.Steps, strength);
-            }
-            plan[i] = new ImagePlan(guidance, start);
-        }
-        return plan;
-    }
-
     /// <summary>
     /// Refuses an init image or mask that cannot be read (disposed), has an unsupported pixel format, or has more
     /// than <see cref="ImageLoader.MaxPixels"/> pixels, before anything proportional to its size is allocated.
@@ -141,9 +103,9 @@ public sealed partial class StableDiffusionPipeline
 
     /// <summary>Whether a request's init image is encoded: for the noised start, for the blend, or for the inpainting UNet's masked image.</summary>
     private bool NeedsEncoding(ImagePrompt p, int startStep) =>
-        p.InitImage is not null && (startStep > 0 || p.Mask is not null || UNet.InChannels == 9);
+        p.InitImage is not null && (startStep > 0 || p.Mask is not null || InpaintingUNet);
 
-    /// <summary>The encoded images of one group (rows in group order).</summary>
+    /// <summary>The encoded images of one UNet batch (rows in the batch's order).</summary>
     private sealed class ImageConditioning(int count)
     {
         /// <summary>Init-image latents [N, 4, h, w] (scaled), where needed.</summary>
@@ -158,13 +120,12 @@ public sealed partial class StableDiffusionPipeline
     }
 
     /// <summary>
-    /// Encodes what a group needs. Each image's generator has drawn its initial noise already; here it draws the
-    /// init image's sample, then the masked image's (Optimum's <c>latent_parameters</c> form only).
+    /// Encodes what a batch needs. Each image's generator has drawn its initial noise already; here it draws the init
+    /// image's sample, then the masked image's (Optimum's <c>latent_parameters</c> form only).
     /// </summary>
-    private ImageConditioning PrepareImages(int[] rows, ImagePrompt[] items, int startStep, int width, int height, GaussianNoise[] generators, ProgressCounter counter, CancellationToken cancellationToken)
+    private ImageConditioning PrepareImages(int[] rows, ImagePrompt[] items, int startStep, BatchShape shape, GaussianNoise[] generators, ProgressCounter counter, CancellationToken cancellationToken)
     {
-        int n = items.Length, hw = width / 8 * (height / 8), per = 4 * hw, plane = width * height;
-        bool inpaintUnet = UNet.InChannels == 9;
+        int n = shape.Images, width = shape.Width, height = shape.Height, hw = shape.PlaneLength, per = shape.ImageLength, plane = width * height;
         var c = new ImageConditioning(n);
         for (int i = 0; i < n; i++)
         {
@@ -173,19 +134,19 @@ public sealed partial class StableDiffusionPipeline
             cancellationToken.ThrowIfCancellationRequested();
             var pixels = ImageTensor.FromImageResized(item.InitImage!, width, height);
             var pixelMask = item.Mask is null ? null : ImageTensor.MaskFromImage(item.Mask, width, height);
-            if (startStep > 0 || (!inpaintUnet && pixelMask is not null))
+            if (startStep > 0 || (!InpaintingUNet && pixelMask is not null))
             {
                 c.Latents ??= new float[n * per];
                 EncodePixels(pixels, width, height, generators[i], i, n, rows[i], cancellationToken).CopyTo(c.Latents, i * per);
             }
-            if (pixelMask is not null || inpaintUnet)
+            if (pixelMask is not null || InpaintingUNet)
             {
                 c.LatentMasks ??= new float[n * hw];
                 var m = c.LatentMasks.AsSpan(i * hw, hw);
                 if (pixelMask is null) m.Fill(1f); // no mask: repaint everything
                 else DownsampleMask(pixelMask, width, height, m);
             }
-            if (inpaintUnet)
+            if (InpaintingUNet)
             {
                 // diffusers: masked_image = image · (mask < 0.5), i.e. 0 (mid grey) where the mask repaints.
                 for (int p = 0; p < plane; p++)
@@ -215,16 +176,27 @@ public sealed partial class StableDiffusionPipeline
                 destination[y * w + x] = pixelMask[8 * y * width + 8 * x];
     }
 
+    /// <summary>
+    /// diffusers' 4-channel inpainting, after each scheduler step: outside the mask, the init latents noised (with the
+    /// initial noise) to the level of the next call, or after the last call the init latents themselves. No allocation.
+    /// </summary>
+    private static void KeepInitImageOutsideMasks(DiffusionScheduler scheduler, int calls, ImageConditioning images, float[] initialNoise, float[] known, Span<float> latents, BatchShape shape)
+    {
+        if (scheduler.StepIndex < calls) scheduler.AddNoise(images.Latents!, initialNoise, scheduler.StepIndex, known);
+        else images.Latents!.CopyTo(known, 0);
+        BlendOutsideMasks(latents, known, images, shape.PlaneLength);
+    }
+
     /// <summary>latents = known + m·(latents − known) per masked row: the known latents where the mask is 0.</summary>
     private static void BlendOutsideMasks(Span<float> latents, ReadOnlySpan<float> known, ImageConditioning images, int hw)
     {
-        int per = 4 * hw;
+        int per = LatentChannels * hw;
         var masks = images.LatentMasks!;
         for (int i = 0; i < images.BlendRows.Length; i++)
         {
             if (!images.BlendRows[i]) continue;
             var m = masks.AsSpan(i * hw, hw);
-            for (int ch = 0; ch < 4; ch++)
+            for (int ch = 0; ch < LatentChannels; ch++)
             {
                 int o = i * per + ch * hw;
                 for (int p = 0; p < hw; p++)

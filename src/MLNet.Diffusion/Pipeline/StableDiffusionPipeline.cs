@@ -1,14 +1,12 @@
-using System.Numerics.Tensors;
 using Microsoft.Extensions.Logging;
+using Microsoft.ML.Data;
 using Microsoft.ML.OnnxRuntime;
 using MLNet.Diffusion.Denoising;
 using MLNet.Diffusion.Imaging;
 using MLNet.Diffusion.Models;
-using MLNet.Diffusion.Noise;
 using MLNet.Diffusion.Runtime;
 using MLNet.Diffusion.Schedulers;
 using MLNet.Diffusion.TextEncoding;
-using MLNet.Diffusion.Tokenization;
 using MLNet.Diffusion.Vae;
 using MLNet.Diffusion.Pipeline;
 
@@ -17,7 +15,7 @@ namespace MLNet.Diffusion;
 /// <summary>
 /// Text-to-image, image-to-image and inpainting with a Stable Diffusion ONNX folder: text encoding, the
 /// denoising loop with classifier-free guidance, and VAE decoding (and encoding, for init images). Each stage
-/// is also callable alone (<see cref="EncodeText"/>, <see cref="EncodeImage"/>, <see cref="Denoise(ReadOnlySpan{float}, ReadOnlySpan{float}, IReadOnlyList{ImagePrompt}, int, int, GenerationOptions, IProgress{DiffusionProgress}?, CancellationToken)"/>,
+/// is also callable alone (<see cref="EncodeText"/>, <see cref="EncodeImage"/>, <see cref="Denoise(ReadOnlySpan{float}, ReadOnlySpan{float}, IReadOnlyList{ImagePrompt}, GenerationOptions, IProgress{DiffusionProgress}?, CancellationToken)"/>,
 /// <see cref="Decode"/>), which is what the ML.NET transforms build on. One instance holds one ONNX Runtime
 /// session per component; it is safe to call from several threads at once (each call has its own scheduler
 /// and buffers), and <see cref="Dispose"/> releases the sessions only once no call is running on them.
@@ -26,11 +24,13 @@ public sealed partial class StableDiffusionPipeline : IDisposable
 {
     private readonly ILogger? _logger;
     private readonly LoadedModelStore.Lease _model;
+    private readonly Lazy<float[]> _emptyPrompt;
 
     private StableDiffusionPipeline(LoadedModelStore.Lease model, ILogger? logger)
     {
         _model = model;
         _logger = logger;
+        _emptyPrompt = new(() => EncodeTextCore([""], CancellationToken.None), LazyThreadSafetyMode.ExecutionAndPublication);
     }
 
     /// <summary>
@@ -87,11 +87,13 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         Generate([new ImagePrompt(prompt, seed)], options, progress, cancellationToken)[0];
 
     /// <summary>
-    /// Generates one image per entry of <paramref name="images"/>: from noise, or from an entry's
-    /// <see cref="ImagePrompt.InitImage"/> (image-to-image, and inpainting with a <see cref="ImagePrompt.Mask"/>).
-    /// Images that start at the same step (all text-to-image ones, and init images whose strengths skip the same
-    /// number of steps) share one UNet batch; with guidance the unconditional and conditional halves of every
-    /// image share each UNet call.
+    /// Generates one image per entry of <paramref name="images"/>, in the same order: from noise, or from an entry's
+    /// <see cref="ImagePrompt.InitImage"/> (image-to-image, and inpainting with a <see cref="ImagePrompt.Mask"/>). Each
+    /// entry may set its own steps, size, guidance scale and strength; what it leaves null comes from
+    /// <paramref name="options"/>. Entries with the same steps, size, guidance on or off, and start step (all text-to-image
+    /// ones, and init images whose strengths skip the same number of steps) share one UNet batch; with guidance the
+    /// unconditional and conditional halves of every image share each UNet call. Every distinct prompt and negative prompt
+    /// is encoded once, all in one text-encoder run. An image's result does not depend on the other entries.
     /// </summary>
     /// <exception cref="ArgumentException">A setting is out of range, or an image request is inconsistent (a mask without an init image or of another size); the message names it.</exception>
     /// <exception cref="InvalidOperationException">An init image is given but the folder has no VAE encoder.</exception>
@@ -99,51 +101,36 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// <exception cref="OperationCanceledException">The token was cancelled; no partial result is returned.</exception>
     public IReadOnlyList<GeneratedImage> Generate(IReadOnlyList<ImagePrompt> images, GenerationOptions? options = null, IProgress<DiffusionProgress>? progress = null, CancellationToken cancellationToken = default)
     {
-        using var lease = Enter();
         ArgumentNullException.ThrowIfNull(images);
-        if (images.Count == 0) return [];
-        options ??= new GenerationOptions();
-        var (width, height) = ResolveSize(options);
-        ValidateCommon(options);
-        int n = images.Count;
-        var plan = PlanImages(images, options); // every request checked before any model runs
-        bool cfg = plan.Any(p => p.Guidance > 1);
-
-        progress?.Report(new DiffusionProgress(DiffusionStage.EncodingText, 0, 1));
-        // Every distinct text, prompt or negative prompt, is encoded once and all in one text-encoder run: N seeds of one
-        // prompt with the empty negative prompt cost two rows, not 2N (the encoder treats batch rows independently).
-        var texts = new List<string>();
-        var rowOf = new Dictionary<string, int>(StringComparer.Ordinal);
-        int RowOf(string text)
-        {
-            if (rowOf.TryGetValue(text, out int row)) return row;
-            rowOf.Add(text, texts.Count);
-            texts.Add(text);
-            return texts.Count - 1;
-        }
-        int[] promptRows = images.Select((image, i) => RowOf(image.Prompt ?? throw new ArgumentNullException(nameof(images), $"Prompt {i} is null."))).ToArray();
-        int[]? negativeRows = cfg ? images.Select(i => RowOf(i.NegativePrompt ?? "")).ToArray() : null;
-        float[] encoded = EncodeTextCore(texts, cancellationToken);
-        float[] cond = RowsOf(encoded, texts.Count, promptRows);
-        float[]? uncond = negativeRows is null ? null : RowsOf(encoded, texts.Count, negativeRows);
-        progress?.Report(new DiffusionProgress(DiffusionStage.EncodingText, 1, 1));
-
-        var latents = DenoiseCore(cond, uncond, images, width, height, options, progress, cancellationToken);
-        var decoded = DecodeCore(latents, n, height / 8, width / 8, progress, cancellationToken);
-        int per = latents.Length / n;
-        var result = new GeneratedImage[n];
-        for (int i = 0; i < n; i++)
-            result[i] = new GeneratedImage(decoded[i], images[i], latents.AsSpan(i * per, per).ToArray());
+        var output = Run(images, options ?? new GenerationOptions(), decode: true, progress, cancellationToken);
+        var result = new GeneratedImage[images.Count];
+        for (int i = 0; i < result.Length; i++) result[i] = new GeneratedImage(output.Images![i], images[i], output.Latents[i]);
         return result;
     }
 
-    /// <summary>The rows <paramref name="rows"/> of [count, …] <paramref name="encoded"/>, in that order, as one flat array.</summary>
-    private static float[] RowsOf(float[] encoded, int count, int[] rows)
+    /// <summary>
+    /// One generation call, in the order of diffusers' <c>StableDiffusionPipeline.__call__</c>: check the inputs, encode the
+    /// prompts, then for each UNet batch prepare the timesteps and the latents and run the denoising loop, and decode. The
+    /// ML.NET transforms call this with the requests they build from rows.
+    /// </summary>
+    /// <param name="requests">The images to generate.</param>
+    /// <param name="options">The settings the requests leave null, and the scheduler, η and guidance rescale.</param>
+    /// <param name="decode">False stops at the latents: the output has no images.</param>
+    /// <param name="progress">Receives the stages' reports.</param>
+    /// <param name="cancellationToken">Checked before every model call and passed to ONNX Runtime.</param>
+    internal GenerationOutput Run(IReadOnlyList<ImagePrompt> requests, GenerationOptions options, bool decode, IProgress<DiffusionProgress>? progress, CancellationToken cancellationToken)
     {
-        int per = encoded.Length / count;
-        var result = new float[rows.Length * per];
-        for (int i = 0; i < rows.Length; i++) encoded.AsSpan(rows[i] * per, per).CopyTo(result.AsSpan(i * per));
-        return result;
+        using var lease = Enter();
+        // 0. check_inputs: every request, before any model runs; group the requests into UNet batches.
+        var plan = Plan(requests, options);
+        if (plan.Count == 0) return GenerationOutput.Empty;
+        // 1. encode_prompt: each distinct prompt and negative prompt once.
+        var embeddings = EncodePrompts(plan, progress, cancellationToken);
+        // 2–4. per UNet batch: set_timesteps, prepare_latents, the denoising loop.
+        var latents = DenoiseCore(plan, embeddings, progress, cancellationToken);
+        // 5. vae.decode, each image at its own size.
+        var images = decode ? DecodeCore(latents, i => LatentSize(plan.Resolved[i].Batch), progress, cancellationToken) : null;
+        return new GenerationOutput(embeddings, latents, images);
     }
 
     /// <summary>Encodes prompts into [N, 77, D] text embeddings (flattened).</summary>
@@ -152,6 +139,29 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     {
         using var lease = Enter();
         return EncodeTextCore(prompts, cancellationToken);
+    }
+
+    /// <summary>
+    /// Encodes <paramref name="texts"/> in one text-encoder run, each distinct text once; equal texts share one [77·D]
+    /// array (read-only). The ML.NET text-encoding stage calls this.
+    /// </summary>
+    internal float[][] EncodeTexts(IReadOnlyList<string> texts, CancellationToken cancellationToken)
+    {
+        using var lease = Enter();
+        return EncodeDistinct(texts, cancellationToken);
+    }
+
+    /// <summary>
+    /// The empty prompt's embeddings [77·D], encoded once per pipeline: the unconditional half of guidance for requests
+    /// denoised from given embeddings without negative-prompt embeddings.
+    /// </summary>
+    internal float[] EmptyPromptEmbedding
+    {
+        get
+        {
+            using var lease = Enter();
+            return _emptyPrompt.Value;
+        }
     }
 
     private float[] EncodeTextCore(IReadOnlyList<string> prompts, CancellationToken cancellationToken)
@@ -164,35 +174,77 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     }
 
     /// <summary>
-    /// The denoising loop: from seeded noise to final latents [N, 4, h, w] for N images (text-to-image).
-    /// The same as the <see cref="ImagePrompt"/> overload with prompts that carry only a seed and a guidance scale.
+    /// Encode the prompts: each request's prompt and, when its guidance is on, its negative prompt (null reads as empty).
+    /// Every distinct text is encoded once, all in one text-encoder run; the encoder treats batch rows independently, so N
+    /// seeds of one prompt with the empty negative prompt cost two rows, not 2N.
+    /// </summary>
+    private PromptEmbedding[] EncodePrompts(GenerationPlan plan, IProgress<DiffusionProgress>? progress, CancellationToken cancellationToken)
+    {
+        progress?.Report(new DiffusionProgress(DiffusionStage.EncodingText, 0, 1));
+        int n = plan.Count;
+        var texts = new List<string>(2 * n);
+        for (int i = 0; i < n; i++) texts.Add(plan.Requests[i].Prompt ?? throw new ArgumentNullException("images", $"Prompt {i} is null."));
+        for (int i = 0; i < n; i++)
+            if (plan.Resolved[i].Batch.Guided) texts.Add(plan.Requests[i].NegativePrompt ?? "");
+        var encoded = EncodeDistinct(texts, cancellationToken);
+        progress?.Report(new DiffusionProgress(DiffusionStage.EncodingText, 1, 1));
+        var result = new PromptEmbedding[n];
+        for (int i = 0, negative = n; i < n; i++)
+            result[i] = new PromptEmbedding(encoded[i], plan.Resolved[i].Batch.Guided ? encoded[negative++] : null);
+        return result;
+    }
+
+    private float[][] EncodeDistinct(IReadOnlyList<string> texts, CancellationToken cancellationToken)
+    {
+        if (texts.Count == 0) return [];
+        var distinct = new List<string>();
+        var indexOf = new Dictionary<string, int>(StringComparer.Ordinal);
+        var rows = new int[texts.Count];
+        for (int i = 0; i < rows.Length; i++)
+        {
+            if (indexOf.TryGetValue(texts[i], out rows[i])) continue;
+            rows[i] = distinct.Count;
+            indexOf.Add(texts[i], rows[i]);
+            distinct.Add(texts[i]);
+        }
+        var all = EncodeTextCore(distinct, cancellationToken);
+        int per = all.Length / distinct.Count;
+        var encoded = new float[distinct.Count][];
+        for (int i = 0; i < encoded.Length; i++) encoded[i] = all.AsSpan(i * per, per).ToArray();
+        var result = new float[texts.Count][];
+        for (int i = 0; i < result.Length; i++) result[i] = encoded[rows[i]];
+        return result;
+    }
+
+    /// <summary>
+    /// The denoising loop from seeded noise to final latents [N, 4, h, w] (text-to-image): the <see cref="ImagePrompt"/>
+    /// overload with requests that carry only a seed and a guidance scale.
     /// </summary>
     /// <param name="conditional">Prompt embeddings [N, 77, D].</param>
     /// <param name="unconditional">Negative-prompt embeddings [N, 77, D]; needed when any guidance scale is above 1.</param>
     /// <param name="seeds">One seed per image.</param>
     /// <param name="guidanceScales">One guidance scale per image.</param>
-    /// <param name="width">Image width (multiple of 8).</param>
-    /// <param name="height">Image height (multiple of 8).</param>
-    /// <param name="options">Steps, scheduler, η.</param>
+    /// <param name="options">Size, steps, scheduler, η.</param>
     /// <param name="progress">Receives one report per UNet call.</param>
     /// <param name="cancellationToken">Checked before every UNet call and passed to ONNX Runtime.</param>
     public float[] Denoise(ReadOnlySpan<float> conditional, ReadOnlySpan<float> unconditional, IReadOnlyList<long> seeds, IReadOnlyList<float> guidanceScales,
-        int width, int height, GenerationOptions options, IProgress<DiffusionProgress>? progress = null, CancellationToken cancellationToken = default)
+        GenerationOptions options, IProgress<DiffusionProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(seeds);
         ArgumentNullException.ThrowIfNull(guidanceScales);
         int n = seeds.Count;
         if (guidanceScales.Count != n) throw new ArgumentException($"{guidanceScales.Count} guidance scales for {n} images.", nameof(guidanceScales));
-        var prompts = new ImagePrompt[n];
-        for (int i = 0; i < n; i++) prompts[i] = new ImagePrompt("", seeds[i]) { GuidanceScale = guidanceScales[i] };
-        return Denoise(conditional, unconditional, prompts, width, height, options, progress, cancellationToken);
+        var requests = new ImagePrompt[n];
+        for (int i = 0; i < n; i++) requests[i] = new ImagePrompt(Prompt: "", seeds[i]) { GuidanceScale = guidanceScales[i] };
+        return Denoise(conditional, unconditional, requests, options, progress, cancellationToken);
     }
 
     /// <summary>
-    /// The denoising loop for N images described by <paramref name="images"/>: each one's seed, guidance scale
-    /// (else <see cref="GenerationOptions.GuidanceScale"/>) and, optionally, init image, mask and strength (their
-    /// prompt texts are not read: the embeddings are given). Returns the final latents [N, 4, h, w] in request
-    /// order. Images are grouped by the step they start at; each group is one UNet batch.
+    /// The denoising for N images described by <paramref name="images"/>, from given embeddings: each one's seed, steps,
+    /// size and guidance scale (each else <paramref name="options"/>') and, optionally, init image, mask and strength;
+    /// their prompt texts are not read. Returns the final latents in request order, each image's [4, h/8, w/8] after the
+    /// previous one's ([N, 4, h, w] when the images share a size). Images are batched as
+    /// <see cref="Generate(IReadOnlyList{ImagePrompt}, GenerationOptions?, IProgress{DiffusionProgress}?, CancellationToken)"/> batches them.
     /// </summary>
     /// <remarks>
     /// Each image's own generator (its seed) first draws the initial noise ε, then the VAE encoder's samples
@@ -203,208 +255,77 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// <param name="conditional">Prompt embeddings [N, 77, D].</param>
     /// <param name="unconditional">Negative-prompt embeddings [N, 77, D]; needed when any guidance scale is above 1.</param>
     /// <param name="images">One entry per image.</param>
-    /// <param name="width">Image width (multiple of 8); init images and masks are stretched to it.</param>
-    /// <param name="height">Image height (multiple of 8).</param>
-    /// <param name="options">Steps, scheduler, η, default guidance.</param>
+    /// <param name="options">Size, steps, scheduler, η, default guidance; init images and masks are stretched to the size.</param>
     /// <param name="progress">Receives one report per encoded image and per UNet call.</param>
     /// <param name="cancellationToken">Checked before every model call and passed to ONNX Runtime.</param>
     /// <exception cref="ArgumentException">A setting or an image request is invalid; the message names it.</exception>
     /// <exception cref="InvalidOperationException">An init image is given but the folder has no VAE encoder.</exception>
     /// <exception cref="NotSupportedException">The UNet is an inpainting UNet and an entry has no init image.</exception>
     public float[] Denoise(ReadOnlySpan<float> conditional, ReadOnlySpan<float> unconditional, IReadOnlyList<ImagePrompt> images,
-        int width, int height, GenerationOptions options, IProgress<DiffusionProgress>? progress = null, CancellationToken cancellationToken = default)
+        GenerationOptions options, IProgress<DiffusionProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         using var lease = Enter();
-        return DenoiseCore(conditional, unconditional, images, width, height, options, progress, cancellationToken);
-    }
-
-    private float[] DenoiseCore(ReadOnlySpan<float> conditional, ReadOnlySpan<float> unconditional, IReadOnlyList<ImagePrompt> images,
-        int width, int height, GenerationOptions options, IProgress<DiffusionProgress>? progress, CancellationToken cancellationToken)
-    {
         ArgumentNullException.ThrowIfNull(images);
-        ArgumentNullException.ThrowIfNull(options);
-        ValidateSize(width, height);
-        ValidateCommon(options);
-        int n = images.Count;
-        if (n == 0) return [];
-        var plan = PlanImages(images, options);
-        int seqLen = TextEncoder.SequenceLength;
-        if (conditional.Length == 0 || conditional.Length % (n * seqLen) != 0)
-            throw new ArgumentException($"Prompt embeddings have {conditional.Length} values, which is not {n} × {seqLen} × D.", nameof(conditional));
-        int d = conditional.Length / (n * seqLen), rowLength = seqLen * d;
-        bool cfg = plan.Any(p => p.Guidance > 1);
-        if (cfg && unconditional.Length != conditional.Length)
-            throw new ArgumentException($"Guidance above 1 needs negative-prompt embeddings of the same size as the prompt embeddings ({conditional.Length} values), got {unconditional.Length}.", nameof(unconditional));
-
-        // Group by start step, in order of first appearance; each group gets its own scheduler.
-        var groups = Enumerable.Range(0, n).GroupBy(i => plan[i].StartStep).Select(g => g.ToArray()).ToArray();
-        var schedulers = new DiffusionScheduler[groups.Length];
-        int totalCalls = 0, totalEncodes = 0;
-        for (int g = 0; g < groups.Length; g++)
-        {
-            schedulers[g] = CreateScheduler(options);
-            totalCalls += schedulers[g].CallCount - schedulers[g].FirstCallOfStep(plan[groups[g][0]].StartStep);
-            totalEncodes += groups[g].Count(i => NeedsEncoding(images[i], plan[i].StartStep));
-        }
-        var counter = new ProgressCounter(progress, totalCalls, totalEncodes);
-
-        int h = height / 8, w = width / 8, per = 4 * h * w;
-        var result = new float[n * per];
-        using var runOptions = new RunOptions();
-        using var registration = cancellationToken.Register(() => runOptions.Terminate = true);
-        try
-        {
-            for (int g = 0; g < groups.Length; g++)
-            {
-                var rows = groups[g];
-                bool groupCfg = rows.Any(i => plan[i].Guidance > 1);
-                var cond = new float[rows.Length * rowLength];
-                var uncond = groupCfg ? new float[rows.Length * rowLength] : null;
-                for (int j = 0; j < rows.Length; j++)
-                {
-                    conditional.Slice(rows[j] * rowLength, rowLength).CopyTo(cond.AsSpan(j * rowLength));
-                    if (uncond is not null) unconditional.Slice(rows[j] * rowLength, rowLength).CopyTo(uncond.AsSpan(j * rowLength));
-                }
-                var items = rows.Select(i => images[i]).ToArray();
-                var guidance = rows.Select(i => plan[i].Guidance).ToArray();
-                var latents = DenoiseGroup(cond, uncond, d, rows, items, guidance, options.GuidanceRescale, plan[rows[0]].StartStep, schedulers[g], width, height, counter, runOptions, cancellationToken);
-                for (int j = 0; j < rows.Length; j++)
-                    latents.AsSpan(j * per, per).CopyTo(result.AsSpan(rows[j] * per));
-            }
-        }
-        catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
-        {
-            throw new OperationCanceledException("Generation was cancelled during a model call.", cancellationToken);
-        }
+        var plan = Plan(images, options);
+        if (plan.Count == 0) return [];
+        var latents = DenoiseCore(plan, SplitEmbeddings(conditional, unconditional, plan), progress, cancellationToken);
+        var result = new float[latents.Sum(l => l.Length)];
+        for (int i = 0, offset = 0; i < latents.Length; offset += latents[i++].Length) latents[i].CopyTo(result, offset);
         return result;
     }
 
-    private DiffusionScheduler CreateScheduler(GenerationOptions options)
+    /// <summary>The denoising from embeddings given per request (the ML.NET denoising stage): each request's final latents, in request order.</summary>
+    internal float[][] Denoise(IReadOnlyList<ImagePrompt> requests, PromptEmbedding[] embeddings, GenerationOptions options, IProgress<DiffusionProgress>? progress, CancellationToken cancellationToken)
     {
-        var scheduler = SchedulerFactory.Create(options.Scheduler, SchedulerConfig);
-        if (scheduler is DdimScheduler ddim) ddim.Eta = options.Eta;
-        scheduler.SetTimesteps(options.Steps);
-        return scheduler;
+        using var lease = Enter();
+        var plan = Plan(requests, options);
+        if (embeddings.Length != plan.Count) throw new ArgumentException($"{embeddings.Length} prompt embeddings for {plan.Count} images.", nameof(embeddings));
+        return plan.Count == 0 ? [] : DenoiseCore(plan, embeddings, progress, cancellationToken);
     }
 
-    /// <summary>
-    /// One UNet batch of images that start at the same step: initial latents (noise, or the init images'
-    /// latents noised to the first kept call), the model calls with guidance, and for masked images on a
-    /// 4-channel UNet the blend that keeps the init image outside the mask.
-    /// </summary>
-    private float[] DenoiseGroup(float[] conditional, float[]? unconditional, int d, int[] rows, ImagePrompt[] items, float[] guidance, float guidanceRescale,
-        int startStep, DiffusionScheduler scheduler, int width, int height, ProgressCounter counter, RunOptions runOptions, CancellationToken cancellationToken)
+    /// <summary>Cuts [N, 77, D] prompt and negative-prompt embeddings into each request's rows.</summary>
+    private PromptEmbedding[] SplitEmbeddings(ReadOnlySpan<float> conditional, ReadOnlySpan<float> unconditional, GenerationPlan plan)
     {
-        int n = items.Length, seqLen = TextEncoder.SequenceLength;
-        bool cfg = unconditional is not null;
-        int h = height / 8, w = width / 8, hw = h * w, per = 4 * hw, total = n * per;
-        int begin = scheduler.FirstCallOfStep(startStep), calls = scheduler.CallCount;
-
-        var generators = new GaussianNoise[n];
-        for (int i = 0; i < n; i++) generators[i] = new GaussianNoise(items[i].Seed);
-        var noise = new BatchNoise(generators);
-        var initialNoise = new float[total];
-        noise.Fill(initialNoise); // the first draw of every image's generator, as in text-to-image
-
-        var images = PrepareImages(rows, items, startStep, width, height, generators, counter, cancellationToken);
-        var latents = new float[total];
-        if (startStep == 0)
-            TensorPrimitives.Multiply(initialNoise, scheduler.InitNoiseSigma, latents);
-        else if (begin == calls)
-            images.Latents!.CopyTo(latents, 0); // strength 0: nothing to denoise
-        else
-            scheduler.AddNoise(images.Latents!, initialNoise, begin, latents);
-        if (begin > 0) scheduler.SetBeginIndex(begin);
-
-        bool inpaintUnet = UNet.InChannels == 9;
-        using var binding = UNet.Bind(cfg ? 2 * n : n, h, w, seqLen, d);
-        if (unconditional is not null)
-        {
-            var hidden = new float[2 * conditional.Length];
-            unconditional.CopyTo(hidden, 0);
-            conditional.CopyTo(hidden, conditional.Length);
-            binding.SetHiddenStates(hidden);
-        }
-        else
-        {
-            binding.SetHiddenStates(conditional);
-        }
-        int rowStride = UNet.InChannels * hw, batch = binding.Batch;
-        if (inpaintUnet)
-        {
-            // diffusers' StableDiffusionInpaintPipeline: sample = scaled latents ++ mask ++ masked-image latents,
-            // the last two the same for both guidance halves.
-            for (int r = 0; r < batch; r++)
-            {
-                binding.WriteSample(images.LatentMasks!.AsSpan(r % n * hw, hw), r * rowStride + per);
-                binding.WriteSample(images.MaskedLatents!.AsSpan(r % n * per, per), r * rowStride + per + hw);
-            }
-        }
-        var scaled = new float[total];
-        var prediction = new float[binding.OutputLength];
-        var guided = cfg ? new float[total] : prediction;
-        var known = images.Blend ? new float[total] : null;
-
-        while (scheduler.StepIndex < calls)
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            float t = scheduler.Timesteps[scheduler.StepIndex];
-            scheduler.ScaleModelInput(latents, scaled);
-            if (inpaintUnet)
-            {
-                for (int r = 0; r < batch; r++) binding.WriteSample(scaled.AsSpan(r % n * per, per), r * rowStride);
-            }
-            else
-            {
-                binding.WriteSample(scaled, 0);
-                if (cfg) binding.WriteSample(scaled, total);
-            }
-            binding.Run(t, prediction, runOptions);
-            if (cfg) ClassifierFreeGuidance.Apply(prediction, guided, n, per, guidance, guidanceRescale);
-            // One vectorised pass each over the model output and the new latents: a NaN or ±Infinity (fp16 overflow)
-            // is reported at the call where it appears rather than decoded into a black image.
-            int call = scheduler.StepIndex + 1;
-            NonFiniteLatentsException.ThrowIfNonFinite(guided.AsSpan(0, total), DiffusionStage.Denoising, "UNet output", call, calls, t, per, rows,
-                source: new NonFiniteSource(UNet, scaled, modelOutput: prediction, derivedBy: cfg ? "classifier-free guidance" : null, scheduler: scheduler));
-            scheduler.Step(guided, latents, noise);
-            if (known is not null)
-            {
-                // diffusers' 4-channel inpainting: outside the mask, the init latents noised (with the initial
-                // noise) to the level of the next call; after the last call, the init latents themselves.
-                if (scheduler.StepIndex < calls) scheduler.AddNoise(images.Latents!, initialNoise, scheduler.StepIndex, known);
-                else images.Latents!.CopyTo(known, 0);
-                BlendOutsideMasks(latents, known, images, hw);
-            }
-            NonFiniteLatentsException.ThrowIfNonFinite(latents, DiffusionStage.Denoising, "latents after the scheduler step", call, calls, t, per, rows,
-                source: new NonFiniteSource(UNet, modelOutput: guided.AsSpan(0, total), derivedBy: "the scheduler step", scheduler: scheduler));
-            counter.Step();
-        }
-        return latents;
+        int n = plan.Count, seqLen = TextEncoder.SequenceLength;
+        if (conditional.Length == 0 || conditional.Length % (n * seqLen) != 0)
+            throw new ArgumentException($"Prompt embeddings have {conditional.Length} values, which is not {n} × {seqLen} × D.", nameof(conditional));
+        if (plan.Resolved.Any(r => r.Batch.Guided) && unconditional.Length != conditional.Length)
+            throw new ArgumentException($"Guidance above 1 needs negative-prompt embeddings of the same size as the prompt embeddings ({conditional.Length} values), got {unconditional.Length}.", nameof(unconditional));
+        int row = conditional.Length / n;
+        var result = new PromptEmbedding[n];
+        for (int i = 0; i < n; i++)
+            result[i] = new PromptEmbedding(conditional.Slice(i * row, row).ToArray(), plan.Resolved[i].Batch.Guided ? unconditional.Slice(i * row, row).ToArray() : null);
+        return result;
     }
 
     /// <summary>Decodes latents [N, 4, h, w] into N images.</summary>
-    public Microsoft.ML.Data.MLImage[] Decode(ReadOnlySpan<float> latents, int count, int latentHeight, int latentWidth, IProgress<DiffusionProgress>? progress = null, CancellationToken cancellationToken = default)
+    public MLImage[] Decode(ReadOnlySpan<float> latents, int count, int latentHeight, int latentWidth, IProgress<DiffusionProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         using var lease = Enter();
-        return DecodeCore(latents, count, latentHeight, latentWidth, progress, cancellationToken);
-    }
-
-    private Microsoft.ML.Data.MLImage[] DecodeCore(ReadOnlySpan<float> latents, int count, int latentHeight, int latentWidth, IProgress<DiffusionProgress>? progress, CancellationToken cancellationToken)
-    {
         if (latentHeight < 1 || latentWidth < 1 || latentHeight > 512 || latentWidth > 512)
             throw new ArgumentOutOfRangeException(latentHeight < 1 || latentHeight > 512 ? nameof(latentHeight) : nameof(latentWidth),
                 $"Latent height and width must be from 1 to 512 (images of 8 to 4096 pixels); got {latentHeight}×{latentWidth}.");
-        if (count < 1 || latents.Length != (long)count * 4 * latentHeight * latentWidth)
-            throw new ArgumentException($"{latents.Length} latent values do not form [{count}, 4, {latentHeight}, {latentWidth}].", nameof(latents));
+        if (count < 1 || latents.Length != (long)count * LatentChannels * latentHeight * latentWidth)
+            throw new ArgumentException($"{latents.Length} latent values do not form [{count}, {LatentChannels}, {latentHeight}, {latentWidth}].", nameof(latents));
         int per = latents.Length / count;
-        var images = new Microsoft.ML.Data.MLImage[count];
+        var each = new float[count][];
+        for (int i = 0; i < count; i++) each[i] = latents.Slice(i * per, per).ToArray();
+        return DecodeCore(each, _ => (latentHeight, latentWidth), progress, cancellationToken);
+    }
+
+    /// <summary>Decode: image i from <paramref name="latents"/>[i] at latent size <paramref name="latentSizeOf"/>(i), one VAE decoder run each.</summary>
+    private MLImage[] DecodeCore(float[][] latents, Func<int, (int Height, int Width)> latentSizeOf, IProgress<DiffusionProgress>? progress, CancellationToken cancellationToken)
+    {
+        int count = latents.Length;
+        var images = new MLImage[count];
         try
         {
             for (int i = 0; i < count; i++)
             {
-                var pixels = VaeDecoder.Decode(latents.Slice(i * per, per), latentHeight, latentWidth, out int height, out int width, cancellationToken);
+                var (latentHeight, latentWidth) = latentSizeOf(i);
+                var pixels = VaeDecoder.Decode(latents[i], latentHeight, latentWidth, out int height, out int width, cancellationToken);
                 NonFiniteLatentsException.ThrowIfNonFinite(pixels, DiffusionStage.Decoding, "VAE decoder output", i + 1, count, null, pixels.Length, imageOffset: i,
-                    source: new NonFiniteSource(VaeDecoder, latents.Slice(i * per, per)));
+                    source: new NonFiniteSource(VaeDecoder, latents[i]));
                 images[i] = ImageTensor.ToImage(pixels, width, height);
                 progress?.Report(new DiffusionProgress(DiffusionStage.Decoding, i + 1, count));
             }
@@ -419,12 +340,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         return images;
     }
 
-    private (int Width, int Height) ResolveSize(GenerationOptions options)
-    {
-        int width = options.Width ?? DefaultSize, height = options.Height ?? DefaultSize;
-        ValidateSize(width, height);
-        return (width, height);
-    }
+    /// <summary>The latent size of a batch's images.</summary>
+    private static (int Height, int Width) LatentSize(BatchKey key) => (key.Height / BatchShape.VaeScale, key.Width / BatchShape.VaeScale);
 
     private static void ValidateSize(int width, int height)
     {

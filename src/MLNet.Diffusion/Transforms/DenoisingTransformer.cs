@@ -48,23 +48,8 @@ public sealed class DenoisingTransformer : DiffusionTransformerBase
 
     internal override IReadOnlyList<OutputColumn> Outputs { get; }
 
-    /// <summary>The request for one slot: its seed (by the documented formula), steps, guidance and, when bound, init image, mask and strength.</summary>
-    internal DenoiseRequest Request(in ImageSlot slot, float[] conditional, float[]? unconditional)
-    {
-        var (steps, guidance) = Generation.SettingsOf(slot);
-        var (init, mask, strength) = Generation.ImageInputsOf(slot);
-        return new DenoiseRequest(conditional, unconditional, Generation.SeedOf(slot), guidance, steps, init, mask, strength);
-    }
-
-    /// <summary>Denoises a batch (one UNet batch per steps/guidance group).</summary>
-    internal float[][] Denoise(IReadOnlyList<DenoiseRequest> requests, BatchRun run) => Generation.Denoise(requests, run);
-
-    internal override SlotOutputs[] Compute(IReadOnlyList<ImageSlot> slots, OutputSet needed)
-    {
-        var requests = slots.Select(s => Request(s, s.Inputs.PromptEmbedding!, s.Inputs.NegativeEmbedding)).ToArray();
-        var latents = Denoise(requests, BatchRun.For(slots, Settings));
-        return latents.Select(l => new SlotOutputs { Latents = l }).ToArray();
-    }
+    internal override SlotOutputs[] Compute(IReadOnlyList<ImageSlot> slots, OutputSet needed) =>
+        [.. Generation.Denoise(slots, BatchRun.For(slots, Settings)).Select(latents => new SlotOutputs { Latents = latents })];
 
     internal override SavedTransformer ToSaved() => new()
     {

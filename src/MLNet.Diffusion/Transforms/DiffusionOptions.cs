@@ -27,9 +27,8 @@ namespace MLNet.Diffusion;
 /// <see cref="ImagePrompt.Mask"/> and <see cref="ImagePrompt.Strength"/>: init images of any size are stretched to the
 /// generation size, a mask must have its init image's size, and a row whose init image is null (or empty) is
 /// generated from text alone (its mask must then be null too; its strength is ignored). Rows with different strengths
-/// still share one batch and one <c>Denoise</c> call per (steps, guidance on/off) group: the engine runs the images
-/// that start at the same step together, so a batch of k distinct start steps makes k UNet batches per step, and an
-/// image's pixels still do not depend on its batch. The pixels are copied when a row is read, so the image column's
+/// still share one batch: the engine runs the images that start at the same step together, so a batch of k distinct
+/// start steps makes k UNet batches per step, and an image's pixels still do not depend on its batch. The pixels are copied when a row is read, so the image column's
 /// upstream transforms run once per batch read.</para>
 /// </remarks>
 public sealed class DiffusionOptions

@@ -70,38 +70,12 @@ public sealed class DiffusionTransformer : DiffusionTransformerBase
 
     internal override SlotOutputs[] Compute(IReadOnlyList<ImageSlot> slots, OutputSet needed)
     {
-        var result = slots.Select(_ => new SlotOutputs()).ToArray();
-        // A row's images share its RowInputs: encode each row once.
-        var rows = new List<RowInputs>();
-        var rowIndex = new Dictionary<RowInputs, int>(ReferenceEqualityComparer.Instance);
-        foreach (var slot in slots)
-            if (rowIndex.TryAdd(slot.Inputs, rows.Count)) rows.Add(slot.Inputs);
-        bool denoise = (needed & (OutputSet.Latents | OutputSet.Image)) != 0;
         var run = BatchRun.For(slots, Settings);
-        var settings = denoise ? slots.Select(s => Generation.SettingsOf(s)).ToArray() : [];
-        bool negatives = denoise && Settings.NegativePromptColumnName is not null && settings.Any(s => s.GuidanceScale > 1);
-        // Prompts and negative prompts in one text-encoder run (each distinct text once).
-        var texts = negatives ? [.. rows.Select(r => r.Prompt), .. rows.Select(r => r.NegativePrompt)] : rows.Select(r => r.Prompt).ToArray();
-        var encoded = TextEncoding.Encode(texts, run);
-        var conditional = encoded[..rows.Count];
-        float[][]? unconditional = negatives ? encoded[rows.Count..] : null;
-        for (int i = 0; i < result.Length; i++) result[i].PromptEmbedding = conditional[rowIndex[slots[i].Inputs]];
-        if (!denoise) return result;
-
-        var requests = new DenoiseRequest[slots.Count];
-        for (int i = 0; i < requests.Length; i++)
-        {
-            int row = rowIndex[slots[i].Inputs];
-            requests[i] = Denoising.Request(slots[i], conditional[row], unconditional?[row]);
-        }
-        var latents = Denoising.Denoise(requests, run);
-        for (int i = 0; i < result.Length; i++) result[i].Latents = latents[i];
-        if (needed.HasFlag(OutputSet.Image))
-        {
-            var images = Decoding.Decode(latents, run);
-            for (int i = 0; i < result.Length; i++) result[i].Image = images[i];
-        }
-        return result;
+        if ((needed & (OutputSet.Latents | OutputSet.Image)) != 0)
+            return Generation.Generate(slots, decode: needed.HasFlag(OutputSet.Image), run);
+        // Only the prompt embeddings: no setting is read and nothing is denoised.
+        var encoded = Generation.Encode([.. slots.Select(s => s.Inputs.Prompt)], run);
+        return [.. encoded.Select(e => new SlotOutputs { PromptEmbedding = e })];
     }
 
     internal override SavedTransformer ToSaved() => new()

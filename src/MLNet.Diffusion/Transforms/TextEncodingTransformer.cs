@@ -44,24 +44,22 @@ public sealed class TextEncodingTransformer : DiffusionTransformerBase
 
     internal override IReadOnlyList<OutputColumn> Outputs { get; }
 
-    /// <summary>Encodes prompts in one text-encoder run.</summary>
-    internal float[][] Encode(IReadOnlyList<string> prompts, BatchRun run) => Generation.Encode(prompts, run);
-
     internal override SlotOutputs[] Compute(IReadOnlyList<ImageSlot> slots, OutputSet needed)
     {
         var result = slots.Select(_ => new SlotOutputs()).ToArray();
-        var run = BatchRun.For(slots, Settings);
-        if (needed.HasFlag(OutputSet.PromptEmbedding))
+        bool prompts = needed.HasFlag(OutputSet.PromptEmbedding);
+        bool negatives = needed.HasFlag(OutputSet.NegativeEmbedding) && Settings.NegativePromptColumnName is not null;
+        // Prompts and negative prompts in one text-encoder run (each distinct text once).
+        var texts = new List<string>();
+        if (prompts) texts.AddRange(slots.Select(s => s.Inputs.Prompt));
+        if (negatives) texts.AddRange(slots.Select(s => s.Inputs.NegativePrompt));
+        var encoded = Generation.Encode(texts, BatchRun.For(slots, Settings));
+        int firstNegative = prompts ? result.Length : 0;
+        for (int i = 0; i < result.Length; i++)
         {
-            var encoded = Encode(slots.Select(s => s.Inputs.Prompt).ToArray(), run);
-            for (int i = 0; i < result.Length; i++) result[i].PromptEmbedding = encoded[i];
-        }
-        if (needed.HasFlag(OutputSet.NegativeEmbedding))
-        {
-            var encoded = Settings.NegativePromptColumnName is null
-                ? slots.Select(_ => Generation.EmptyPromptEmbedding).ToArray()
-                : Encode(slots.Select(s => s.Inputs.NegativePrompt).ToArray(), run);
-            for (int i = 0; i < result.Length; i++) result[i].NegativeEmbedding = encoded[i];
+            if (prompts) result[i].PromptEmbedding = encoded[i];
+            if (needed.HasFlag(OutputSet.NegativeEmbedding))
+                result[i].NegativeEmbedding = negatives ? encoded[firstNegative + i] : Generation.EmptyPromptEmbedding;
         }
         return result;
     }

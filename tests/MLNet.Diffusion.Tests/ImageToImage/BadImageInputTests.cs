@@ -83,7 +83,7 @@ public class BadImageInputTests
         Assert.Contains("inpainting UNet", e.Message);
         Assert.Contains("InitImage", e.Message);
         var cond = pipeline.EncodeText([Prompt]);
-        Assert.Throws<NotSupportedException>(() => pipeline.Denoise(cond, default, [1L], [1f], 64, 64, new GenerationOptions()));
+        Assert.Throws<NotSupportedException>(() => pipeline.Denoise(cond, default, [1L], [1f], new GenerationOptions { Width = 64, Height = 64 }));
         AssertNothingRan(pipeline);
     }
 
@@ -95,8 +95,8 @@ public class BadImageInputTests
         using var input = BlockImage(64, 64);
         var cond = pipeline.EncodeText([Prompt]);
         Assert.Throws<ArgumentOutOfRangeException>(() =>
-            pipeline.Denoise(cond, default, [new ImagePrompt(Prompt) { InitImage = input, Strength = 2 }], 64, 64, new GenerationOptions { GuidanceScale = 1 }));
-        var latents = pipeline.Denoise(cond, default, [new ImagePrompt(Prompt) { InitImage = input, Strength = 0 }], 64, 64, new GenerationOptions { GuidanceScale = 1 });
+            pipeline.Denoise(cond, default, [new ImagePrompt(Prompt) { InitImage = input, Strength = 2 }], new GenerationOptions { Width = 64, Height = 64, GuidanceScale = 1 }));
+        var latents = pipeline.Denoise(cond, default, [new ImagePrompt(Prompt) { InitImage = input, Strength = 0 }], new GenerationOptions { Width = 64, Height = 64, GuidanceScale = 1 });
         Assert.Equal(pipeline.EncodeImage(input, 64, 64), latents);
     }
 }

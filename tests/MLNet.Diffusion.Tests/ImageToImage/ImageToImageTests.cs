@@ -218,9 +218,9 @@ public class ImageToImageTests(PipelineCache models) : IClassFixture<PipelineCac
         ];
         long before = pipeline.UNet.RunCount;
         var batch = pipeline.Generate(requests, options);
-        // Four groups: start step 0 (text-to-image and the mask at strength 1: 8 calls), 4 (two images: 4 calls),
-        // 8 (strength 0: none) and 6 (2 calls).
-        Assert.Equal(8 + 4 + 0 + 2, pipeline.UNet.RunCount - before);
+        // Five UNet batches: start step 0 (text-to-image and the mask at strength 1: 8 calls), 4 with guidance (4 calls),
+        // 4 without (guidance 1 never shares a guided call: 4 calls), 8 (strength 0: none) and 6 (2 calls).
+        Assert.Equal(8 + 4 + 4 + 0 + 2, pipeline.UNet.RunCount - before);
         for (int i = 0; i < requests.Length; i++)
         {
             var alone = pipeline.Generate([requests[i]], options)[0];

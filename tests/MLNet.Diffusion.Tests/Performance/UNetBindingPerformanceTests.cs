@@ -169,13 +169,13 @@ public class UNetBindingPerformanceTests
         foreach (var scheduler in new[] { "pndm", "euler", "dpm++2m", "ddim" })
         {
             // A first generation warms up: JIT, first-use statics, the schedulers' history buffers.
-            pipeline.Denoise(cond, uncond, [1, 2], [7.5f, 5f], 64, 64, new GenerationOptions { Steps = 12, Scheduler = scheduler }, new StepAllocations());
+            pipeline.Denoise(cond, uncond, [1, 2], [7.5f, 5f], new GenerationOptions { Width = 64, Height = 64, Steps = 12, Scheduler = scheduler }, new StepAllocations());
             // Reports come right after each step; the bytes between consecutive reports are one whole step.
             var runs = new List<IReadOnlyList<(long, bool)>>();
             for (int run = 0; run < 3; run++)
             {
                 var probe = new StepAllocations();
-                pipeline.Denoise(cond, uncond, [1, 2], [7.5f, 5f], 64, 64, new GenerationOptions { Steps = 12, Scheduler = scheduler }, probe);
+                pipeline.Denoise(cond, uncond, [1, 2], [7.5f, 5f], new GenerationOptions { Width = 64, Height = 64, Steps = 12, Scheduler = scheduler }, probe);
                 runs.Add(probe.Deltas);
             }
             AllocationProbe.AssertZeroPerStep(runs, scheduler);

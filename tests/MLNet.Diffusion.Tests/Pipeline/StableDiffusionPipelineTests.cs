@@ -181,7 +181,7 @@ public class StableDiffusionPipelineTests
         {
             var cond = pipeline.EncodeText([requests[i].Prompt]);
             var uncond = pipeline.EncodeText([requests[i].NegativePrompt ?? ""]);
-            var latents = pipeline.Denoise(cond, uncond, [requests[i]], 64, 64, options);
+            var latents = pipeline.Denoise(cond, uncond, [requests[i]], options);
             Assert.True(MaxAbsDiff(batch[i].Latents, latents) < 1e-5, $"image {i} differs");
             batch[i].Image.Dispose();
         }

@@ -189,10 +189,10 @@ public class BadInputTests(PipelineCache cache) : IClassFixture<PipelineCache>
         Assert.Throws<ArgumentException>(() => pipeline.Decode(new float[4 * 8 * 8], 0, 8, 8));
         Assert.Throws<ArgumentException>(() => pipeline.Decode(new float[4 * 8 * 8], int.MaxValue, 8, 8));
         var cond = pipeline.EncodeText([Prompt]);
-        Assert.Throws<ArgumentException>(() => pipeline.Denoise(cond.AsSpan(1), default, [1L], [1f], 64, 64, Quick));
-        Assert.Throws<ArgumentException>(() => pipeline.Denoise(cond, cond.AsSpan(1), [1L], [7.5f], 64, 64, Quick));
-        Assert.Throws<ArgumentException>(() => pipeline.Denoise(cond, default, [1L, 2L], [1f], 64, 64, Quick));
-        Assert.Throws<ArgumentOutOfRangeException>(() => pipeline.Denoise(cond, default, [1L], [1f], 60, 64, Quick));
+        Assert.Throws<ArgumentException>(() => pipeline.Denoise(cond.AsSpan(1), default, [1L], [1f], Quick));
+        Assert.Throws<ArgumentException>(() => pipeline.Denoise(cond, cond.AsSpan(1), [1L], [7.5f], Quick));
+        Assert.Throws<ArgumentException>(() => pipeline.Denoise(cond, default, [1L, 2L], [1f], Quick));
+        Assert.Throws<ArgumentOutOfRangeException>(() => pipeline.Denoise(cond, default, [1L], [1f], new GenerationOptions { Width = 60, Height = 64, Steps = 2, Scheduler = "euler" }));
         Assert.Empty(pipeline.Generate([], Quick));
     }
 

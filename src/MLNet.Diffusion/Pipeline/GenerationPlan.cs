@@ -1,0 +1,45 @@
+namespace MLNet.Diffusion.Pipeline;
+
+/// <summary>
+/// What images must agree on to share a UNet batch: steps, size, guidance on or off, and the step they start at (the
+/// steps an init image's strength skips; 0 from noise). Seeds, prompts, guidance scales above 1, init images and masks
+/// may differ within a batch.
+/// </summary>
+internal readonly record struct BatchKey(int Steps, int Width, int Height, bool Guided, int StartStep);
+
+/// <summary>One request's settings resolved against the call's options: its batch and its guidance scale.</summary>
+internal readonly record struct ResolvedRequest(BatchKey Batch, float GuidanceScale);
+
+/// <summary>The requests of one UNet batch: <paramref name="Members"/> index the call's requests, in request order.</summary>
+internal sealed record RequestGroup(BatchKey Key, int[] Members);
+
+/// <summary>
+/// A generation call's requests, each checked and resolved, and grouped into UNet batches in order of first appearance.
+/// Each image's noise comes from its own seed and each batch has its own scheduler, so an image's result does not depend on
+/// which other requests share the call.
+/// </summary>
+internal sealed class GenerationPlan
+{
+    public GenerationPlan(IReadOnlyList<ImagePrompt> requests, ResolvedRequest[] resolved, GenerationOptions options)
+    {
+        Requests = requests;
+        Resolved = resolved;
+        Options = options;
+        Groups = [.. Enumerable.Range(0, resolved.Length).GroupBy(i => resolved[i].Batch).Select(g => new RequestGroup(g.Key, [.. g]))];
+    }
+
+    /// <summary>The requests, as the caller gave them.</summary>
+    public IReadOnlyList<ImagePrompt> Requests { get; }
+
+    /// <summary>Each request's resolved settings.</summary>
+    public ResolvedRequest[] Resolved { get; }
+
+    /// <summary>The call's options (scheduler, η, guidance rescale, and the defaults the requests leave null).</summary>
+    public GenerationOptions Options { get; }
+
+    /// <summary>The UNet batches.</summary>
+    public RequestGroup[] Groups { get; }
+
+    /// <summary>The number of requests.</summary>
+    public int Count => Resolved.Length;
+}

@@ -1,0 +1,190 @@
+using System.Numerics.Tensors;
+using Microsoft.ML.OnnxRuntime;
+using MLNet.Diffusion.Denoising;
+using MLNet.Diffusion.Noise;
+using MLNet.Diffusion.Pipeline;
+using MLNet.Diffusion.Schedulers;
+
+namespace MLNet.Diffusion;
+
+// The denoising: for each UNet batch of a call, the timesteps, the starting latents and the loop.
+public sealed partial class StableDiffusionPipeline
+{
+    /// <summary>Prepare the timesteps, the latents and run the denoising loop for every UNet batch of the plan: each request's final latents [4·h·w], in request order.</summary>
+    private float[][] DenoiseCore(GenerationPlan plan, PromptEmbedding[] embeddings, IProgress<DiffusionProgress>? progress, CancellationToken cancellationToken)
+    {
+        // Every batch's scheduler first, so that progress counts the calls and encodings of the whole call.
+        var schedulers = new DiffusionScheduler[plan.Groups.Length];
+        int totalCalls = 0, totalEncodes = 0;
+        for (int g = 0; g < schedulers.Length; g++)
+        {
+            var key = plan.Groups[g].Key;
+            schedulers[g] = CreateScheduler(plan.Options, key.Steps);
+            totalCalls += schedulers[g].CallCount - schedulers[g].FirstCallOfStep(key.StartStep);
+            totalEncodes += plan.Groups[g].Members.Count(i => NeedsEncoding(plan.Requests[i], key.StartStep));
+        }
+        var counter = new ProgressCounter(progress, totalCalls, totalEncodes);
+
+        var result = new float[plan.Count][];
+        using var runOptions = new RunOptions();
+        using var registration = cancellationToken.Register(() => runOptions.Terminate = true);
+        try
+        {
+            for (int g = 0; g < schedulers.Length; g++)
+            {
+                var members = plan.Groups[g].Members;
+                var latents = DenoiseBatch(plan, plan.Groups[g], embeddings, schedulers[g], counter, runOptions, cancellationToken);
+                int per = latents.Length / members.Length;
+                for (int j = 0; j < members.Length; j++) result[members[j]] = latents.AsSpan(j * per, per).ToArray();
+            }
+        }
+        catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
+        {
+            throw new OperationCanceledException("Generation was cancelled during a model call.", cancellationToken);
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// One UNet batch, in the order of diffusers' <c>StableDiffusionPipeline.__call__</c> after the prompts are encoded:
+    /// prepare the timesteps, prepare the latents (noise, or init images noised to the first kept call), run the denoising
+    /// loop. Returns the batch's final latents [N, 4, h, w] in the group's order.
+    /// </summary>
+    private float[] DenoiseBatch(GenerationPlan plan, RequestGroup group, PromptEmbedding[] embeddings, DiffusionScheduler scheduler,
+        ProgressCounter counter, RunOptions runOptions, CancellationToken cancellationToken)
+    {
+        var rows = group.Members;
+        var requests = Array.ConvertAll(rows, i => plan.Requests[i]);
+        var guidance = Array.ConvertAll(rows, i => plan.Resolved[i].GuidanceScale);
+        int seqLen = TextEncoder.SequenceLength;
+        var shape = new BatchShape(rows.Length, LatentChannels, group.Key.Height / BatchShape.VaeScale, group.Key.Width / BatchShape.VaeScale,
+            seqLen, embeddings[rows[0]].Conditional.Length / seqLen, group.Key.Guided);
+
+        // Prepare the timesteps: an init image starts at the first call of its start step (diffusers' get_timesteps).
+        int startStep = group.Key.StartStep, begin = scheduler.FirstCallOfStep(startStep), calls = scheduler.CallCount;
+
+        // Prepare the latents: each image's own generator draws its initial noise first, as in text-to-image.
+        var generators = Array.ConvertAll(requests, r => new GaussianNoise(r.Seed));
+        var noise = new BatchNoise(generators);
+        var initialNoise = new float[shape.LatentLength];
+        noise.Fill(initialNoise);
+        var images = PrepareImages(rows, requests, startStep, shape, generators, counter, cancellationToken);
+        var latents = PrepareLatents(shape, scheduler, startStep, begin, initialNoise, images);
+        if (begin > 0) scheduler.SetBeginIndex(begin);
+
+        // The denoising loop.
+        using var unet = UNet.Bind(shape.ModelBatch, shape.LatentHeight, shape.LatentWidth, shape.SequenceLength, shape.EmbeddingWidth);
+        unet.SetHiddenStates(HiddenStates(shape, rows, embeddings));
+        if (InpaintingUNet) WriteInpaintingChannels(unet, shape, images);
+        var modelInput = new float[shape.LatentLength];
+        var unetOutput = new float[unet.OutputLength];
+        var noisePrediction = shape.Guided ? new float[shape.LatentLength] : unetOutput;
+        var known = images.Blend ? new float[shape.LatentLength] : null;
+        while (scheduler.StepIndex < calls)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            float t = scheduler.Timesteps[scheduler.StepIndex];
+            int call = scheduler.StepIndex + 1;
+            scheduler.ScaleModelInput(latents, modelInput);                      // latent_model_input
+            WriteModelInput(unet, shape, modelInput);
+            unet.Run(t, unetOutput, runOptions);                                 // noise_pred = unet(latent_model_input, t, …)
+            if (shape.Guided)                                                    // noise_pred = uncond + g·(text − uncond)
+                ClassifierFreeGuidance.Apply(unetOutput, noisePrediction, shape.Images, shape.ImageLength, guidance, plan.Options.GuidanceRescale);
+            // One vectorised pass each over the model output and the new latents: a NaN or ±Infinity (fp16 overflow)
+            // is reported at the call where it appears rather than decoded into a black image.
+            NonFiniteLatentsException.ThrowIfNonFinite(noisePrediction.AsSpan(0, shape.LatentLength), DiffusionStage.Denoising, "UNet output", call, calls, t, shape.ImageLength, rows,
+                source: new NonFiniteSource(UNet, modelInput, modelOutput: unetOutput, derivedBy: shape.Guided ? "classifier-free guidance" : null, scheduler: scheduler));
+            scheduler.Step(noisePrediction, latents, noise);                     // latents = scheduler.step(noise_pred, t, latents)
+            if (known is not null) KeepInitImageOutsideMasks(scheduler, calls, images, initialNoise, known, latents, shape);
+            NonFiniteLatentsException.ThrowIfNonFinite(latents, DiffusionStage.Denoising, "latents after the scheduler step", call, calls, t, shape.ImageLength, rows,
+                source: new NonFiniteSource(UNet, modelOutput: noisePrediction.AsSpan(0, shape.LatentLength), derivedBy: "the scheduler step", scheduler: scheduler));
+            counter.Step();
+        }
+        return latents;
+    }
+
+    /// <summary>The latent channels of SD 1.x and 2.x (the VAE's <c>latent_channels</c>).</summary>
+    private const int LatentChannels = 4;
+
+    /// <summary>Whether the UNet is an inpainting UNet (sample = latents ++ mask ++ masked-image latents).</summary>
+    private bool InpaintingUNet => UNet.InChannels == 9;
+
+    private DiffusionScheduler CreateScheduler(GenerationOptions options, int steps)
+    {
+        var scheduler = SchedulerFactory.Create(options.Scheduler, SchedulerConfig);
+        if (scheduler is DdimScheduler ddim) ddim.Eta = options.Eta;
+        scheduler.SetTimesteps(steps);
+        return scheduler;
+    }
+
+    /// <summary>
+    /// The starting latents (diffusers' <c>prepare_latents</c>): from the first step, the noise × init_noise_sigma; from a
+    /// later step, the init images' latents noised to the first kept call; when a strength of 0 keeps no call, the init
+    /// images' latents themselves.
+    /// </summary>
+    private static float[] PrepareLatents(BatchShape shape, DiffusionScheduler scheduler, int startStep, int begin, float[] initialNoise, ImageConditioning images)
+    {
+        var latents = new float[shape.LatentLength];
+        if (startStep == 0)
+            TensorPrimitives.Multiply(initialNoise, scheduler.InitNoiseSigma, latents);
+        else if (begin == scheduler.CallCount)
+            images.Latents!.CopyTo(latents, 0);
+        else
+            scheduler.AddNoise(images.Latents!, initialNoise, begin, latents);
+        return latents;
+    }
+
+    /// <summary>
+    /// The UNet's <c>encoder_hidden_states</c> [B, 77, D]: with guidance the negative prompts' rows, then the prompts'
+    /// (diffusers' <c>torch.cat([negative_prompt_embeds, prompt_embeds])</c>); a guided request without negative-prompt
+    /// embeddings takes the empty prompt's.
+    /// </summary>
+    private float[] HiddenStates(BatchShape shape, int[] rows, PromptEmbedding[] embeddings)
+    {
+        int length = shape.EmbeddingLength, conditional = shape.Guided ? shape.Images * length : 0;
+        var hidden = new float[shape.ModelBatch * length];
+        for (int j = 0; j < rows.Length; j++)
+        {
+            var e = embeddings[rows[j]];
+            var negative = shape.Guided ? e.Unconditional ?? _emptyPrompt.Value : null;
+            if (length == 0 || e.Conditional.Length != length || negative is not null && negative.Length != length)
+                throw new ArgumentException($"Image {rows[j]}: its prompt embeddings have {e.Conditional.Length} values and its negative-prompt embeddings {negative?.Length ?? 0}; " +
+                    $"the images of one batch need {shape.SequenceLength} × {shape.EmbeddingWidth} = {length} each.", nameof(embeddings));
+            e.Conditional.CopyTo(hidden, conditional + j * length);
+            negative?.CopyTo(hidden, j * length);
+        }
+        return hidden;
+    }
+
+    /// <summary>
+    /// Writes <c>latent_model_input</c>, the scaled latents, into the UNet's sample: once per guidance half, and on an
+    /// inpainting UNet into the first 4 of each row's 9 channels (the mask and masked-image channels stay as written).
+    /// </summary>
+    private void WriteModelInput(UNetBinding unet, BatchShape shape, float[] modelInput)
+    {
+        if (InpaintingUNet)
+        {
+            int rowStride = UNet.InChannels * shape.PlaneLength;
+            for (int r = 0; r < unet.Batch; r++) unet.WriteSample(modelInput.AsSpan(r % shape.Images * shape.ImageLength, shape.ImageLength), r * rowStride);
+        }
+        else
+        {
+            unet.WriteSample(modelInput, 0);
+            if (shape.Guided) unet.WriteSample(modelInput, shape.LatentLength);
+        }
+    }
+
+    /// <summary>
+    /// diffusers' <c>StableDiffusionInpaintPipeline</c>: sample = scaled latents ++ mask ++ masked-image latents, the last
+    /// two the same for both guidance halves and for every call, so written once.
+    /// </summary>
+    private void WriteInpaintingChannels(UNetBinding unet, BatchShape shape, ImageConditioning images)
+    {
+        int hw = shape.PlaneLength, per = shape.ImageLength, rowStride = UNet.InChannels * hw;
+        for (int r = 0; r < unet.Batch; r++)
+        {
+            unet.WriteSample(images.LatentMasks!.AsSpan(r % shape.Images * hw, hw), r * rowStride + per);
+            unet.WriteSample(images.MaskedLatents!.AsSpan(r % shape.Images * per, per), r * rowStride + per + hw);
+        }
+    }
+}

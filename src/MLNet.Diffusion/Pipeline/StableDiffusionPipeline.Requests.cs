@@ -1,0 +1,49 @@
+using MLNet.Diffusion.Pipeline;
+
+namespace MLNet.Diffusion;
+
+// Checking a call's image requests and grouping them into UNet batches.
+public sealed partial class StableDiffusionPipeline
+{
+    /// <summary>
+    /// Checks the options and every request before any model runs, and resolves each request's steps, size, guidance and
+    /// start step (what it leaves null comes from <paramref name="options"/>, then the model's default size).
+    /// </summary>
+    private GenerationPlan Plan(IReadOnlyList<ImagePrompt> images, GenerationOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        ArgumentNullException.ThrowIfNull(options);
+        ValidateCommon(options);
+        var resolved = new ResolvedRequest[images.Count];
+        for (int i = 0; i < images.Count; i++)
+        {
+            var p = images[i] ?? throw new ArgumentNullException(nameof(images), $"Image request {i} is null.");
+            SettingLimits.ThrowIfAny(SettingLimits.Problems(p, $"Image {i}"), nameof(images));
+            int steps = p.Steps ?? options.Steps;
+            int width = p.Width ?? options.Width ?? DefaultSize, height = p.Height ?? options.Height ?? DefaultSize;
+            ValidateSize(width, height);
+            float guidance = p.GuidanceScale ?? options.GuidanceScale;
+            int start = 0;
+            if (p.InitImage is null)
+            {
+                if (p.Mask is not null)
+                    throw new ArgumentException($"Image {i}: a Mask needs an InitImage (the image whose white mask region is repainted); this request has none.", nameof(images));
+                if (p.Strength is float s)
+                    throw new ArgumentException($"Image {i}: Strength ({s}) applies to an InitImage; this request has none.", nameof(images));
+                if (UNet.InChannels != LatentChannels)
+                    throw new NotSupportedException($"The unet model '{UNet.ModelPath}' is an inpainting UNet ({UNet.InChannels} input channels); text-to-image needs a 4-channel UNet. Give image {i} an InitImage (and a Mask) to inpaint.");
+            }
+            else
+            {
+                CheckImage(p.InitImage, i, "InitImage");
+                if (p.Mask is not null) CheckImage(p.Mask, i, "Mask");
+                RequireEncoder(i);
+                if (p.Mask is { } mask && (mask.Width != p.InitImage.Width || mask.Height != p.InitImage.Height))
+                    throw new ArgumentException($"Image {i}: the Mask is {mask.Width}×{mask.Height} but the InitImage is {p.InitImage.Width}×{p.InitImage.Height}; the mask must have the init image's size.", nameof(images));
+                start = SkippedSteps(steps, p.Strength ?? (p.Mask is null ? ImagePrompt.DefaultStrength : ImagePrompt.DefaultInpaintingStrength));
+            }
+            resolved[i] = new ResolvedRequest(new BatchKey(steps, width, height, guidance > 1, start), guidance);
+        }
+        return new GenerationPlan(images, resolved, options);
+    }
+}
