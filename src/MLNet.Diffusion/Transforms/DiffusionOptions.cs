@@ -179,3 +179,36 @@ public sealed class DiffusionOptions
             throw new ArgumentException("ImageIndexColumnName must name a column when ImagesPerPrompt is above 1.", nameof(ImageIndexColumnName));
     }
 }
+
+/// <summary>
+/// Progress of the ML.NET diffusion transforms, reported through <see cref="DiffusionOptions.Progress"/>: the batch
+/// being generated (its first input row and how many images it holds) and where the engine is within it (text
+/// encoding, one report per UNet call while denoising, one per decoded image).
+/// </summary>
+/// <param name="FirstRow">The 0-based position, in the input view, of the batch's first row.</param>
+/// <param name="Images">Images in the batch (at most <see cref="DiffusionOptions.BatchSize"/>).</param>
+/// <param name="Stage">The engine's stage and step within the batch. A batch whose images differ in steps or in
+/// guidance on/off runs one denoising pass per group, each counting its own steps.</param>
+public readonly record struct DiffusionBatchProgress(long FirstRow, int Images, DiffusionProgress Stage);
+
+/// <summary>The default column names of the diffusion transforms.</summary>
+public static class DiffusionColumnNames
+{
+    /// <summary>"Prompt": the text input.</summary>
+    public const string Prompt = "Prompt";
+
+    /// <summary>"Image": the generated <c>MLImage</c>.</summary>
+    public const string Image = "Image";
+
+    /// <summary>"PromptEmbedding": text embeddings of the prompt (Single vector of 77·D).</summary>
+    public const string PromptEmbedding = "PromptEmbedding";
+
+    /// <summary>"NegativePromptEmbedding": text embeddings of the negative prompt (Single vector of 77·D).</summary>
+    public const string NegativePromptEmbedding = "NegativePromptEmbedding";
+
+    /// <summary>"Latents": denoised latents (Single vector of 4·h·w).</summary>
+    public const string Latents = "Latents";
+
+    /// <summary>"ImageIndex": which of a row's images an output row holds, when a row gives several.</summary>
+    public const string ImageIndex = "ImageIndex";
+}

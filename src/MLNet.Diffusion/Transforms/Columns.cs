@@ -1,6 +1,7 @@
-using Microsoft.ML;
+using System.Runtime.CompilerServices;
 using Microsoft.ML.Data;
 using Microsoft.ML.Transforms.Image;
+using Microsoft.ML;
 
 namespace MLNet.Diffusion.Transforms;
 
@@ -110,4 +111,86 @@ internal sealed class InputColumn
     private static bool Scalar(SchemaShape.Column c) => c.Kind == SchemaShape.Column.VectorKind.Scalar && !c.IsKey;
 
     private static bool IsSeedType(DataViewType t) => t == NumberDataViewType.Int64 || t == NumberDataViewType.Int32 || t == NumberDataViewType.UInt32;
+}
+
+/// <summary>What a diffusion transform writes to an output column.</summary>
+internal enum OutputRole
+{
+    PromptEmbedding,
+    NegativeEmbedding,
+    Latents,
+    Image,
+    ImageIndex,
+}
+
+/// <summary>An output column: role, name and exact type.</summary>
+internal sealed record OutputColumn(OutputRole Role, string Name, DataViewType Type)
+{
+    /// <summary>The generated value this column needs computed (none for <see cref="OutputRole.ImageIndex"/>).</summary>
+    public OutputSet Needs => Role switch
+    {
+        OutputRole.PromptEmbedding => OutputSet.PromptEmbedding,
+        OutputRole.NegativeEmbedding => OutputSet.NegativeEmbedding,
+        OutputRole.Latents => OutputSet.Latents,
+        OutputRole.Image => OutputSet.Image,
+        _ => OutputSet.None,
+    };
+}
+
+/// <summary>
+/// Makes <see cref="SchemaShape.Column"/> values for estimators' <c>GetOutputSchema</c>. The type has only an internal
+/// constructor (ML.NET keeps it so on purpose, dotnet/machinelearning#3243); a .NET 8+ <see cref="UnsafeAccessorAttribute"/>
+/// binds to it — checked on Microsoft.ML.Core 6.0.0 (the tests use it on every build):
+/// <c>Column(string name, VectorKind vecKind, DataViewType itemType, bool isKey, SchemaShape annotations)</c>.
+/// </summary>
+internal static class SchemaShapeColumns
+{
+    private static readonly SchemaShape s_noAnnotations = new([]);
+
+    [UnsafeAccessor(UnsafeAccessorKind.Constructor)]
+    private static extern SchemaShape.Column Construct(string name, SchemaShape.Column.VectorKind vecKind, DataViewType itemType, bool isKey, SchemaShape annotations);
+
+    /// <summary>A scalar column (e.g. an image, or an Int32 index).</summary>
+    public static SchemaShape.Column Scalar(string name, DataViewType itemType) => Create(name, SchemaShape.Column.VectorKind.Scalar, itemType);
+
+    /// <summary>A fixed-size vector column of <paramref name="itemType"/>.</summary>
+    public static SchemaShape.Column Vector(string name, DataViewType itemType) => Create(name, SchemaShape.Column.VectorKind.Vector, itemType);
+
+    internal static SchemaShape.Column Create(string name, SchemaShape.Column.VectorKind kind, DataViewType itemType)
+    {
+        try
+        {
+            return Construct(name, kind, itemType, false, s_noAnnotations);
+        }
+        catch (MissingMethodException e)
+        {
+            throw Unavailable(e);
+        }
+    }
+
+    internal static InvalidOperationException Unavailable(Exception inner) => new(
+        "This version of Microsoft.ML no longer has SchemaShape.Column's internal constructor (string, VectorKind, DataViewType, bool, SchemaShape), " +
+        "which MLNet.Diffusion uses to declare its output columns in GetOutputSchema. Use the Microsoft.ML version MLNet.Diffusion was built against (6.0.0).", inner);
+}
+
+/// <summary>Schema errors worded as ML.NET words them, naming the column, the type expected and the type found.</summary>
+internal static class SchemaErrors
+{
+    public static ArgumentOutOfRangeException Missing(string column, string expected) =>
+        new("inputSchema", $"Could not find input column '{column}' (expected {expected})");
+
+    public static ArgumentOutOfRangeException Mismatch(string column, string expected, string found) =>
+        new("inputSchema", $"Schema mismatch for input column '{column}': expected {expected}, got {found}");
+
+    /// <summary>A <see cref="SchemaShape.Column"/>'s type as ML.NET writes it: "Single", "Vector&lt;Single&gt;", "VarVector&lt;String&gt;", "Key&lt;UInt32&gt;".</summary>
+    public static string Describe(SchemaShape.Column column)
+    {
+        string item = column.IsKey ? $"Key<{column.ItemType}>" : column.ItemType?.ToString() ?? "?";
+        return column.Kind switch
+        {
+            SchemaShape.Column.VectorKind.Vector => $"Vector<{item}>",
+            SchemaShape.Column.VectorKind.VariableVector => $"VarVector<{item}>",
+            _ => item,
+        };
+    }
 }
