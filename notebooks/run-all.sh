@@ -17,7 +17,12 @@ start=$SECONDS
 # dotnet-repl runs every cell and exits 2 when any of them failed; the notebook's relative paths start at notebooks/.
 (cd notebooks && dotnet dotnet-repl --run GettingStarted.ipynb --exit-after-run --output-path "$out/GettingStarted.ipynb")
 echo "   passed in $((SECONDS - start)) s"
-if [[ "${1:-}" == "--save" ]]; then cp "$out/GettingStarted.ipynb" notebooks/GettingStarted.ipynb; echo "   outputs saved"; fi
+if [[ "${1:-}" == "--save" ]]; then
+  # Saved outputs name no folder of this machine: the repository becomes "." and the home folder "~" (the kernel
+  # prints where it loads SkiaSharp's extension from, under the NuGet cache).
+  sed -e "s#$(pwd)#.#g" -e "s#${HOME}#~#g" "$out/GettingStarted.ipynb" > notebooks/GettingStarted.ipynb
+  echo "   outputs saved"
+fi
 
 echo "== notebooks/GettingStarted.cs (dotnet run)"
 start=$SECONDS

@@ -12,8 +12,8 @@ public static class Program
         "Usage: dotnet run --project src/MLNet.Diffusion.ModelBuilder -- demo --out <dir>\n" +
         "\n" +
         "Commands:\n" +
-        "  demo --out <dir>   Build the built-in demo model (a Stable Diffusion ONNX folder, 128x128 images,\n" +
-        "                     about 2.6 MB) into <dir>. <dir> must be new, empty or an earlier demo model.\n" +
+        "  demo --out <dir>   Build the built-in demo model (a Stable Diffusion ONNX folder, 256x256 images,\n" +
+        "                     about 0.5 MB) into <dir>. <dir> must be new, empty or an earlier demo model.\n" +
         "  --help             Show this text.\n";
 
     /// <summary>Runs the command line; returns the process exit code (0 success, 1 failure, 2 bad arguments).</summary>

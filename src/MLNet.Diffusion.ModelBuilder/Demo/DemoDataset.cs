@@ -18,7 +18,7 @@ public enum DemoSize
 {
     /// <summary>About a fifth of the image across.</summary>
     Small,
-    /// <summary>About two fifths of the image across.</summary>
+    /// <summary>About three eighths of the image across.</summary>
     Large,
 }
 
@@ -71,15 +71,16 @@ public sealed record DemoItem(int Index, DemoShape Shape, int Colour, int Backgr
 /// A shape is drawn as coverage α = sigmoid(<see cref="EdgeSharpness"/> · d), d being the exact signed distance
 /// (pixels, positive inside) from the pixel centre to the shape's outline; the pixel is
 /// α · colour + (1 − α) · background. The VAE decoder draws with the same rule, which is why it can give a
-/// dataset image back almost exactly. Corners are rounded (<see cref="CornerRadius"/>; the star's concave corners by a
-/// smooth union, <see cref="StarFillet"/>) because the latent's distance field, sampled every 8 pixels, cannot carry
-/// sharper ones. Shape colours all have channel minimum 0.1 and maximum 0.9 (chroma
+/// dataset image back almost exactly. Corners are slightly rounded (<see cref="CornerRadius"/>; the star's concave
+/// corners by a smooth union, <see cref="StarFillet"/>) because the latent's distance field, sampled every 8 pixels,
+/// cannot carry sharper ones; at <see cref="ImageSize"/> = 256 even a small shape spans seven latent cells, so a small
+/// star keeps five distinct tips and a small square its corners. Shape colours all have channel minimum 0.1 and maximum 0.9 (chroma
 /// 0.8) and backgrounds are grey levels (chroma 0): the VAE encoder finds the shape by its chroma.
 /// </remarks>
 public static class DemoDataset
 {
     /// <summary>Image width and height in pixels.</summary>
-    public const int ImageSize = 128;
+    public const int ImageSize = 256;
 
     /// <summary>Steepness of the drawn edges: coverage = sigmoid(EdgeSharpness · signed distance in pixels).</summary>
     public const float EdgeSharpness = 4f;
@@ -138,16 +139,16 @@ public static class DemoDataset
     /// <summary>The centre of a shape at <paramref name="position"/>, in pixel coordinates (x right, y down; pixel i spans [i, i + 1]).</summary>
     public static (float X, float Y) Centre(DemoPosition position) => position switch
     {
-        DemoPosition.TopLeft => (34f, 34f),
-        DemoPosition.TopRight => (94f, 34f),
-        DemoPosition.BottomLeft => (34f, 94f),
-        DemoPosition.BottomRight => (94f, 94f),
-        DemoPosition.Center => (64f, 64f),
+        DemoPosition.TopLeft => (68f, 68f),
+        DemoPosition.TopRight => (188f, 68f),
+        DemoPosition.BottomLeft => (68f, 188f),
+        DemoPosition.BottomRight => (188f, 188f),
+        DemoPosition.Center => (128f, 128f),
         _ => throw new ArgumentOutOfRangeException(nameof(position)),
     };
 
     /// <summary>The nominal radius of a shape of <paramref name="size"/> in pixels (a circle's radius; other shapes are scaled to look as large).</summary>
-    public static float Radius(DemoSize size) => size == DemoSize.Small ? 13f : 24f;
+    public static float Radius(DemoSize size) => size == DemoSize.Small ? 28f : 48f;
 
     /// <summary>
     /// The signed distance in pixels from point (<paramref name="x"/>, <paramref name="y"/>) to the outline of
@@ -231,7 +232,7 @@ public static class DemoDataset
 
     /// <summary>The radius, in pixels, to which shape corners are rounded: the polygon is drawn shrunk and then
     /// grown by this much, so the outline has no feature finer than the latent grid can carry.</summary>
-    public const double CornerRadius = 4;
+    public const double CornerRadius = 3;
 
     /// <summary>A star's inner (concave) vertices lie at this fraction of the outer radius before rounding.</summary>
     public const double StarInnerRatio = 0.6;
@@ -254,7 +255,7 @@ public static class DemoDataset
     }
 
     /// <summary>The size of the fillets rounding a star's concave corners (the k of the polynomial smooth maximum).</summary>
-    public const double StarFillet = 6;
+    public const double StarFillet = 4;
 
     /// <summary>
     /// A star as the union of its inner pentagon and five arm triangles (each arm's sides extended past the inner

@@ -13,13 +13,13 @@ namespace MLNet.Diffusion.ModelBuilder.Demo;
 /// schedule); <c>tokenizer/</c> (CLIP format, <see cref="ClipVocabularyWriter"/>); <c>text_encoder/</c>
 /// (<see cref="DemoTextEncoder"/>); <c>unet/</c> (<see cref="DemoUnet"/>); <c>vae_encoder/</c> and <c>vae_decoder/</c>
 /// (<see cref="DemoVae"/>), each with its <c>config.json</c>; a README and the version stamp <see cref="StampFile"/>.
-/// Images are 128×128 (latents 4×16×16), and the UNet takes no other size.</para>
-/// <para>Building is deterministic: the same builder version gives the same bytes. The whole folder is about 2.6 MB.</para>
+/// Images are 256×256 (latents 4×32×32), and the UNet takes no other size.</para>
+/// <para>Building is deterministic: the same builder version gives the same bytes. The whole folder is about 0.5 MB.</para>
 /// </remarks>
 public static class DemoModelBuilder
 {
     /// <summary>The builder version, written to <see cref="StampFile"/>; bump it whenever the model's bytes change.</summary>
-    public const string Version = "demo-2";
+    public const string Version = "demo-3";
 
     /// <summary>The version stamp file in the model folder, written last.</summary>
     public const string StampFile = "mlnet_demo_version.txt";
@@ -109,11 +109,11 @@ public static class DemoModelBuilder
     private static void WriteModel(string dir)
     {
         Directory.CreateDirectory(dir);
-        var latents = DemoUnet.DatasetLatents();
+        var table = DemoLatentTable.Create();
         var captions = DemoUnet.CaptionEmbeddings();
 
         DemoTextEncoder.BuildGraph().Save(Path.Combine(dir, "text_encoder", "model.onnx"));
-        DemoUnet.BuildGraph(latents, captions).Save(Path.Combine(dir, "unet", "model.onnx"));
+        DemoUnet.BuildGraph(table, captions).Save(Path.Combine(dir, "unet", "model.onnx"));
         DemoVae.BuildEncoderGraph().Save(Path.Combine(dir, "vae_encoder", "model.onnx"));
         DemoVae.BuildDecoderGraph().Save(Path.Combine(dir, "vae_decoder", "model.onnx"));
         ClipVocabularyWriter.Write(Path.Combine(dir, "tokenizer"));
@@ -178,7 +178,7 @@ public static class DemoModelBuilder
         {
             w.WriteStartObject();
             w.WriteString("_class_name", "UNet2DConditionModel");
-            w.WriteString("_mlnet_demo", note + " Exact posterior-mean denoiser over the 600 demo images; takes 16×16 latents only.");
+            w.WriteString("_mlnet_demo", note + " Exact posterior-mean denoiser over the 600 demo images; takes 32×32 latents only.");
             w.WriteNumber("cross_attention_dim", DemoVocabulary.Dimension);
             w.WriteNumber("in_channels", DemoVae.LatentChannels);
             w.WriteNumber("out_channels", DemoVae.LatentChannels);
@@ -225,7 +225,7 @@ public static class DemoModelBuilder
         s.Append("# MLNet.Diffusion demo model\n\n");
         s.Append("A tiny Stable Diffusion ONNX folder built by code (`dotnet run --project src/MLNet.Diffusion.ModelBuilder -- demo --out <dir>`),\n");
         s.Append("builder version ").Append(Version).Append(". It is not trained: every part is written down by hand.\n\n");
-        s.Append("- Images are 128×128 (latents 4×16×16; the UNet takes no other size).\n");
+        s.Append("- Images are 256×256 (latents 4×32×32; the UNet takes no other size).\n");
         s.Append("- The dataset: ").Append(DemoDataset.Items.Count.ToString(CultureInfo.InvariantCulture))
             .Append(" images of a circle, square, triangle or star; red, yellow, green, blue or purple; small or large;\n");
         s.Append("  in a corner or the center; on a white, gray or black background. Caption example: \"")
@@ -234,6 +234,8 @@ public static class DemoModelBuilder
         s.Append("  from the prompt's words, so guidance works as in real models and the output is one of the dataset's images.\n");
         s.Append("- The VAE maps each 8×8 patch to a signed distance to the shape's outline, the background grey and the\n");
         s.Append("  shape colour; it decodes any latent to a picture with crisp edges.\n");
+        s.Append("- The schedule is Stable Diffusion 1.5's scaled_linear with beta_end 0.03 instead of 0.012, so that the\n");
+        s.Append("  samplers' start, pure noise, is the true distribution of noised latents at the first step.\n");
         s.Append("- Words that mean something: ").Append(words).Append(".\n");
         s.Append("  Others (\"a\", \"on\", \"background\", unknown words) are ignored.\n");
         return s.ToString();

@@ -3,8 +3,8 @@ using MLNet.Diffusion.ModelBuilder.Onnx;
 namespace MLNet.Diffusion.ModelBuilder.Demo;
 
 /// <summary>
-/// The demo model's UNet, <c>unet/model.onnx</c>, with Stable Diffusion's contract (<c>sample</c> [B, 4, 16, 16],
-/// <c>timestep</c> [B] float, <c>encoder_hidden_states</c> [B, L, D] → <c>out_sample</c> [B, 4, 16, 16], ε-prediction).
+/// The demo model's UNet, <c>unet/model.onnx</c>, with Stable Diffusion's contract (<c>sample</c> [B, 4, 32, 32],
+/// <c>timestep</c> [B] float, <c>encoder_hidden_states</c> [B, L, D] → <c>out_sample</c> [B, 4, 32, 32], ε-prediction).
 /// It is no network: it computes the exact posterior-mean denoiser of the demo dataset.
 /// </summary>
 /// <remarks>
@@ -18,10 +18,20 @@ namespace MLNet.Diffusion.ModelBuilder.Demo;
 /// <see cref="PriorSharpness"/> to the images that have it; since a prompt names each attribute once, counting
 /// matches is the same as matches minus mismatches up to a constant. The empty prompt gives a uniform prior,
 /// so classifier-free guidance works as in real models.</para>
-/// <para>ᾱ comes from Stable Diffusion 1.5's schedule (scaled_linear, β from 0.00085 to 0.012, 1000 steps) through a
-/// table of σ_t = √((1 − ᾱ_t)/ᾱ_t); a fractional timestep interpolates σ linearly between floor(t) and floor(t) + 1
-/// and uses ᾱ = 1/(1 + σ²), exactly as Euler-type schedulers map σ back to t. Timesteps are clamped to [0, 999].
-/// The latent must be 16×16 (128×128 images): the dataset latents have that size.</para>
+/// <para>ᾱ comes from the schedule written in the model's <c>scheduler_config.json</c> (scaled_linear like Stable
+/// Diffusion 1.5, β from 0.00085 to <see cref="BetaEnd"/>, 1000 steps) through a table of σ_t = √((1 − ᾱ_t)/ᾱ_t);
+/// a fractional timestep interpolates σ linearly between floor(t) and floor(t) + 1 and uses ᾱ = 1/(1 + σ²), exactly as
+/// Euler-type schedulers map σ back to t. Timesteps are clamped to [0, 999]. The latent must be 32×32 (256×256
+/// images): the dataset latents have that size.</para>
+/// <para>Why β ends at 0.03 rather than Stable Diffusion's 0.012: every sampler starts from x_T ~ N(0, I) (or σ_max ·
+/// N(0, I)), which is the true distribution of noised latents only when √ᾱ_T · z is negligible. With SD 1.5's schedule
+/// ᾱ is 0.0073 at t = 961, the first step of 25 PNDM steps, and √ᾱ · ‖z‖ ≈ 2.6 for 16×16 demo latents (twice that
+/// for 32×32), so the start misses a mean offset that the sampler never makes up (Lin, Liu, Li and Yang 2024, "Common
+/// Diffusion Noise Schedules and Sample Steps are Flawed", WACV, §3: the non-zero terminal SNR). With that schedule a
+/// full caption sampled at guidance 1 (DDIM in double precision, 100 steps, 500 seeds) showed another colour, size or
+/// background in 10.6 % of seeds started from N(0, I) and in 0.6 % of seeds started from the exact noised
+/// distribution, where the declared weights give 0.3 %. With β_end = 0.03, ᾱ(961) = 1.7e-5 and ᾱ(901) = 8.9e-5
+/// (10 steps): the start is exact to within a few hundredths of a nat.</para>
 /// </remarks>
 public static class DemoUnet
 {
@@ -35,12 +45,12 @@ public static class DemoUnet
     public const double BetaStart = 0.00085;
 
     /// <summary>β at the last timestep (<c>beta_end</c>).</summary>
-    public const double BetaEnd = 0.012;
+    public const double BetaEnd = 0.03;
 
     /// <summary>The latent height and width the UNet takes.</summary>
     public const int LatentSize = DemoDataset.ImageSize / DemoVae.Factor;
 
-    /// <summary>Values in one latent (4 × 16 × 16).</summary>
+    /// <summary>Values in one latent (4 × 32 × 32).</summary>
     public const int LatentLength = DemoVae.LatentChannels * LatentSize * LatentSize;
 
     /// <summary>ᾱ_t of the scaled_linear schedule: β_t = (linspace(√β_start, √β_end, 1000)_t)², ᾱ_t = Π_{s ≤ t}(1 − β_s).</summary>
@@ -82,22 +92,10 @@ public static class DemoUnet
     }
 
     /// <summary>
-    /// The scaled latents of every dataset image ([K, 4, 16, 16] flattened): each image drawn, encoded by the reference
-    /// encoder and multiplied by <see cref="DemoVae.ScalingFactor"/>.
+    /// The scaled latents of every dataset image ([K, 4, 32, 32] flattened): the VAE encoder's output for each image
+    /// times <see cref="DemoVae.ScalingFactor"/>, composed from <see cref="DemoLatentTable"/>.
     /// </summary>
-    public static float[] DatasetLatents()
-    {
-        var items = DemoDataset.Items;
-        var latents = new float[items.Count * LatentLength];
-        int n = DemoDataset.ImageSize;
-        Parallel.For(0, items.Count, k =>
-        {
-            var span = latents.AsSpan(k * LatentLength, LatentLength);
-            DemoVae.EncodeOne(DemoDataset.Render(items[k]), n, n, span);
-            for (int i = 0; i < span.Length; i++) span[i] *= DemoVae.ScalingFactor;
-        });
-        return latents;
-    }
+    public static float[] DatasetLatents() => DemoLatentTable.Create().Compose();
 
     /// <summary>The prior π(c) over the dataset images for a pooled prompt embedding (a softmax, in double precision).</summary>
     public static double[] PriorWeights(ReadOnlySpan<float> pooled, ReadOnlySpan<float> captionEmbeddings)
@@ -157,12 +155,13 @@ public static class DemoUnet
         return output;
     }
 
-    /// <summary>Builds the graph over the given scaled dataset latents ([K, 1024]) and caption embeddings ([K, D]).</summary>
-    public static OnnxGraphBuilder BuildGraph(float[] datasetLatents, float[] captionEmbeddings)
+    /// <summary>Builds the graph over the dataset's latent table and caption embeddings ([K, D]).</summary>
+    public static OnnxGraphBuilder BuildGraph(DemoLatentTable table, float[] captionEmbeddings)
     {
-        ArgumentNullException.ThrowIfNull(datasetLatents);
+        ArgumentNullException.ThrowIfNull(table);
         ArgumentNullException.ThrowIfNull(captionEmbeddings);
-        int d = DemoVocabulary.Dimension, count = datasetLatents.Length / LatentLength;
+        var items = DemoDataset.Items;
+        int d = DemoVocabulary.Dimension, count = items.Count, p = DemoLatentTable.PlaneLength;
         var g = new OnnxGraphBuilder("demo_unet");
         var sample = g.Input("sample", OnnxElementType.Float, "batch", DemoVae.LatentChannels, LatentSize, LatentSize);
         var timestep = g.Input("timestep", OnnxElementType.Float, "batch");
@@ -184,9 +183,21 @@ public static class DemoUnet
         var sqrtVariance = g.Sqrt(variance);
 
         // Likelihood: −‖x − √ᾱ z_k‖² / (2(1 − ᾱ)) = (√ᾱ·x·z_k − ½ᾱ‖z_k‖²)/(1 − ᾱ) − ‖x‖²/(2(1 − ᾱ)). The last term is
-        // the same for every k and cancels in the softmax, so one [B, 1024] × [1024, K] product (Gemm with transB over
-        // the [K, 1024] latents) and the constant ‖z_k‖² replace forming the [B, K, 1024] differences (3× faster).
-        var z = g.Initializer("dataset_latents", datasetLatents, count, LatentLength);
+        // the same for every k and cancels in the softmax, so one [B, P] × [P, K] product (Gemm with transB over the
+        // [K, P] latents, P = 4·32·32) and the constant ‖z_k‖² replace forming the [B, K, P] differences (3× faster).
+        // The dataset latents z_k [K, P], assembled from the table (ONNX Runtime folds this into a constant at load):
+        // distance and colour weight by geometry, background by background, colour channels = weight × colour code.
+        var geometry = g.Initializer("item_geometry", items.Select(i => (long)DemoLatentTable.GeometryIndex(i)).ToArray(), count);
+        var weight = g.Gather(g.Initializer("geometry_colour_weight", table.ColourWeight, DemoLatentTable.GeometryCount, p), geometry);
+        var colour = g.Initializer("item_colour", items.Select(i => (long)i.Colour).ToArray(), count);
+        var codes = g.Gather(g.Initializer("colour_codes", table.ColourCodes, DemoDataset.ShapeColours.Count, 2), colour);   // [K, 2]
+        var z = g.Concat(1,
+            g.Gather(g.Initializer("geometry_distance", table.Distance, DemoLatentTable.GeometryCount, p), geometry),
+            g.Gather(g.Initializer("background_channel", table.Background, DemoDataset.BackgroundColours.Count, p),
+                g.Initializer("item_background", items.Select(i => (long)i.Background).ToArray(), count)),
+            g.Mul(weight, g.Slice(codes, [0], [1], [1])),
+            g.Mul(weight, g.Slice(codes, [1], [2], [1])));
+        var datasetLatents = table.Compose();
         var norms = new float[count];
         for (int k = 0; k < count; k++)
         {
@@ -194,7 +205,7 @@ public static class DemoUnet
             for (int i = 0; i < LatentLength; i++) sum += (double)datasetLatents[k * LatentLength + i] * datasetLatents[k * LatentLength + i];
             norms[k] = (float)sum;
         }
-        var x = g.Reshape(sample, 0, -1);                        // [B, 1024]
+        var x = g.Reshape(sample, 0, -1);                        // [B, P]
         var dots = g.Node("Gemm", [x, z], ("transB", 1L));       // [B, K]: x·z_k
         var halfNormTerm = g.Mul(g.Mul(alphaBar, g.Scalar(0.5f)), g.Initializer("dataset_latent_norms", norms, 1, count));
         var logLikelihood = g.Div(g.Sub(g.Mul(dots, sqrtAlphaBar), halfNormTerm), variance);
@@ -211,7 +222,7 @@ public static class DemoUnet
         var logits = g.Add(logPrior, logLikelihood);
         var floor = g.Sub(g.ReduceMax(logits, [1]), g.Scalar(80f));
         var weights = g.Softmax(g.Node("Max", [logits, floor]), axis: -1);
-        var x0 = g.MatMul(weights, z);                          // [B, 1024]
+        var x0 = g.MatMul(weights, z);                          // [B, P]
         var eps = g.Div(g.Sub(x, g.Mul(x0, sqrtAlphaBar)), sqrtVariance);
         g.NodeNamed("Reshape", [eps, g.Node("Shape", [sample])], "out_sample");
         g.Output("out_sample", OnnxElementType.Float, "batch", DemoVae.LatentChannels, LatentSize, LatentSize);

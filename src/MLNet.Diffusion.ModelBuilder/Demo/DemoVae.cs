@@ -13,7 +13,12 @@ namespace MLNet.Diffusion.ModelBuilder.Demo;
 /// <list type="number">
 /// <item>the signed distance d (pixels, positive inside, clamped to ±<see cref="MaxDistance"/>) from the patch centre
 /// to the outline of the coloured (chromatic) region: d / <see cref="DistanceUnit"/> + <see cref="DistanceOffset"/>;</item>
-/// <item>the background grey level g: <see cref="GreyGain"/> · (2g − 1);</item>
+/// <item>the background: <see cref="GreyGain"/> · (μ + κ·(−1)^(row + column)), a constant plus a checkerboard whose
+/// levels (μ, κ) = <see cref="BackgroundCode"/>(g) of the image's grey level g put white (1, −1/√3), gray (0, 2/√3) and
+/// black (−1, −1/√3) at the corners of an equilateral triangle centred on 0, so that no background lies between the
+/// other two and all three have the same norm (with a single
+/// level 2g − 1, gray would sit half-way between white and black, and classifier-free guidance, which extrapolates from
+/// the unconditional toward the conditional prediction, overshoots from one of them across gray into the other);</item>
 /// <item>and 4. the shape colour's opponent components (R − G, (R + G)/2 − B), times <see cref="ColourGain"/>.</item>
 /// </list>
 /// <para><b>Encoder.</b> Per pixel, the coverage m = chroma / <see cref="DemoDataset.ShapeChroma"/> (clamped to [0, 1]) gives a
@@ -23,18 +28,20 @@ namespace MLNet.Diffusion.ModelBuilder.Demo;
 /// the pixels not deep outside, exact when c is outside; U = min_p (s_p + |p − c|) over the pixels not deep inside,
 /// exact when c is inside (both follow from the distance being 1-Lipschitz; a window with no such pixel gives
 /// the clamp). The sign comes from the mean s0 of the four pixels around c, which near the outline
-/// (|s0| &lt; 0.2) is itself the answer, exact for straight edges. Colours are normalised averages over the same
-/// window: g = Σ(min − 0.1·m)(1 − m) / Σ(1 − m)² (exact for a grey behind a palette colour), colour = Σ opponent / Σ m.
+/// (|s0| &lt; 0.2) is itself the answer, exact for straight edges. The colour is a normalised average over the same
+/// window, colour = Σ opponent / Σ m; the background grey is one for the whole image,
+/// g = Σ(min − 0.1·m)(1 − m) / Σ(1 − m)² over all pixels (exact for a grey behind a palette colour).
 /// A sketch therefore encodes well when, like the dataset, it has coloured shapes on a white, grey or black ground
 /// (hard edges are fine: they are read as ±1 pixel from the outline); black or grey strokes count as background.</para>
 /// <para><b>Decoder.</b> Every channel is upsampled ×8 by cubic convolution (Catmull–Rom with half-pixel centres, what
 /// ONNX Resize mode=cubic computes; the graph does it with two transposed convolutions, which run much faster).
 /// Coverage α = sigmoid(<see cref="DemoDataset.EdgeSharpness"/> · d); the shape colour is a sharp soft nearest match of
-/// the opponent components to the palette (a softmax); the background is the nearest of the dataset's greys (likewise,
-/// so leftover sampling noise does not mottle it); the pixel is α · colour + (1 − α) · background. Any latent decodes
+/// the opponent components to the palette (a softmax); the background is the dataset grey whose code is nearest to the
+/// background channel's mean μ̂ and mean absolute deviation κ̂ over the whole latent (likewise a softmax, so leftover
+/// sampling noise does not mottle it); the pixel is α · colour + (1 − α) · background. Any latent decodes
 /// to such a picture; blends of latents give blended outlines and colours snapped to the palette. The outline is as
 /// fine as a distance field sampled every 8 pixels allows: straight edges and circles come back exactly, corners
-/// sharper than ~4 pixels come back rounded (which is why the dataset rounds its corners,
+/// sharper than ~3 pixels come back rounded (which is why the dataset rounds its corners,
 /// <see cref="DemoDataset.CornerRadius"/>).</para>
 /// </remarks>
 public static class DemoVae
@@ -61,7 +68,7 @@ public static class DemoVae
     /// <summary>Offset of the distance channel (scaled units), centring the dataset's values.</summary>
     public const float DistanceOffset = 2f;
 
-    /// <summary>Scale of the background channel (scaled units per unit of 2g − 1).</summary>
+    /// <summary>Scale of the background channel (scaled units per unit of the background code).</summary>
     public const float GreyGain = 1.2f;
 
     /// <summary>Scale of the colour channels (scaled units per unit of opponent component).</summary>
@@ -76,8 +83,12 @@ public static class DemoVae
     /// <summary>Sharpness of the decoder's palette match (softmax of −Sharpness · squared distance).</summary>
     public const float PaletteSharpness = 40f;
 
-    /// <summary>Sharpness of the decoder's background match (softmax of −Sharpness · squared grey difference).</summary>
-    public const float GreySharpness = 200f;
+    /// <summary>Sharpness of the decoder's background match (softmax of −Sharpness · squared distance between codes).</summary>
+    public const float GreySharpness = 20f;
+
+    /// <summary>The regulariser of the encoder's grey estimate, added to the mean weight Σ(1 − m)²/n (an image with no
+    /// background pixels reads as gray).</summary>
+    private const float GreyEpsilon = 1e-4f;
 
     /// <summary>The cubic convolution coefficient of the decoder's upsampling (−0.5: Catmull–Rom, exact for quadratics).</summary>
     public const float CubicCoefficient = -0.5f;
@@ -124,8 +135,9 @@ public static class DemoVae
         var s = new float[plane];
         var lowerField = new float[ph * pw];
         var upperField = new float[ph * pw];
-        var fields = new float[5][];
-        for (int f = 0; f < 5; f++) fields[f] = new float[ph * pw];
+        var fields = new float[3][];
+        for (int f = 0; f < 3; f++) fields[f] = new float[ph * pw];
+        double sumU = 0, sumV = 0;
         for (int y = 0; y < ph; y++)
         {
             int sy = Math.Clamp(y - pad, 0, height - 1);
@@ -141,22 +153,25 @@ public static class DemoVae
                 float si = m <= 0.01f ? -PixelBand : m >= 0.99f ? PixelBand : Math.Clamp(
                     MathF.Log(m / (1 - m)) * (1f / DemoDataset.EdgeSharpness), -PixelBand, PixelBand);
                 int o = y * pw + x;
-                if (y >= pad && y < pad + height && x >= pad && x < pad + width) s[i] = si;
+                if (y >= pad && y < pad + height && x >= pad && x < pad + width)
+                {
+                    s[i] = si;
+                    float notM = 1 - m;
+                    sumU += (min - m * DemoDataset.ShapeColourMin) * notM;
+                    sumV += notM * notM;
+                }
                 lowerField[o] = si - (si <= -PixelBand + DeepMargin ? 1f : 0f) * Big;
                 upperField[o] = si + (si >= PixelBand - DeepMargin ? 1f : 0f) * Big;
-                float notM = 1 - m;
-                fields[0][o] = (min - m * DemoDataset.ShapeColourMin) * notM;
-                fields[1][o] = notM * notM;
                 var (oa, ob) = Opponent(r, g, b);
-                fields[2][o] = oa;
-                fields[3][o] = ob;
-                fields[4][o] = m;
+                fields[0][o] = oa;
+                fields[1][o] = ob;
+                fields[2][o] = m;
             }
         }
         // Per-block sums of the colour fields (blocks of the padded image), then window sums over 5×5 blocks.
         int bh = h + 2 * WindowRadiusPatches, bw = w + 2 * WindowRadiusPatches;
-        var blockSums = new double[5, bh, bw];
-        for (int f = 0; f < 5; f++)
+        var blockSums = new double[3, bh, bw];
+        for (int f = 0; f < 3; f++)
             for (int y = 0; y < ph; y++)
                 for (int x = 0; x < pw; x++)
                     blockSums[f, y / Factor, x / Factor] += fields[f][y * pw + x];
@@ -171,7 +186,9 @@ public static class DemoVae
                 if (upperField[y * pw + x] < Big / 2) upperBlock[y / Factor, x / Factor] = true;
             }
         var offsets = WindowDistances();
-        var sums = new double[5];
+        var sums = new double[3];
+        float grey = (float)((sumU / plane + GreyEpsilon * 0.5) / (sumV / plane + GreyEpsilon));
+        var (greyMean, greyChecker) = BackgroundCode(grey);
         int side = 2 * WindowRadiusPatches + 1;
         for (int py = 0; py < h; py++)
         {
@@ -203,19 +220,17 @@ public static class DemoVae
                     }
                 float lower = inside ? 0 : bound, upper = inside ? bound : 0;
                 Array.Clear(sums);
-                for (int f = 0; f < 5; f++)
+                for (int f = 0; f < 3; f++)
                     for (int i = 0; i < side; i++)
                         for (int j = 0; j < side; j++)
                             sums[f] += blockSums[f, py + i, px + j];
                 float distance = CombineDistance(s0, lower, upper);
                 const float inv = 1f / (Window * Window);
-                float meanU = (float)(sums[0] * inv), meanV = (float)(sums[1] * inv);
-                float meanA = (float)(sums[2] * inv), meanB = (float)(sums[3] * inv), meanM = (float)(sums[4] * inv);
-                float grey = (meanU + inv * 0.5f) / (meanV + inv);
+                float meanA = (float)(sums[0] * inv), meanB = (float)(sums[1] * inv), meanM = (float)(sums[2] * inv);
                 float codeA = meanA / (meanM + inv), codeB = meanB / (meanM + inv);
                 int o = py * w + px;
                 latent[o] = (distance * (1f / DistanceUnit) + DistanceOffset) / ScalingFactor;
-                latent[hw + o] = GreyGain * (2 * grey - 1) / ScalingFactor;
+                latent[hw + o] = GreyGain * (greyMean + Checker(py, px) * greyChecker) / ScalingFactor;
                 latent[2 * hw + o] = ColourGain * codeA / ScalingFactor;
                 latent[3 * hw + o] = ColourGain * codeB / ScalingFactor;
             }
@@ -241,6 +256,7 @@ public static class DemoVae
         {
             var z = latents.Slice(n * LatentChannels * hw, LatentChannels * hw);
             var img = images.AsSpan(n * 3 * plane, 3 * plane);
+            float grey = DecodeBackground(z.Slice(hw, hw));
             for (int y = 0; y < height; y++)
             {
                 var (yi, yw) = yTaps[y];
@@ -260,7 +276,6 @@ public static class DemoVae
                         up[c] = acc * ScalingFactor;
                     }
                     float alpha = DemoDataset.Sigmoid(DemoDataset.EdgeSharpness * DistanceUnit * (up[0] - DistanceOffset));
-                    float grey = SnapGrey(up[1] * (0.5f / GreyGain) + 0.5f);
                     float ca = up[2] / ColourGain, cb = up[3] / ColourGain;
                     float maxLogit = float.NegativeInfinity;
                     for (int j = 0; j < palette.Length; j++)
@@ -334,28 +349,36 @@ public static class DemoVae
         var distance = g.Add(far, g.Mul(near, g.Sub(s0, far)));
 
         // Colour fields, averaged over the same windows.
-        var notM = g.Sub(one, m);
-        var u = g.Mul(g.Sub(min, g.Mul(m, g.Scalar(DemoDataset.ShapeColourMin))), notM);
-        var v = g.Mul(notM, notM);
         var opponent = g.Conv(rgb, g.Initializer("opponent", new float[] { 1, -1, 0, 0.5f, 0.5f, -1 }, 2, 3, 1, 1));
-        var pooled = g.Node("AveragePool", [Padded(g.Concat(1, u, v, opponent, m))],
+        var pooled = g.Node("AveragePool", [Padded(g.Concat(1, opponent, m))],
             ("kernel_shape", new long[] { Window, Window }), ("strides", new long[] { Factor, Factor }));
-        string Channel(long c) => g.Slice(pooled, [c], [c + 1], [1]);
         const float inv = 1f / (Window * Window);
-        var grey = g.Div(g.Add(Channel(0), g.Scalar(inv * 0.5f)), g.Add(Channel(1), g.Scalar(inv)));
-        var weight = g.Add(Channel(4), g.Scalar(inv));
-        var code = g.Div(g.Slice(pooled, [2], [4], [1]), weight);
+        var weight = g.Add(g.Slice(pooled, [2], [3], [1]), g.Scalar(inv));
+        var code = g.Div(g.Slice(pooled, [0], [2], [1]), weight);
 
-        var raw = g.Concat(1, distance, grey, code);
+        // Background: one grey for the image (means over all pixels), coded as μ + κ·(−1)^(row + column).
+        var notM = g.Sub(one, m);
+        var u = g.ReduceMean(g.Mul(g.Sub(min, g.Mul(m, g.Scalar(DemoDataset.ShapeColourMin))), notM), [2, 3]);
+        var v = g.ReduceMean(g.Mul(notM, notM), [2, 3]);
+        var grey = g.Div(g.Add(u, g.Scalar(GreyEpsilon * 0.5f)), g.Add(v, g.Scalar(GreyEpsilon)));     // [B, 1, 1, 1]
+        var mean = g.Affine(grey, 2f, -1f);
+        var checkerLevel = g.Affine(g.Sub(one, g.Mul(mean, mean)), CheckerSlope, -CheckerSlope / 2);
+        // (−1)^(row + column) from running counts of ones: row + 1 plus column + 1 has the parity of row + column.
+        var ones = g.Add(g.Mul(s0, g.Scalar(0f)), one);
+        var rowColumn = g.Add(g.Node("CumSum", [ones, g.Initializer(g.Fresh("row_axis"), [2L])]), g.Node("CumSum", [ones, g.Initializer(g.Fresh("column_axis"), [3L])]));
+        var checker = g.Sub(one, g.Mul(g.Node("Mod", [rowColumn, g.Scalar(2f)], ("fmod", 1L)), g.Scalar(2f)));
+        var background = g.Add(mean, g.Mul(checkerLevel, checker));
+
+        var raw = g.Concat(1, distance, background, code);
         float k = 1f / ScalingFactor;
         var affine = g.Initializer("latent_scale", new float[]
         {
             k / DistanceUnit, 0, 0, 0,
-            0, 2 * GreyGain * k, 0, 0,
+            0, GreyGain * k, 0, 0,
             0, 0, ColourGain * k, 0,
             0, 0, 0, ColourGain * k,
         }, 4, 4, 1, 1);
-        var bias = g.Initializer("latent_shift", new float[] { DistanceOffset * k, -GreyGain * k, 0, 0 }, 4);
+        var bias = g.Initializer("latent_shift", new float[] { DistanceOffset * k, 0, 0, 0 }, 4);
         g.NodeNamed("Conv", [raw, affine, bias], "latent_sample");
         g.Output("latent_sample", OnnxElementType.Float, "batch", LatentChannels, "latent_height", "latent_width");
         return g;
@@ -386,19 +409,24 @@ public static class DemoVae
         var alpha = g.Sigmoid(g.Conv(up,
             g.Initializer("alpha_weight", new float[] { edge, 0, 0, 0 }, 1, 4, 1, 1),
             g.Initializer("alpha_bias", new float[] { -DemoDataset.EdgeSharpness * DistanceUnit * DistanceOffset }, 1)));
-        // Background: the nearest dataset grey (a sharp softmax over the levels), so that leftover noise in a
-        // generated latent does not mottle flat backgrounds.
+        // Background: one dataset grey for the image, the one whose code (μ_j, |κ_j|) is nearest to the background
+        // channel's mean μ̂ and mean absolute deviation κ̂ (a sharp softmax over the levels), so that leftover noise
+        // in a generated latent does not mottle flat backgrounds.
+        var backgroundChannel = g.Mul(g.Slice(z, [1], [2], [1]), g.Scalar(k / GreyGain));
+        var mean = g.ReduceMean(backgroundChannel, [2, 3]);                                       // [B, 1, 1, 1]
+        var deviation = g.ReduceMean(g.Abs(g.Sub(backgroundChannel, mean)), [2, 3]);
         var levels = GreyLevels();
-        var greyWeight = new float[levels.Length * 4];
-        var greyBias = new float[levels.Length];
+        var greyLogits = new string[levels.Length];
         for (int j = 0; j < levels.Length; j++)
         {
-            // β(2·g·L − L²) with g = up₁ · k · 0.5/GreyGain + 0.5.
-            greyWeight[j * 4 + 1] = GreySharpness * 2 * levels[j] * (0.5f / GreyGain) * k;
-            greyBias[j] = GreySharpness * (2 * levels[j] * 0.5f - levels[j] * levels[j]);
+            var (cm, signedCk) = BackgroundCode(levels[j]);
+            float ck = MathF.Abs(signedCk);
+            var dm = g.Sub(mean, g.Scalar(cm));
+            var dk = g.Sub(deviation, g.Scalar(ck));
+            greyLogits[j] = g.Mul(g.Add(g.Mul(dm, dm), g.Mul(dk, dk)), g.Scalar(-GreySharpness));
         }
-        var greyLogits = g.Conv(up, g.Initializer("grey_logit_weight", greyWeight, levels.Length, 4, 1, 1), g.Initializer("grey_logit_bias", greyBias, levels.Length));
-        var greyWeights = g.Exp(g.Sub(greyLogits, g.ReduceMax(greyLogits, [1])));
+        var greyLogit = g.Concat(1, greyLogits);                                                   // [B, 3, 1, 1]
+        var greyWeights = g.Exp(g.Sub(greyLogit, g.ReduceMax(greyLogit, [1])));
         var grey = g.Div(g.Conv(greyWeights, g.Initializer("grey_levels", levels, 1, levels.Length, 1, 1)), g.ReduceSum(greyWeights, [1]));
         var palette = PaletteOpponents();
         var logitWeight = new float[palette.Length * 4];
@@ -468,16 +496,44 @@ public static class DemoVae
     /// <summary>The background grey levels the decoder snaps to (those of <see cref="DemoDataset.BackgroundColours"/>).</summary>
     public static float[] GreyLevels() => DemoDataset.BackgroundColours.Select(c => c.R).ToArray();
 
-    /// <summary>The decoder's background: the dataset grey nearest to <paramref name="g"/>, through a softmax of
-    /// −<see cref="GreySharpness"/> · (g − level)² (a smooth step half-way between levels).</summary>
-    public static float SnapGrey(float g)
+    /// <summary>
+    /// The background code (μ, κ) of a grey level <paramref name="g"/> in [0, 1]: μ = 2g − 1, κ = (2/√3)·(1 − μ²) − 1/√3.
+    /// White (1, −1/√3), gray (0, 2/√3) and black (−1, −1/√3) are the corners of an equilateral triangle of side 2
+    /// centred on the origin (equal norms: no background is favoured by the samplers' start from pure noise); other
+    /// greys lie on the parabola through them. The background channel is <see cref="GreyGain"/> · (μ + κ·(−1)^(row + column)).
+    /// </summary>
+    public static (float Mean, float Checker) BackgroundCode(float g)
     {
+        float mean = 2 * g - 1;
+        return (mean, CheckerSlope * (1 - mean * mean) - CheckerSlope / 2);
+    }
+
+    /// <summary>2/√3: the checker level of gray above the line through white and black, in units where they are 2 apart.</summary>
+    private static readonly float CheckerSlope = 2 / MathF.Sqrt(3);
+
+    /// <summary>(−1)^(row + column): the checkerboard of the background channel at latent cell (row, column).</summary>
+    public static float Checker(int row, int column) => ((row + column) & 1) == 0 ? 1f : -1f;
+
+    /// <summary>
+    /// The decoder's background for one latent's background channel (unscaled, [h·w]): with μ̂ the channel's mean and κ̂
+    /// its mean absolute deviation from μ̂ (both in units of the code, i.e. × <see cref="ScalingFactor"/> / <see cref="GreyGain"/>),
+    /// the dataset greys weighted by a softmax of −<see cref="GreySharpness"/> · ‖(μ̂, κ̂) − (μ_j, |κ_j|)‖².
+    /// </summary>
+    public static float DecodeBackground(ReadOnlySpan<float> channel)
+    {
+        float unit = ScalingFactor / GreyGain, mean = 0, deviation = 0;
+        for (int i = 0; i < channel.Length; i++) mean += channel[i] * unit;
+        mean /= channel.Length;
+        for (int i = 0; i < channel.Length; i++) deviation += MathF.Abs(channel[i] * unit - mean);
+        deviation /= channel.Length;
         var levels = GreyLevels();
         var logits = new float[levels.Length];
         float max = float.NegativeInfinity;
         for (int j = 0; j < levels.Length; j++)
         {
-            logits[j] = GreySharpness * (2 * g * levels[j] - levels[j] * levels[j]);
+            var (cm, signedCk) = BackgroundCode(levels[j]);
+            float ck = MathF.Abs(signedCk);
+            logits[j] = -GreySharpness * ((mean - cm) * (mean - cm) + (deviation - ck) * (deviation - ck));
             max = MathF.Max(max, logits[j]);
         }
         float total = 0, sum = 0;

@@ -61,7 +61,7 @@ public class CliGenerateTests
         Assert.Contains("Building the built-in demo model", result.Out);
         var files = Directory.GetFiles(dir["out"]).Order().ToArray();
         Assert.Equal(2, files.Length);
-        using (var image = MLImage.CreateFromFile(files[0])) Assert.Equal((128, 128), (image.Width, image.Height));
+        using (var image = MLImage.CreateFromFile(files[0])) Assert.Equal((DemoDataset.ImageSize, DemoDataset.ImageSize), (image.Width, image.Height));
         Assert.NotEqual(File.ReadAllBytes(files[0]), File.ReadAllBytes(files[1])); // the demo model's seeds give different pictures
 
         // Second use: no rebuild.

@@ -26,7 +26,7 @@ public class DemoModelBuilderTests(DemoModelFixture model, ITestOutputHelper out
         using var vae = JsonDocument.Parse(File.ReadAllText(Path.Combine(model.Folder, "vae_decoder", "config.json")));
         Assert.Equal(DemoVae.ScalingFactor, vae.RootElement.GetProperty("scaling_factor").GetSingle());
         using var unet = JsonDocument.Parse(File.ReadAllText(Path.Combine(model.Folder, "unet", "config.json")));
-        Assert.Equal(16, unet.RootElement.GetProperty("sample_size").GetInt32());
+        Assert.Equal(DemoUnet.LatentSize, unet.RootElement.GetProperty("sample_size").GetInt32());
         Assert.Equal(4, unet.RootElement.GetProperty("in_channels").GetInt32());
         using var index = JsonDocument.Parse(File.ReadAllText(Path.Combine(model.Folder, "model_index.json")));
         Assert.Equal("PNDMScheduler", index.RootElement.GetProperty("scheduler")[1].GetString());

@@ -1,8 +1,9 @@
-using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.Tokenizers;
 using MLNet.Diffusion.ModelBuilder.Demo;
+using MLNet.Diffusion.Pipeline;
+using MLNet.Diffusion.Runtime;
 
 namespace MLNet.Diffusion.Tests.Demo;
 
@@ -16,6 +17,7 @@ public sealed class DemoModelFixture : IDisposable
     public const string ClipPattern = @"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
 
     private readonly DirectoryInfo _root;
+    private readonly Lazy<StableDiffusionPipeline> _pipeline;
 
     public DemoModelFixture()
     {
@@ -30,9 +32,9 @@ public sealed class DemoModelFixture : IDisposable
         Unet = new InferenceSession(Path.Combine(Folder, "unet", "model.onnx"), options);
         VaeEncoder = new InferenceSession(Path.Combine(Folder, "vae_encoder", "model.onnx"), options);
         VaeDecoder = new InferenceSession(Path.Combine(Folder, "vae_decoder", "model.onnx"), options);
-        var model = Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(Folder, "unet", "model.onnx")));
-        DatasetLatents = MemoryMarshal.Cast<byte, float>(model.Graph.Initializer.Single(t => t.Name == "dataset_latents").RawData.Span).ToArray();
+        DatasetLatents = DemoUnet.DatasetLatents();
         CaptionEmbeddings = DemoUnet.CaptionEmbeddings();
+        _pipeline = new Lazy<StableDiffusionPipeline>(() => StableDiffusionPipeline.Load(Folder, new DiffusionRuntimeOptions { IntraOpThreads = 2 }));
     }
 
     /// <summary>A sibling folder under the fixture's temporary root, for tests that build their own copy.</summary>
@@ -46,7 +48,10 @@ public sealed class DemoModelFixture : IDisposable
     public InferenceSession VaeEncoder { get; }
     public InferenceSession VaeDecoder { get; }
 
-    /// <summary>The scaled dataset latents the UNet holds ([600, 1024]).</summary>
+    /// <summary>The engine's pipeline on the demo folder, loaded on first use.</summary>
+    public StableDiffusionPipeline Pipeline => _pipeline.Value;
+
+    /// <summary>The scaled dataset latents the UNet holds ([600, 4 × latent height × latent width]).</summary>
     public float[] DatasetLatents { get; }
 
     /// <summary>The caption embeddings a_k ([600, D]).</summary>
@@ -118,6 +123,7 @@ public sealed class DemoModelFixture : IDisposable
 
     public void Dispose()
     {
+        if (_pipeline.IsValueCreated) _pipeline.Value.Dispose();
         TextEncoder.Dispose();
         Unet.Dispose();
         VaeEncoder.Dispose();

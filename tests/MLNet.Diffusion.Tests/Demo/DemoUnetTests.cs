@@ -65,6 +65,6 @@ public class DemoUnetTests(DemoModelFixture model)
         using var h = Microsoft.ML.OnnxRuntime.OrtValue.CreateTensorValueFromMemory(new float[77 * model.Dimension], [1, 77, model.Dimension]);
         var e = Assert.ThrowsAny<Exception>(() => model.Unet.Run(new Microsoft.ML.OnnxRuntime.RunOptions(),
             ["sample", "timestep", "encoder_hidden_states"], [x, t, h], ["out_sample"]));
-        Assert.Contains("16", e.Message);
+        Assert.Contains(DemoUnet.LatentSize.ToString(System.Globalization.CultureInfo.InvariantCulture), e.Message);
     }
 }

@@ -46,7 +46,7 @@ public class DemoSketchTests(DemoSketchFixture demo, ITestOutputHelper output) :
     public void RedBlobTopLeftBecomesARedCircleTopLeft(long seed)
     {
         const int size = DemoDataset.ImageSize;
-        using var sketch = SampleSupport.WobblyBlob(size, 34, 34, 22, (220, 45, 35), seed: (int)seed);
+        using var sketch = SampleSupport.WobblyBlob(size, 0.27f * size, 0.27f * size, 0.17f * size, (220, 45, 35), seed: (int)seed);
         var result = demo.Pipeline.Generate([new ImagePrompt("a red circle", seed) { InitImage = sketch, Strength = Strength }],
             new GenerationOptions { Steps = 20, GuidanceScale = 7.5f })[0];
         using var image = result.Image;
