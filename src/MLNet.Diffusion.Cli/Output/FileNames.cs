@@ -17,10 +17,11 @@ internal static class FileNames
     /// <summary>
     /// A lower-case, dash-separated slug of a prompt, at most <paramref name="maxLength"/> UTF-16 characters; "image" when
     /// nothing is left. Letters and digits of every script are kept ("café", "日本の猫", "ελληνικά"), with the marks that
-    /// belong to them (Devanagari's vowel signs, for example); compatibility forms are folded first (NFKC: "ﬁ" → "fi",
-    /// full-width "ＡＢ" → "ab"). Every run of anything else (spaces, punctuation, path separators, control characters,
-    /// symbols, emoji) becomes one dash, and dashes at either end are dropped. The tool always adds a row number or a
-    /// seed, so a slug is never a whole name; with either, every name it makes passes <see cref="IsPlain"/>.
+    /// follow them (a decomposed accent, Devanagari's vowel signs); the text is not normalized, since the tool runs in
+    /// .NET's invariant globalization mode, where normalization does nothing, and a slug must not depend on it. Every run
+    /// of anything else (spaces, punctuation, path separators, control characters, symbols, emoji) becomes one dash, and
+    /// dashes at either end are dropped. The tool always adds a row number or a seed, so a slug is never a whole name;
+    /// with either, every name it makes passes <see cref="IsPlain"/>.
     /// </summary>
     public static string Slug(string text, int maxLength = 40)
     {
@@ -28,9 +29,7 @@ internal static class FileNames
         var s = new StringBuilder();
         Span<char> lower = stackalloc char[2];
         bool inWord = false; // the last rune kept was a letter, a digit or one of their marks
-        // Normalize refuses lone surrogates: a round trip through UTF-8 turns them into U+FFFD (a separator) first.
-        if (text.AsSpan().ContainsAnyInRange('\uD800', '\uDFFF')) text = Encoding.UTF8.GetString(Encoding.UTF8.GetBytes(text));
-        foreach (var rune in text.Normalize(NormalizationForm.FormKC).EnumerateRunes())
+        foreach (var rune in text.EnumerateRunes()) // a lone surrogate comes as U+FFFD, a separator
         {
             bool mark = Rune.GetUnicodeCategory(rune) is UnicodeCategory.NonSpacingMark or UnicodeCategory.SpacingCombiningMark;
             if (Rune.IsLetterOrDigit(rune) || (mark && inWord))
