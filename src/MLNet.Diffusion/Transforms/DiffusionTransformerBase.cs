@@ -49,7 +49,25 @@ public abstract class DiffusionTransformerBase : ITransformer, IDisposable
     public int ImageHeight => Generation.Height;
 
     /// <summary>True when one output row comes from each input row (<see cref="DiffusionOptions.ImagesPerPrompt"/> = 1, or a stage that is always row-to-row).</summary>
+    /// <remarks>Asked through <see cref="ITransformer"/> (as <c>PredictionEngine</c> and <c>TransformerChain</c> ask), the
+    /// answer false is an exception instead, that says why: see <see cref="ITransformer.IsRowToRowMapper"/>.</remarks>
     public bool IsRowToRowMapper => ImagesPerRow == 1;
+
+    /// <summary>
+    /// True when row-to-row; otherwise throws the reason. ML.NET's <c>CreatePredictionEngine</c> asks this first and, on
+    /// false, fails with only "Must be a row to row mapper", which does not say that <see cref="DiffusionOptions.ImagesPerPrompt"/>
+    /// is the cause; ML.NET reads this property nowhere else (checked on Microsoft.ML 6.0.0: <c>PredictionEngine</c>,
+    /// the time-series engine and <c>TransformerChain</c>, which passes the question on). The public
+    /// <see cref="IsRowToRowMapper"/> answers false without throwing.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Several images per row; the message says why and what to use instead.</exception>
+    bool ITransformer.IsRowToRowMapper => IsRowToRowMapper ? true : throw NotRowToRow();
+
+    private InvalidOperationException NotRowToRow() => new(
+        $"{GetType().Name} has ImagesPerPrompt = {ImagesPerRow}: each input row gives {ImagesPerRow} output rows (told apart by the " +
+        $"'{_options.ImageIndexColumnName}' column), so it is not row-to-row and cannot run in a PredictionEngine, which makes one " +
+        "output per input. Use Transform on an IDataView of the requests instead, or set ImagesPerPrompt = 1 and vary the seed " +
+        "per request with DiffusionOptions.SeedColumnName.");
 
     /// <summary>Output rows per input row.</summary>
     internal virtual int ImagesPerRow => 1;
@@ -101,8 +119,7 @@ public abstract class DiffusionTransformerBase : ITransformer, IDisposable
     public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema)
     {
         ArgumentNullException.ThrowIfNull(inputSchema);
-        if (!IsRowToRowMapper)
-            throw new InvalidOperationException($"With ImagesPerPrompt = {ImagesPerRow} each input row gives {ImagesPerRow} output rows, so this transformer is not row-to-row and cannot be used in a PredictionEngine. Use Transform, or ImagesPerPrompt = 1.");
+        if (!IsRowToRowMapper) throw NotRowToRow();
         return new DiffusionRowMapper(this, inputSchema, GetOutputSchema(inputSchema));
     }
 
