@@ -15,7 +15,8 @@ namespace MLNet.Diffusion;
 /// <see cref="Dispose()"/> releases it, and the model is unloaded when the last transformer using it is disposed
 /// (<c>TransformerChain.Dispose</c> disposes the transformers it holds). Data views returned by <see cref="Transform"/>
 /// must not be read after their transformer is disposed.</para>
-/// <para><b>Saving.</b> ML.NET cannot load transformers from other libraries, so <c>MLContext.Model.Save</c> refuses these;
+/// <para><b>Saving.</b> ML.NET cannot load transformers from other libraries, so <c>MLContext.Model.Save</c> refuses these
+/// (and removes the file it had begun);
 /// use <see cref="DiffusionModelSaver"/> (<c>DiffusionModelSaver.Save(mlContext, model, inputSchema, path)</c> and <c>DiffusionModelSaver.Load(mlContext, path, out inputSchema)</c>).</para>
 /// <para><b>Threads.</b> A fitted transformer may be used from several threads at once: each cursor has its own state and
 /// the shared pipeline is thread-safe.</para>
@@ -123,12 +124,23 @@ public abstract class DiffusionTransformerBase : ITransformer, IDisposable
         return new DiffusionRowMapper(this, inputSchema, GetOutputSchema(inputSchema));
     }
 
-    /// <summary>Not supported: ML.NET cannot load transformers from other libraries.</summary>
+    /// <summary>
+    /// Not supported: ML.NET cannot load transformers from other libraries. The file that <c>MLContext.Model.Save</c> had
+    /// created for the model is removed, so no broken zip is left (see <see cref="AbandonedModelFile"/> for when that is
+    /// possible; the message says when it was not).
+    /// </summary>
     /// <exception cref="NotSupportedException">Always; the message names <see cref="DiffusionModelSaver"/>.</exception>
-    void ICanSaveModel.Save(ModelSaveContext ctx) => throw new NotSupportedException(
-        $"{GetType().Name} cannot be saved with MLContext.Model.Save: ML.NET's model registry cannot load transformers from other libraries. " +
-        "Save the model with MLNet.Diffusion.Transforms.DiffusionModelSaver.Save(mlContext, model, inputSchema, path) and load it with DiffusionModelSaver.Load(mlContext, path, out inputSchema); " +
-        "standard ML.NET transformers in the same chain are saved inside that file with MLContext.Model.Save.");
+    void ICanSaveModel.Save(ModelSaveContext ctx)
+    {
+        string? removed = AbandonedModelFile.Remove(ctx, out string? problem);
+        throw new NotSupportedException(
+            $"{GetType().Name} cannot be saved with MLContext.Model.Save: ML.NET's model registry cannot load transformers from other libraries. " +
+            "Save the model with MLNet.Diffusion.DiffusionModelSaver.Save(mlContext, model, inputSchema, path) and load it with DiffusionModelSaver.Load(mlContext, path, out inputSchema); " +
+            "standard ML.NET transformers in the same chain are saved inside that file with MLContext.Model.Save. " +
+            (removed is not null
+                ? $"The incomplete file '{removed}' that MLContext.Model.Save had created was removed."
+                : $"What MLContext.Model.Save had already written was left as it is ({problem}): it is an incomplete model; discard it."));
+    }
 
     /// <summary>Releases this transformer's hold on the loaded model (unloaded when no transformer holds it).</summary>
     public void Dispose()
