@@ -22,7 +22,8 @@ internal sealed class CliHelpProvider(ICommandAppSettings settings) : HelpProvid
 
     /// <summary>The section's text: the short names, then what else is accepted.</summary>
     internal static string SchedulerList =>
-        $"{string.Join(", ", SchedulerFactory.ShortNames)}; or a diffusers class name (EulerDiscreteScheduler, …). Without --scheduler, the model's scheduler_config.json chooses.";
+        $"{string.Join(", ", SchedulerFactory.ShortNames)}; or a diffusers class name (EulerDiscreteScheduler, …). " +
+        "Without --scheduler, the model's scheduler_config.json chooses.";
 
     /// <inheritdoc/>
     public override IEnumerable<IRenderable> GetFooter(ICommandModel model, ICommandInfo? command)

@@ -103,7 +103,8 @@ internal sealed class UNet : OnnxModelComponent
         throw new ArgumentException(
             $"The unet model '{ModelPath}' makes images of {makes} only (its sample input is fixed to {SampleSpec}, one latent per " +
             $"{PixelsPerLatent}×{PixelsPerLatent} pixels), but {width}×{height} pixels were asked for. Ask for {instead} " +
-            "(GenerationOptions.Width and Height, DiffusionOptions.Width and Height, or the CLI's --size), or use a UNet exported with a dynamic height and width.");
+            "(GenerationOptions.Width and Height, DiffusionOptions.Width and Height, or the CLI's --size), " +
+            "or use a UNet exported with a dynamic height and width.");
     }
 
     /// <summary>

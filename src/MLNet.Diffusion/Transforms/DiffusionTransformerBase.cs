@@ -135,7 +135,8 @@ public abstract class DiffusionTransformerBase : ITransformer, IDisposable
         string? removed = AbandonedModelFile.Remove(ctx, out string? problem);
         throw new NotSupportedException(
             $"{GetType().Name} cannot be saved with MLContext.Model.Save: ML.NET's model registry cannot load transformers from other libraries. " +
-            "Save the model with MLNet.Diffusion.DiffusionModelSaver.Save(mlContext, model, inputSchema, path) and load it with DiffusionModelSaver.Load(mlContext, path, out inputSchema); " +
+            "Save the model with MLNet.Diffusion.DiffusionModelSaver.Save(mlContext, model, inputSchema, path) " +
+            "and load it with DiffusionModelSaver.Load(mlContext, path, out inputSchema); " +
             "standard ML.NET transformers in the same chain are saved inside that file with MLContext.Model.Save. " +
             (removed is not null
                 ? $"The incomplete file '{removed}' that MLContext.Model.Save had created was removed."

@@ -30,7 +30,8 @@ internal static class ModelLoadRedirect
     /// What the failure of <c>MLContext.Model.Load</c> shows. An assembly name: no comma, equals sign or quote, which would
     /// make it a malformed name and the message .NET's "The given assembly name was invalid".
     /// </summary>
-    public const string Message = "MLNet.Diffusion.DiffusionModelSaver.Load - this model file was written by DiffusionModelSaver.Save and MLContext.Model.Load cannot read it";
+    public const string Message =
+        "MLNet.Diffusion.DiffusionModelSaver.Load - this model file was written by DiffusionModelSaver.Save and MLContext.Model.Load cannot read it";
 
     private const int HeaderSize = 0x100;
     private const ulong Signature = 0x4C45444F4D004C4DUL;     // "ML\0MODEL"
