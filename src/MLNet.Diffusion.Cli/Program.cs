@@ -82,6 +82,7 @@ public static class Program
             config.Settings.Registrar.RegisterInstance(environment);
             config.Settings.StrictParsing = true;
             config.PropagateExceptions();
+            config.SetHelpProvider(new CliHelpProvider(config.Settings));
             config.AddCommand<GenerateCommand>("generate")
                 .WithDescription("Generate images from a prompt.")
                 .WithExample("generate", "\"a red circle on a white background\"", "--seed", "42", "--count", "4")

@@ -69,7 +69,7 @@ internal class GenerationSettings : ModelSettings
     public float GuidanceRescale { get; init; }
 
     [CommandOption("--scheduler <NAME>")]
-    [Description("Scheduler instead of the model's: pndm, ddim, ddpm, lms, euler, euler-a, dpm++2m, dpm++2m-karras, dpm++2m-sde, dpm++2m-sde-karras, heun, kdpm2, lcm, unipc, unipc-karras, deis, deis-karras, dpm++2s, dpm++2s-karras, or a diffusers class name.")]
+    [Description("Scheduler instead of the model's: a short name listed under SCHEDULERS below, or a diffusers class name.")]
     public string? Scheduler { get; init; }
 
     [CommandOption("--eta <ETA>")]

@@ -35,7 +35,8 @@ internal sealed class GridCommand(CliEnvironment environment) : Command<GridComm
         public string Out { get; init; } = ".";
 
         [CommandOption("--name <NAME>")]
-        [Description("File name (without extension) of the sheet and its legend: no folder, not starting with '.'.")]
+        [Description("File name (without extension) of the sheet and its legend: no folder, no < > : \" / \\ | ? *, "
+            + "not starting with '.', not a Windows device name.")]
         [DefaultValue("grid")]
         public string Name { get; init; } = "grid";
 
@@ -47,8 +48,9 @@ internal sealed class GridCommand(CliEnvironment environment) : Command<GridComm
                 if (Prompts.Length == 0) throw new UserException("grid needs at least one prompt.");
                 if (Prompts.Length > 64) throw new UserException($"grid takes at most 64 prompts; got {Prompts.Length}.");
                 // The sheet and its legend follow the rule of every file the tool writes (the same as batch's images).
-                if (!FileNames.IsPlain(Name + ".json") || !FileNames.IsPlain(Name + ".png"))
-                    throw new UserException($"--name must be a plain file name: no folder, not starting with '.', no control characters, at most 250 bytes; got '{CliEnvironment.OneLine(Name)}'.");
+                if ((FileNames.WhyNotPlain(Name + ".json") ?? FileNames.WhyNotPlain(Name + ".png")) is { } problem)
+                    throw new UserException(
+                        $"--name must be a plain file name, without extension, that every system can store ({problem}); got '{CliEnvironment.OneLine(Name)}'.");
             }
             catch (UserException e)
             {

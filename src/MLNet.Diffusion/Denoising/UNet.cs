@@ -77,6 +77,37 @@ internal sealed class UNet : OnnxModelComponent
     public UNetRunPath RunPath { get; }
 
     /// <summary>
+    /// Pixels per latent along each axis: the VAE's downsampling, 2^(number of VAE blocks − 1) = 8 for SD 1.x and 2.x
+    /// (diffusers' <c>vae_scale_factor</c>).
+    /// </summary>
+    public const int PixelsPerLatent = 8;
+
+    /// <summary>
+    /// Checks that this UNet can make images of <paramref name="width"/>×<paramref name="height"/> pixels: an export
+    /// may fix the <c>sample</c> input's height or width (the demo model fixes 16×16 latents, so it makes 128×128 images).
+    /// </summary>
+    /// <exception cref="ArgumentException">The UNet fixes another size; the message gives the sizes it makes and the size
+    /// asked for, in pixels.</exception>
+    public void CheckImageSize(int width, int height)
+    {
+        int fixedHeight = SampleSpec.Dimensions[2] > 0 ? SampleSpec.Dimensions[2] * PixelsPerLatent : 0;
+        int fixedWidth = SampleSpec.Dimensions[3] > 0 ? SampleSpec.Dimensions[3] * PixelsPerLatent : 0;
+        if ((fixedHeight == 0 || fixedHeight == height) && (fixedWidth == 0 || fixedWidth == width)) return;
+        string makes = (fixedWidth, fixedHeight) switch
+        {
+            ( > 0, > 0) => $"{fixedWidth}×{fixedHeight} pixels",
+            (0, _) => $"{fixedHeight} pixels high (any width)",
+            _ => $"{fixedWidth} pixels wide (any height)",
+        };
+        string instead = $"{(fixedWidth > 0 ? fixedWidth : width)}×{(fixedHeight > 0 ? fixedHeight : height)}";
+        throw new ArgumentException(
+            $"The unet model '{ModelPath}' makes images of {makes} only (its sample input is fixed to {SampleSpec}, one latent per " +
+            $"{PixelsPerLatent}×{PixelsPerLatent} pixels), but {width}×{height} pixels were asked for. Ask for {instead} " +
+            "(GenerationOptions.Width and Height, DiffusionOptions.Width and Height, or the CLI's --size), " +
+            "or use a UNet exported with a dynamic height and width.");
+    }
+
+    /// <summary>
     /// Allocates the reusable input and output buffers for one generation's shape, so that each step only
     /// writes into them and runs.
     /// </summary>
@@ -89,8 +120,7 @@ internal sealed class UNet : OnnxModelComponent
     {
         ThrowIfDisposed();
         CheckDimension(SampleSpec, 0, batch, "batch");
-        CheckDimension(SampleSpec, 2, latentHeight, "latent height");
-        CheckDimension(SampleSpec, 3, latentWidth, "latent width");
+        CheckImageSize(latentWidth * PixelsPerLatent, latentHeight * PixelsPerLatent);
         CheckDimension(HiddenStatesSpec, 1, sequenceLength, "sequence length");
         if (EmbeddingWidth > 0 && EmbeddingWidth != embeddingWidth)
             throw new ArgumentException($"The unet model '{ModelPath}' takes encoder_hidden_states of width {EmbeddingWidth}, but the text encoder gives {embeddingWidth}. The two come from different models.");

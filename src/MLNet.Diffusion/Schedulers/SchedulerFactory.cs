@@ -46,9 +46,14 @@ public static class SchedulerFactory
         ("dpm++2s-karras", "DPMSolverSinglestepScheduler", [Karras]),
     ];
 
+    /// <summary>
+    /// The short names, one per scheduler and variant (each class's first alias, then the variants): the list that the
+    /// CLI's help and the README show, taken from this table so that they cannot fall behind it.
+    /// </summary>
+    internal static IReadOnlyList<string> ShortNames { get; } = [.. Registry.Select(r => r.Aliases[0]), .. Variants.Select(k => k.Alias)];
+
     /// <summary>Every accepted name: the short names, then the diffusers class names.</summary>
-    public static IReadOnlyList<string> Names { get; } =
-        [.. Registry.SelectMany(r => r.Aliases.Take(1)), .. Variants.Select(k => k.Alias), .. Registry.Select(r => r.ClassName)];
+    public static IReadOnlyList<string> Names { get; } = [.. ShortNames, .. Registry.Select(r => r.ClassName)];
 
     /// <summary>
     /// Creates the scheduler named <paramref name="name"/>, or the one the configuration's <c>_class_name</c>

@@ -14,7 +14,10 @@ namespace MLNet.Diffusion.TextEncoding;
 /// <remarks>
 /// Prompts longer than the tokenizer's 77 positions (BOS + 75 tokens + EOS) are truncated, as diffusers'
 /// pipelines do, and a warning names the prompt; chunking is not done because CLIP's position embeddings
-/// stop at 77.
+/// stop at 77. An image prompt with no tokens (empty, or only spaces) is encoded as the empty prompt, which makes the
+/// image unconditional; that is logged too (Information), since it is usually a missing value rather than a choice.
+/// Both notes name each text by its <see cref="TextOwner"/>: the caller's words for it (a data row, an image), so that
+/// this is the one place where prompts are checked and the messages are made.
 /// </remarks>
 internal sealed class TextEncoder : OnnxModelComponent
 {
@@ -67,11 +70,18 @@ internal sealed class TextEncoder : OnnxModelComponent
     /// <summary>Encodes prompts into [N, 77, D] embeddings, flattened.</summary>
     /// <param name="prompts">The prompts; null entries are not allowed, empty ones are (the unconditional prompt).</param>
     /// <param name="cancellationToken">Checked before the run, and terminates a running one.</param>
-    /// <param name="logger">Receives a warning for each prompt that is truncated; null for none.</param>
+    /// <param name="logger">Receives a warning for each prompt that is truncated, and a note (Information) for each image
+    /// prompt that has no tokens; null for none.</param>
+    /// <param name="owners">Whose each prompt is, for those messages (one per prompt); null names them by their 1-based
+    /// position in the batch and takes none for an image's prompt.</param>
+    /// <exception cref="ArgumentException"><paramref name="owners"/> does not have one entry per prompt.</exception>
     /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
-    public float[] Encode(IReadOnlyList<string> prompts, CancellationToken cancellationToken = default, ILogger? logger = null)
+    public float[] Encode(IReadOnlyList<string> prompts, CancellationToken cancellationToken = default, ILogger? logger = null,
+        IReadOnlyList<TextOwner>? owners = null)
     {
         ArgumentNullException.ThrowIfNull(prompts);
+        if (owners is not null && owners.Count != prompts.Count)
+            throw new ArgumentException($"{owners.Count} owners for {prompts.Count} prompts.", nameof(owners));
         if (prompts.Count == 0) return [];
         ThrowIfDisposed();
         cancellationToken.ThrowIfCancellationRequested();
@@ -79,11 +89,9 @@ internal sealed class TextEncoder : OnnxModelComponent
         var ids = new int[n * len];
         for (int i = 0; i < n; i++)
         {
-            var prompt = prompts[i] ?? throw new ArgumentNullException(nameof(prompts), $"Prompt {i} is null.");
-            Tokenizer.Encode(prompt, ids.AsSpan(i * len, len), out bool truncated);
-            if (truncated)
-                logger?.LogWarning("Prompt {Index} has more than {Kept} tokens; only the first {Kept} are used (CLIP reads {Positions} positions): \"{Prompt}\"",
-                    i, len - 2, len - 2, len, prompt.Length > 80 ? prompt[..80] + "…" : prompt);
+            var prompt = prompts[i] ?? throw new ArgumentNullException(nameof(prompts), $"{(owners?[i] ?? TextOwner.InBatch(i)).SentenceStart} is null.");
+            int tokens = Tokenizer.Encode(prompt, ids.AsSpan(i * len, len), out bool truncated);
+            if (logger is not null) Note(logger, prompt, tokens, truncated, owners?[i] ?? TextOwner.InBatch(i));
         }
         using var input = OrtTensor.Create(_ids.ElementType, n, len);
         input.Write(ids);
@@ -111,5 +119,17 @@ internal sealed class TextEncoder : OnnxModelComponent
         var result = new float[n * len * EmbeddingWidth];
         OrtTensor.ReadFloats(outputs[0], info.ElementDataType, result);
         return result;
+    }
+
+    /// <summary>The notes on one prompt: truncated (Warning), or an image prompt with no tokens (Information).</summary>
+    private void Note(ILogger logger, string prompt, int tokens, bool truncated, TextOwner owner)
+    {
+        int kept = SequenceLength - 2;
+        if (truncated)
+            logger.LogWarning("{Owner} has more than {Kept} tokens; only the first {Kept} are used (CLIP reads {Positions} positions): \"{Prompt}\"",
+                owner.SentenceStart, kept, kept, SequenceLength, prompt.Length > 80 ? prompt[..80] + "…" : prompt);
+        else if (tokens == 0 && owner.IsImagePrompt)
+            logger.LogInformation("{Owner} is {What}, so its image is unconditional: generated with no prompt to follow.",
+                owner.SentenceStart, prompt.Length == 0 ? "empty" : "only spaces");
     }
 }

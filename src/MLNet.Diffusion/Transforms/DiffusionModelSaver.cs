@@ -17,7 +17,10 @@ namespace MLNet.Diffusion;
 /// path, its weights are not copied); each run of standard ML.NET transformers between them is saved with
 /// <c>MLContext.Model.Save</c> into an entry of its own, and the input schema likewise. Loading rebuilds the same chain
 /// (as a <see cref="TransformerChain{TLastTransformer}"/>) and loads the model folder, which must still exist — or pass
-/// <c>modelPath</c> to point at where it is now.
+/// <c>modelPath</c> to point at where it is now. The zip also holds a root <c>Model.key</c> that only
+/// <c>MLContext.Model.Load</c> reads: it makes that call fail with a message naming
+/// <see cref="Load(MLContext, string, out DataViewSchema, string, Action{DiffusionOptions})"/> (a
+/// <see cref="FileNotFoundException"/> for an "assembly" of that name; see <c>ModelLoadRedirect</c>).
 /// <code>
 /// DiffusionModelSaver.Save(mlContext, model, data.Schema, "model.zip");
 /// using var loaded = (TransformerChain&lt;ITransformer&gt;)DiffusionModelSaver.Load(mlContext, "model.zip", out var inputSchema);
@@ -86,6 +89,7 @@ public static class DiffusionModelSaver
         }
         FlushStandard();
         WriteEntry(zip, ManifestEntry, s => JsonSerializer.Serialize(s, manifest, s_json));
+        WriteEntry(zip, ModelLoadRedirect.EntryName, s => s.Write(ModelLoadRedirect.Create()));
     }
 
     /// <summary>Loads a model saved by <see cref="Save(MLContext, ITransformer, DataViewSchema, string)"/>.</summary>

@@ -15,7 +15,8 @@ namespace MLNet.Diffusion;
 /// <see cref="Dispose()"/> releases it, and the model is unloaded when the last transformer using it is disposed
 /// (<c>TransformerChain.Dispose</c> disposes the transformers it holds). Data views returned by <see cref="Transform"/>
 /// must not be read after their transformer is disposed.</para>
-/// <para><b>Saving.</b> ML.NET cannot load transformers from other libraries, so <c>MLContext.Model.Save</c> refuses these;
+/// <para><b>Saving.</b> ML.NET cannot load transformers from other libraries, so <c>MLContext.Model.Save</c> refuses these
+/// (and removes the file it had begun);
 /// use <see cref="DiffusionModelSaver"/> (<c>DiffusionModelSaver.Save(mlContext, model, inputSchema, path)</c> and <c>DiffusionModelSaver.Load(mlContext, path, out inputSchema)</c>).</para>
 /// <para><b>Threads.</b> A fitted transformer may be used from several threads at once: each cursor has its own state and
 /// the shared pipeline is thread-safe.</para>
@@ -49,7 +50,25 @@ public abstract class DiffusionTransformerBase : ITransformer, IDisposable
     public int ImageHeight => Generation.Height;
 
     /// <summary>True when one output row comes from each input row (<see cref="DiffusionOptions.ImagesPerPrompt"/> = 1, or a stage that is always row-to-row).</summary>
+    /// <remarks>Asked through <see cref="ITransformer"/> (as <c>PredictionEngine</c> and <c>TransformerChain</c> ask), the
+    /// answer false is an exception instead, that says why: see <see cref="ITransformer.IsRowToRowMapper"/>.</remarks>
     public bool IsRowToRowMapper => ImagesPerRow == 1;
+
+    /// <summary>
+    /// True when row-to-row; otherwise throws the reason. ML.NET's <c>CreatePredictionEngine</c> asks this first and, on
+    /// false, fails with only "Must be a row to row mapper", which does not say that <see cref="DiffusionOptions.ImagesPerPrompt"/>
+    /// is the cause; ML.NET reads this property nowhere else (checked on Microsoft.ML 6.0.0: <c>PredictionEngine</c>,
+    /// the time-series engine and <c>TransformerChain</c>, which passes the question on). The public
+    /// <see cref="IsRowToRowMapper"/> answers false without throwing.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Several images per row; the message says why and what to use instead.</exception>
+    bool ITransformer.IsRowToRowMapper => IsRowToRowMapper ? true : throw NotRowToRow();
+
+    private InvalidOperationException NotRowToRow() => new(
+        $"{GetType().Name} has ImagesPerPrompt = {ImagesPerRow}: each input row gives {ImagesPerRow} output rows (told apart by the " +
+        $"'{_options.ImageIndexColumnName}' column), so it is not row-to-row and cannot run in a PredictionEngine, which makes one " +
+        "output per input. Use Transform on an IDataView of the requests instead, or set ImagesPerPrompt = 1 and vary the seed " +
+        "per request with DiffusionOptions.SeedColumnName.");
 
     /// <summary>Output rows per input row.</summary>
     internal virtual int ImagesPerRow => 1;
@@ -101,17 +120,28 @@ public abstract class DiffusionTransformerBase : ITransformer, IDisposable
     public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema)
     {
         ArgumentNullException.ThrowIfNull(inputSchema);
-        if (!IsRowToRowMapper)
-            throw new InvalidOperationException($"With ImagesPerPrompt = {ImagesPerRow} each input row gives {ImagesPerRow} output rows, so this transformer is not row-to-row and cannot be used in a PredictionEngine. Use Transform, or ImagesPerPrompt = 1.");
+        if (!IsRowToRowMapper) throw NotRowToRow();
         return new DiffusionRowMapper(this, inputSchema, GetOutputSchema(inputSchema));
     }
 
-    /// <summary>Not supported: ML.NET cannot load transformers from other libraries.</summary>
+    /// <summary>
+    /// Not supported: ML.NET cannot load transformers from other libraries. The file that <c>MLContext.Model.Save</c> had
+    /// created for the model is removed, so no broken zip is left (see <see cref="AbandonedModelFile"/> for when that is
+    /// possible; the message says when it was not).
+    /// </summary>
     /// <exception cref="NotSupportedException">Always; the message names <see cref="DiffusionModelSaver"/>.</exception>
-    void ICanSaveModel.Save(ModelSaveContext ctx) => throw new NotSupportedException(
-        $"{GetType().Name} cannot be saved with MLContext.Model.Save: ML.NET's model registry cannot load transformers from other libraries. " +
-        "Save the model with MLNet.Diffusion.Transforms.DiffusionModelSaver.Save(mlContext, model, inputSchema, path) and load it with DiffusionModelSaver.Load(mlContext, path, out inputSchema); " +
-        "standard ML.NET transformers in the same chain are saved inside that file with MLContext.Model.Save.");
+    void ICanSaveModel.Save(ModelSaveContext ctx)
+    {
+        string? removed = AbandonedModelFile.Remove(ctx, out string? problem);
+        throw new NotSupportedException(
+            $"{GetType().Name} cannot be saved with MLContext.Model.Save: ML.NET's model registry cannot load transformers from other libraries. " +
+            "Save the model with MLNet.Diffusion.DiffusionModelSaver.Save(mlContext, model, inputSchema, path) " +
+            "and load it with DiffusionModelSaver.Load(mlContext, path, out inputSchema); " +
+            "standard ML.NET transformers in the same chain are saved inside that file with MLContext.Model.Save. " +
+            (removed is not null
+                ? $"The incomplete file '{removed}' that MLContext.Model.Save had created was removed."
+                : $"What MLContext.Model.Save had already written was left as it is ({problem}): it is an incomplete model; discard it."));
+    }
 
     /// <summary>Releases this transformer's hold on the loaded model (unloaded when no transformer holds it).</summary>
     public void Dispose()

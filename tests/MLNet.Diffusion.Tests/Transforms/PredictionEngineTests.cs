@@ -49,4 +49,27 @@ public class PredictionEngineTests(TransformModelFixture model) : IClassFixture<
             Assert.Equal(3 * 16 * 16, result.Pixels.Length);
         }
     }
+
+    /// <summary>
+    /// Issue 13: with several images per prompt, <c>CreatePredictionEngine</c> failed with ML.NET's bare "Must be a row to
+    /// row mapper"; the failure now says why, alone and inside a chain.
+    /// </summary>
+    [Fact]
+    public void APredictionEngineWithSeveralImagesPerPromptFailsSayingWhy()
+    {
+        var ml = new MLContext();
+        var options = Options(model.Path);
+        options.ImagesPerPrompt = 3;
+        var empty = ml.Data.LoadFromEnumerable(Array.Empty<Request>());
+        using var alone = ml.Transforms.GenerateImages(options).Fit(empty);
+        using var chain = ml.Transforms.GenerateImages(options).Append(ml.Transforms.ResizeImages("Small", 16, 16, "Image")).Fit(empty);
+        foreach (var transformer in new ITransformer[] { alone, chain })
+        {
+            var e = Assert.Throws<InvalidOperationException>(() => ml.Model.CreatePredictionEngine<Request, Result>(transformer));
+            Assert.Contains("ImagesPerPrompt = 3", e.Message);
+            Assert.Contains("cannot run in a PredictionEngine", e.Message);
+            Assert.Contains("Use Transform", e.Message);
+        }
+        Assert.False(alone.IsRowToRowMapper); // asked of our type, the answer is a plain false
+    }
 }

@@ -77,6 +77,54 @@ public sealed class SaveLoadTests(TransformModelFixture model) : IClassFixture<T
         using var fitted = Chain(ml, Options(model.Path)).Fit(table);
         var e = Assert.Throws<NotSupportedException>(() => ml.Model.Save(fitted, table.Schema, _file));
         Assert.Contains("DiffusionModelSaver.Save(mlContext, model, inputSchema, path)", e.Message);
+        Assert.Contains("was removed", e.Message);
+        Assert.False(File.Exists(_file), "issue 13: the refusal left a broken zip at the path");
+    }
+
+    [Fact]
+    public void AFailedMLContextModelSaveOfTheTransformerAloneLeavesNoFile()
+    {
+        var ml = new MLContext();
+        var table = Table(ml, 1);
+        using var fitted = ml.Transforms.GenerateImages(Options(model.Path)).Fit(table);
+        Assert.Throws<NotSupportedException>(() => ml.Model.Save(fitted, null, _file));
+        Assert.False(File.Exists(_file));
+    }
+
+    /// <summary>A stream the caller passes is not a file that only the save wrote: it is left open and as it is.</summary>
+    [Fact]
+    public void AFailedSaveToACallersStreamLeavesTheStreamAlone()
+    {
+        var ml = new MLContext();
+        var table = Table(ml, 1);
+        using var fitted = Chain(ml, Options(model.Path)).Fit(table);
+        using (var memory = new MemoryStream())
+        {
+            var e = Assert.Throws<NotSupportedException>(() => ml.Model.Save(fitted, table.Schema, memory));
+            Assert.Contains("incomplete model; discard it", e.Message);
+            Assert.True(memory.CanWrite);
+        }
+        using (var file = new FileStream(_file, FileMode.Create, FileAccess.ReadWrite))
+        {
+            file.Write("kept"u8);
+            Assert.Throws<NotSupportedException>(() => ml.Model.Save(fitted, table.Schema, file));
+            Assert.True(file.CanWrite);
+        }
+        Assert.Equal("kept"u8.ToArray(), File.ReadAllBytes(_file)[..4]);
+    }
+
+    /// <summary>Issue 13: MLContext.Model.Load of a DiffusionModelSaver file said only "Could not load legacy format model".</summary>
+    [Fact]
+    public void MLContextModelLoadOfASavedDiffusionModelNamesDiffusionModelSaverLoad()
+    {
+        var ml = new MLContext();
+        var table = Table(ml, 1);
+        using var fitted = Chain(ml, Options(model.Path)).Fit(table);
+        DiffusionModelSaver.Save(ml, fitted, table.Schema, _file);
+        var e = Assert.ThrowsAny<Exception>(() => ml.Model.Load(_file, out _));
+        Assert.Contains("DiffusionModelSaver.Load", e.Message);
+        using var loaded = (TransformerChain<ITransformer>)DiffusionModelSaver.Load(ml, _file, out _);
+        Assert.Equal(4, loaded.Count());
     }
 
     [Fact]
