@@ -30,7 +30,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     {
         _model = model;
         _logger = logger;
-        _emptyPrompt = new(() => EncodeTextCore([""], CancellationToken.None), LazyThreadSafetyMode.ExecutionAndPublication);
+        _emptyPrompt = new(() => EncodeTextCore([""], null, CancellationToken.None), LazyThreadSafetyMode.ExecutionAndPublication);
     }
 
     /// <summary>
@@ -118,14 +118,16 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// <param name="decode">False stops at the latents: the output has no images.</param>
     /// <param name="progress">Receives the stages' reports.</param>
     /// <param name="cancellationToken">Checked before every model call and passed to ONNX Runtime.</param>
-    internal GenerationOutput Run(IReadOnlyList<ImagePrompt> requests, GenerationOptions options, bool decode, IProgress<DiffusionProgress>? progress, CancellationToken cancellationToken)
+    /// <param name="requestNames">What to call each request in messages (the ML.NET layer: "data row 8"); null: "image i".</param>
+    internal GenerationOutput Run(IReadOnlyList<ImagePrompt> requests, GenerationOptions options, bool decode, IProgress<DiffusionProgress>? progress,
+        CancellationToken cancellationToken, IReadOnlyList<string>? requestNames = null)
     {
         using var lease = Enter();
         // 0. check_inputs: every request, before any model runs; group the requests into UNet batches.
         var plan = Plan(requests, options);
         if (plan.Count == 0) return GenerationOutput.Empty;
         // 1. encode_prompt: each distinct prompt and negative prompt once.
-        var embeddings = EncodePrompts(plan, progress, cancellationToken);
+        var embeddings = EncodePrompts(plan, requestNames, progress, cancellationToken);
         // 2–4. per UNet batch: set_timesteps, prepare_latents, the denoising loop.
         var latents = DenoiseCore(plan, embeddings, progress, cancellationToken);
         // 5. vae.decode, each image at its own size.
@@ -138,17 +140,17 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     public float[] EncodeText(IReadOnlyList<string> prompts, CancellationToken cancellationToken = default)
     {
         using var lease = Enter();
-        return EncodeTextCore(prompts, cancellationToken);
+        return EncodeTextCore(prompts, null, cancellationToken);
     }
 
     /// <summary>
     /// Encodes <paramref name="texts"/> in one text-encoder run, each distinct text once; equal texts share one [77·D]
     /// array (read-only). The ML.NET text-encoding stage calls this.
     /// </summary>
-    internal float[][] EncodeTexts(IReadOnlyList<string> texts, CancellationToken cancellationToken)
+    internal float[][] EncodeTexts(IReadOnlyList<string> texts, IReadOnlyList<TextOwner>? owners, CancellationToken cancellationToken)
     {
         using var lease = Enter();
-        return EncodeDistinct(texts, cancellationToken);
+        return EncodeDistinct(texts, owners, cancellationToken);
     }
 
     /// <summary>
@@ -164,9 +166,9 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         }
     }
 
-    private float[] EncodeTextCore(IReadOnlyList<string> prompts, CancellationToken cancellationToken)
+    private float[] EncodeTextCore(IReadOnlyList<string> prompts, IReadOnlyList<TextOwner>? owners, CancellationToken cancellationToken)
     {
-        var embeddings = TextEncoder.Encode(prompts, cancellationToken, _logger);
+        var embeddings = TextEncoder.Encode(prompts, cancellationToken, _logger, owners);
         if (embeddings.Length > 0)
             NonFiniteLatentsException.ThrowIfNonFinite(embeddings, DiffusionStage.EncodingText, "text encoder output", 0, prompts.Count, null, embeddings.Length / prompts.Count,
                 source: new NonFiniteSource(TextEncoder, inputIsIds: true));
@@ -178,15 +180,26 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// Every distinct text is encoded once, all in one text-encoder run; the encoder treats batch rows independently, so N
     /// seeds of one prompt with the empty negative prompt cost two rows, not 2N.
     /// </summary>
-    private PromptEmbedding[] EncodePrompts(GenerationPlan plan, IProgress<DiffusionProgress>? progress, CancellationToken cancellationToken)
+    private PromptEmbedding[] EncodePrompts(GenerationPlan plan, IReadOnlyList<string>? requestNames, IProgress<DiffusionProgress>? progress,
+        CancellationToken cancellationToken)
     {
         progress?.Report(new DiffusionProgress(DiffusionStage.EncodingText, 0, 1));
         int n = plan.Count;
+        string NameOf(int i) => requestNames?[i] ?? $"image {i + 1}";
         var texts = new List<string>(2 * n);
-        for (int i = 0; i < n; i++) texts.Add(plan.Requests[i].Prompt ?? throw new ArgumentNullException("images", $"Prompt {i} is null."));
+        var owners = new List<TextOwner>(2 * n);
         for (int i = 0; i < n; i++)
-            if (plan.Resolved[i].Batch.Guided) texts.Add(plan.Requests[i].NegativePrompt ?? "");
-        var encoded = EncodeDistinct(texts, cancellationToken);
+        {
+            texts.Add(plan.Requests[i].Prompt ?? throw new ArgumentNullException("images", $"The prompt of {NameOf(i)} is null."));
+            owners.Add(TextOwner.PromptOf(NameOf(i)));
+        }
+        for (int i = 0; i < n; i++)
+        {
+            if (!plan.Resolved[i].Batch.Guided) continue;
+            texts.Add(plan.Requests[i].NegativePrompt ?? "");
+            owners.Add(TextOwner.NegativePromptOf(NameOf(i)));
+        }
+        var encoded = EncodeDistinct(texts, owners, cancellationToken);
         progress?.Report(new DiffusionProgress(DiffusionStage.EncodingText, 1, 1));
         var result = new PromptEmbedding[n];
         for (int i = 0, negative = n; i < n; i++)
@@ -194,7 +207,12 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         return result;
     }
 
-    private float[][] EncodeDistinct(IReadOnlyList<string> texts, CancellationToken cancellationToken)
+    /// <summary>Encodes each distinct text of <paramref name="texts"/> once, in one run; equal texts share one array.</summary>
+    /// <param name="texts">The texts.</param>
+    /// <param name="owners">Whose each text is (one per text; null: by position); a text shared by several owners is
+    /// named by all of them.</param>
+    /// <param name="cancellationToken">Cancels the run.</param>
+    private float[][] EncodeDistinct(IReadOnlyList<string> texts, IReadOnlyList<TextOwner>? owners, CancellationToken cancellationToken)
     {
         if (texts.Count == 0) return [];
         var distinct = new List<string>();
@@ -207,7 +225,13 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             indexOf.Add(texts[i], rows[i]);
             distinct.Add(texts[i]);
         }
-        var all = EncodeTextCore(distinct, cancellationToken);
+        List<TextOwner>[]? ownersOf = null;
+        if (owners is not null)
+        {
+            ownersOf = new List<TextOwner>[distinct.Count];
+            for (int i = 0; i < rows.Length; i++) (ownersOf[rows[i]] ??= []).Add(owners[i]);
+        }
+        var all = EncodeTextCore(distinct, ownersOf?.Select(TextOwner.Merge).ToArray(), cancellationToken);
         int per = all.Length / distinct.Count;
         var encoded = new float[distinct.Count][];
         for (int i = 0; i < encoded.Length; i++) encoded[i] = all.AsSpan(i * per, per).ToArray();

@@ -1,5 +1,6 @@
 using Microsoft.ML.Data;
 using MLNet.Diffusion.Pipeline;
+using MLNet.Diffusion.TextEncoding;
 
 namespace MLNet.Diffusion.Transforms;
 
@@ -42,15 +43,23 @@ internal sealed class BatchedGeneration
     /// <summary>The empty prompt's embeddings: the unconditional half of guidance when no negative prompt is given.</summary>
     public float[] EmptyPromptEmbedding => _pipeline.EmptyPromptEmbedding;
 
+    /// <summary>A slot as users count rows in messages: "data row 8" (1-based), with the image when a row makes several.</summary>
+    public string RowName(ImageSlot slot) =>
+        _options.ImagesPerPrompt > 1 ? $"data row {slot.Row + 1} (image {slot.ImageIndex + 1})" : $"data row {slot.Row + 1}";
+
     /// <summary>Seed of image j of row r: (the row's seed column value, else Seed + r·ImagesPerPrompt) + j.</summary>
     public long SeedOf(in ImageSlot slot) =>
         unchecked((slot.Inputs.Seed ?? _options.Seed + slot.Row * _options.ImagesPerPrompt) + slot.ImageIndex);
 
     /// <summary>Encodes texts in one text-encoder run, each distinct text once; one [77·D] array per text, shared between equal texts (read-only).</summary>
-    public float[][] Encode(IReadOnlyList<string> texts, BatchRun run)
+    /// <param name="texts">The texts.</param>
+    /// <param name="owners">Whose each text is (e.g. <c>TextOwner.PromptOf(RowName(slot))</c>), for the truncation and
+    /// empty-prompt messages.</param>
+    /// <param name="run">Progress and cancellation.</param>
+    public float[][] Encode(IReadOnlyList<string> texts, IReadOnlyList<TextOwner> owners, BatchRun run)
     {
         if (texts.Count == 0) return [];
-        var encoded = _pipeline.EncodeTexts(texts, run.CancellationToken);
+        var encoded = _pipeline.EncodeTexts(texts, owners, run.CancellationToken);
         run.Progress?.Report(new DiffusionProgress(DiffusionStage.EncodingText, texts.Count, texts.Count));
         return encoded;
     }
@@ -65,7 +74,7 @@ internal sealed class BatchedGeneration
         try
         {
             var requests = slots.Select(slot => RequestOf(slot, owned)).ToArray();
-            var output = _pipeline.Run(requests, _generation, decode, run.Progress, run.CancellationToken);
+            var output = _pipeline.Run(requests, _generation, decode, run.Progress, run.CancellationToken, [.. slots.Select(RowName)]);
             var images = output.Images is { } decoded ? Keep(decoded) : null;
             return [.. Enumerable.Range(0, slots.Count).Select(i => new SlotOutputs
             {

@@ -1,6 +1,7 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.Transforms.Image;
 using Microsoft.ML;
+using MLNet.Diffusion.TextEncoding;
 using MLNet.Diffusion.Transforms;
 
 namespace MLNet.Diffusion;
@@ -178,7 +179,7 @@ public sealed class DiffusionTransformer : DiffusionTransformerBase
         if ((needed & (OutputSet.Latents | OutputSet.Image)) != 0)
             return Generation.Generate(slots, decode: needed.HasFlag(OutputSet.Image), run);
         // Only the prompt embeddings: no setting is read and nothing is denoised.
-        var encoded = Generation.Encode([.. slots.Select(s => s.Inputs.Prompt)], run);
+        var encoded = Generation.Encode([.. slots.Select(s => s.Inputs.Prompt)], [.. slots.Select(s => TextOwner.PromptOf(Generation.RowName(s)))], run);
         return [.. encoded.Select(e => new SlotOutputs { PromptEmbedding = e })];
     }
 

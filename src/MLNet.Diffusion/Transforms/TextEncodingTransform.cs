@@ -1,5 +1,6 @@
 using Microsoft.ML.Data;
 using Microsoft.ML;
+using MLNet.Diffusion.TextEncoding;
 using MLNet.Diffusion.Transforms;
 
 namespace MLNet.Diffusion;
@@ -96,9 +97,18 @@ public sealed class TextEncodingTransformer : DiffusionTransformerBase
         bool negatives = needed.HasFlag(OutputSet.NegativeEmbedding) && Settings.NegativePromptColumnName is not null;
         // Prompts and negative prompts in one text-encoder run (each distinct text once).
         var texts = new List<string>();
-        if (prompts) texts.AddRange(slots.Select(s => s.Inputs.Prompt));
-        if (negatives) texts.AddRange(slots.Select(s => s.Inputs.NegativePrompt));
-        var encoded = Generation.Encode(texts, BatchRun.For(slots, Settings));
+        var owners = new List<TextOwner>();
+        if (prompts)
+        {
+            texts.AddRange(slots.Select(s => s.Inputs.Prompt));
+            owners.AddRange(slots.Select(s => TextOwner.PromptOf(Generation.RowName(s))));
+        }
+        if (negatives)
+        {
+            texts.AddRange(slots.Select(s => s.Inputs.NegativePrompt));
+            owners.AddRange(slots.Select(s => TextOwner.NegativePromptOf(Generation.RowName(s))));
+        }
+        var encoded = Generation.Encode(texts, owners, BatchRun.For(slots, Settings));
         int firstNegative = prompts ? result.Length : 0;
         for (int i = 0; i < result.Length; i++)
         {
