@@ -31,8 +31,10 @@ public class CliBatchTests(ITestOutputHelper output)
             Assert.Equal(100 + entry.Row, entry.Seed); // no seed column: --seed + row
             Assert.True(File.Exists(Path.Combine(dir["out"], entry.File)));
             Assert.Contains("steps=2", entry.Settings);
-            Assert.True(entry.Seconds > 0);
+            Assert.True(entry.Seconds >= 0);
         }
+        // A row's seconds are its batch's time shared among its rows, written rounded: a fast row may read 0.
+        Assert.True(manifest.Sum(m => m.Seconds) > 0, "no row recorded any time");
         Assert.Contains("20 image(s)", result.Out);
 
         // A rerun has nothing to do and changes nothing.

@@ -94,17 +94,4 @@ public class DemoGenerationTests(DemoModelFixture model, ITestOutputHelper outpu
         output.WriteLine($"out-of-vocabulary prompt gave \"{item.Caption}\" (relative latent distance {distance:F3})");
         Assert.True(distance < 0.05);
     }
-
-    [Fact]
-    public void UnetCallTime()
-    {
-        var sample = new float[2 * DemoUnet.LatentLength];
-        new GaussianNoise(1).Fill(sample);
-        var (hidden, _) = model.EncodeText("", "a red circle");
-        for (int i = 0; i < 3; i++) model.RunUnet(sample, [500f, 500f], hidden);
-        const int calls = 20;
-        var clock = Stopwatch.StartNew();
-        for (int i = 0; i < calls; i++) model.RunUnet(sample, [500f, 500f], hidden);
-        output.WriteLine($"one UNet call at batch 2: {clock.Elapsed.TotalMilliseconds / calls:F2} ms (model built in {model.BuildSeconds:F1} s)");
-    }
 }

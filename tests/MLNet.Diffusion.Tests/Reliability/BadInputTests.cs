@@ -92,7 +92,7 @@ public class BadInputTests(PipelineCache cache) : IClassFixture<PipelineCache>
         var pipeline = cache.Get();
         long before = pipeline.UNet.RunCount;
         var e = Assert.Throws<ArgumentNullException>(() => pipeline.Generate([new ImagePrompt(Prompt, 1), new ImagePrompt(null!, 2)], Quick));
-        Assert.Contains("Prompt 1 is null", e.Message);
+        Assert.Contains("The prompt of image 2 is null", e.Message); // images are counted from 1, as users count them
         Assert.Throws<ArgumentNullException>(() => pipeline.Generate([new ImagePrompt(Prompt, 1), null!], Quick));
         Assert.Equal(0, pipeline.UNet.RunCount - before);
         var withNull = pipeline.Generate([new ImagePrompt(Prompt, 4) { NegativePrompt = null! }], Quick)[0];

@@ -1,5 +1,6 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using MLNet.Diffusion.ModelBuilder.Demo;
 using MLNet.Diffusion.Models;
 using MLNet.Diffusion.Transforms;
 
@@ -70,7 +71,7 @@ public sealed class DefaultEstimatorTests : IDisposable
         var owned = kept.Transform(table).GetColumn<MLImage>("Image").ToArray();
         var reused = borrowed.Transform(table).GetColumn<MLImage>("Image").ToArray();
 
-        Assert.All(owned, image => Assert.Equal(128 * 128 * 4, image.Pixels.Length));
+        Assert.All(owned, image => Assert.Equal(DemoDataset.ImageSize * DemoDataset.ImageSize * 4, image.Pixels.Length));
         Assert.Throws<InvalidOperationException>(() => reused[0].Pixels.Length); // ML.NET's convention, the default
         foreach (var image in owned.Concat(reused)) image.Dispose();
     }
