@@ -42,7 +42,8 @@ public sealed partial class StableDiffusionPipeline
     {
         ArgumentNullException.ThrowIfNull(image);
         using var lease = Enter();
-        ValidateSize(width, height);
+        SettingLimits.ThrowIf(SettingLimits.Size("width", width), "width");
+        SettingLimits.ThrowIf(SettingLimits.Size("height", height), "height");
         CheckImage(image, null, "image");
         RequireEncoder(null);
         try

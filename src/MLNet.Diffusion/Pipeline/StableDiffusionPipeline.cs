@@ -367,10 +367,13 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// <summary>The latent size of a batch's images.</summary>
     private static (int Height, int Width) LatentSize(BatchKey key) => (key.Height / BatchShape.VaeScale, key.Width / BatchShape.VaeScale);
 
-    private static void ValidateSize(int width, int height)
+    /// <summary>The size's limits, then whether this model makes it (a UNet with a fixed latent size makes one size):
+    /// checked before any model runs, so the refusal comes before text encoding, in pixels.</summary>
+    private void ValidateSize(int width, int height)
     {
         SettingLimits.ThrowIf(SettingLimits.Size("width", width), "width");
         SettingLimits.ThrowIf(SettingLimits.Size("height", height), "height");
+        UNet.CheckImageSize(width, height);
     }
 
     private static void ValidateCommon(GenerationOptions options) =>

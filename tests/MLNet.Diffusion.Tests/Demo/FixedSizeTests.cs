@@ -15,11 +15,13 @@ public class FixedSizeTests(DemoModelFixture model)
     {
         using var pipeline = StableDiffusionPipeline.Load(model.Folder);
         const int made = DemoDataset.ImageSize;
+        long encoded = pipeline.TextEncoder.RunCount;
         var e = Assert.Throws<ArgumentException>(() => pipeline.Generate("a red circle", 1, new GenerationOptions { Steps = 1, Width = 2 * made, Height = 192 }));
         Assert.Contains($"makes images of {made}×{made} pixels only", e.Message);
         Assert.Contains($"but {2 * made}×192 pixels were asked for", e.Message);
         Assert.Contains($"Ask for {made}×{made}", e.Message);
         Assert.DoesNotContain("dimension 2", e.Message);
+        Assert.Equal(encoded, pipeline.TextEncoder.RunCount); // refused before any model runs
     }
 
     [Fact]
