@@ -1,3 +1,4 @@
+using MLNet.Diffusion.ModelBuilder.Demo;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
@@ -108,7 +109,7 @@ public static class BatchMemory
             writer.Write("row,prompt,negative_prompt,seed,settings,file,seconds\n");
             for (int i = 0; i < done; i++)
                 writer.Write(string.Create(CultureInfo.InvariantCulture,
-                    $"{i},\"a {colors[i % 4]} {shapes[i / 4 % 4]} on a white background, number {i}\",,{1 + i},model=demo size=128x128 steps=1 guidance=7.5 scheduler=EulerDiscreteScheduler,done.png,0.010\n"));
+                    $"{i},\"a {colors[i % 4]} {shapes[i / 4 % 4]} on a white background, number {i}\",,{1 + i},model=demo size={DemoDataset.ImageSize}x{DemoDataset.ImageSize} steps=1 guidance=7.5 scheduler=EulerDiscreteScheduler,done.png,0.010\n"));
         }
         return new FileInfo(path).Length;
     }

@@ -1,9 +1,10 @@
+using MLNet.Diffusion.ModelBuilder.Demo;
 using BenchmarkDotNet.Attributes;
 using MLNet.Diffusion.Pipeline;
 
 namespace MLNet.Diffusion.Benchmarks;
 
-/// <summary>Text → image on the built-in demo model (128×128, 4×16×16 latents): the library against the naive baseline.</summary>
+/// <summary>Text → image on the built-in demo model (DemoDataset.ImageSize square, one latent per 8×8 pixels): the library against the naive baseline.</summary>
 [ModelJob(iterations: 5)]
 [MemoryDiagnoser]
 public class DemoEndToEndBenchmarks
@@ -31,7 +32,7 @@ public class DemoEndToEndBenchmarks
 
     /// <summary>The naive baseline, 25 Euler steps with CFG.</summary>
     [Benchmark(Baseline = true)]
-    public byte[] Naive() => _naive.Generate("a red circle on a black background", 3, 25, 7.5f, 128, 128);
+    public byte[] Naive() => _naive.Generate("a red circle on a black background", 3, 25, 7.5f, DemoDataset.ImageSize, DemoDataset.ImageSize);
 
     /// <summary>MLNet.Diffusion, the same work.</summary>
     [Benchmark]

@@ -15,7 +15,7 @@ public static class ModelFolders
     public static string Root =>
         Environment.GetEnvironmentVariable("MLND_BENCH_MODELS") is { Length: > 0 } dir ? dir : Path.Combine(Path.GetTempPath(), "mlnet-diffusion-bench");
 
-    /// <summary>The built-in demo model (128×128 images, 4×16×16 latents).</summary>
+    /// <summary>The built-in demo model (DemoDataset.ImageSize square images).</summary>
     public static string Demo
     {
         get

@@ -1,3 +1,4 @@
+using MLNet.Diffusion.ModelBuilder.Demo;
 using System.Diagnostics;
 using System.Globalization;
 using Microsoft.ML;
@@ -35,13 +36,13 @@ public static class Report
         Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         Overhead("synthetic SD 1.5-shaped", ModelFolders.SyntheticSd15, 512, quick ? 3 : 8, useIoBinding: true);
         Overhead("synthetic SD 1.5-shaped, UseIoBinding = false", ModelFolders.SyntheticSd15, 512, quick ? 3 : 8, useIoBinding: false);
-        Overhead("demo", ModelFolders.Demo, 128, 25, useIoBinding: true);
-        Overhead("demo, UseIoBinding = false", ModelFolders.Demo, 128, 25, useIoBinding: false);
+        Overhead("demo", ModelFolders.Demo, DemoDataset.ImageSize, 25, useIoBinding: true);
+        Overhead("demo, UseIoBinding = false", ModelFolders.Demo, DemoDataset.ImageSize, 25, useIoBinding: false);
         Console.WriteLine();
 
         Console.WriteLine("| model | path | text → image (median of runs) | vs naive |");
         Console.WriteLine("| --- | --- | --- | --- |");
-        EndToEnd("demo", ModelFolders.Demo, 128, 25, quick ? 3 : 21);
+        EndToEnd("demo", ModelFolders.Demo, DemoDataset.ImageSize, 25, quick ? 3 : 21);
         EndToEnd("synthetic SD 1.5-shaped", ModelFolders.SyntheticSd15, 512, quick ? 2 : 4, quick ? 1 : 3);
         Console.WriteLine();
 
@@ -58,7 +59,7 @@ public static class Report
         Console.WriteLine("| model | model files | working set before load | peak working set | peak − before − model |");
         Console.WriteLine("| --- | --- | --- | --- | --- |");
         PeakMemory.Measure("synthetic SD 1.5-shaped (1 image, 512×512, CFG, 4 Euler steps)", ModelFolders.SyntheticSd15, 512, 4);
-        PeakMemory.Measure("demo (1 image, 128×128, CFG, 25 Euler steps)", ModelFolders.Demo, 128, 25);
+        PeakMemory.Measure($"demo (1 image, {DemoDataset.ImageSize}×{DemoDataset.ImageSize}, CFG, 25 Euler steps)", ModelFolders.Demo, DemoDataset.ImageSize, 25);
         return 0;
     }
 
@@ -117,7 +118,7 @@ public static class Report
     {
         using (var demo = StableDiffusionPipeline.Load(ModelFolders.Demo))
         {
-            var o = new GenerationOptions { Steps = 25, Scheduler = "euler", GuidanceScale = 7.5f, Width = 128, Height = 128 };
+            var o = new GenerationOptions { Steps = 25, Scheduler = "euler", GuidanceScale = 7.5f, Width = DemoDataset.ImageSize, Height = DemoDataset.ImageSize };
             for (int round = 0; round < 3; round++)
             {
                 long t0 = Stopwatch.GetTimestamp();
