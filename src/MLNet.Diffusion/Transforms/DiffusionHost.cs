@@ -128,7 +128,7 @@ internal sealed class MLContextLogger : ILogger, IDisposable
 /// same folder and runtime settings (other transformers, the dependency-injection provider, direct loads). A pipeline of
 /// three stages therefore loads the ONNX sessions once, and the model is unloaded when the last holder lets go.
 /// </summary>
-internal static class DiffusionModelCache
+internal static class ModelLeases
 {
     /// <summary>
     /// The runtime settings for <paramref name="options"/> under <paramref name="host"/>'s, as <c>ApplyOnnxModel</c> reads

@@ -91,7 +91,7 @@ public abstract class DiffusionEstimatorBase<TTransformer> : IEstimator<TTransfo
     /// <summary>Takes a lease on the shared model and makes a transformer with it (releasing the lease if that fails).</summary>
     private protected T WithLease<T>(Func<ModelLease, T> create)
     {
-        var lease = DiffusionModelCache.Acquire(Host, _options, ModelDirectory);
+        var lease = ModelLeases.Acquire(Host, _options, ModelDirectory);
         try
         {
             return create(lease);

@@ -74,11 +74,11 @@ public class ThreadingAndDeviceTests(TransformModelFixture model) : IClassFixtur
         var a = cpu.Transforms.GenerateImages(options).Fit(table);
         var b = new DiffusionEstimator(cpu, options).Fit(table);
         Assert.Same(a.Pipeline.UNet, b.Pipeline.UNet); // one loaded model behind both pipelines
-        Assert.Equal(8, DiffusionModelCache.LeaseCount(cpu, options)); // each composite: itself and its three stages
+        Assert.Equal(8, ModelLeases.LeaseCount(cpu, options)); // each composite: itself and its three stages
         a.Dispose();
-        Assert.Equal(4, DiffusionModelCache.LeaseCount(cpu, options));
+        Assert.Equal(4, ModelLeases.LeaseCount(cpu, options));
         b.Dispose();
-        Assert.Equal(0, DiffusionModelCache.LeaseCount(cpu, options));
+        Assert.Equal(0, ModelLeases.LeaseCount(cpu, options));
         Assert.Throws<ObjectDisposedException>(() => b.Pipeline);
     }
 
@@ -95,6 +95,6 @@ public class ThreadingAndDeviceTests(TransformModelFixture model) : IClassFixtur
         using var c = ml.Transforms.GenerateImages(relative).Fit(table);
         Assert.Same(a.Pipeline.UNet, b.Pipeline.UNet); // one loaded model behind both pipelines
         Assert.Same(a.Pipeline.UNet, c.Pipeline.UNet);
-        Assert.Equal(12, DiffusionModelCache.LeaseCount(ml, trailing));
+        Assert.Equal(12, ModelLeases.LeaseCount(ml, trailing));
     }
 }
