@@ -70,7 +70,7 @@ public class CancellationAndDisposalTests(ITestOutputHelper output)
     [Fact]
     public void CancellingInsideAUNetCallStopsItWithinAFractionOfTheCall()
     {
-        using var folder = TestModelFactory.CreateTemp(new TestModelOptions { UnetSlowdown = 150 });
+        using var folder = TestModelFactory.CreateTemp(new TestModelOptions { UnetSlowdown = 600 });
         using var pipeline = StableDiffusionPipeline.Load(folder.Path);
         var oneCall = new GenerationOptions { Steps = 1, GuidanceScale = 1, Scheduler = "ddim" };
         pipeline.Generate(Prompt, 1, oneCall).Image.Dispose(); // warm-up
@@ -99,7 +99,7 @@ public class CancellationAndDisposalTests(ITestOutputHelper output)
     [Fact]
     public void CancellingInsideAVaeDecoderCallStopsItPromptly()
     {
-        using var folder = TestModelFactory.CreateTemp(new TestModelOptions { VaeDecoderSlowdown = 150 });
+        using var folder = TestModelFactory.CreateTemp(new TestModelOptions { VaeDecoderSlowdown = 600 });
         using var pipeline = StableDiffusionPipeline.Load(folder.Path);
         var oneCall = new GenerationOptions { Steps = 1, GuidanceScale = 1, Scheduler = "ddim" };
         var latents = new float[4 * 8 * 8];
