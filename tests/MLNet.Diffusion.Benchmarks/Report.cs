@@ -127,7 +127,7 @@ public static class Report
                 long t1 = Stopwatch.GetTimestamp();
                 var lat = demo.Denoise(c, u, [1], [7.5f], o);
                 long t2 = Stopwatch.GetTimestamp();
-                foreach (var im in demo.Decode(lat, 1, 16, 16)) im.Dispose();
+                foreach (var im in demo.Decode(lat, 1, DemoDataset.ImageSize / 8, DemoDataset.ImageSize / 8)) im.Dispose();
                 long t3 = Stopwatch.GetTimestamp();
                 Console.WriteLine($"demo: encode {Stopwatch.GetElapsedTime(t0, t1).TotalMilliseconds:F1} ms, denoise {Stopwatch.GetElapsedTime(t1, t2).TotalMilliseconds:F1} ms, decode {Stopwatch.GetElapsedTime(t2, t3).TotalMilliseconds:F1} ms");
             }
