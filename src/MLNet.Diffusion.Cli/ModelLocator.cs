@@ -1,6 +1,4 @@
-using System.Diagnostics;
 using MLNet.Diffusion.Cli.Commands;
-using MLNet.Diffusion.ModelBuilder.Demo;
 using MLNet.Diffusion.Models;
 using MLNet.Diffusion.Pipeline;
 using MLNet.Diffusion.Runtime;
@@ -26,15 +24,7 @@ internal static class ModelLocator
             if (!Directory.Exists(full)) throw new UserException($"--model: the folder '{full}' does not exist.");
             return full;
         }
-        var demo = DemoModelDirectory(environment);
-        if (!DemoModelBuilder.IsCurrent(demo))
-        {
-            environment.Console.MarkupLineInterpolated($"[grey]Building the built-in demo model into {demo} (first use)…[/]");
-            var clock = Stopwatch.StartNew();
-            DemoModelBuilder.EnsureBuilt(demo);
-            environment.Console.MarkupLineInterpolated($"[grey]Built in {clock.Elapsed.TotalSeconds:F1} s.[/]");
-        }
-        return demo;
+        return DemoModel.EnsureBuilt(DemoModelDirectory(environment), line => environment.Console.MarkupLineInterpolated($"[grey]{line}[/]"));
     }
 
     /// <summary>The environment variable that lets ONNX Runtime's telemetry run (<c>1</c> or <c>true</c>); it is off otherwise.</summary>

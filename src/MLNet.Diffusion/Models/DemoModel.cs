@@ -45,13 +45,20 @@ public static class DemoModel
     }
 
     /// <summary>Builds the demo model into <paramref name="directory"/> unless a current one is there; returns the folder.</summary>
-    internal static string EnsureBuilt(string directory, ILogger? logger)
+    internal static string EnsureBuilt(string directory, ILogger? logger) =>
+        EnsureBuilt(directory, logger is null ? null : line => logger.LogInformation("{Message}", line));
+
+    /// <summary>
+    /// Builds the demo model into <paramref name="directory"/> unless a current one is there, saying so through
+    /// <paramref name="report"/> (one line before, one after with the time; the CLI prints them); returns the folder.
+    /// </summary>
+    internal static string EnsureBuilt(string directory, Action<string>? report)
     {
         if (DemoModelBuilder.IsCurrent(directory)) return directory;
-        logger?.LogInformation("Building the built-in demo model into {Directory} (first use).", directory);
+        report?.Invoke($"Building the built-in demo model into {directory} (first use)…");
         var clock = Stopwatch.StartNew();
         if (DemoModelBuilder.EnsureBuilt(directory))
-            logger?.LogInformation("Built the demo model in {Seconds:F1} s.", clock.Elapsed.TotalSeconds);
+            report?.Invoke($"Built the demo model in {clock.Elapsed.TotalSeconds.ToString("F1", System.Globalization.CultureInfo.InvariantCulture)} s.");
         return directory;
     }
 }

@@ -49,12 +49,6 @@ internal static class LoadedModelStore
         }
     }
 
-    /// <summary>Models loaded and not yet released, process-wide (tests and diagnostics).</summary>
-    public static int LoadedCount
-    {
-        get { lock (s_gate) return s_entries.Values.Count(e => e.Model.IsValueCreated); }
-    }
-
     /// <summary>Leases held on the model of <paramref name="directory"/> under <paramref name="options"/>.</summary>
     public static int LeaseCount(string directory, DiffusionRuntimeOptions options)
     {

@@ -67,6 +67,14 @@ internal static class SettingLimits
     public static string? Count(string name, int value, int min, int max) =>
         value < min || value > max ? $"{name} must be from {min} to {max}; got {value}." : null;
 
+    /// <summary>A CUDA device ordinal: 0 or more.</summary>
+    public static string? DeviceId(string name, int value) =>
+        value < 0 ? $"{name} must be 0 or more; got {value}." : null;
+
+    /// <summary>A thread count: 0 (ONNX Runtime chooses) or more.</summary>
+    public static string? Threads(string name, int value) =>
+        value < 0 ? $"{name} must be 0 (ONNX Runtime chooses) or more; got {value}." : null;
+
     /// <summary>Every numeric problem of <paramref name="options"/>, each named <c>{prefix}.{Setting}</c> (the scheduler name is
     /// checked by <see cref="Scheduler"/>, or where the scheduler is created).</summary>
     public static IEnumerable<string> Problems(GenerationOptions options, string prefix)
@@ -103,12 +111,9 @@ internal static class SettingLimits
     {
         if (!Enum.IsDefined(options.Device))
             yield return $"{prefix}.{nameof(options.Device)} {(int)options.Device} is not one of {string.Join(", ", Enum.GetNames<ExecutionDevice>())}.";
-        if (options.DeviceId < 0)
-            yield return $"{prefix}.{nameof(options.DeviceId)} must be 0 or more; got {options.DeviceId}.";
-        if (options.IntraOpThreads < 0)
-            yield return $"{prefix}.{nameof(options.IntraOpThreads)} must be 0 (ONNX Runtime chooses) or more; got {options.IntraOpThreads}.";
-        if (options.InterOpThreads < 0)
-            yield return $"{prefix}.{nameof(options.InterOpThreads)} must be 0 (ONNX Runtime chooses) or more; got {options.InterOpThreads}.";
+        if (DeviceId($"{prefix}.{nameof(options.DeviceId)}", options.DeviceId) is { } deviceId) yield return deviceId;
+        if (Threads($"{prefix}.{nameof(options.IntraOpThreads)}", options.IntraOpThreads) is { } intra) yield return intra;
+        if (Threads($"{prefix}.{nameof(options.InterOpThreads)}", options.InterOpThreads) is { } inter) yield return inter;
     }
 
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> with the first problem, if there is one.</summary>

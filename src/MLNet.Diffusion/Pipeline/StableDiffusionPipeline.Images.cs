@@ -42,8 +42,7 @@ public sealed partial class StableDiffusionPipeline
     {
         ArgumentNullException.ThrowIfNull(image);
         using var lease = Enter();
-        SettingLimits.ThrowIf(SettingLimits.Size("width", width), "width");
-        SettingLimits.ThrowIf(SettingLimits.Size("height", height), "height");
+        ValidateSizeLimits(width, height); // encoding alone does not need a size the UNet makes
         CheckImage(image, null, "image");
         RequireEncoder(null);
         try

@@ -371,9 +371,15 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// checked before any model runs, so the refusal comes before text encoding, in pixels.</summary>
     private void ValidateSize(int width, int height)
     {
+        ValidateSizeLimits(width, height);
+        UNet.CheckImageSize(width, height);
+    }
+
+    /// <summary>Width and height within <see cref="SettingLimits"/>' size limits (any model).</summary>
+    private static void ValidateSizeLimits(int width, int height)
+    {
         SettingLimits.ThrowIf(SettingLimits.Size("width", width), "width");
         SettingLimits.ThrowIf(SettingLimits.Size("height", height), "height");
-        UNet.CheckImageSize(width, height);
     }
 
     private static void ValidateCommon(GenerationOptions options) =>

@@ -169,8 +169,8 @@ public sealed class DiffusionOptions
         SettingLimits.ThrowIf(SettingLimits.Count($"{type}.{nameof(ImagesPerPrompt)}", ImagesPerPrompt, 1, SettingLimits.MaxImagesPerPrompt), nameof(ImagesPerPrompt));
         SettingLimits.ThrowIf(SettingLimits.Count($"{type}.{nameof(BatchSize)}", BatchSize, 1, SettingLimits.MaxBatchSize), nameof(BatchSize));
         SettingLimits.ThrowIf(SettingLimits.Strength($"{type}.{nameof(Strength)}", Strength), nameof(Strength));
-        if (GpuDeviceId is < 0) throw new ArgumentOutOfRangeException(nameof(GpuDeviceId), GpuDeviceId, $"{type}.{nameof(GpuDeviceId)} must be 0 or more; got {GpuDeviceId}.");
-        if (IntraOpThreads < 0) throw new ArgumentOutOfRangeException(nameof(IntraOpThreads), IntraOpThreads, $"{type}.{nameof(IntraOpThreads)} must be 0 (ONNX Runtime chooses) or more; got {IntraOpThreads}.");
+        if (GpuDeviceId is int gpu) SettingLimits.ThrowIf(SettingLimits.DeviceId($"{type}.{nameof(GpuDeviceId)}", gpu), nameof(GpuDeviceId));
+        SettingLimits.ThrowIf(SettingLimits.Threads($"{type}.{nameof(IntraOpThreads)}", IntraOpThreads), nameof(IntraOpThreads));
         if (InitImageColumnName is null && MaskColumnName is not null)
             throw new ArgumentException($"MaskColumnName ('{MaskColumnName}') needs InitImageColumnName: a mask says what to repaint in an init image.", nameof(MaskColumnName));
         if (InitImageColumnName is null && StrengthColumnName is not null)
