@@ -16,7 +16,7 @@ namespace MLNet.Diffusion.Cli.Commands;
 /// </summary>
 internal sealed class InfoCommand(CliEnvironment environment) : Command<ModelSettings>
 {
-    private static readonly string[] Components = ["text_encoder", "unet", "vae_decoder", "vae_encoder"];
+    private static readonly string[] Components = ["text_encoder", "text_encoder_2", "unet", "vae_decoder", "vae_encoder"];
 
     public override int Execute(CommandContext context, ModelSettings settings, CancellationToken cancellationToken)
     {
@@ -64,8 +64,11 @@ internal sealed class InfoCommand(CliEnvironment environment) : Command<ModelSet
         }
 
         console.WriteLine();
-        var tokenizer = ClipTokenizer.Load(folder.TokenizerDirectory);
-        console.MarkupLineInterpolated($"[bold]tokenizer[/]  {Path.GetRelativePath(folder.Directory, folder.TokenizerDirectory)}/ (max length {tokenizer.MaxLength}, pad id {tokenizer.PadId})");
+        foreach (var encoder in folder.TextEncoders)
+        {
+            var tokenizer = ClipTokenizer.Load(encoder.TokenizerDirectory);
+            console.MarkupLineInterpolated($"[bold]{Path.GetFileName(encoder.TokenizerDirectory)}[/]  {Path.GetRelativePath(folder.Directory, encoder.TokenizerDirectory)}/ (max length {tokenizer.MaxLength}, pad id {tokenizer.PadId})");
+        }
 
         // The engine's reader (Python's -Infinity and NaN literals, the schedule checks), and the engine's load-time check
         // of the scheduler, so that info accepts and refuses the folders that generate does.

@@ -13,7 +13,7 @@ internal sealed class FixedBufferSet : IDisposable
 {
     private readonly ExecutionDevice _device;
 
-    internal FixedBufferSet(UNet unet, int graphId, int batch, int h, int w, int sequenceLength, int width)
+    internal FixedBufferSet(UNet unet, int graphId, int batch, int h, int w, int sequenceLength, int width, int[] extraWidths)
     {
         _device = unet.Device;
         GraphId = graphId.ToString(System.Globalization.CultureInfo.InvariantCulture);
@@ -24,11 +24,14 @@ internal sealed class FixedBufferSet : IDisposable
             Timestep = Add(unet.AllocateDeviceTensor(unet.TimestepSpec.ElementType, unet.TimestepSpec.Rank == 0 ? [] : [batch]));
             Hidden = Add(unet.AllocateDeviceTensor(unet.HiddenStatesSpec.ElementType, [batch, sequenceLength, width]));
             Output = Add(unet.AllocateDeviceTensor(unet.OutputSpec.ElementType, [batch, unet.OutChannels, h, w]));
+            Extras = new OrtValue[unet.Extras.Count];
+            for (int i = 0; i < Extras.Length; i++) Extras[i] = Add(unet.AllocateDeviceTensor(unet.Extras[i].Spec.ElementType, [batch, extraWidths[i]]));
             Binding = unet.CreateIoBinding();
             values.Add(Binding);
             Binding.BindInput("sample", Sample);
             Binding.BindInput("timestep", Timestep);
             Binding.BindInput("encoder_hidden_states", Hidden);
+            for (int i = 0; i < Extras.Length; i++) Binding.BindInput(unet.Extras[i].Spec.Name, Extras[i]);
             Binding.BindOutput(unet.OutputSpec.Name, Output);
         }
         catch
@@ -51,6 +54,8 @@ internal sealed class FixedBufferSet : IDisposable
     public OrtValue Timestep { get; }
     public OrtValue Hidden { get; }
     public OrtValue Output { get; }
+    /// <summary>The extra inputs, in <see cref="UNet.Extras"/> order.</summary>
+    public OrtValue[] Extras { get; } = [];
     public OrtIoBinding Binding { get; }
 
     /// <summary>Held by the binding that uses the set.</summary>
@@ -93,6 +98,7 @@ internal sealed class FixedBufferSet : IDisposable
         Timestep.Dispose();
         Hidden.Dispose();
         Output.Dispose();
+        foreach (var extra in Extras) extra?.Dispose();
         Gate.Dispose();
     }
 }

@@ -9,7 +9,8 @@ namespace MLNet.Diffusion.Denoising;
 /// The noise-predicting UNet (<c>unet/model.onnx</c>). Its inputs are read from the model's metadata, since
 /// exporters differ: <c>sample</c> float or float16 [B, C, h, w] (C = 4, or 9 for inpainting UNets);
 /// <c>timestep</c> float [B] (diffusers), int64 [B] (Optimum &lt; 1.24) or a float scalar (Optimum ≥ 1.24);
-/// <c>encoder_hidden_states</c> [B, 77, D]. Output <c>out_sample</c> [B, 4, h, w].
+/// <c>encoder_hidden_states</c> [B, 77, D]; and the extra inputs of SDXL (<c>text_embeds</c>, <c>time_ids</c>) and of latent
+/// consistency models (<c>timestep_cond</c>), recognised by <see cref="UNetExtraInputs"/>. Output <c>out_sample</c> [B, 4, h, w].
 /// </summary>
 internal sealed class UNet : OnnxModelComponent
 {
@@ -22,7 +23,10 @@ internal sealed class UNet : OnnxModelComponent
 
     /// <summary>Loads the UNet and checks its contract.</summary>
     /// <exception cref="InvalidDataException">An input or output is missing or has another type or rank; the message names it.</exception>
-    public UNet(string modelPath, OnnxSessionFactory sessions) : base("unet", modelPath, sessions, sessions?.Options.EnableCudaGraph ?? false)
+    /// <param name="modelPath">unet/model.onnx.</param>
+    /// <param name="sessions">Creates the session.</param>
+    /// <param name="guidanceEmbeddingWidth">unet/config.json's <c>time_cond_proj_dim</c>, when given.</param>
+    public UNet(string modelPath, OnnxSessionFactory sessions, int? guidanceEmbeddingWidth = null) : base("unet", modelPath, sessions, sessions?.Options.EnableCudaGraph ?? false)
     {
         try
         {
@@ -32,8 +36,7 @@ internal sealed class UNet : OnnxModelComponent
             var output = FirstOutput("out_sample") ?? (Outputs.Count == 1 ? Outputs.Keys.First() : null)
                 ?? throw new InvalidDataException($"The unet model '{modelPath}' has no 'out_sample' output (it declares {string.Join(", ", Outputs.Values)}).");
             OutputSpec = Require(false, output, [TensorElementType.Float, TensorElementType.Float16], 4);
-            foreach (var extra in Inputs.Keys.Except(["sample", "timestep", "encoder_hidden_states"]))
-                throw new InvalidDataException($"The unet model '{modelPath}' needs an input '{extra}' that SD 1.x/2.x UNets do not have (SDXL's text_embeds/time_ids are not supported).");
+            Extras = UNetExtraInputs.Identify(Inputs, modelPath, guidanceEmbeddingWidth);
             InChannels = SampleSpec.Dimensions[1] > 0 ? SampleSpec.Dimensions[1] : 4;
             if (InChannels is not (4 or 9))
                 throw new InvalidDataException($"The unet model '{modelPath}': sample has {InChannels} channels, expected 4 (text-to-image) or 9 (inpainting).");
@@ -59,6 +62,24 @@ internal sealed class UNet : OnnxModelComponent
 
     /// <summary>The <c>encoder_hidden_states</c> input.</summary>
     public TensorSpec HiddenStatesSpec { get; }
+
+    /// <summary>The extra inputs, identified (none for SD 1.x and 2.x).</summary>
+    public IReadOnlyList<UNetExtraInput> Extras { get; }
+
+    /// <summary>The pooled text embedding input (SDXL), or null.</summary>
+    public UNetExtraInput? TextEmbeds => Extra(UNetExtraKind.TextEmbeds);
+
+    /// <summary>The time ids input (SDXL), or null.</summary>
+    public UNetExtraInput? TimeIds => Extra(UNetExtraKind.TimeIds);
+
+    /// <summary>The guidance embedding input (latent consistency models), or null.</summary>
+    public UNetExtraInput? TimestepCond => Extra(UNetExtraKind.TimestepCond);
+
+    private UNetExtraInput? Extra(UNetExtraKind kind)
+    {
+        foreach (var e in Extras) if (e.Kind == kind) return e;
+        return null;
+    }
 
     /// <summary>The predicted-noise output.</summary>
     public TensorSpec OutputSpec { get; }
@@ -116,7 +137,8 @@ internal sealed class UNet : OnnxModelComponent
     /// <param name="latentWidth">w.</param>
     /// <param name="sequenceLength">Token positions (77).</param>
     /// <param name="embeddingWidth">D.</param>
-    public UNetBinding Bind(int batch, int latentHeight, int latentWidth, int sequenceLength, int embeddingWidth)
+    /// <param name="extraWidths">The width of each extra input, in <see cref="Extras"/> order (null when there are none).</param>
+    public UNetBinding Bind(int batch, int latentHeight, int latentWidth, int sequenceLength, int embeddingWidth, int[]? extraWidths = null)
     {
         ThrowIfDisposed();
         CheckDimension(SampleSpec, 0, batch, "batch");
@@ -124,7 +146,13 @@ internal sealed class UNet : OnnxModelComponent
         CheckDimension(HiddenStatesSpec, 1, sequenceLength, "sequence length");
         if (EmbeddingWidth > 0 && EmbeddingWidth != embeddingWidth)
             throw new ArgumentException($"The unet model '{ModelPath}' takes encoder_hidden_states of width {EmbeddingWidth}, but the text encoder gives {embeddingWidth}. The two come from different models.");
-        return new UNetBinding(this, batch, latentHeight, latentWidth, sequenceLength, embeddingWidth);
+        extraWidths ??= [];
+        if (extraWidths.Length != Extras.Count)
+            throw new ArgumentException($"{extraWidths.Length} extra-input widths for the {Extras.Count} extra inputs of the unet model '{ModelPath}'.", nameof(extraWidths));
+        for (int i = 0; i < extraWidths.Length; i++)
+            if (extraWidths[i] < 1 || Extras[i].Width > 0 && Extras[i].Width != extraWidths[i])
+                throw new ArgumentException($"The unet model '{ModelPath}' takes {Extras[i].Spec}, but {extraWidths[i]} values per row were given for it.", nameof(extraWidths));
+        return new UNetBinding(this, batch, latentHeight, latentWidth, sequenceLength, embeddingWidth, extraWidths);
     }
 
     /// <summary>How many times the UNet has run since it was loaded (each run is one batch; diagnostics and tests).</summary>
@@ -169,7 +197,7 @@ internal sealed class UNet : OnnxModelComponent
     /// captured CUDA graph refers to their addresses), and entered exclusively: a second generation of the same
     /// shape waits until the first disposes its binding.
     /// </summary>
-    internal FixedBufferSet EnterFixedBuffers(int batch, int h, int w, int sequenceLength, int width)
+    internal FixedBufferSet EnterFixedBuffers(int batch, int h, int w, int sequenceLength, int width, int[] extraWidths)
     {
         FixedBufferSet set;
         lock (_fixedSets)
@@ -178,7 +206,7 @@ internal sealed class UNet : OnnxModelComponent
             var key = (batch, h, w, sequenceLength, width);
             if (!_fixedSets.TryGetValue(key, out set!))
             {
-                set = new FixedBufferSet(this, _fixedSets.Count, batch, h, w, sequenceLength, width);
+                set = new FixedBufferSet(this, _fixedSets.Count, batch, h, w, sequenceLength, width, extraWidths);
                 _fixedSets.Add(key, set);
             }
         }

@@ -12,15 +12,16 @@ namespace MLNet.Diffusion.Denoising;
 /// <remarks>
 /// What crosses between host and device per step on CUDA: the sample (B·C·h·w values, in the model's element
 /// type) in and the prediction (B·4·h·w) out; the timestep (B values) in. The text embeddings (B·77·D) are copied
-/// once, by <see cref="SetHiddenStates"/>. Every scheduler runs on the host, so no step can skip the two
+/// once, by <see cref="SetHiddenStates"/>, and so are the extra inputs (SDXL's pooled embeddings and time ids, an LCM's
+/// guidance embedding), by <see cref="SetExtra"/>: they do not change from step to step. Every scheduler runs on the host, so no step can skip the two
 /// latent-sized copies.
 /// </remarks>
 internal sealed class UNetBinding : IDisposable
 {
-    private static readonly string[] s_inputNames = ["sample", "timestep", "encoder_hidden_states"];
-
     private readonly UNet _unet;
+    private readonly string[] _inputNames;
     private readonly OrtTensor _sample, _timestep, _hidden, _output;
+    private readonly OrtTensor[] _extras;
     private readonly string[] _outputNames;
     private readonly OrtValue[] _inputs, _outputs;
     private readonly OrtIoBinding? _io;          // IoBinding
@@ -29,12 +30,14 @@ internal sealed class UNetBinding : IDisposable
     private RunOptions? _graphOptions;           // the run options already tagged with the set's CUDA graph id
     private bool _disposed;
 
-    internal UNetBinding(UNet unet, int batch, int h, int w, int sequenceLength, int width)
+    internal UNetBinding(UNet unet, int batch, int h, int w, int sequenceLength, int width, int[] extraWidths)
     {
         _unet = unet;
         Batch = batch;
         RunPath = unet.RunPath;
         _outputNames = [unet.OutputSpec.Name];
+        _inputNames = [.. UNetExtraInputs.CoreInputs, .. unet.Extras.Select(e => e.Spec.Name)];
+        _extras = new OrtTensor[unet.Extras.Count];
         try
         {
             // Inside the try: if a later buffer cannot be made (a batch too large for memory), the earlier ones,
@@ -43,18 +46,19 @@ internal sealed class UNetBinding : IDisposable
             _timestep = unet.TimestepSpec.Rank == 0 ? OrtTensor.Create(unet.TimestepSpec.ElementType) : OrtTensor.Create(unet.TimestepSpec.ElementType, batch);
             _hidden = OrtTensor.Create(unet.HiddenStatesSpec.ElementType, batch, sequenceLength, width);
             _output = OrtTensor.Create(unet.OutputSpec.ElementType, batch, unet.OutChannels, h, w);
-            _inputs = [_sample.Value, _timestep.Value, _hidden.Value];
+            for (int i = 0; i < _extras.Length; i++) _extras[i] = OrtTensor.Create(unet.Extras[i].Spec.ElementType, batch, extraWidths[i]);
+            _inputs = [_sample.Value, _timestep.Value, _hidden.Value, .. _extras.Select(e => e.Value)];
             _outputs = [_output.Value];
             switch (RunPath)
             {
                 case UNetRunPath.IoBinding:
                     _io = unet.CreateIoBinding();
-                    for (int i = 0; i < s_inputNames.Length; i++) _io.BindInput(s_inputNames[i], _inputs[i]);
+                    for (int i = 0; i < _inputNames.Length; i++) _io.BindInput(_inputNames[i], _inputs[i]);
                     _io.BindOutput(_outputNames[0], _output.Value);
                     _rebindEachRun = unet.Device != ExecutionDevice.Cpu;
                     break;
                 case UNetRunPath.FixedBuffers:
-                    _fixed = unet.EnterFixedBuffers(batch, h, w, sequenceLength, width);
+                    _fixed = unet.EnterFixedBuffers(batch, h, w, sequenceLength, width, extraWidths);
                     _fixed.Upload(_hidden, _fixed.Hidden);
                     break;
             }
@@ -85,8 +89,26 @@ internal sealed class UNetBinding : IDisposable
         if (hiddenStates.Length != _hidden.Length)
             throw new ArgumentException($"encoder_hidden_states needs {_hidden.Length} values ([{string.Join(", ", _hidden.Shape)}]), got {hiddenStates.Length}.", nameof(hiddenStates));
         _hidden.Write(hiddenStates);
-        if (_rebindEachRun) _io!.BindInput(s_inputNames[2], _hidden.Value);
+        if (_rebindEachRun) _io!.BindInput(_inputNames[2], _hidden.Value);
         if (_fixed is not null) _fixed.Upload(_hidden, _fixed.Hidden);
+    }
+
+    /// <summary>Values [B·width] of the extra input <paramref name="index"/> (an index into <see cref="UNet.Extras"/>).</summary>
+    public int ExtraLength(int index) => _extras[index].Length;
+
+    /// <summary>
+    /// Sets the extra input <paramref name="index"/> (an index into <see cref="UNet.Extras"/>) for all following runs,
+    /// [B, width] flattened; on a device it is copied there now, once.
+    /// </summary>
+    public void SetExtra(int index, ReadOnlySpan<float> values)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var extra = _extras[index];
+        if (values.Length != extra.Length)
+            throw new ArgumentException($"{_inputNames[3 + index]} needs {extra.Length} values ([{string.Join(", ", extra.Shape)}]), got {values.Length}.", nameof(values));
+        extra.Write(values);
+        if (_rebindEachRun) _io!.BindInput(_inputNames[3 + index], extra.Value);
+        if (_fixed is not null) _fixed.Upload(extra, _fixed.Extras[index]);
     }
 
     /// <summary>Writes part of the sample input (for example one CFG half) at <paramref name="offset"/>.</summary>
@@ -103,13 +125,13 @@ internal sealed class UNetBinding : IDisposable
         switch (RunPath)
         {
             case UNetRunPath.SessionRun:
-                _unet.RunBound(runOptions, s_inputNames, _inputs, _outputNames, _outputs);
+                _unet.RunBound(runOptions, _inputNames, _inputs, _outputNames, _outputs);
                 break;
             case UNetRunPath.IoBinding:
                 if (_rebindEachRun)
                 {
-                    _io!.BindInput(s_inputNames[0], _sample.Value);
-                    _io.BindInput(s_inputNames[1], _timestep.Value);
+                    _io!.BindInput(_inputNames[0], _sample.Value);
+                    _io.BindInput(_inputNames[1], _timestep.Value);
                 }
                 _unet.RunBound(runOptions, _io!);
                 break;
@@ -152,5 +174,6 @@ internal sealed class UNetBinding : IDisposable
         _timestep?.Dispose();
         _hidden?.Dispose();
         _output?.Dispose();
+        if (_extras is not null) foreach (var extra in _extras) extra?.Dispose();
     }
 }

@@ -4,7 +4,8 @@ namespace MLNet.Diffusion.Models;
 
 /// <summary>
 /// A Stable Diffusion model folder in the diffusers/Optimum ONNX layout: <c>model_index.json</c>,
-/// <c>tokenizer/</c>, <c>text_encoder/</c>, <c>unet/</c>, <c>vae_decoder/</c>, optional <c>vae_encoder/</c> and
+/// <c>tokenizer/</c> and <c>text_encoder/</c>, and for SDXL also <c>tokenizer_2/</c> and <c>text_encoder_2/</c> (the SDXL
+/// refiner has only the second pair), <c>unet/</c>, <c>vae_decoder/</c>, optional <c>vae_encoder/</c> and
 /// <c>scheduler/scheduler_config.json</c>. Opening checks that every required piece is there and passes
 /// <see cref="ModelFolderValidator"/>'s checks (nothing resolves outside the folder, no file is truncated, empty or
 /// absurdly large, no configuration value is out of range), so a broken or hostile folder fails before any model is
@@ -20,11 +21,23 @@ internal sealed class DiffusionModelFolder
     /// <summary>The folder's full path.</summary>
     public string Directory { get; }
 
-    /// <summary><c>tokenizer/</c>.</summary>
-    public string TokenizerDirectory => Inside("tokenizer");
+    /// <summary>
+    /// The text encoders in the order their embeddings are concatenated: <c>text_encoder</c> (with <c>tokenizer/</c>),
+    /// then <c>text_encoder_2</c> (with <c>tokenizer_2/</c>), each when the folder has it.
+    /// </summary>
+    public IReadOnlyList<TextEncoderFiles> TextEncoders { get; private set; } = [];
 
-    /// <summary><c>text_encoder/model.onnx</c>.</summary>
-    public string TextEncoderPath => Inside("text_encoder", "model.onnx");
+    /// <summary>Whether the folder has SDXL's second text encoder (<c>text_encoder_2/</c>): SDXL base, Turbo and refiner.</summary>
+    public bool HasSecondTextEncoder => TextEncoders.Any(e => e.Name == "text_encoder_2");
+
+    /// <summary>
+    /// <c>model_index.json</c>'s <c>force_zeros_for_empty_prompt</c> (SDXL): without a negative prompt the unconditional
+    /// embeddings are zeros rather than the empty prompt's. diffusers' SDXL pipelines default it to true; false elsewhere.
+    /// </summary>
+    public bool ForceZerosForEmptyPrompt { get; private set; }
+
+    /// <summary><c>model_index.json</c>'s <c>requires_aesthetics_score</c> (the SDXL refiner: time ids end with an aesthetic score).</summary>
+    public bool RequiresAestheticsScore { get; private set; }
 
     /// <summary><c>unet/model.onnx</c>.</summary>
     public string UnetPath => Inside("unet", "model.onnx");
@@ -46,6 +59,9 @@ internal sealed class DiffusionModelFolder
 
     /// <summary>The UNet's latent size from <c>unet/config.json</c> (<c>sample_size</c>), when given.</summary>
     public int? UnetSampleSize { get; private set; }
+
+    /// <summary>unet/config.json's <c>time_cond_proj_dim</c> (latent consistency models: the guidance embedding's width), when given.</summary>
+    public int? UnetTimeCondProjDim { get; private set; }
 
     /// <summary>Opens and checks a model folder.</summary>
     /// <exception cref="DirectoryNotFoundException">The folder does not exist.</exception>
@@ -75,25 +91,38 @@ internal sealed class DiffusionModelFolder
             ModelFolderValidator.CheckIndex(doc.RootElement, index);
             if (doc.RootElement.TryGetProperty("_class_name", out var cls) && cls.ValueKind == JsonValueKind.String)
                 PipelineClassName = cls.GetString();
-            if (doc.RootElement.TryGetProperty("unet", out var unetEntry) && unetEntry.ValueKind == JsonValueKind.Array
-                && doc.RootElement.TryGetProperty("text_encoder_2", out _))
-                throw new NotSupportedException($"Model folder '{Directory}' is an SDXL export (model_index.json names text_encoder_2); only SD 1.x/2.x-style folders are supported.");
+            bool xl = PipelineClassName?.Contains("XL", StringComparison.Ordinal) == true || doc.RootElement.TryGetProperty("text_encoder_2", out _);
+            ForceZerosForEmptyPrompt = ReadBool(doc.RootElement, "force_zeros_for_empty_prompt", index) ?? xl;
+            RequiresAestheticsScore = ReadBool(doc.RootElement, "requires_aesthetics_score", index) ?? false;
         }
-        RequireFile(TextEncoderPath, "text encoder");
+        var encoders = new List<TextEncoderFiles>(2);
+        foreach (var (encoderName, tokenizerName) in (ReadOnlySpan<(string, string)>)[("text_encoder", "tokenizer"), ("text_encoder_2", "tokenizer_2")])
+            if (File.Exists(Inside(encoderName, "model.onnx")) || encoderName == "text_encoder" && !File.Exists(Inside("text_encoder_2", "model.onnx")))
+                encoders.Add(new TextEncoderFiles(encoderName, Inside(encoderName, "model.onnx"), Inside(tokenizerName)));
+        TextEncoders = encoders;
+        foreach (var e in encoders)
+        {
+            string tokenizer = Path.GetFileName(e.TokenizerDirectory);
+            RequireFile(e.ModelPath, e.Name == "text_encoder" ? "text encoder" : "second text encoder");
+            RequireFile(Inside(tokenizer, "vocab.json"), $"{tokenizer} vocabulary");
+            RequireFile(Inside(tokenizer, "merges.txt"), $"{tokenizer} merges");
+        }
         RequireFile(UnetPath, "UNet");
         RequireFile(VaeDecoderPath, "VAE decoder");
-        RequireFile(Inside("tokenizer", "vocab.json"), "tokenizer vocabulary");
-        RequireFile(Inside("tokenizer", "merges.txt"), "tokenizer merges");
         RequireFile(SchedulerConfigPath, "scheduler configuration");
 
-        paths.CheckFile(Inside("tokenizer", "vocab.json"), ModelFolderValidator.MaxTokenizerFileBytes, "tokenizer vocabulary");
-        paths.CheckFile(Inside("tokenizer", "merges.txt"), ModelFolderValidator.MaxTokenizerFileBytes, "tokenizer merges file");
-        foreach (var name in (ReadOnlySpan<string>)["tokenizer_config.json", "special_tokens_map.json"])
+        foreach (var e in encoders)
         {
-            var file = Inside("tokenizer", name);
-            if (!File.Exists(file)) continue;
-            using var doc = ReadJson(file, paths, ModelFolderValidator.MaxConfigBytes, "tokenizer configuration");
-            ModelFolderValidator.CheckTokenizerConfig(doc.RootElement, file);
+            string tokenizer = Path.GetFileName(e.TokenizerDirectory);
+            paths.CheckFile(Inside(tokenizer, "vocab.json"), ModelFolderValidator.MaxTokenizerFileBytes, "tokenizer vocabulary");
+            paths.CheckFile(Inside(tokenizer, "merges.txt"), ModelFolderValidator.MaxTokenizerFileBytes, "tokenizer merges file");
+            foreach (var name in (ReadOnlySpan<string>)["tokenizer_config.json", "special_tokens_map.json"])
+            {
+                var file = Inside(tokenizer, name);
+                if (!File.Exists(file)) continue;
+                using var doc = ReadJson(file, paths, ModelFolderValidator.MaxConfigBytes, "tokenizer configuration");
+                ModelFolderValidator.CheckTokenizerConfig(doc.RootElement, file);
+            }
         }
         paths.CheckFile(SchedulerConfigPath, ModelFolderValidator.MaxConfigBytes, "scheduler configuration");
         ModelFolderValidator.CheckSchedulerConfig(Schedulers.SchedulerConfig.Load(SchedulerConfigPath));
@@ -120,12 +149,30 @@ internal sealed class DiffusionModelFolder
                     throw new InvalidDataException($"'{unetConfig}': sample_size must be an integer from 1 to {ModelFolderValidator.MaxLatentSize} (images of at most 4096 pixels), found {s.GetRawText()}.");
                 UnetSampleSize = size;
             }
+            if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("time_cond_proj_dim", out var c) && c.ValueKind != JsonValueKind.Null)
+            {
+                if (c.ValueKind != JsonValueKind.Number || !c.TryGetInt32(out var dim) || dim < 2 || dim > 4096 || dim % 2 != 0)
+                    throw new InvalidDataException($"'{unetConfig}': time_cond_proj_dim must be an even integer from 2 to 4096 (latent consistency models use 256), found {c.GetRawText()}.");
+                UnetTimeCondProjDim = dim;
+            }
         }
 
-        ModelFolderValidator.CheckOnnx(TextEncoderPath, "text_encoder", paths);
+        foreach (var e in encoders) ModelFolderValidator.CheckOnnx(e.ModelPath, e.Name, paths);
         ModelFolderValidator.CheckOnnx(UnetPath, "unet", paths);
         ModelFolderValidator.CheckOnnx(VaeDecoderPath, "vae_decoder", paths);
         if (VaeEncoderPath is { } encoder) ModelFolderValidator.CheckOnnx(encoder, "vae_encoder", paths);
+    }
+
+    /// <summary>A boolean entry of <c>model_index.json</c>, or null when absent or null.</summary>
+    private static bool? ReadBool(JsonElement root, string name, string path)
+    {
+        if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null) return null;
+        return value.ValueKind switch
+        {
+            JsonValueKind.True => true,
+            JsonValueKind.False => false,
+            _ => throw new InvalidDataException($"'{path}': {name} must be true or false, found {value.GetRawText()}."),
+        };
     }
 
     private void RequireFile(string path, string what)
@@ -158,3 +205,7 @@ internal sealed class DiffusionModelFolder
         }
     }
 }
+
+/// <summary>One text encoder of a model folder: its name (<c>text_encoder</c> or <c>text_encoder_2</c>), its
+/// <c>model.onnx</c> and its tokenizer folder.</summary>
+internal sealed record TextEncoderFiles(string Name, string ModelPath, string TokenizerDirectory);

@@ -29,6 +29,52 @@ public sealed class GenerationOptions
     /// </summary>
     public float GuidanceRescale { get; set; }
 
+    // SDXL's micro-conditioning (Podell et al. 2023, "SDXL", §2.2; diffusers' original_size, crops_coords_top_left,
+    // target_size, aesthetic_score and their negative_ twins). Only UNets with time ids read them.
+
+    /// <summary>SDXL: the original image width the model is told the picture had (time ids); null takes the image width.
+    /// Smaller values ask for the look of an upscaled small image.</summary>
+    public int? OriginalWidth { get; set; }
+
+    /// <summary>SDXL: the original image height (time ids); null takes the image height.</summary>
+    public int? OriginalHeight { get; set; }
+
+    /// <summary>SDXL: the top of the crop the model is told was taken (time ids, pixels). Default 0: centred, uncropped pictures.</summary>
+    public int CropTop { get; set; }
+
+    /// <summary>SDXL: the left of the crop (time ids, pixels). Default 0.</summary>
+    public int CropLeft { get; set; }
+
+    /// <summary>SDXL base: the target width (time ids); null takes the image width.</summary>
+    public int? TargetWidth { get; set; }
+
+    /// <summary>SDXL base: the target height (time ids); null takes the image height.</summary>
+    public int? TargetHeight { get; set; }
+
+    /// <summary>SDXL: the original width of the negative (unconditional) half of guidance; null takes <see cref="OriginalWidth"/>'s value.</summary>
+    public int? NegativeOriginalWidth { get; set; }
+
+    /// <summary>SDXL: the original height of the negative half; null takes <see cref="OriginalHeight"/>'s value.</summary>
+    public int? NegativeOriginalHeight { get; set; }
+
+    /// <summary>SDXL: the crop top of the negative half; null takes <see cref="CropTop"/>.</summary>
+    public int? NegativeCropTop { get; set; }
+
+    /// <summary>SDXL: the crop left of the negative half; null takes <see cref="CropLeft"/>.</summary>
+    public int? NegativeCropLeft { get; set; }
+
+    /// <summary>SDXL base: the target width of the negative half; null takes <see cref="TargetWidth"/>'s value.</summary>
+    public int? NegativeTargetWidth { get; set; }
+
+    /// <summary>SDXL base: the target height of the negative half; null takes <see cref="TargetHeight"/>'s value.</summary>
+    public int? NegativeTargetHeight { get; set; }
+
+    /// <summary>SDXL refiner: the aesthetic score (0–10) the picture should have (time ids). Default 6, as diffusers.</summary>
+    public float AestheticScore { get; set; } = 6f;
+
+    /// <summary>SDXL refiner: the aesthetic score of the negative half (0–10). Default 2.5, as diffusers.</summary>
+    public float NegativeAestheticScore { get; set; } = 2.5f;
+
     /// <summary>A shallow copy.</summary>
     public GenerationOptions Clone() => (GenerationOptions)MemberwiseClone();
 }

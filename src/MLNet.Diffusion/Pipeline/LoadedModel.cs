@@ -10,18 +10,18 @@ using MLNet.Diffusion.Vae;
 namespace MLNet.Diffusion.Pipeline;
 
 /// <summary>
-/// A model folder's components, loaded once: the scheduler configuration, the tokenizer and text encoder, the UNet and
-/// the VAE. Every <see cref="StableDiffusionPipeline"/> over the same folder and runtime settings shares one, through
+/// A model folder's components, loaded once: the scheduler configuration, the tokenizers and text encoders (one, or
+/// SDXL's two), the UNet and the VAE. Every <see cref="StableDiffusionPipeline"/> over the same folder and runtime settings shares one, through
 /// <see cref="LoadedModelStore"/>; the store disposes it when the last of them is disposed.
 /// </summary>
 internal sealed class LoadedModel : IDisposable
 {
-    private LoadedModel(DiffusionModelFolder folder, SchedulerConfig schedulerConfig, TextEncoder textEncoder, UNet unet,
+    private LoadedModel(DiffusionModelFolder folder, SchedulerConfig schedulerConfig, PromptEncoder promptEncoder, UNet unet,
         VaeDecoder vaeDecoder, VaeEncoder? vaeEncoder, string? fallbackReason)
     {
         Folder = folder;
         SchedulerConfig = schedulerConfig;
-        TextEncoder = textEncoder;
+        PromptEncoder = promptEncoder;
         UNet = unet;
         VaeDecoder = vaeDecoder;
         VaeEncoder = vaeEncoder;
@@ -33,7 +33,7 @@ internal sealed class LoadedModel : IDisposable
 
     public SchedulerConfig SchedulerConfig { get; }
 
-    public TextEncoder TextEncoder { get; }
+    public PromptEncoder PromptEncoder { get; }
 
     public UNet UNet { get; }
 
@@ -55,14 +55,23 @@ internal sealed class LoadedModel : IDisposable
         var schedulerConfig = SchedulerConfig.Load(folder.SchedulerConfigPath);
         // Fail at load time on an unknown or broken scheduler, including keys read only when timesteps are set.
         SchedulerFactory.Create(null, schedulerConfig).SetTimesteps(1);
-        var tokenizer = ClipTokenizer.Load(folder.TokenizerDirectory);
+        var tokenizers = folder.TextEncoders.Select(e => ClipTokenizer.Load(e.TokenizerDirectory)).ToArray();
         var sessions = new OnnxSessionFactory(options);
         var loaded = new List<IDisposable>();
         try
         {
-            var textEncoder = new TextEncoder(folder.TextEncoderPath, tokenizer, sessions);
-            loaded.Add(textEncoder);
-            var unet = new UNet(folder.UnetPath, sessions);
+            // SDXL's encoders (both of the base model, the refiner's one) condition on their penultimate hidden state.
+            var layer = folder.HasSecondTextEncoder ? TextEncoderLayer.Penultimate : TextEncoderLayer.Last;
+            var encoders = new List<TextEncoder>();
+            for (int i = 0; i < tokenizers.Length; i++)
+            {
+                var files = folder.TextEncoders[i];
+                var encoder = new TextEncoder(files.Name, files.ModelPath, tokenizers[i], sessions, layer);
+                loaded.Add(encoder);
+                encoders.Add(encoder);
+            }
+            var textEncoder = new PromptEncoder(encoders);
+            var unet = new UNet(folder.UnetPath, sessions, folder.UnetTimeCondProjDim);
             loaded.Add(unet);
             var vaeDecoder = new VaeDecoder(folder.VaeDecoderPath, sessions, folder.VaeScalingFactor);
             loaded.Add(vaeDecoder);
@@ -73,7 +82,15 @@ internal sealed class LoadedModel : IDisposable
                 loaded.Add(vaeEncoder);
             }
             if (textEncoder.EmbeddingWidth > 0 && unet.EmbeddingWidth > 0 && textEncoder.EmbeddingWidth != unet.EmbeddingWidth)
-                throw new InvalidDataException($"Model folder '{folder.Directory}': the text encoder gives embeddings of width {textEncoder.EmbeddingWidth} but the UNet's encoder_hidden_states takes {unet.EmbeddingWidth}.");
+                throw new InvalidDataException($"Model folder '{folder.Directory}': the text encoder{(encoders.Count > 1 ? "s give" : " gives")} embeddings of width {textEncoder.EmbeddingWidth} " +
+                    $"({string.Join(" + ", encoders.Select(e => $"{e.ComponentName} {e.EmbeddingWidth}"))}) but the UNet's encoder_hidden_states takes {unet.EmbeddingWidth}.");
+            if (unet.TextEmbeds is { } textEmbeds)
+            {
+                if (!textEncoder.HasPooled)
+                    throw new InvalidDataException($"Model folder '{folder.Directory}': the UNet takes a pooled text embedding ({textEmbeds.Spec}), but {encoders[^1].ComponentName} has no text_embeds or pooler_output output.");
+                if (textEmbeds.Width > 0 && textEncoder.PooledWidth > 0 && textEmbeds.Width != textEncoder.PooledWidth)
+                    throw new InvalidDataException($"Model folder '{folder.Directory}': the UNet's {textEmbeds.Spec.Name} takes {textEmbeds.Width} values, but {encoders[^1].ComponentName}'s {encoders[^1].PooledName} gives {textEncoder.PooledWidth}.");
+            }
             var model = new LoadedModel(folder, schedulerConfig, textEncoder, unet, vaeDecoder, vaeEncoder, sessions.FallbackReason);
             options.Logger?.LogInformation("Loaded {Folder} on {Device}{Fallback}.", folder.Directory, model.Device,
                 model.FallbackReason is null ? "" : $" ({model.FallbackReason})");
@@ -89,7 +106,7 @@ internal sealed class LoadedModel : IDisposable
     /// <summary>Releases every component's session.</summary>
     public void Dispose()
     {
-        TextEncoder.Dispose();
+        PromptEncoder.Dispose();
         UNet.Dispose();
         VaeDecoder.Dispose();
         VaeEncoder?.Dispose();

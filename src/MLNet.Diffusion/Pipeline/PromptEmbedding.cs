@@ -4,9 +4,21 @@ namespace MLNet.Diffusion.Pipeline;
 
 /// <summary>
 /// One request's text conditioning: its prompt's embeddings [77·D] and, when its guidance is on, its negative prompt's
-/// (null: the empty prompt's). Arrays may be shared between requests with equal texts: read-only.
+/// (null: the model's unconditional default, see <see cref="StableDiffusionPipeline"/>'s <c>UnconditionalEmbedding</c>); for
+/// models whose UNet takes a pooled text embedding (SDXL), the pooled ones [P] too. Arrays may be shared between requests
+/// with equal texts: read-only.
 /// </summary>
-internal readonly record struct PromptEmbedding(float[] Conditional, float[]? Unconditional);
+internal readonly record struct PromptEmbedding(float[] Conditional, float[]? Unconditional)
+{
+    /// <summary>The prompt's pooled embedding [P], when the model has one.</summary>
+    public float[]? ConditionalPooled { get; init; }
+
+    /// <summary>The negative prompt's pooled embedding [P] (null with <see cref="Unconditional"/> null: the default's).</summary>
+    public float[]? UnconditionalPooled { get; init; }
+}
+
+/// <summary>One text's embeddings: per-token [77·D] and, when the model has one, pooled [P]. Read-only; may be shared.</summary>
+internal sealed record TextEmbedding(float[] Hidden, float[]? Pooled);
 
 /// <summary>What one generation call produced, per request in request order: embeddings, final latents [4·h·w], and the
 /// decoded images when asked (owned by the caller).</summary>

@@ -63,6 +63,23 @@ internal static class SettingLimits
         }
     }
 
+    /// <summary>SDXL's micro-conditioning sizes (original and target sizes, crops) may describe pictures larger than the ones
+    /// generated, up to this many pixels.</summary>
+    public const int MaxConditioningSize = 16384;
+
+    /// <summary>An SDXL original or target size: null (the image's) or 1 to <see cref="MaxConditioningSize"/> pixels.</summary>
+    public static string? ConditioningSize(string name, int? value) =>
+        value is int v && (v < 1 || v > MaxConditioningSize)
+            ? $"{name} must be from 1 to {MaxConditioningSize} pixels (or null for the image's size); got {v}." : null;
+
+    /// <summary>An SDXL crop coordinate: 0 to <see cref="MaxConditioningSize"/> pixels.</summary>
+    public static string? Crop(string name, int? value) =>
+        value is int v && (v < 0 || v > MaxConditioningSize) ? $"{name} must be from 0 to {MaxConditioningSize} pixels; got {v}." : null;
+
+    /// <summary>An SDXL refiner aesthetic score, 0 to 10 (the range of the LAION aesthetic scores it was trained on).</summary>
+    public static string? AestheticScore(string name, float value) =>
+        !(value >= 0 && value <= 10) ? $"{name} must be from 0 to 10; got {Format(value)}." : null;
+
     /// <summary>A count from <paramref name="min"/> to <paramref name="max"/>.</summary>
     public static string? Count(string name, int value, int min, int max) =>
         value < min || value > max ? $"{name} must be from {min} to {max}; got {value}." : null;
@@ -87,6 +104,20 @@ internal static class SettingLimits
             GuidanceScale($"{prefix}.{nameof(options.GuidanceScale)}", options.GuidanceScale),
             Eta($"{prefix}.{nameof(options.Eta)}", options.Eta),
             GuidanceRescale($"{prefix}.{nameof(options.GuidanceRescale)}", options.GuidanceRescale),
+            ConditioningSize($"{prefix}.{nameof(options.OriginalWidth)}", options.OriginalWidth),
+            ConditioningSize($"{prefix}.{nameof(options.OriginalHeight)}", options.OriginalHeight),
+            Crop($"{prefix}.{nameof(options.CropTop)}", options.CropTop),
+            Crop($"{prefix}.{nameof(options.CropLeft)}", options.CropLeft),
+            ConditioningSize($"{prefix}.{nameof(options.TargetWidth)}", options.TargetWidth),
+            ConditioningSize($"{prefix}.{nameof(options.TargetHeight)}", options.TargetHeight),
+            ConditioningSize($"{prefix}.{nameof(options.NegativeOriginalWidth)}", options.NegativeOriginalWidth),
+            ConditioningSize($"{prefix}.{nameof(options.NegativeOriginalHeight)}", options.NegativeOriginalHeight),
+            Crop($"{prefix}.{nameof(options.NegativeCropTop)}", options.NegativeCropTop),
+            Crop($"{prefix}.{nameof(options.NegativeCropLeft)}", options.NegativeCropLeft),
+            ConditioningSize($"{prefix}.{nameof(options.NegativeTargetWidth)}", options.NegativeTargetWidth),
+            ConditioningSize($"{prefix}.{nameof(options.NegativeTargetHeight)}", options.NegativeTargetHeight),
+            AestheticScore($"{prefix}.{nameof(options.AestheticScore)}", options.AestheticScore),
+            AestheticScore($"{prefix}.{nameof(options.NegativeAestheticScore)}", options.NegativeAestheticScore),
         ];
         return problems.OfType<string>();
     }

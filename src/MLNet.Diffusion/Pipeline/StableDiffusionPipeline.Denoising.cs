@@ -73,8 +73,9 @@ public sealed partial class StableDiffusionPipeline
         if (begin > 0) scheduler.SetBeginIndex(begin);
 
         // The denoising loop.
-        using var unet = UNet.Bind(shape.ModelBatch, shape.LatentHeight, shape.LatentWidth, shape.SequenceLength, shape.EmbeddingWidth);
+        using var unet = UNet.Bind(shape.ModelBatch, shape.LatentHeight, shape.LatentWidth, shape.SequenceLength, shape.EmbeddingWidth, ExtraWidths(rows, embeddings));
         unet.SetHiddenStates(HiddenStates(shape, rows, embeddings));
+        WriteExtras(unet, shape, rows, embeddings, guidance, group.Key, plan.Options);
         if (InpaintingUNet) WriteInpaintingChannels(unet, shape, images);
         var modelInput = new float[shape.LatentLength];
         var unetOutput = new float[unet.OutputLength];
@@ -146,7 +147,7 @@ public sealed partial class StableDiffusionPipeline
         for (int j = 0; j < rows.Length; j++)
         {
             var e = embeddings[rows[j]];
-            var negative = shape.Guided ? e.Unconditional ?? _emptyPrompt.Value : null;
+            var negative = shape.Guided ? e.Unconditional ?? _unconditional.Value.Hidden : null;
             if (length == 0 || e.Conditional.Length != length || negative is not null && negative.Length != length)
                 throw new ArgumentException($"Image {rows[j]}: its prompt embeddings have {e.Conditional.Length} values and its negative-prompt embeddings {negative?.Length ?? 0}; " +
                     $"the images of one batch need {shape.SequenceLength} × {shape.EmbeddingWidth} = {length} each.", nameof(embeddings));
@@ -154,6 +155,70 @@ public sealed partial class StableDiffusionPipeline
             negative?.CopyTo(hidden, j * length);
         }
         return hidden;
+    }
+
+    /// <summary>The width of each of the UNet's extra inputs: the pooled embeddings', SDXL's 6 or 5 time ids, the guidance embedding's.</summary>
+    private int[]? ExtraWidths(int[] rows, PromptEmbedding[] embeddings)
+    {
+        if (UNet.Extras.Count == 0) return null;
+        var widths = new int[UNet.Extras.Count];
+        for (int i = 0; i < widths.Length; i++)
+        {
+            var extra = UNet.Extras[i];
+            widths[i] = extra.Kind switch
+            {
+                UNetExtraKind.TextEmbeds => embeddings[rows[0]].ConditionalPooled?.Length
+                    ?? throw new ArgumentException($"The unet model '{UNet.ModelPath}' takes a pooled text embedding ({extra.Spec}), and image {rows[0]} has none: " +
+                        "SDXL-family models need the pooled prompt embeddings as well as the per-token ones.", nameof(embeddings)),
+                UNetExtraKind.TimeIds => extra.Width > 0 ? extra.Width : Folder.RequiresAestheticsScore ? UNetExtraInputs.RefinerTimeIds : UNetExtraInputs.BaseTimeIds,
+                _ => extra.Width > 0 ? extra.Width : Folder.UnetTimeCondProjDim ?? UNetExtraInputs.DefaultGuidanceEmbeddingWidth,
+            };
+        }
+        return widths;
+    }
+
+    /// <summary>
+    /// The UNet's extra inputs for one batch, rows in the order of <c>encoder_hidden_states</c> (with guidance the negative
+    /// halves first): SDXL's pooled embeddings (diffusers' <c>add_text_embeds</c>) and time ids (<c>add_time_ids</c>,
+    /// <see cref="MicroConditioning"/>), a latent consistency model's guidance embedding (<see cref="GuidanceScaleEmbedding"/>
+    /// of each image's own guidance scale). They hold for every step, so they are written once.
+    /// </summary>
+    private void WriteExtras(UNetBinding unet, BatchShape shape, int[] rows, PromptEmbedding[] embeddings, float[] guidance, BatchKey key, GenerationOptions options)
+    {
+        for (int i = 0; i < UNet.Extras.Count; i++)
+        {
+            var values = new float[unet.ExtraLength(i)];
+            int width = values.Length / shape.ModelBatch, conditional = shape.Guided ? shape.Images : 0;
+            for (int j = 0; j < rows.Length; j++)
+            {
+                var e = embeddings[rows[j]];
+                var row = values.AsSpan((conditional + j) * width, width);
+                var negativeRow = shape.Guided ? values.AsSpan(j * width, width) : default;
+                switch (UNet.Extras[i].Kind)
+                {
+                    case UNetExtraKind.TextEmbeds:
+                        CopyPooled(e.ConditionalPooled, row, rows[j], "prompt");
+                        if (shape.Guided) CopyPooled(e.Unconditional is null ? _unconditional.Value.Pooled : e.UnconditionalPooled, negativeRow, rows[j], "negative prompt");
+                        break;
+                    case UNetExtraKind.TimeIds:
+                        MicroConditioning.Write(options, key.Width, key.Height, negative: false, row);
+                        if (shape.Guided) MicroConditioning.Write(options, key.Width, key.Height, negative: true, negativeRow);
+                        break;
+                    default:
+                        GuidanceScaleEmbedding.Write(guidance[j], row);
+                        if (shape.Guided) GuidanceScaleEmbedding.Write(guidance[j], negativeRow);
+                        break;
+                }
+            }
+            unet.SetExtra(i, values);
+        }
+    }
+
+    private static void CopyPooled(float[]? pooled, Span<float> destination, int image, string what)
+    {
+        if (pooled is null || pooled.Length != destination.Length)
+            throw new ArgumentException($"Image {image}: its {what}'s pooled embedding has {pooled?.Length ?? 0} values; the UNet takes {destination.Length}.", "embeddings");
+        pooled.CopyTo(destination);
     }
 
     /// <summary>

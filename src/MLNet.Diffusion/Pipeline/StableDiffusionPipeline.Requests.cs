@@ -42,7 +42,10 @@ public sealed partial class StableDiffusionPipeline
                     throw new ArgumentException($"Image {i}: the Mask is {mask.Width}×{mask.Height} but the InitImage is {p.InitImage.Width}×{p.InitImage.Height}; the mask must have the init image's size.", nameof(images));
                 start = SkippedSteps(steps, p.Strength ?? (p.Mask is null ? ImagePrompt.DefaultStrength : ImagePrompt.DefaultInpaintingStrength));
             }
-            resolved[i] = new ResolvedRequest(new BatchKey(steps, width, height, guidance > 1, start), guidance);
+            // A latent consistency model is distilled with guidance: its guidance embedding carries the scale and the
+            // UNet runs once per image (diffusers' LatentConsistencyModelPipeline does no classifier-free guidance).
+            bool guided = guidance > 1 && UNet.TimestepCond is null;
+            resolved[i] = new ResolvedRequest(new BatchKey(steps, width, height, guided, start), guidance);
         }
         return new GenerationPlan(images, resolved, options);
     }

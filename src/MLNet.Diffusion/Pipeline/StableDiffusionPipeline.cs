@@ -24,13 +24,13 @@ public sealed partial class StableDiffusionPipeline : IDisposable
 {
     private readonly ILogger? _logger;
     private readonly LoadedModelStore.Lease _model;
-    private readonly Lazy<float[]> _emptyPrompt;
+    private readonly Lazy<TextEmbedding> _unconditional;
 
     private StableDiffusionPipeline(LoadedModelStore.Lease model, ILogger? logger)
     {
         _model = model;
         _logger = logger;
-        _emptyPrompt = new(() => EncodeTextCore([""], null, CancellationToken.None), LazyThreadSafetyMode.ExecutionAndPublication);
+        _unconditional = new(UnconditionalDefault, LazyThreadSafetyMode.ExecutionAndPublication);
     }
 
     /// <summary>
@@ -61,8 +61,11 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// <summary>The folder's scheduler configuration.</summary>
     public SchedulerConfig SchedulerConfig => _model.Model.SchedulerConfig;
 
-    /// <summary>The text encoder (with its tokenizer).</summary>
-    internal TextEncoder TextEncoder => _model.Model.TextEncoder;
+    /// <summary>The text encoders (one, or SDXL's two) with their tokenizers.</summary>
+    internal PromptEncoder PromptEncoder => _model.Model.PromptEncoder;
+
+    /// <summary>The first text encoder (with its tokenizer): it names the sequence length and counts the runs.</summary>
+    internal TextEncoder TextEncoder => PromptEncoder.Primary;
 
     /// <summary>The UNet.</summary>
     internal UNet UNet => _model.Model.UNet;
@@ -140,38 +143,57 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     public float[] EncodeText(IReadOnlyList<string> prompts, CancellationToken cancellationToken = default)
     {
         using var lease = Enter();
-        return EncodeTextCore(prompts, null, cancellationToken);
+        return EncodeTextCore(prompts, null, cancellationToken).Hidden;
     }
 
     /// <summary>
     /// Encodes <paramref name="texts"/> in one text-encoder run, each distinct text once; equal texts share one [77·D]
     /// array (read-only). The ML.NET text-encoding stage calls this.
     /// </summary>
-    internal float[][] EncodeTexts(IReadOnlyList<string> texts, IReadOnlyList<TextOwner>? owners, CancellationToken cancellationToken)
+    internal TextEmbedding[] EncodeTexts(IReadOnlyList<string> texts, IReadOnlyList<TextOwner>? owners, CancellationToken cancellationToken)
     {
         using var lease = Enter();
         return EncodeDistinct(texts, owners, cancellationToken);
     }
 
     /// <summary>
-    /// The empty prompt's embeddings [77·D], encoded once per pipeline: the unconditional half of guidance for requests
-    /// denoised from given embeddings without negative-prompt embeddings.
+    /// The unconditional half of guidance for a request without a negative prompt, made once per pipeline: the empty
+    /// prompt's embeddings [77·D] (and pooled [P]), or zeros of those sizes when the folder's <c>model_index.json</c> sets
+    /// <c>force_zeros_for_empty_prompt</c> (SDXL; diffusers' <c>StableDiffusionXLPipeline.encode_prompt</c>).
     /// </summary>
-    internal float[] EmptyPromptEmbedding
+    internal TextEmbedding UnconditionalEmbedding
     {
         get
         {
             using var lease = Enter();
-            return _emptyPrompt.Value;
+            return _unconditional.Value;
         }
     }
 
-    private float[] EncodeTextCore(IReadOnlyList<string> prompts, IReadOnlyList<TextOwner>? owners, CancellationToken cancellationToken)
+    /// <summary>The per-token part of <see cref="UnconditionalEmbedding"/> (the ML.NET stages' default negative column value).</summary>
+    internal float[] EmptyPromptEmbedding => UnconditionalEmbedding.Hidden;
+
+    private TextEmbedding UnconditionalDefault()
     {
-        var embeddings = TextEncoder.Encode(prompts, cancellationToken, _logger, owners);
-        if (embeddings.Length > 0)
-            NonFiniteLatentsException.ThrowIfNonFinite(embeddings, DiffusionStage.EncodingText, "text encoder output", 0, prompts.Count, null, embeddings.Length / prompts.Count,
+        var empty = EncodeTextCore([""], null, CancellationToken.None);
+        var embedding = new TextEmbedding(empty.Hidden, empty.Pooled);
+        return Folder.ForceZerosForEmptyPrompt ? ZerosLike(embedding) : embedding;
+    }
+
+    private static TextEmbedding ZerosLike(TextEmbedding e) => new(new float[e.Hidden.Length], e.Pooled is null ? null : new float[e.Pooled.Length]);
+
+    /// <summary>Whether a request's negative prompt stands for "no negative prompt", which takes <see cref="UnconditionalEmbedding"/>.</summary>
+    private static bool IsNoNegativePrompt(string? negativePrompt) => string.IsNullOrEmpty(negativePrompt);
+
+    private EncodedTexts EncodeTextCore(IReadOnlyList<string> prompts, IReadOnlyList<TextOwner>? owners, CancellationToken cancellationToken)
+    {
+        var embeddings = PromptEncoder.Encode(prompts, cancellationToken, _logger, owners);
+        if (embeddings.Hidden.Length > 0)
+            NonFiniteLatentsException.ThrowIfNonFinite(embeddings.Hidden, DiffusionStage.EncodingText, "text encoder output", 0, prompts.Count, null, embeddings.Hidden.Length / prompts.Count,
                 source: new NonFiniteSource(TextEncoder, inputIsIds: true));
+        if (embeddings.Pooled is { Length: > 0 } pooled)
+            NonFiniteLatentsException.ThrowIfNonFinite(pooled, DiffusionStage.EncodingText, "pooled text encoder output", 0, prompts.Count, null, pooled.Length / prompts.Count,
+                source: new NonFiniteSource(PromptEncoder.Encoders[^1], inputIsIds: true));
         return embeddings;
     }
 
@@ -193,17 +215,26 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             texts.Add(plan.Requests[i].Prompt ?? throw new ArgumentNullException("images", $"The prompt of {NameOf(i)} is null."));
             owners.Add(TextOwner.PromptOf(NameOf(i)));
         }
+        // A guided request without a negative prompt takes the model's unconditional default (the empty prompt's
+        // embeddings, or zeros with force_zeros_for_empty_prompt), made once per pipeline.
+        bool zeros = Folder.ForceZerosForEmptyPrompt;
         for (int i = 0; i < n; i++)
         {
-            if (!plan.Resolved[i].Batch.Guided) continue;
+            if (!plan.Resolved[i].Batch.Guided || zeros && IsNoNegativePrompt(plan.Requests[i].NegativePrompt)) continue;
             texts.Add(plan.Requests[i].NegativePrompt ?? "");
             owners.Add(TextOwner.NegativePromptOf(NameOf(i)));
         }
         var encoded = EncodeDistinct(texts, owners, cancellationToken);
-        progress?.Report(new DiffusionProgress(DiffusionStage.EncodingText, 1, 1));
         var result = new PromptEmbedding[n];
+        TextEmbedding? zeroEmbedding = null; // sized from this call's embeddings, so no extra encoder run is needed
         for (int i = 0, negative = n; i < n; i++)
-            result[i] = new PromptEmbedding(encoded[i], plan.Resolved[i].Batch.Guided ? encoded[negative++] : null);
+        {
+            TextEmbedding? uncond = !plan.Resolved[i].Batch.Guided ? null
+                : zeros && IsNoNegativePrompt(plan.Requests[i].NegativePrompt) ? zeroEmbedding ??= ZerosLike(encoded[i])
+                : encoded[negative++];
+            result[i] = new PromptEmbedding(encoded[i].Hidden, uncond?.Hidden) { ConditionalPooled = encoded[i].Pooled, UnconditionalPooled = uncond?.Pooled };
+        }
+        progress?.Report(new DiffusionProgress(DiffusionStage.EncodingText, 1, 1));
         return result;
     }
 
@@ -212,7 +243,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// <param name="owners">Whose each text is (one per text; null: by position); a text shared by several owners is
     /// named by all of them.</param>
     /// <param name="cancellationToken">Cancels the run.</param>
-    private float[][] EncodeDistinct(IReadOnlyList<string> texts, IReadOnlyList<TextOwner>? owners, CancellationToken cancellationToken)
+    private TextEmbedding[] EncodeDistinct(IReadOnlyList<string> texts, IReadOnlyList<TextOwner>? owners, CancellationToken cancellationToken)
     {
         if (texts.Count == 0) return [];
         var distinct = new List<string>();
@@ -232,10 +263,11 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             for (int i = 0; i < rows.Length; i++) (ownersOf[rows[i]] ??= []).Add(owners[i]);
         }
         var all = EncodeTextCore(distinct, ownersOf?.Select(TextOwner.Merge).ToArray(), cancellationToken);
-        int per = all.Length / distinct.Count;
-        var encoded = new float[distinct.Count][];
-        for (int i = 0; i < encoded.Length; i++) encoded[i] = all.AsSpan(i * per, per).ToArray();
-        var result = new float[texts.Count][];
+        int per = all.Hidden.Length / distinct.Count, pooledPer = (all.Pooled?.Length ?? 0) / distinct.Count;
+        var encoded = new TextEmbedding[distinct.Count];
+        for (int i = 0; i < encoded.Length; i++)
+            encoded[i] = new TextEmbedding(all.Hidden.AsSpan(i * per, per).ToArray(), all.Pooled?.AsSpan(i * pooledPer, pooledPer).ToArray());
+        var result = new TextEmbedding[texts.Count];
         for (int i = 0; i < result.Length; i++) result[i] = encoded[rows[i]];
         return result;
     }

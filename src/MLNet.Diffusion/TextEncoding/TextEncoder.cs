@@ -7,10 +7,18 @@ using MLNet.Diffusion.Tokenization;
 namespace MLNet.Diffusion.TextEncoding;
 
 /// <summary>
-/// CLIP text encoder (<c>text_encoder/model.onnx</c>): prompts → token ids → per-token embeddings
-/// <c>last_hidden_state</c> [N, 77, D] that condition every UNet call. The id input may be int32 (diffusers'
-/// export) or int64 (Optimum's); D is 768 for SD 1.x and 1024 for SD 2.x.
+/// A CLIP text encoder (<c>text_encoder/model.onnx</c>, or SDXL's <c>text_encoder_2/model.onnx</c>): prompts → token ids →
+/// per-token embeddings [N, 77, D] that condition every UNet call, and, when the model has one, a pooled embedding [N, P].
+/// The id input may be int32 (diffusers' export) or int64 (Optimum's); D is 768 for SD 1.x, 1024 for SD 2.x, 768 and 1280
+/// for SDXL's two encoders.
 /// </summary>
+/// <remarks>
+/// <para>Which per-token embeddings: <see cref="TextEncoderLayer.Last"/> reads <c>last_hidden_state</c> (SD 1.x and 2.x);
+/// <see cref="TextEncoderLayer.Penultimate"/> reads <c>hidden_states.{L−1}</c>, the output of the last layer but one, of an
+/// encoder exported with <c>hidden_states.0</c> … <c>hidden_states.L</c> (SDXL: diffusers'
+/// <c>encode_prompt</c> takes <c>hidden_states[-2]</c>); an encoder without those outputs is refused with the list of
+/// what it has. Pooled: <c>text_embeds</c> (CLIPTextModelWithProjection), else <c>pooler_output</c>, else none.</para>
+/// </remarks>
 /// <remarks>
 /// Prompts longer than the tokenizer's 77 positions (BOS + 75 tokens + EOS) are truncated, as diffusers'
 /// pipelines do, and a warning names the prompt; chunking is not done because CLIP's position embeddings
@@ -23,25 +31,44 @@ internal sealed class TextEncoder : OnnxModelComponent
 {
     private readonly TensorSpec _ids;
     private readonly string _hiddenName;
+    private readonly string? _pooledName;
+    private readonly string[] _outputNames;
 
-    /// <summary>Loads the encoder and checks its contract.</summary>
+    /// <summary>Loads an SD 1.x/2.x encoder (<c>text_encoder</c>, last hidden state) and checks its contract.</summary>
     /// <exception cref="InvalidDataException">The model does not have <c>input_ids</c> (int32/int64, rank 2) or a float output of rank 3.</exception>
     public TextEncoder(string modelPath, ClipTokenizer tokenizer, OnnxSessionFactory sessions)
-        : base("text_encoder", modelPath, sessions)
+        : this("text_encoder", modelPath, tokenizer, sessions, TextEncoderLayer.Last)
+    {
+    }
+
+    /// <summary>Loads the encoder <paramref name="componentName"/> and checks its contract.</summary>
+    /// <exception cref="InvalidDataException">The model does not have <c>input_ids</c> (int32/int64, rank 2), or lacks the
+    /// hidden state <paramref name="layer"/> asks for; the message lists its outputs.</exception>
+    public TextEncoder(string componentName, string modelPath, ClipTokenizer tokenizer, OnnxSessionFactory sessions, TextEncoderLayer layer)
+        : base(componentName, modelPath, sessions)
     {
         try
         {
             ArgumentNullException.ThrowIfNull(tokenizer);
             Tokenizer = tokenizer;
+            Layer = layer;
             _ids = Require(true, "input_ids", [TensorElementType.Int32, TensorElementType.Int64], 2);
             CheckDimension(_ids, 1, tokenizer.MaxLength, "sequence length");
-            _hiddenName = FirstOutput("last_hidden_state") ?? Outputs.Values.FirstOrDefault(o => o.Rank == 3)?.Name
-                ?? throw new InvalidDataException($"The text_encoder model '{modelPath}' has no 'last_hidden_state' output of rank 3 (it declares {string.Join(", ", Outputs.Values)}).");
+            _hiddenName = layer == TextEncoderLayer.Penultimate ? PenultimateHiddenState()
+                : FirstOutput("last_hidden_state") ?? Outputs.Values.FirstOrDefault(o => o.Rank == 3)?.Name
+                ?? throw new InvalidDataException($"The {componentName} model '{modelPath}' has no 'last_hidden_state' output of rank 3 (it declares {string.Join(", ", Outputs.Values)}).");
             var hidden = Require(false, _hiddenName, [TensorElementType.Float, TensorElementType.Float16], 3);
             EmbeddingWidth = hidden.Dimensions[2] > 0 ? hidden.Dimensions[2] : 0;
+            _pooledName = FirstOutput("text_embeds") ?? FirstOutput("pooler_output");
+            if (_pooledName is not null)
+            {
+                var pooled = Require(false, _pooledName, [TensorElementType.Float, TensorElementType.Float16], 2);
+                PooledWidth = pooled.Dimensions[1] > 0 ? pooled.Dimensions[1] : 0;
+            }
+            _outputNames = _pooledName is null ? [_hiddenName] : [_hiddenName, _pooledName];
             foreach (var extra in Inputs.Keys.Where(k => k != "input_ids"))
                 if (extra != "attention_mask")
-                    throw new InvalidDataException($"The text_encoder model '{modelPath}' needs an input '{extra}' that the SD contract does not have (only input_ids).");
+                    throw new InvalidDataException($"The {componentName} model '{modelPath}' needs an input '{extra}' that the SD contract does not have (only input_ids).");
         }
         catch
         {
@@ -49,6 +76,38 @@ internal sealed class TextEncoder : OnnxModelComponent
             throw;
         }
     }
+
+    /// <summary>
+    /// The name of the penultimate hidden state: <c>hidden_states.{L−1}</c> where <c>hidden_states.L</c> is the highest
+    /// numbered output of that form.
+    /// </summary>
+    private string PenultimateHiddenState()
+    {
+        const string prefix = "hidden_states.";
+        int last = -1;
+        foreach (var name in Outputs.Keys)
+            if (name.StartsWith(prefix, StringComparison.Ordinal) && int.TryParse(name.AsSpan(prefix.Length), System.Globalization.NumberStyles.None, null, out int k))
+                last = Math.Max(last, k);
+        string penultimate = prefix + (last - 1).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        if (last < 1 || !Outputs.ContainsKey(penultimate))
+            throw new InvalidDataException(
+                $"The {ComponentName} model '{ModelPath}' has no penultimate hidden state: SDXL-family models condition on the output of " +
+                $"the last encoder layer but one, which an export names hidden_states.0 … hidden_states.L (this model declares {string.Join(", ", Outputs.Values)}). " +
+                "Export the text encoders with their hidden states (Optimum does so for SDXL).");
+        return penultimate;
+    }
+
+    /// <summary>Which hidden state this encoder gives as its per-token embeddings.</summary>
+    public TextEncoderLayer Layer { get; }
+
+    /// <summary>The output read as the per-token embeddings.</summary>
+    public string HiddenStateName => _hiddenName;
+
+    /// <summary>The pooled output (<c>text_embeds</c> or <c>pooler_output</c>), or null when the model has none.</summary>
+    public string? PooledName => _pooledName;
+
+    /// <summary>The pooled width P when the model fixes it, else 0 (also 0 without a pooled output).</summary>
+    public int PooledWidth { get; private set; }
 
     /// <summary>The tokenizer that turns prompts into ids.</summary>
     public ClipTokenizer Tokenizer { get; }
@@ -67,7 +126,11 @@ internal sealed class TextEncoder : OnnxModelComponent
     /// <summary>Prompts encoded so far, over all runs.</summary>
     public long EncodedPromptCount => Interlocked.Read(ref _rows);
 
-    /// <summary>Encodes prompts into [N, 77, D] embeddings, flattened.</summary>
+    /// <summary>Encodes prompts into [N, 77, D] embeddings, flattened (the pooled output is not read).</summary>
+    public float[] Encode(IReadOnlyList<string> prompts, CancellationToken cancellationToken = default, ILogger? logger = null,
+        IReadOnlyList<TextOwner>? owners = null) => EncodeWithPooled(prompts, cancellationToken, logger, owners).Hidden;
+
+    /// <summary>Encodes prompts into [N, 77, D] embeddings and, when the model has a pooled output, [N, P] pooled embeddings, flattened.</summary>
     /// <param name="prompts">The prompts; null entries are not allowed, empty ones are (the unconditional prompt).</param>
     /// <param name="cancellationToken">Checked before the run, and terminates a running one.</param>
     /// <param name="logger">Receives a warning for each prompt that is truncated, and a note (Information) for each image
@@ -76,13 +139,13 @@ internal sealed class TextEncoder : OnnxModelComponent
     /// position in the batch and takes none for an image's prompt.</param>
     /// <exception cref="ArgumentException"><paramref name="owners"/> does not have one entry per prompt.</exception>
     /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
-    public float[] Encode(IReadOnlyList<string> prompts, CancellationToken cancellationToken = default, ILogger? logger = null,
+    public EncodedTexts EncodeWithPooled(IReadOnlyList<string> prompts, CancellationToken cancellationToken = default, ILogger? logger = null,
         IReadOnlyList<TextOwner>? owners = null)
     {
         ArgumentNullException.ThrowIfNull(prompts);
         if (owners is not null && owners.Count != prompts.Count)
             throw new ArgumentException($"{owners.Count} owners for {prompts.Count} prompts.", nameof(owners));
-        if (prompts.Count == 0) return [];
+        if (prompts.Count == 0) return new EncodedTexts([], null);
         ThrowIfDisposed();
         cancellationToken.ThrowIfCancellationRequested();
         int n = prompts.Count, len = SequenceLength;
@@ -102,7 +165,7 @@ internal sealed class TextEncoder : OnnxModelComponent
         IDisposableReadOnlyCollection<OrtValue> outputs;
         try
         {
-            outputs = Run(runOptions, ["input_ids"], [input.Value], [_hiddenName]);
+            outputs = Run(runOptions, ["input_ids"], [input.Value], _outputNames);
         }
         catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
         {
@@ -114,11 +177,22 @@ internal sealed class TextEncoder : OnnxModelComponent
         var info = outputs[0].GetTensorTypeAndShape();
         var shape = info.Shape;
         if (shape.Length != 3 || shape[0] != n || shape[1] != len)
-            throw new InvalidDataException($"The text_encoder model '{ModelPath}' returned {_hiddenName} of shape [{string.Join(", ", shape)}], expected [{n}, {len}, D].");
+            throw new InvalidDataException($"The {ComponentName} model '{ModelPath}' returned {_hiddenName} of shape [{string.Join(", ", shape)}], expected [{n}, {len}, D].");
         EmbeddingWidth = (int)shape[2];
         var result = new float[n * len * EmbeddingWidth];
         OrtTensor.ReadFloats(outputs[0], info.ElementDataType, result);
-        return result;
+        float[]? pooled = null;
+        if (_pooledName is not null)
+        {
+            var pooledInfo = outputs[1].GetTensorTypeAndShape();
+            var pooledShape = pooledInfo.Shape;
+            if (pooledShape.Length != 2 || pooledShape[0] != n)
+                throw new InvalidDataException($"The {ComponentName} model '{ModelPath}' returned {_pooledName} of shape [{string.Join(", ", pooledShape)}], expected [{n}, P].");
+            PooledWidth = (int)pooledShape[1];
+            pooled = new float[n * PooledWidth];
+            OrtTensor.ReadFloats(outputs[1], pooledInfo.ElementDataType, pooled);
+        }
+        return new EncodedTexts(result, pooled);
     }
 
     /// <summary>The notes on one prompt: truncated (Warning), or an image prompt with no tokens (Information).</summary>
@@ -133,3 +207,16 @@ internal sealed class TextEncoder : OnnxModelComponent
                 owner.SentenceStart, prompt.Length == 0 ? "empty" : "only spaces");
     }
 }
+
+/// <summary>Which hidden state of a CLIP text encoder conditions the UNet.</summary>
+internal enum TextEncoderLayer
+{
+    /// <summary><c>last_hidden_state</c>: SD 1.x and 2.x.</summary>
+    Last,
+
+    /// <summary><c>hidden_states[-2]</c>, the last layer but one: SDXL's two encoders.</summary>
+    Penultimate,
+}
+
+/// <summary>One encoder run's outputs: per-token embeddings [N·77·D] and, when the model has them, pooled embeddings [N·P].</summary>
+internal sealed record EncodedTexts(float[] Hidden, float[]? Pooled);

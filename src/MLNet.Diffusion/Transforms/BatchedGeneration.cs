@@ -61,7 +61,7 @@ internal sealed class BatchedGeneration
         if (texts.Count == 0) return [];
         var encoded = _pipeline.EncodeTexts(texts, owners, run.CancellationToken);
         run.Progress?.Report(new DiffusionProgress(DiffusionStage.EncodingText, texts.Count, texts.Count));
-        return encoded;
+        return Array.ConvertAll(encoded, e => e.Hidden);
     }
 
     /// <summary>
