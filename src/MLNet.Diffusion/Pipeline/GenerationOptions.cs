@@ -29,6 +29,21 @@ public sealed class GenerationOptions
     /// </summary>
     public float GuidanceRescale { get; set; }
 
+    /// <summary>
+    /// SDXL base → refiner: stop after this fraction of the schedule (strictly between 0 and 1), leaving latents that are
+    /// still noisy for a refiner to finish (diffusers' <c>denoising_end</c>: the calls whose timestep is at least
+    /// round(N − f·N) of the N training timesteps). Null: run the whole schedule.
+    /// </summary>
+    public float? DenoisingEnd { get; set; }
+
+    /// <summary>
+    /// SDXL refiner: start at this fraction of the schedule (strictly between 0 and 1) from each request's
+    /// <see cref="ImagePrompt.InitLatents"/> (diffusers' <c>denoising_start</c>; strength is not used). Give the base's
+    /// <see cref="DenoisingEnd"/> and the same steps and scheduler so that every call of the schedule runs once. Null: start
+    /// at the beginning.
+    /// </summary>
+    public float? DenoisingStart { get; set; }
+
     // SDXL's micro-conditioning (Podell et al. 2023, "SDXL", §2.2; diffusers' original_size, crops_coords_top_left,
     // target_size, aesthetic_score and their negative_ twins). Only UNets with time ids read them.
 

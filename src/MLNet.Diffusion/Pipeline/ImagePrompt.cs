@@ -56,4 +56,14 @@ public sealed record ImagePrompt(string Prompt, long Seed = 0)
     /// <see cref="DefaultInpaintingStrength"/> with a <see cref="Mask"/>. Needs an <see cref="InitImage"/>.
     /// </summary>
     public float? Strength { get; init; }
+
+    /// <summary>
+    /// Partly denoised latents [4, h/8, w/8] (flattened) to continue from: the SDXL base → refiner hand-off, where the base
+    /// stopped at <see cref="GenerationOptions.DenoisingEnd"/> and this model goes on from the same point of the schedule,
+    /// <see cref="GenerationOptions.DenoisingStart"/> (diffusers' <c>denoising_start</c> with latents as the image). They are
+    /// used as they are, with no noise added. Needs <see cref="GenerationOptions.DenoisingStart"/>; excludes
+    /// <see cref="InitImage"/>. <see cref="StableDiffusionPipeline.Generate(IReadOnlyList{ImagePrompt}, StableDiffusionPipeline, float, GenerationOptions?, GenerationOptions?, IProgress{DiffusionProgress}?, CancellationToken)"/>
+    /// does the whole hand-off.
+    /// </summary>
+    public float[]? InitLatents { get; init; }
 }

@@ -43,6 +43,15 @@ internal sealed class LoadedModel : IDisposable
 
     public ExecutionDevice Device { get; }
 
+    /// <summary>
+    /// The family, from the components: UNet time ids make SDXL (5 of them, or symbolic ones in a folder that requires aesthetic scores: the refiner); else the
+    /// embedding width tells SD 2.x (1024) from SD 1.x.
+    /// </summary>
+    public ModelFamily Family => UNet.TimeIds is { } timeIds
+        ? timeIds.Width == UNetExtraInputs.RefinerTimeIds || timeIds.Width == 0 && Folder.RequiresAestheticsScore
+            ? ModelFamily.StableDiffusionXLRefiner : ModelFamily.StableDiffusionXL
+        : (PromptEncoder.EmbeddingWidth > 0 ? PromptEncoder.EmbeddingWidth : UNet.EmbeddingWidth) >= 1024 ? ModelFamily.StableDiffusion2 : ModelFamily.StableDiffusion1;
+
     public string? FallbackReason { get; }
 
     /// <summary>Opens and checks <paramref name="directory"/>, then creates one session per component.</summary>

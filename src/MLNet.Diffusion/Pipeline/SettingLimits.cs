@@ -63,6 +63,10 @@ internal static class SettingLimits
         }
     }
 
+    /// <summary>The base → refiner split: null, or a fraction strictly between 0 and 1.</summary>
+    public static string? DenoisingFraction(string name, float? value) =>
+        value is float v && !(v > 0 && v < 1) ? $"{name} must be strictly between 0 and 1 (0.8 hands the last 20 % of the schedule to the refiner), or null; got {Format(v)}." : null;
+
     /// <summary>SDXL's micro-conditioning sizes (original and target sizes, crops) may describe pictures larger than the ones
     /// generated, up to this many pixels.</summary>
     public const int MaxConditioningSize = 16384;
@@ -104,6 +108,8 @@ internal static class SettingLimits
             GuidanceScale($"{prefix}.{nameof(options.GuidanceScale)}", options.GuidanceScale),
             Eta($"{prefix}.{nameof(options.Eta)}", options.Eta),
             GuidanceRescale($"{prefix}.{nameof(options.GuidanceRescale)}", options.GuidanceRescale),
+            DenoisingFraction($"{prefix}.{nameof(options.DenoisingEnd)}", options.DenoisingEnd),
+            DenoisingFraction($"{prefix}.{nameof(options.DenoisingStart)}", options.DenoisingStart),
             ConditioningSize($"{prefix}.{nameof(options.OriginalWidth)}", options.OriginalWidth),
             ConditioningSize($"{prefix}.{nameof(options.OriginalHeight)}", options.OriginalHeight),
             Crop($"{prefix}.{nameof(options.CropTop)}", options.CropTop),

@@ -20,7 +20,8 @@ public sealed partial class StableDiffusionPipeline
         {
             var key = plan.Groups[g].Key;
             schedulers[g] = CreateScheduler(plan.Options, key.Steps);
-            totalCalls += schedulers[g].CallCount - schedulers[g].FirstCallOfStep(key.StartStep);
+            var (begin, end) = CallRange(schedulers[g], key, plan.Options);
+            totalCalls += end - begin;
             totalEncodes += plan.Groups[g].Members.Count(i => NeedsEncoding(plan.Requests[i], key.StartStep));
         }
         var counter = new ProgressCounter(progress, totalCalls, totalEncodes);
@@ -60,8 +61,10 @@ public sealed partial class StableDiffusionPipeline
         var shape = new BatchShape(rows.Length, LatentChannels, group.Key.Height / BatchShape.VaeScale, group.Key.Width / BatchShape.VaeScale,
             seqLen, embeddings[rows[0]].Conditional.Length / seqLen, group.Key.Guided);
 
-        // Prepare the timesteps: an init image starts at the first call of its start step (diffusers' get_timesteps).
-        int startStep = group.Key.StartStep, begin = scheduler.FirstCallOfStep(startStep), calls = scheduler.CallCount;
+        // Prepare the timesteps: an init image starts at the first call of its start step (diffusers' get_timesteps), a
+        // refiner at its denoising_start, and a base that hands over stops at its denoising_end.
+        int startStep = group.Key.StartStep;
+        var (begin, calls) = CallRange(scheduler, group.Key, plan.Options);
 
         // Prepare the latents: each image's own generator draws its initial noise first, as in text-to-image.
         var generators = Array.ConvertAll(requests, r => new GaussianNoise(r.Seed));
@@ -69,7 +72,7 @@ public sealed partial class StableDiffusionPipeline
         var initialNoise = new float[shape.LatentLength];
         noise.Fill(initialNoise);
         var images = PrepareImages(rows, requests, startStep, shape, generators, counter, cancellationToken);
-        var latents = PrepareLatents(shape, scheduler, startStep, begin, initialNoise, images);
+        var latents = plan.Options.DenoisingStart is null ? PrepareLatents(shape, scheduler, startStep, begin, initialNoise, images) : HandedOverLatents(shape, requests);
         if (begin > 0) scheduler.SetBeginIndex(begin);
 
         // The denoising loop.
@@ -101,6 +104,26 @@ public sealed partial class StableDiffusionPipeline
                 source: new NonFiniteSource(UNet, modelOutput: noisePrediction.AsSpan(0, shape.LatentLength), derivedBy: "the scheduler step", scheduler: scheduler));
             counter.Step();
         }
+        return latents;
+    }
+
+    /// <summary>
+    /// The model calls a batch runs, [begin, end): from the first call of its start step (image-to-image) or from
+    /// <see cref="GenerationOptions.DenoisingStart"/> (a refiner), to the end of the schedule or to
+    /// <see cref="GenerationOptions.DenoisingEnd"/> (a base that hands over); <see cref="DenoisingSplit"/> has the rule.
+    /// </summary>
+    private static (int Begin, int End) CallRange(DiffusionScheduler scheduler, BatchKey key, GenerationOptions options)
+    {
+        int begin = options.DenoisingStart is float start ? DenoisingSplit.StartCallIndex(scheduler, start) : scheduler.FirstCallOfStep(key.StartStep);
+        int end = options.DenoisingEnd is float stop ? DenoisingSplit.EndCallCount(scheduler, stop) : scheduler.CallCount;
+        return (begin, Math.Max(begin, end));
+    }
+
+    /// <summary>A refiner's starting latents: each request's <see cref="ImagePrompt.InitLatents"/>, as they are (diffusers adds no noise with <c>denoising_start</c>).</summary>
+    private static float[] HandedOverLatents(BatchShape shape, ImagePrompt[] requests)
+    {
+        var latents = new float[shape.LatentLength];
+        for (int j = 0; j < requests.Length; j++) requests[j].InitLatents!.CopyTo(latents, j * shape.ImageLength);
         return latents;
     }
 

@@ -24,7 +24,9 @@ public sealed partial class StableDiffusionPipeline
             ValidateSize(width, height);
             float guidance = p.GuidanceScale ?? options.GuidanceScale;
             int start = 0;
-            if (p.InitImage is null)
+            if (p.InitLatents is not null || options.DenoisingStart is not null)
+                CheckHandOff(p, i, options, width, height);
+            else if (p.InitImage is null)
             {
                 if (p.Mask is not null)
                     throw new ArgumentException($"Image {i}: a Mask needs an InitImage (the image whose white mask region is repainted); this request has none.", nameof(images));
@@ -48,5 +50,23 @@ public sealed partial class StableDiffusionPipeline
             resolved[i] = new ResolvedRequest(new BatchKey(steps, width, height, guided, start), guidance);
         }
         return new GenerationPlan(images, resolved, options);
+    }
+
+    /// <summary>A refiner request (<see cref="GenerationOptions.DenoisingStart"/>): latents of the generation size and nothing else to start from.</summary>
+    private void CheckHandOff(ImagePrompt p, int i, GenerationOptions options, int width, int height)
+    {
+        if (options.DenoisingStart is null)
+            throw new ArgumentException($"Image {i}: InitLatents continue another model's denoising, which needs GenerationOptions.DenoisingStart (the base's DenoisingEnd, e.g. 0.8).", "images");
+        if (p.InitLatents is not { } latents)
+            throw new ArgumentException($"Image {i}: GenerationOptions.DenoisingStart ({options.DenoisingStart}) continues from InitLatents, and this request has none. Give it the base model's latents (GeneratedImage.Latents), or leave DenoisingStart null.", "images");
+        if (p.InitImage is not null || p.Mask is not null || p.Strength is not null)
+            throw new ArgumentException($"Image {i}: InitLatents cannot be combined with an InitImage, Mask or Strength; the hand-off point is GenerationOptions.DenoisingStart.", "images");
+        if (InpaintingUNet)
+            throw new NotSupportedException($"The unet model '{UNet.ModelPath}' is an inpainting UNet; the base → refiner hand-off (InitLatents) needs a 4-channel UNet.");
+        int expected = LatentChannels * (height / BatchShape.VaeScale) * (width / BatchShape.VaeScale);
+        if (latents.Length != expected)
+            throw new ArgumentException($"Image {i}: InitLatents has {latents.Length} values, but a {width}×{height} image has {LatentChannels}×{height / BatchShape.VaeScale}×{width / BatchShape.VaeScale} = {expected} latents. Generate the base image at the same size.", "images");
+        if (!Array.TrueForAll(latents, float.IsFinite))
+            throw new ArgumentException($"Image {i}: InitLatents holds NaN or infinite values.", "images");
     }
 }

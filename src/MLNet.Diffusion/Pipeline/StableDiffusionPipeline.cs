@@ -76,6 +76,15 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// <summary>The VAE encoder, when the folder has one.</summary>
     internal VaeEncoder? VaeEncoder => _model.Model.VaeEncoder;
 
+    /// <summary>The model's family (SD 1.x, 2.x, SDXL or the SDXL refiner), read from its components.</summary>
+    public ModelFamily Family => _model.Model.Family;
+
+    /// <summary>
+    /// Whether the UNet takes a guidance-scale embedding (<c>timestep_cond</c>: a latent consistency model). Such a model runs
+    /// once per image at any guidance scale (no classifier-free guidance); the scale reaches it through the embedding.
+    /// </summary>
+    public bool UsesGuidanceEmbedding => UNet.TimestepCond is not null;
+
     /// <summary>The device the components run on.</summary>
     public ExecutionDevice Device => _model.Model.Device;
 

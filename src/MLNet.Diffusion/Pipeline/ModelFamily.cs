@@ -1,0 +1,24 @@
+namespace MLNet.Diffusion;
+
+/// <summary>
+/// The kind of Stable Diffusion model a folder holds, as read from its components: the number of text encoders, the
+/// embedding width, and the UNet's extra inputs. Distilled variants keep their family's contract: SD-Turbo is
+/// <see cref="StableDiffusion2"/> and SDXL-Turbo <see cref="StableDiffusionXL"/> (both with a trailing Euler ancestral
+/// scheduler configuration); a latent consistency model is either family with a guidance-embedding input
+/// (<see cref="StableDiffusionPipeline.UsesGuidanceEmbedding"/>).
+/// </summary>
+public enum ModelFamily
+{
+    /// <summary>Stable Diffusion 1.x: one CLIP text encoder of width 768 (its last hidden state).</summary>
+    StableDiffusion1,
+
+    /// <summary>Stable Diffusion 2.x (and SD-Turbo): one OpenCLIP text encoder of width 1024.</summary>
+    StableDiffusion2,
+
+    /// <summary>SDXL base (and SDXL-Turbo): two text encoders (penultimate hidden states concatenated), the pooled
+    /// embedding of the second, and 6 time ids (original size, crop, target size).</summary>
+    StableDiffusionXL,
+
+    /// <summary>The SDXL refiner: the second text encoder only, and 5 time ids (original size, crop, aesthetic score).</summary>
+    StableDiffusionXLRefiner,
+}
