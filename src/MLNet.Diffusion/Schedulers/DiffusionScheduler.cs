@@ -57,6 +57,13 @@ public abstract class DiffusionScheduler
     /// <summary>The number of model calls, i.e. the length of <see cref="Timesteps"/>.</summary>
     public int CallCount => _timesteps.Length;
 
+    /// <summary>
+    /// diffusers' <c>order</c>: 2 for the second-order schedulers whose <see cref="Timesteps"/> list two model calls per
+    /// inference step after the first (Heun, KDPM2), 1 for all others (PNDM's extra warm-up call included, as in diffusers).
+    /// The refiner hand-off (<see cref="DenoisingSplit"/>) reads it.
+    /// </summary>
+    internal virtual int Order => 1;
+
     /// <summary>The number of inference steps last passed to <see cref="SetTimesteps"/>.</summary>
     public int InferenceSteps { get; private set; }
 

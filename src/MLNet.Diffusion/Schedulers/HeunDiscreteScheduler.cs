@@ -71,6 +71,9 @@ internal sealed class HeunDiscreteScheduler : DiffusionScheduler
     /// <summary>Step i begins at call 2i (calls t₀ | t₁, t₁ | t₂, t₂ …: a predictor then a corrector), diffusers' <c>t_start · order</c>.</summary>
     protected override int FirstCallOfStepCore(int step) => 2 * step;
 
+    /// <summary>2: a second-order scheduler (diffusers' <c>order = 2</c>).</summary>
+    internal override int Order => 2;
+
     /// <summary>Starts at call <paramref name="callIndex"/>, which must begin a step (be even), as diffusers' image-to-image does (t_start·order).</summary>
     public override void SetBeginIndex(int callIndex)
     {

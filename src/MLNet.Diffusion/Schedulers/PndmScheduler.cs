@@ -27,13 +27,13 @@ namespace MLNet.Diffusion.Schedulers;
 internal sealed class PndmScheduler : DiffusionScheduler
 {
     /// <summary>diffusers' <c>pndm_order</c>: the history length of the 4th-order multistep.</summary>
-    private const int Order = 4;
+    private const int PndmOrder = 4;
 
     /// <summary>
     /// Ring slots for past ε̂: a full-order step reads the last three and writes the new one over the oldest, in place,
     /// since the next step no longer needs it (the kernel reads every input at an index before storing there).
     /// </summary>
-    private const int RingSlots = Order - 1;
+    private const int RingSlots = PndmOrder - 1;
 
     /// <summary>Adams–Bashforth weights for the newest-first history ε_n, ε_{n−1}, …, by order (PNDM eq. 12).</summary>
     private static readonly double[][] AdamsBashforth =
@@ -81,9 +81,9 @@ internal sealed class PndmScheduler : DiffusionScheduler
     /// <exception cref="ArgumentOutOfRangeException">Fewer than 4 steps with the Runge–Kutta warm-up, or timesteps outside the training range.</exception>
     protected override float[] ComputeTimesteps(int inferenceSteps)
     {
-        if (!SkipPrkSteps && inferenceSteps < Order)
+        if (!SkipPrkSteps && inferenceSteps < PndmOrder)
             throw new ArgumentOutOfRangeException(nameof(inferenceSteps), inferenceSteps,
-                $"{Name}: the Runge–Kutta warm-up (skip_prk_steps false) needs at least {Order} inference steps.");
+                $"{Name}: the Runge–Kutta warm-up (skip_prk_steps false) needs at least {PndmOrder} inference steps.");
         var desc = AlphaBarSampling.IntegerTimesteps(this, _spacing, inferenceSteps, _stepsOffset);
         int n = desc.Length;
         var asc = new int[n];
@@ -91,7 +91,7 @@ internal sealed class PndmScheduler : DiffusionScheduler
         _ratio = NumTrainTimesteps / inferenceSteps;
         _halfRatio = _ratio / 2;
 
-        var calls = new List<int>(n + 3 * Order);
+        var calls = new List<int>(n + 3 * PndmOrder);
         if (SkipPrkSteps)
         {
             // diffusers: plms = concat(τ[:−1], τ[−2:−1], τ[−1:])[::−1] (τ ascending): the second-highest timestep
@@ -106,18 +106,18 @@ internal sealed class PndmScheduler : DiffusionScheduler
             // diffusers: with the four highest timesteps a < b < c < d and h = N div n div 2,
             // x = [a, a+h, b, b+h, c, c+h, d, d+h]; prk = x[:−1].repeat(2)[1:−1][::−1]
             //   = [d, c+h, c+h, c, c, b+h, b+h, b, b, a+h, a+h, a]: three RK4 steps of four calls each.
-            var x = new int[2 * Order];
-            for (int j = 0; j < Order; j++)
+            var x = new int[2 * PndmOrder];
+            for (int j = 0; j < PndmOrder; j++)
             {
-                x[2 * j] = asc[n - Order + j];
-                x[2 * j + 1] = asc[n - Order + j] + _halfRatio;
+                x[2 * j] = asc[n - PndmOrder + j];
+                x[2 * j + 1] = asc[n - PndmOrder + j] + _halfRatio;
             }
-            var repeated = new List<int>(4 * Order);
+            var repeated = new List<int>(4 * PndmOrder);
             for (int j = 0; j < x.Length - 1; j++) { repeated.Add(x[j]); repeated.Add(x[j]); }
             for (int j = repeated.Count - 2; j >= 1; j--) calls.Add(repeated[j]);
             _prkCalls = calls.Count;
             // then plms = τ[:−3][::−1]: the multistep continues from a.
-            for (int i = n - Order; i >= 0; i--) calls.Add(asc[i]);
+            for (int i = n - PndmOrder; i >= 0; i--) calls.Add(asc[i]);
         }
         _t = [.. calls];
         ResetState();
@@ -215,7 +215,7 @@ internal sealed class PndmScheduler : DiffusionScheduler
             // PLMS (eq. 12): ε' = Adams–Bashforth over the last min(count, 4) ε̂, then the transfer t → t − r,
             // in one pass over the latents (the new ε̂ goes into the next ring slot on the way).
             _etsNewest = (_etsNewest + 1) % RingSlots; // the new ε̂'s slot holds the oldest, Newest(3), until the kernel overwrites it
-            if (_etsCount < Order) _etsCount++;
+            if (_etsCount < PndmOrder) _etsCount++;
             var w = AdamsBashforth[_etsCount - 1];
             var (p, q) = EpsilonCoefficients(aT);
             var (sampleCoeff, epsCoeff) = TransferCoefficients(t, t - _ratio);
@@ -264,7 +264,7 @@ internal sealed class PndmScheduler : DiffusionScheduler
         _etsNewest = (_etsNewest + 1) % RingSlots;
         var slot = _ets[_etsNewest]!;
         AlphaBarSampling.ToEpsilon(PredictionType, alphaBar, modelOutput, sample, slot);
-        if (_etsCount < Order) _etsCount++;
+        if (_etsCount < PndmOrder) _etsCount++;
         return slot;
     }
 
