@@ -12,8 +12,10 @@ namespace MLNet.Diffusion.Pipeline;
 /// <remarks>
 /// Every step is computed in float32 as diffusers does (its tensors are float32 by default): ln(10000) and the frequency
 /// step rounded to float, k·step and the product w·f_k rounded to float. The arguments reach 7500 rad (g = 8.5), where one
-/// float ulp is 4.9·10⁻⁴, so doing the same roundings matters more than computing any one of them more exactly; exp, sin and
-/// cos are evaluated in double on the float arguments and rounded once, which is within one float ulp of torch's own.
+/// float ulp is 4.9·10⁻⁴, so doing the same roundings matters more than computing any one of them more exactly. exp, sin and
+/// cos are evaluated in double on the float arguments and rounded once (correctly rounded in practice); torch's vectorised
+/// float32 exp is sometimes one ulp away from that, so at large w individual values differ from diffusers' by up to about
+/// one ulp of the argument (4·10⁻⁴ at g = 8.5), as they differ between torch builds and devices.
 /// </remarks>
 internal static class GuidanceScaleEmbedding
 {
