@@ -86,11 +86,21 @@ public static class ClipVocabularyWriter
         throw new ArgumentException($"'{token}' is not in the demo vocabulary.", nameof(token));
     }
 
+    /// <summary>The padding token of SDXL's second tokenizer (and SD 2.x's): the byte symbol "!", id 0 in CLIP's
+    /// vocabulary and in this one (the first of <see cref="BytesToUnicode"/>'s symbols).</summary>
+    public const string ExclamationPad = "!";
+
     /// <summary>Writes the tokenizer files into <paramref name="directory"/> (created if needed).</summary>
-    public static void Write(string directory)
+    /// <param name="directory">The tokenizer folder.</param>
+    /// <param name="padToken">The padding token written to <c>tokenizer_config.json</c> and <c>special_tokens_map.json</c>:
+    /// <see cref="EndOfText"/> (CLIP's, the default) or <see cref="ExclamationPad"/> (SDXL's <c>tokenizer_2</c>).</param>
+    /// <exception cref="ArgumentException"><paramref name="padToken"/> is not a token of the vocabulary.</exception>
+    public static void Write(string directory, string padToken = EndOfText)
     {
-        Directory.CreateDirectory(directory);
         var tokens = Tokens();
+        if (!tokens.Contains(padToken))
+            throw new ArgumentException($"The padding token '{padToken}' is not in the demo vocabulary; use '{EndOfText}' or '{ExclamationPad}'.", nameof(padToken));
+        Directory.CreateDirectory(directory);
         DemoJson.Write(Path.Combine(directory, "vocab.json"), w =>
         {
             w.WriteStartObject();
@@ -112,7 +122,7 @@ public static class ClipVocabularyWriter
             w.WriteString("eos_token", EndOfText);
             w.WriteString("errors", "replace");
             w.WriteNumber("model_max_length", MaxLength);
-            w.WriteString("pad_token", EndOfText);
+            w.WriteString("pad_token", padToken);
             w.WriteString("tokenizer_class", "CLIPTokenizer");
             w.WriteString("unk_token", EndOfText);
             w.WriteEndObject();
@@ -122,7 +132,7 @@ public static class ClipVocabularyWriter
             w.WriteStartObject();
             w.WriteString("bos_token", StartOfText);
             w.WriteString("eos_token", EndOfText);
-            w.WriteString("pad_token", EndOfText);
+            w.WriteString("pad_token", padToken);
             w.WriteString("unk_token", EndOfText);
             w.WriteEndObject();
         });

@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Text;
-using System.Text.Json;
 
 namespace MLNet.Diffusion.ModelBuilder.Demo;
 
@@ -24,45 +23,20 @@ public static class DemoModelBuilder
     /// <summary>The version stamp file in the model folder, written last.</summary>
     public const string StampFile = "mlnet_demo_version.txt";
 
-    private static readonly object Gate = new();
+    private const string Description = "the demo model";
 
     /// <summary>The text of the version stamp.</summary>
     public static string StampText => $"MLNet.Diffusion demo model, builder {Version}\n";
 
     /// <summary>Whether <paramref name="directory"/> holds a demo model built by this builder version.</summary>
-    public static bool IsCurrent(string directory)
-    {
-        var stamp = Path.Combine(directory, StampFile);
-        try
-        {
-            return File.Exists(stamp) && File.ReadAllText(stamp) == StampText;
-        }
-        catch (IOException)
-        {
-            return false;
-        }
-    }
+    public static bool IsCurrent(string directory) => DemoFolder.IsCurrent(directory, StampText);
 
     /// <summary>
     /// Builds the demo model into <paramref name="directory"/> unless it already holds one built by this
     /// builder version. Safe to call from several threads or processes at once (they wait for one another).
     /// </summary>
     /// <returns>True when it built the model; false when the folder was already current.</returns>
-    public static bool EnsureBuilt(string directory)
-    {
-        ArgumentException.ThrowIfNullOrWhiteSpace(directory);
-        var full = Path.GetFullPath(directory).TrimEnd(Path.DirectorySeparatorChar);
-        if (IsCurrent(full)) return false;
-        var parent = Path.GetDirectoryName(full) ?? throw new IOException($"Cannot build the demo model into the root folder '{full}'.");
-        lock (Gate)
-        {
-            Directory.CreateDirectory(parent);
-            using var fileLock = AcquireLock(full + ".lock");
-            if (IsCurrent(full)) return false;
-            Build(full);
-            return true;
-        }
-    }
+    public static bool EnsureBuilt(string directory) => DemoFolder.EnsureBuilt(directory, StampText, Description, WriteModel);
 
     /// <summary>
     /// Builds the demo model into <paramref name="outputDirectory"/>: written into a temporary sibling folder first and
@@ -70,37 +44,7 @@ public static class DemoModelBuilder
     /// replaced only when it is empty or holds a demo model (of any version).
     /// </summary>
     /// <exception cref="IOException">The folder exists, is not empty and is not a demo model.</exception>
-    public static void Build(string outputDirectory)
-    {
-        ArgumentException.ThrowIfNullOrWhiteSpace(outputDirectory);
-        var full = Path.GetFullPath(outputDirectory).TrimEnd(Path.DirectorySeparatorChar);
-        var parent = Path.GetDirectoryName(full) ?? throw new IOException($"Cannot build the demo model into the root folder '{full}'.");
-        var name = Path.GetFileName(full);
-        if (File.Exists(full)) throw new IOException($"'{full}' is a file; the demo model needs a folder.");
-        if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any() && !File.Exists(Path.Combine(full, StampFile)))
-            throw new IOException($"'{full}' is not empty and does not hold a demo model; choose a new or empty folder.");
-        Directory.CreateDirectory(parent);
-        var temp = Path.Combine(parent, $".{name}.building-{Guid.NewGuid():N}");
-        try
-        {
-            WriteModel(temp);
-            if (Directory.Exists(full))
-            {
-                var old = Path.Combine(parent, $".{name}.old-{Guid.NewGuid():N}");
-                Directory.Move(full, old);
-                Directory.Move(temp, full);
-                Directory.Delete(old, recursive: true);
-            }
-            else
-            {
-                Directory.Move(temp, full);
-            }
-        }
-        finally
-        {
-            if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
-        }
-    }
+    public static void Build(string outputDirectory) => DemoFolder.Build(outputDirectory, Description, WriteModel);
 
     /// <summary>Total size in bytes of the files under <paramref name="directory"/>.</summary>
     public static long FolderSize(string directory) =>
@@ -124,15 +68,15 @@ public static class DemoModelBuilder
             w.WriteStartObject();
             w.WriteString("_class_name", "OnnxStableDiffusionPipeline");
             w.WriteString("_mlnet_demo", note);
-            WritePair(w, "feature_extractor", null, null);
+            DemoFolder.WritePair(w, "feature_extractor", null, null);
             w.WriteBoolean("requires_safety_checker", false);
-            WritePair(w, "safety_checker", null, null);
-            WritePair(w, "scheduler", "diffusers", "PNDMScheduler");
-            WritePair(w, "text_encoder", "diffusers", "OnnxRuntimeModel");
-            WritePair(w, "tokenizer", "transformers", "CLIPTokenizer");
-            WritePair(w, "unet", "diffusers", "OnnxRuntimeModel");
-            WritePair(w, "vae_decoder", "diffusers", "OnnxRuntimeModel");
-            WritePair(w, "vae_encoder", "diffusers", "OnnxRuntimeModel");
+            DemoFolder.WritePair(w, "safety_checker", null, null);
+            DemoFolder.WritePair(w, "scheduler", "diffusers", "PNDMScheduler");
+            DemoFolder.WritePair(w, "text_encoder", "diffusers", "OnnxRuntimeModel");
+            DemoFolder.WritePair(w, "tokenizer", "transformers", "CLIPTokenizer");
+            DemoFolder.WritePair(w, "unet", "diffusers", "OnnxRuntimeModel");
+            DemoFolder.WritePair(w, "vae_decoder", "diffusers", "OnnxRuntimeModel");
+            DemoFolder.WritePair(w, "vae_encoder", "diffusers", "OnnxRuntimeModel");
             w.WriteEndObject();
         });
 
@@ -141,17 +85,7 @@ public static class DemoModelBuilder
         {
             w.WriteStartObject();
             w.WriteString("_class_name", "PNDMScheduler");
-            w.WriteNumber("beta_end", DemoUnet.BetaEnd);
-            w.WriteString("beta_schedule", "scaled_linear");
-            w.WriteNumber("beta_start", DemoUnet.BetaStart);
-            w.WriteBoolean("clip_sample", false);
-            w.WriteNumber("num_train_timesteps", DemoUnet.TrainTimesteps);
-            w.WriteString("prediction_type", "epsilon");
-            w.WriteBoolean("set_alpha_to_one", false);
-            w.WriteBoolean("skip_prk_steps", true);
-            w.WriteNumber("steps_offset", 1);
-            w.WriteString("timestep_spacing", "leading");
-            w.WriteNull("trained_betas");
+            DemoFolder.WriteScheduleKeys(w);
             w.WriteEndObject();
         });
 
@@ -186,36 +120,11 @@ public static class DemoModelBuilder
             w.WriteEndObject();
         });
 
-        foreach (var part in new[] { "vae_encoder", "vae_decoder" })
-        {
-            DemoJson.Write(Path.Combine(dir, part, "config.json"), w =>
-            {
-                w.WriteStartObject();
-                w.WriteString("_class_name", "AutoencoderKL");
-                w.WriteString("_mlnet_demo", note + " block_out_channels only tells the 8× downsampling (2^(4 − 1)).");
-                w.WriteStartArray("block_out_channels");
-                foreach (var c in new[] { 128, 256, 512, 512 }) w.WriteNumberValue(c);
-                w.WriteEndArray();
-                w.WriteNumber("in_channels", 3);
-                w.WriteNumber("latent_channels", DemoVae.LatentChannels);
-                w.WriteNumber("out_channels", 3);
-                w.WriteNumber("sample_size", DemoDataset.ImageSize);
-                w.WriteNumber("scaling_factor", (double)(decimal)DemoVae.ScalingFactor);
-                w.WriteEndObject();
-            });
-        }
+        DemoFolder.WriteVaeConfigs(dir, note);
 
-        File.WriteAllBytes(Path.Combine(dir, "README.md"), new UTF8Encoding(false).GetBytes(Readme()));
+        DemoFolder.WriteText(Path.Combine(dir, "README.md"), Readme());
         // Last: a folder with this stamp is complete.
-        File.WriteAllBytes(Path.Combine(dir, StampFile), new UTF8Encoding(false).GetBytes(StampText));
-    }
-
-    private static void WritePair(Utf8JsonWriter w, string key, string? library, string? type)
-    {
-        w.WriteStartArray(key);
-        if (library is null) w.WriteNullValue(); else w.WriteStringValue(library);
-        if (type is null) w.WriteNullValue(); else w.WriteStringValue(type);
-        w.WriteEndArray();
+        DemoFolder.WriteText(Path.Combine(dir, StampFile), StampText);
     }
 
     private static string Readme()
@@ -239,21 +148,5 @@ public static class DemoModelBuilder
         s.Append("- Words that mean something: ").Append(words).Append(".\n");
         s.Append("  Others (\"a\", \"on\", \"background\", unknown words) are ignored.\n");
         return s.ToString();
-    }
-
-    private static FileStream AcquireLock(string path)
-    {
-        var deadline = DateTime.UtcNow.AddMinutes(5);
-        while (true)
-        {
-            try
-            {
-                return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.DeleteOnClose);
-            }
-            catch (IOException) when (DateTime.UtcNow < deadline)
-            {
-                Thread.Sleep(100);
-            }
-        }
     }
 }

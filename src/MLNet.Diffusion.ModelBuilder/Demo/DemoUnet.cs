@@ -98,18 +98,8 @@ public static class DemoUnet
     public static float[] DatasetLatents() => DemoLatentTable.Create().Compose();
 
     /// <summary>The prior π(c) over the dataset images for a pooled prompt embedding (a softmax, in double precision).</summary>
-    public static double[] PriorWeights(ReadOnlySpan<float> pooled, ReadOnlySpan<float> captionEmbeddings)
-    {
-        int d = DemoVocabulary.Dimension, count = captionEmbeddings.Length / d;
-        var logits = new double[count];
-        for (int k = 0; k < count; k++)
-        {
-            double dot = 0;
-            for (int i = 0; i < d; i++) dot += pooled[i] * (double)captionEmbeddings[k * d + i];
-            logits[k] = PriorSharpness * dot;
-        }
-        return Softmax(logits);
-    }
+    public static double[] PriorWeights(ReadOnlySpan<float> pooled, ReadOnlySpan<float> captionEmbeddings) =>
+        Softmax(LogPrior(pooled, captionEmbeddings, PriorSharpness));
 
     /// <summary>
     /// The reference computation of the graph in double precision: ε̂ for <paramref name="sample"/> ([B, 4, 16, 16]),
@@ -119,22 +109,49 @@ public static class DemoUnet
         ReadOnlySpan<float> datasetLatents, ReadOnlySpan<float> captionEmbeddings)
     {
         int batch = sample.Length / LatentLength, d = DemoVocabulary.Dimension, seq = hiddenStates.Length / (batch * d);
-        int count = datasetLatents.Length / LatentLength;
+        var logPriors = new double[batch][];
+        var pooled = new float[d];
+        for (int b = 0; b < batch; b++)
+        {
+            Array.Clear(pooled);
+            for (int l = 0; l < seq; l++)
+                for (int i = 0; i < d; i++) pooled[i] += hiddenStates[(b * seq + l) * d + i];
+            logPriors[b] = LogPrior(pooled, captionEmbeddings, PriorSharpness);
+        }
+        return PosteriorMeanEpsilon(sample, timesteps, logPriors, datasetLatents);
+    }
+
+    /// <summary>log π_k up to a constant: <paramref name="sharpness"/> · (<paramref name="pooled"/> · a_k) for every image k.</summary>
+    internal static double[] LogPrior(ReadOnlySpan<float> pooled, ReadOnlySpan<float> captionEmbeddings, double sharpness)
+    {
+        int d = DemoVocabulary.Dimension, count = captionEmbeddings.Length / d;
+        var logits = new double[count];
+        for (int k = 0; k < count; k++)
+        {
+            double dot = 0;
+            for (int i = 0; i < d; i++) dot += pooled[i] * (double)captionEmbeddings[k * d + i];
+            logits[k] = sharpness * dot;
+        }
+        return logits;
+    }
+
+    /// <summary>
+    /// The posterior-mean denoiser in double precision for given log priors (one [K] row per batch entry):
+    /// w_k = softmax(log π_k − ‖x − √ᾱ z_k‖² / (2(1 − ᾱ))), x̂₀ = Σ w_k z_k, ε̂ = (x − √ᾱ x̂₀) / √(1 − ᾱ).
+    /// </summary>
+    internal static float[] PosteriorMeanEpsilon(ReadOnlySpan<float> sample, ReadOnlySpan<float> timesteps, double[][] logPriors,
+        ReadOnlySpan<float> datasetLatents)
+    {
+        int batch = sample.Length / LatentLength, count = datasetLatents.Length / LatentLength;
         var output = new float[sample.Length];
         var logits = new double[count];
-        var pooled = new float[d];
         for (int b = 0; b < batch; b++)
         {
             double alphaBar = AlphaBar(timesteps[timesteps.Length == 1 ? 0 : b]);
             double sa = Math.Sqrt(alphaBar), variance = 1 - alphaBar;
-            Array.Clear(pooled);
-            for (int l = 0; l < seq; l++)
-                for (int i = 0; i < d; i++) pooled[i] += hiddenStates[(b * seq + l) * d + i];
             var x = sample.Slice(b * LatentLength, LatentLength);
             for (int k = 0; k < count; k++)
             {
-                double dot = 0;
-                for (int i = 0; i < d; i++) dot += pooled[i] * (double)captionEmbeddings[k * d + i];
                 var z = datasetLatents.Slice(k * LatentLength, LatentLength);
                 double dist = 0;
                 for (int i = 0; i < LatentLength; i++)
@@ -142,7 +159,7 @@ public static class DemoUnet
                     double r = x[i] - sa * z[i];
                     dist += r * r;
                 }
-                logits[k] = PriorSharpness * dot - dist / (2 * variance);
+                logits[k] = logPriors[b][k] - dist / (2 * variance);
             }
             var w = Softmax(logits);
             for (int i = 0; i < LatentLength; i++)
@@ -160,12 +177,32 @@ public static class DemoUnet
     {
         ArgumentNullException.ThrowIfNull(table);
         ArgumentNullException.ThrowIfNull(captionEmbeddings);
-        var items = DemoDataset.Items;
-        int d = DemoVocabulary.Dimension, count = items.Count, p = DemoLatentTable.PlaneLength;
+        int d = DemoVocabulary.Dimension, count = DemoDataset.Items.Count;
         var g = new OnnxGraphBuilder("demo_unet");
         var sample = g.Input("sample", OnnxElementType.Float, "batch", DemoVae.LatentChannels, LatentSize, LatentSize);
         var timestep = g.Input("timestep", OnnxElementType.Float, "batch");
         var hidden = g.Input("encoder_hidden_states", OnnxElementType.Float, "batch", "sequence", d);
+        BuildPosteriorMean(g, sample, timestep, table, () =>
+        {
+            // Prior: PriorSharpness · (Σ_positions hidden) · a_k.
+            var captionsT = new float[d * count];
+            for (int k = 0; k < count; k++)
+                for (int i = 0; i < d; i++) captionsT[i * count + k] = PriorSharpness * captionEmbeddings[k * d + i];
+            var pooled = g.ReduceSum(hidden, [1], keepDims: false);      // [B, D]
+            return g.MatMul(pooled, g.Initializer("caption_embeddings_scaled", captionsT, d, count));
+        });
+        return g;
+    }
+
+    /// <summary>
+    /// Adds the posterior-mean denoiser to <paramref name="g"/> over the <paramref name="sample"/> and
+    /// <paramref name="timestep"/> inputs and writes <c>out_sample</c>; <paramref name="logPrior"/> adds the nodes of the
+    /// log prior ([B, K], up to a constant per row) and returns its value name.
+    /// </summary>
+    internal static void BuildPosteriorMean(OnnxGraphBuilder g, string sample, string timestep, DemoLatentTable table, Func<string> logPrior)
+    {
+        var items = DemoDataset.Items;
+        int count = items.Count, p = DemoLatentTable.PlaneLength;
 
         // Noise level: σ interpolated between the table entries around t, ᾱ = 1/(1 + σ²), 1 − ᾱ = σ²/(1 + σ²).
         var sigmas = g.Initializer("sigma_table", SigmaTable(), TrainTimesteps);
@@ -210,23 +247,15 @@ public static class DemoUnet
         var halfNormTerm = g.Mul(g.Mul(alphaBar, g.Scalar(0.5f)), g.Initializer("dataset_latent_norms", norms, 1, count));
         var logLikelihood = g.Div(g.Sub(g.Mul(dots, sqrtAlphaBar), halfNormTerm), variance);
 
-        // Prior: PriorSharpness · (Σ_positions hidden) · a_k.
-        var captionsT = new float[d * count];
-        for (int k = 0; k < count; k++)
-            for (int i = 0; i < d; i++) captionsT[i * count + k] = PriorSharpness * captionEmbeddings[k * d + i];
-        var pooled = g.ReduceSum(hidden, [1], keepDims: false);      // [B, D]
-        var logPrior = g.MatMul(pooled, g.Initializer("caption_embeddings_scaled", captionsT, d, count));
-
         // Logits more than 80 below the largest are raised to that floor (a weight of e⁻⁸⁰ ≈ 2e-35 instead of less):
         // far-away images otherwise get subnormal weights, which the CPU multiplies ~5× slower in the product below.
-        var logits = g.Add(logPrior, logLikelihood);
+        var logits = g.Add(logPrior(), logLikelihood);
         var floor = g.Sub(g.ReduceMax(logits, [1]), g.Scalar(80f));
         var weights = g.Softmax(g.Node("Max", [logits, floor]), axis: -1);
         var x0 = g.MatMul(weights, z);                          // [B, P]
         var eps = g.Div(g.Sub(x, g.Mul(x0, sqrtAlphaBar)), sqrtVariance);
         g.NodeNamed("Reshape", [eps, g.Node("Shape", [sample])], "out_sample");
         g.Output("out_sample", OnnxElementType.Float, "batch", DemoVae.LatentChannels, LatentSize, LatentSize);
-        return g;
     }
 
     private static double[] Softmax(double[] logits)
