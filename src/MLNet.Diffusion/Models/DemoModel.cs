@@ -31,6 +31,18 @@ public static class DemoModel
     /// <param name="logger">Receives the line that says the model is being built; null for none.</param>
     public static string EnsureBuilt(ILogger? logger = null) => EnsureBuilt(Directory, logger);
 
+    /// <summary>The demo model's SDXL-layout sibling's folder, <c>demo-xl-model</c> in <see cref="CacheDirectory"/>.</summary>
+    public static string XlDirectory => Path.Combine(CacheDirectory, "demo-xl-model");
+
+    /// <summary>
+    /// The folder of the demo model's SDXL-layout sibling, built first if needed: the same pictures as the demo model, made
+    /// through SDXL's contract (two tokenizers and text encoders whose penultimate hidden states are concatenated, the second
+    /// encoder's pooled embedding, and time ids), so that the SDXL path runs with no download.
+    /// </summary>
+    /// <param name="logger">Receives the line that says the model is being built; null for none.</param>
+    public static string EnsureBuiltXl(ILogger? logger = null) =>
+        EnsureBuilt(XlDirectory, logger is null ? null : line => logger.LogInformation("{Message}", line), xl: true);
+
     /// <summary>The cache folder as read through <paramref name="getVariable"/> (the CLI passes its own environment).</summary>
     internal static string CacheDirectoryFrom(Func<string, string?> getVariable)
     {
@@ -52,13 +64,14 @@ public static class DemoModel
     /// Builds the demo model into <paramref name="directory"/> unless a current one is there, saying so through
     /// <paramref name="report"/> (one line before, one after with the time; the CLI prints them); returns the folder.
     /// </summary>
-    internal static string EnsureBuilt(string directory, Action<string>? report)
+    internal static string EnsureBuilt(string directory, Action<string>? report, bool xl = false)
     {
-        if (DemoModelBuilder.IsCurrent(directory)) return directory;
-        report?.Invoke($"Building the built-in demo model into {directory} (first use)…");
+        if (xl ? DemoXlModelBuilder.IsCurrent(directory) : DemoModelBuilder.IsCurrent(directory)) return directory;
+        string which = xl ? "demo XL model" : "demo model";
+        report?.Invoke($"Building the built-in {which} into {directory} (first use)…");
         var clock = Stopwatch.StartNew();
-        if (DemoModelBuilder.EnsureBuilt(directory))
-            report?.Invoke($"Built the demo model in {clock.Elapsed.TotalSeconds.ToString("F1", System.Globalization.CultureInfo.InvariantCulture)} s.");
+        if (xl ? DemoXlModelBuilder.EnsureBuilt(directory) : DemoModelBuilder.EnsureBuilt(directory))
+            report?.Invoke($"Built the {which} in {clock.Elapsed.TotalSeconds.ToString("F1", System.Globalization.CultureInfo.InvariantCulture)} s.");
         return directory;
     }
 }

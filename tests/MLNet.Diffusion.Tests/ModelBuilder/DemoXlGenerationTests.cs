@@ -18,10 +18,13 @@ public class DemoXlGenerationTests(DemoXlModelFixture model, ITestOutputHelper o
     private const int Steps = 12;
     private const float Guidance = 7.5f;
 
-    private float[] Generate(string prompt, long seed, float[] timeIdsRow)
+    private float[] Generate(string prompt, long seed, float[] timeIdsRow) => ReferenceLoop(model, prompt, seed, timeIdsRow, Steps, Guidance);
+
+    /// <summary>DDIM (η = 0, leading spacing, steps_offset 1, ᾱ_prev of the last step = ᾱ_0) written out over the graphs.</summary>
+    internal static float[] ReferenceLoop(DemoXlModelFixture model, string prompt, long seed, float[] timeIdsRow, int steps, float guidance)
     {
         var alphas = DemoUnet.AlphasCumprod();
-        var timesteps = SchedulerMath.SpacedTimesteps("leading", DemoUnet.TrainTimesteps, Steps, 1, roundToInteger: true);
+        var timesteps = SchedulerMath.SpacedTimesteps("leading", DemoUnet.TrainTimesteps, steps, 1, roundToInteger: true);
         var (positive, pooled) = model.Condition(prompt);
         var context = new float[2 * positive.Length];
         positive.CopyTo(context, positive.Length);       // row 0: zeros (negative), row 1: the prompt
@@ -32,16 +35,16 @@ public class DemoXlGenerationTests(DemoXlModelFixture model, ITestOutputHelper o
         var x = new float[n];
         new GaussianNoise(seed).Fill(x);
         var pair = new float[2 * n];
-        for (int s = 0; s < Steps; s++)
+        for (int s = 0; s < steps; s++)
         {
             int t = (int)timesteps[s];
-            double a = alphas[t], aPrev = s + 1 < Steps ? alphas[(int)timesteps[s + 1]] : alphas[0];
+            double a = alphas[t], aPrev = s + 1 < steps ? alphas[(int)timesteps[s + 1]] : alphas[0];
             x.CopyTo(pair, 0);
             x.CopyTo(pair, n);
             var eps = model.RunUnet(pair, [t, t], context, pooledPair, timeIds);
             for (int i = 0; i < n; i++)
             {
-                double e = eps[i] + Guidance * (eps[n + i] - eps[i]);
+                double e = eps[i] + guidance * (eps[n + i] - eps[i]);
                 double x0 = (x[i] - Math.Sqrt(1 - a) * e) / Math.Sqrt(a);
                 x[i] = (float)(Math.Sqrt(aPrev) * x0 + Math.Sqrt(1 - aPrev) * e);
             }
