@@ -76,20 +76,21 @@ public static class XlTestModelFactory
         Directory.CreateDirectory(Path.Combine(root, "scheduler"));
         File.WriteAllText(Path.Combine(root, "scheduler", "scheduler_config.json"), schedulerJson);
 
+        string? textExternal = o.ExternalWeights == "model.onnx_data" ? o.ExternalWeights : null;
         if (o.HasTextEncoder)
         {
             TestTokenizer.Write(Path.Combine(root, "tokenizer"), null);
-            XlTestModelGraphs.TextEncoder(o, 1).Save(Path.Combine(root, "text_encoder", "model.onnx"));
+            XlTestModelGraphs.TextEncoder(o, 1).Save(Path.Combine(root, "text_encoder", "model.onnx"), textExternal);
             WriteJson(Path.Combine(root, "text_encoder", "config.json"), EncoderConfig("CLIPTextModel", o.TextEncoderWidth, o.TextEncoderLayers, o.TextEncoderWidth));
         }
         if (o.HasTextEncoder2)
         {
             TestTokenizer.Write(Path.Combine(root, "tokenizer_2"), "!");
-            XlTestModelGraphs.TextEncoder(o, 2).Save(Path.Combine(root, "text_encoder_2", "model.onnx"));
+            XlTestModelGraphs.TextEncoder(o, 2).Save(Path.Combine(root, "text_encoder_2", "model.onnx"), textExternal);
             WriteJson(Path.Combine(root, "text_encoder_2", "config.json"), EncoderConfig("CLIPTextModelWithProjection", o.TextEncoder2Width, o.TextEncoder2Layers, o.ResolvedPooledWidth));
         }
 
-        XlTestModelGraphs.Unet(o, TestModelFactory.AlphasCumprod(scheduler)).Save(Path.Combine(root, "unet", "model.onnx"));
+        XlTestModelGraphs.Unet(o, TestModelFactory.AlphasCumprod(scheduler)).Save(Path.Combine(root, "unet", "model.onnx"), o.ExternalWeights);
         var unet = new JsonObject
         {
             ["_class_name"] = "UNet2DConditionModel",
@@ -479,6 +480,8 @@ public static class XlTestModelFactory
         int p = o.ResolvedPooledWidth;
         if (p < 1 || (o.IsXl && (p == o.TimeIdCount || p == GuidanceEmbeddingWidth)))
             throw new ArgumentException($"PooledWidth {p} must be positive and differ from the time-id count {o.TimeIdCount} and {GuidanceEmbeddingWidth}, or the UNet's rank-2 inputs cannot be told apart by width.", nameof(o));
+        if (o.ExternalWeights is not (null or "weights.pb" or "model.onnx_data"))
+            throw new ArgumentException($"ExternalWeights must be null, weights.pb or model.onnx_data, not '{o.ExternalWeights}'.", nameof(o));
         if (o.ResolvedSampleSize < 1) throw new ArgumentException($"SampleSize must be positive, not {o.ResolvedSampleSize}.", nameof(o));
         if (o.UnetStaticBatch is < 1) throw new ArgumentException($"UnetStaticBatch must be positive, not {o.UnetStaticBatch}.", nameof(o));
         if (!(o.ResolvedScalingFactor > 0)) throw new ArgumentException($"ScalingFactor must be positive, not {o.ResolvedScalingFactor}.", nameof(o));

@@ -436,6 +436,44 @@ public class XlTestModelFactoryTests(ITestOutputHelper output)
         return c;
     }
 
+    [Theory]
+    [InlineData("weights.pb")]
+    [InlineData("model.onnx_data")]
+    public void ExternalWeightsLieBesideTheModels(string external)
+    {
+        var o = new XlTestModelOptions { ExternalWeights = external };
+        using var model = XlTestModelFactory.CreateTemp(o);
+        foreach (var part in new[] { "unet", "text_encoder", "text_encoder_2" })
+        {
+            bool moved = part == "unet" || external == "model.onnx_data";
+            Assert.Equal(moved, File.Exists(Path.Combine(model.Path, part, external)));
+            if (moved) Assert.True(new FileInfo(Path.Combine(model.Path, part, "model.onnx")).Length < new FileInfo(Path.Combine(model.Path, part, external)).Length);
+        }
+        using var session = Open(model.Path, "text_encoder_2");
+        var ids = XlTestModelFactory.TokenIds(XlTextEncoder.TextEncoder2, "a photo of a cat");
+        var outputs = Run(session, ("input_ids", Ids(ids, OnnxElementType.Int64, 1)));
+        AssertClose(XlTestModelFactory.TextEmbeds(ids, o), outputs["text_embeds"], 1e-5, "text_embeds");
+        using var unet = Open(model.Path, "unet");
+        Assert.Equal(5, unet.InputNames.Count);
+    }
+
+    [Fact]
+    public void CreateWithoutDeletesOneComponent()
+    {
+        var dir = Directory.CreateTempSubdirectory("mlnd-xltestmodel-").FullName;
+        try
+        {
+            XlTestModelFactory.CreateWithout(dir, "text_encoder_2");
+            Assert.False(Directory.Exists(Path.Combine(dir, "text_encoder_2")));
+            Assert.True(File.Exists(Path.Combine(dir, "text_encoder", "model.onnx")));
+            Assert.Throws<ArgumentException>(() => XlTestModelFactory.CreateWithout(dir, "../outside"));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     // ---- VAE, options -------------------------------------------------------------------------------
 
     [Fact]
@@ -453,6 +491,7 @@ public class XlTestModelFactoryTests(ITestOutputHelper output)
     [InlineData("TextEncoderLayers")]
     [InlineData("TextEncoderIdType")]
     [InlineData("prediction_type")]
+    [InlineData("ExternalWeights")]
     public void InvalidOptionsAreRefusedByName(string what)
     {
         var o = what switch
@@ -460,6 +499,7 @@ public class XlTestModelFactoryTests(ITestOutputHelper output)
             "PooledWidth" => new XlTestModelOptions { PooledWidth = 6 },
             "TextEncoderLayers" => new XlTestModelOptions { TextEncoderLayers = 1 },
             "TextEncoderIdType" => new XlTestModelOptions { TextEncoderIdType = OnnxElementType.Float },
+            "ExternalWeights" => new XlTestModelOptions { ExternalWeights = "weights.bin" },
             _ => new XlTestModelOptions { SchedulerConfigJson = """{"_class_name":"EulerDiscreteScheduler","prediction_type":"v_prediction"}""" },
         };
         var e = Assert.Throws<ArgumentException>(() => XlTestModelFactory.CreateTemp(o));

@@ -74,8 +74,9 @@ public sealed record XlTestModelOptions
     /// <summary>The family (folder layout and UNet contract).</summary>
     public XlTestFamily Family { get; init; } = XlTestFamily.Sdxl;
 
-    /// <summary>SDXL-Turbo (or SD-Turbo with <see cref="XlTestFamily.Sd"/>): <see cref="TurboSchedulerConfig"/> and
-    /// sample_size 64 (512² images) unless <see cref="SchedulerConfigJson"/> / <see cref="SampleSize"/> say otherwise.</summary>
+    /// <summary>SDXL-Turbo: <see cref="TurboSchedulerConfig"/> and sample_size 64 (512² images) unless
+    /// <see cref="SchedulerConfigJson"/> / <see cref="SampleSize"/> say otherwise. (SD-Turbo has SD 2.1's contract: use
+    /// <see cref="TestModelFactory"/> with <see cref="TurboSchedulerConfig"/>, EmbeddingWidth 1024 and PadToken "!".)</summary>
     public bool Turbo { get; init; }
 
     /// <summary>LCM: the UNet takes <c>timestep_cond</c> [B, 256] (unet/config.json <c>time_cond_proj_dim</c> 256) and the
@@ -149,6 +150,13 @@ public sealed record XlTestModelOptions
 
     /// <summary>The VAE scaling factor; null for the family's: 0.13025 (SDXL families), 0.18215 (Sd).</summary>
     public float? ScalingFactor { get; init; }
+
+    /// <summary>
+    /// External weights: null (all inside model.onnx), "weights.pb" (diffusers' script: the UNet's initializers of 1 KiB
+    /// or more in unet/weights.pb) or "model.onnx_data" (Optimum: in model.onnx_data beside the UNet's and each text
+    /// encoder's model.onnx).
+    /// </summary>
+    public string? ExternalWeights { get; init; }
 
     /// <summary>The VAE encoder's output form.</summary>
     public VaeEncoderForm Encoder { get; init; } = VaeEncoderForm.LatentSample;
