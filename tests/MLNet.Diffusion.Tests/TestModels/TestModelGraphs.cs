@@ -31,7 +31,7 @@ internal static class TestModelGraphs
     }
 
     /// <summary>SplitMix64 of (seed, index) → a float uniform in [−1, 1) with 24 bits (exact, platform-independent).</summary>
-    private static float Uniform(int seed, int index)
+    internal static float Uniform(int seed, int index)
     {
         ulong z = (((ulong)(uint)seed << 32) | (uint)index) + 0x9E3779B97F4A7C15UL;
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
@@ -74,7 +74,7 @@ internal static class TestModelGraphs
 
     internal static OnnxGraphBuilder Unet(TestModelOptions o, double[] alphasCumprod)
     {
-        int d = o.EmbeddingWidth, n = alphasCumprod.Length;
+        int d = o.EmbeddingWidth;
         var g = new OnnxGraphBuilder("oracle_unet");
         var sample = In(g, g.Input("sample", FloatType(o), "batch", o.UnetInChannels, "height", "width"), o);
         var timestep = TimestepInput(g, o);
@@ -98,25 +98,7 @@ internal static class TestModelGraphs
             z = target;
         }
 
-        // σ(t) interpolated between ⌊t⌋ and ⌊t⌋ + 1 (the table repeats its last value once), √ᾱ = 1/√(1 + σ²), √(1 − ᾱ) = σ·√ᾱ.
-        var sigmas = new float[n + 1];
-        for (int i = 0; i < n; i++)
-        {
-            double a = Math.Max(alphasCumprod[i], 1.0 / (1 << 24)); // a zero-SNR last step keeps a finite σ
-            sigmas[i] = (float)Math.Sqrt((1 - a) / a);
-        }
-        sigmas[n] = sigmas[n - 1];
-        var sigmaTable = g.Initializer("sigma_table", sigmas, n + 1);
-        var clamped = g.Node("Clip", [timestep, g.Scalar(0f), g.Scalar(n - 1)]);
-        var floor = g.Node("Floor", [clamped]);
-        var frac = g.Sub(clamped, floor);
-        var lo = g.Cast(floor, OnnxElementType.Int64);
-        var sLo = g.Gather(sigmaTable, lo);
-        var sHi = g.Gather(sigmaTable, g.Add(lo, g.Longs(1)));
-        var sigma = g.Add(sLo, g.Mul(frac, g.Sub(sHi, sLo)));
-        var one = g.Scalar(1f);
-        var sqrtA = g.Div(one, g.Sqrt(g.Add(one, g.Mul(sigma, sigma))));
-        var sqrtB = g.Mul(sigma, sqrtA);
+        var (sqrtA, sqrtB) = NoiseLevels(g, timestep, alphasCumprod);
         var sa = g.Reshape(sqrtA, -1, 1, 1, 1);
         var sb = g.Reshape(sqrtB, -1, 1, 1, 1);
 
@@ -156,6 +138,34 @@ internal static class TestModelGraphs
     }
 
     /// <summary>
+    /// √ᾱ and √(1 − ᾱ) at a float32 <paramref name="timestep"/> ([batch] or [1]): σ(t) interpolated linearly between
+    /// ⌊t⌋ and ⌊t⌋ + 1 (t clamped to [0, N − 1]; the table repeats its last value once), √ᾱ = 1/√(1 + σ²),
+    /// √(1 − ᾱ) = σ·√ᾱ. A zero-SNR last step keeps a finite σ (ᾱ is floored at 2⁻²⁴).
+    /// </summary>
+    internal static (string SqrtAlpha, string SqrtOneMinusAlpha) NoiseLevels(OnnxGraphBuilder g, string timestep, double[] alphasCumprod)
+    {
+        int n = alphasCumprod.Length;
+        var sigmas = new float[n + 1];
+        for (int i = 0; i < n; i++)
+        {
+            double a = Math.Max(alphasCumprod[i], 1.0 / (1 << 24));
+            sigmas[i] = (float)Math.Sqrt((1 - a) / a);
+        }
+        sigmas[n] = sigmas[n - 1];
+        var sigmaTable = g.Initializer("sigma_table", sigmas, n + 1);
+        var clamped = g.Node("Clip", [timestep, g.Scalar(0f), g.Scalar(n - 1)]);
+        var floor = g.Node("Floor", [clamped]);
+        var frac = g.Sub(clamped, floor);
+        var lo = g.Cast(floor, OnnxElementType.Int64);
+        var sLo = g.Gather(sigmaTable, lo);
+        var sHi = g.Gather(sigmaTable, g.Add(lo, g.Longs(1)));
+        var sigma = g.Add(sLo, g.Mul(frac, g.Sub(sHi, sLo)));
+        var one = g.Scalar(1f);
+        var sqrtA = g.Div(one, g.Sqrt(g.Add(one, g.Mul(sigma, sigma))));
+        return (sqrtA, g.Mul(sigma, sqrtA));
+    }
+
+    /// <summary>
     /// <paramref name="x"/> + 0·(a chain of <paramref name="products"/> 256×256 matrix products seeded from
     /// <paramref name="seed"/>): the value is unchanged but each call does the work, which cannot be folded at load.
     /// </summary>
@@ -175,13 +185,20 @@ internal static class TestModelGraphs
     }
 
     /// <summary>Declares <c>timestep</c> per the options and returns it as float32 [batch] or [1].</summary>
-    private static string TimestepInput(OnnxGraphBuilder g, TestModelOptions o) => o.Timestep switch
+    private static string TimestepInput(OnnxGraphBuilder g, TestModelOptions o) => TimestepInput(g, o.Timestep, o.Fp16, "batch");
+
+    /// <summary>
+    /// Declares <c>timestep</c> in the given form (a float [batch] one is float16 when <paramref name="fp16"/>) with
+    /// <paramref name="batch"/> as its batch dimension (a name, or a fixed <see cref="int"/>), and returns it as float32
+    /// [batch] or [1].
+    /// </summary>
+    internal static string TimestepInput(OnnxGraphBuilder g, TimestepForm form, bool fp16, object batch) => form switch
     {
-        TimestepForm.FloatBatch when o.Fp16 => g.Cast(g.Input("timestep", OnnxElementType.Float16, "batch"), OnnxElementType.Float),
-        TimestepForm.FloatBatch => g.Input("timestep", OnnxElementType.Float, "batch"),
-        TimestepForm.Int64Batch => g.Cast(g.Input("timestep", OnnxElementType.Int64, "batch"), OnnxElementType.Float),
+        TimestepForm.FloatBatch when fp16 => g.Cast(g.Input("timestep", OnnxElementType.Float16, batch), OnnxElementType.Float),
+        TimestepForm.FloatBatch => g.Input("timestep", OnnxElementType.Float, batch),
+        TimestepForm.Int64Batch => g.Cast(g.Input("timestep", OnnxElementType.Int64, batch), OnnxElementType.Float),
         TimestepForm.FloatScalar => g.Reshape(g.Input("timestep", OnnxElementType.Float), 1),
-        _ => throw new ArgumentOutOfRangeException(nameof(o), o.Timestep, "Unknown timestep form."),
+        _ => throw new ArgumentOutOfRangeException(nameof(form), form, "Unknown timestep form."),
     };
 
     /// <summary>A UNet with a rank-3 <c>sample</c>, passed through as <c>out_sample</c>.</summary>
