@@ -7,7 +7,8 @@ namespace MLNet.Diffusion.Vae;
 /// <summary>
 /// The VAE decoder (<c>vae_decoder/model.onnx</c>): latents / scaling factor → RGB in [−1, 1]
 /// (<c>latent_sample</c> [B, 4, h, w] → <c>sample</c> [B, 3, 8h, 8w]). Images are decoded one at a time,
-/// as diffusers' ONNX pipeline does, which bounds memory at large sizes.
+/// as diffusers' ONNX pipeline does, and a large image in overlapping tiles (<see cref="VaeTiling"/>,
+/// <see cref="LatentTiles"/>), which bounds memory as the image grows.
 /// </summary>
 internal sealed class VaeDecoder : OnnxModelComponent
 {

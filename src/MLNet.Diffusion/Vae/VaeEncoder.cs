@@ -11,7 +11,7 @@ namespace MLNet.Diffusion.Vae;
 /// forms exist: <c>latent_sample</c> (sampled inside the graph, diffusers' export) and
 /// <c>latent_parameters</c> [B, 8, h, w] (Optimum ≥ 1.23: mean and log-variance stacked on channels), which is
 /// sampled here as mean + exp(½·clamp(logvar, −30, 20))·ε with the image's own noise, as diffusers'
-/// <c>DiagonalGaussianDistribution</c> does.
+/// <c>DiagonalGaussianDistribution</c> does. A large image is encoded in overlapping tiles (<see cref="VaeTiling"/>).
 /// </summary>
 internal sealed class VaeEncoder : OnnxModelComponent
 {
