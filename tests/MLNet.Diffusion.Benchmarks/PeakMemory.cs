@@ -56,7 +56,8 @@ public static class PeakMemory
         return 0;
     }
 
-    private static long Current(string key)
+    /// <summary>This process's <c>VmRSS</c> (working set) or <c>VmHWM</c> (its peak), in bytes.</summary>
+    internal static long Current(string key)
     {
         if (OperatingSystem.IsLinux())
         {

@@ -11,7 +11,7 @@ namespace MLNet.Diffusion.Vae;
 /// forms exist: <c>latent_sample</c> (sampled inside the graph, diffusers' export) and
 /// <c>latent_parameters</c> [B, 8, h, w] (Optimum ≥ 1.23: mean and log-variance stacked on channels), which is
 /// sampled here as mean + exp(½·clamp(logvar, −30, 20))·ε with the image's own noise, as diffusers'
-/// <c>DiagonalGaussianDistribution</c> does.
+/// <c>DiagonalGaussianDistribution</c> does. A large image is encoded in overlapping tiles (<see cref="VaeTiling"/>).
 /// </summary>
 internal sealed class VaeEncoder : OnnxModelComponent
 {
@@ -46,35 +46,50 @@ internal sealed class VaeEncoder : OnnxModelComponent
     /// <summary>Whether the model returns mean and log-variance (Optimum's <c>latent_parameters</c>) rather than a sample.</summary>
     public bool ReturnsDistribution => _parameters;
 
-    /// <summary>Encodes one image [3, H, W] in [−1, 1] into scaled latents [4, H/8, W/8].</summary>
+    /// <summary>The tile side in latents for an axis the model does not fix (<see cref="LatentTiles.DefaultTile"/>:
+    /// 512 pixels; smaller in tests).</summary>
+    internal int TileSize
+    {
+        get => _tileSize;
+        set => _tileSize = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "The VAE tile size must be at least 1 latent.");
+    }
+
+    private int _tileSize = LatentTiles.DefaultTile;
+
+    /// <summary>The encoder's downsampling factor: pixels per latent along each axis (SD's VAE, every version).</summary>
+    private const int PixelsPerLatent = 8;
+
+    /// <summary>Encodes one image [3, H, W] in [−1, 1] into scaled latents [4, H/8, W/8], whole or in overlapping tiles.</summary>
     /// <param name="pixels">The image, channel-major.</param>
     /// <param name="height">H.</param>
     /// <param name="width">W.</param>
     /// <param name="noise">Noise for sampling a <c>latent_parameters</c> output.</param>
     /// <param name="latentHeight">h of the result.</param>
     /// <param name="latentWidth">w of the result.</param>
-    /// <param name="cancellationToken">Cancels the run.</param>
-    public float[] Encode(ReadOnlySpan<float> pixels, int height, int width, INoiseSource noise, out int latentHeight, out int latentWidth, CancellationToken cancellationToken = default)
+    /// <param name="cancellationToken">Cancels the run in progress and stops before the next tile.</param>
+    /// <param name="tiling">Whether to encode in tiles (see <see cref="VaeTiling"/>; an image whose sides are not
+    /// multiples of 8 is encoded whole).</param>
+    /// <param name="onTile">Called after each tile with the tiles done and the tiles in all (not called for a whole-image encode).</param>
+    /// <exception cref="OperationCanceledException">Cancelled between tiles (a run stopped in progress throws ONNX Runtime's exception, as before).</exception>
+    public float[] Encode(ReadOnlySpan<float> pixels, int height, int width, INoiseSource noise, out int latentHeight, out int latentWidth, CancellationToken cancellationToken = default,
+        VaeTiling tiling = VaeTiling.Auto, Action<int, int>? onTile = null)
     {
         ThrowIfDisposed();
         cancellationToken.ThrowIfCancellationRequested();
         if (pixels.Length != 3 * height * width)
             throw new ArgumentException($"{pixels.Length} pixel values do not form [3, {height}, {width}].", nameof(pixels));
-        using var input = OrtTensor.Create(_input.ElementType, 1, 3, height, width);
-        input.Write(pixels);
-        using var runOptions = new RunOptions();
-        using var registration = cancellationToken.Register(() => runOptions.Terminate = true);
-        using var outputs = Run(runOptions, ["sample"], [input.Value], [_output]);
-        var info = outputs[0].GetTensorTypeAndShape();
-        var shape = info.Shape;
-        int expectedChannels = _parameters ? 8 : 4;
-        if (shape.Length != 4 || shape[0] != 1 || shape[1] != expectedChannels)
-            throw new InvalidDataException($"The vae_encoder model '{ModelPath}' returned '{_output}' of shape [{string.Join(", ", shape)}], expected [1, {expectedChannels}, h, w].");
-        latentHeight = (int)shape[2];
-        latentWidth = (int)shape[3];
-        int plane = latentHeight * latentWidth, n = 4 * plane;
-        var raw = new float[expectedChannels * plane];
-        OrtTensor.ReadFloats(outputs[0], info.ElementDataType, raw);
+        if (tiling is not (VaeTiling.Auto or VaeTiling.On or VaeTiling.Off))
+            throw new ArgumentOutOfRangeException(nameof(tiling), tiling, "VAE tiling must be Auto, On or Off.");
+        // Tiles start on latent boundaries, so only sides that are whole multiples of 8 pixels (here and in a fixed
+        // export, whose symbolic sides read as −1) can be tiled; any other image is encoded whole.
+        int fixedHeight = Math.Max(_input.Dimensions[2], 0), fixedWidth = Math.Max(_input.Dimensions[3], 0);
+        var tiles = height % PixelsPerLatent == 0 && width % PixelsPerLatent == 0 && fixedHeight % PixelsPerLatent == 0 && fixedWidth % PixelsPerLatent == 0
+            ? LatentTiles.Choose(tiling, height / PixelsPerLatent, width / PixelsPerLatent, fixedHeight / PixelsPerLatent, fixedWidth / PixelsPerLatent, TileSize)
+            : null;
+        var raw = tiles is null
+            ? EncodeWhole(pixels, height, width, out latentHeight, out latentWidth, cancellationToken)
+            : EncodeTiles(pixels, tiles, out latentHeight, out latentWidth, cancellationToken, onTile);
+        int n = 4 * latentHeight * latentWidth;
         var latents = new float[n];
         if (_parameters)
         {
@@ -91,5 +106,80 @@ internal sealed class VaeEncoder : OnnxModelComponent
         }
         System.Numerics.Tensors.TensorPrimitives.Multiply(latents, ScalingFactor, latents);
         return latents;
+    }
+
+    /// <summary>The channels of the model's output: 8 (mean ++ log-variance) or 4 (a sample).</summary>
+    private int OutputChannels => _parameters ? 8 : 4;
+
+    /// <summary>One run over the whole image; returns the model's output [C, h, w] (a sample, or mean ++ log-variance).</summary>
+    private float[] EncodeWhole(ReadOnlySpan<float> pixels, int height, int width, out int latentHeight, out int latentWidth, CancellationToken cancellationToken)
+    {
+        using var input = OrtTensor.Create(_input.ElementType, 1, 3, height, width);
+        input.Write(pixels);
+        using var runOptions = new RunOptions();
+        using var registration = cancellationToken.Register(() => runOptions.Terminate = true);
+        using var outputs = Run(runOptions, ["sample"], [input.Value], [_output]);
+        var info = outputs[0].GetTensorTypeAndShape();
+        var shape = info.Shape;
+        int expectedChannels = OutputChannels;
+        if (shape.Length != 4 || shape[0] != 1 || shape[1] != expectedChannels)
+            throw new InvalidDataException($"The vae_encoder model '{ModelPath}' returned '{_output}' of shape [{string.Join(", ", shape)}], expected [1, {expectedChannels}, h, w].");
+        latentHeight = (int)shape[2];
+        latentWidth = (int)shape[3];
+        var raw = new float[expectedChannels * latentHeight * latentWidth];
+        OrtTensor.ReadFloats(outputs[0], info.ElementDataType, raw);
+        return raw;
+    }
+
+    /// <summary>
+    /// Encodes tile by tile (diffusers' <c>AutoencoderKL.tiled_encode</c>: pixel tiles encoded alone, their outputs
+    /// blended linearly across the overlaps and cropped). A <c>latent_parameters</c> model's mean and log-variance are
+    /// blended, and the caller samples once from the blend, as diffusers builds one <c>DiagonalGaussianDistribution</c>
+    /// from the blended moments. The tile's input tensor is made once and reused; the latent-sized output is the only
+    /// buffer that grows with the image.
+    /// </summary>
+    private float[] EncodeTiles(ReadOnlySpan<float> pixels, LatentTiles tiles, out int latentHeight, out int latentWidth, CancellationToken cancellationToken, Action<int, int>? onTile)
+    {
+        latentHeight = tiles.Rows.Length;
+        latentWidth = tiles.Columns.Length;
+        int height = latentHeight * PixelsPerLatent, width = latentWidth * PixelsPerLatent;
+        int tileHeight = tiles.Rows.Tile * PixelsPerLatent, tileWidth = tiles.Columns.Tile * PixelsPerLatent;
+        int channels = OutputChannels;
+        using var input = OrtTensor.Create(_input.ElementType, 1, 3, tileHeight, tileWidth);
+        var raw = new float[channels * latentHeight * latentWidth];
+        var rowWeights = tiles.Rows.Weights(1);
+        var columnWeights = tiles.Columns.Weights(1);
+        var line = new float[tiles.Columns.Tile];
+        float[]? converted = null;
+        using var runOptions = new RunOptions();
+        using var registration = cancellationToken.Register(() => runOptions.Terminate = true);
+        for (int t = 0; t < tiles.Count; t++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var (top, left, _, _) = tiles[t];
+            for (int c = 0; c < 3; c++)
+                for (int y = 0; y < tileHeight; y++)
+                    input.Write(pixels.Slice((c * height + top * PixelsPerLatent + y) * width + left * PixelsPerLatent, tileWidth), (c * tileHeight + y) * tileWidth);
+            using var outputs = Run(runOptions, ["sample"], [input.Value], [_output]);
+            var info = outputs[0].GetTensorTypeAndShape();
+            var shape = info.Shape;
+            if (shape.Length != 4 || shape[0] != 1 || shape[1] != channels || shape[2] != tiles.Rows.Tile || shape[3] != tiles.Columns.Tile)
+                throw new InvalidDataException($"The vae_encoder model '{ModelPath}' returned '{_output}' of shape [{string.Join(", ", shape)}] for a tile of {tileWidth}×{tileHeight} pixels, " +
+                    $"expected [1, {channels}, {tiles.Rows.Tile}, {tiles.Columns.Tile}] (one latent per 8×8 pixels). Encode this model without tiling (VaeTiling.Off).");
+            ReadOnlySpan<float> encoded;
+            if (info.ElementDataType == TensorElementType.Float)
+            {
+                encoded = outputs[0].GetTensorDataAsSpan<float>();
+            }
+            else
+            {
+                converted ??= new float[channels * tiles.Rows.Tile * tiles.Columns.Tile];
+                OrtTensor.ReadFloats(outputs[0], info.ElementDataType, converted);
+                encoded = converted;
+            }
+            tiles.Accumulate(t, encoded, channels, 1, rowWeights, columnWeights, raw, line);
+            onTile?.Invoke(t + 1, tiles.Count);
+        }
+        return raw;
     }
 }
