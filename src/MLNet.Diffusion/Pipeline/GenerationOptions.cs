@@ -30,6 +30,13 @@ public sealed class GenerationOptions
     public float GuidanceRescale { get; set; }
 
     /// <summary>
+    /// Whether the VAE decodes (and encodes init images) in overlapping tiles blended together, so that memory stays
+    /// bounded as images grow (diffusers' <c>enable_vae_tiling</c>). Default <see cref="VaeTiling.Auto"/>: tiles above
+    /// 1024×1024 pixels.
+    /// </summary>
+    public VaeTiling VaeTiling { get; set; } = VaeTiling.Auto;
+
+    /// <summary>
     /// SDXL base → refiner: stop after this fraction of the schedule (strictly between 0 and 1), leaving latents that are
     /// still noisy for a refiner to finish (diffusers' <c>denoising_end</c>: the calls whose timestep is at least
     /// round(N − f·N) of the N training timesteps). Null: run the whole schedule.

@@ -63,6 +63,10 @@ internal static class SettingLimits
         }
     }
 
+    /// <summary>A VAE tiling choice: one of the enum's named values.</summary>
+    public static string? Tiling(string name, VaeTiling value) =>
+        Enum.IsDefined(value) ? null : $"{name} must be Auto, On or Off; got {(int)value}.";
+
     /// <summary>The base → refiner split: null, or a fraction strictly between 0 and 1.</summary>
     public static string? DenoisingFraction(string name, float? value) =>
         value is float v && !(v > 0 && v < 1) ? $"{name} must be strictly between 0 and 1 (0.8 hands the last 20 % of the schedule to the refiner), or null; got {Format(v)}." : null;
@@ -108,6 +112,7 @@ internal static class SettingLimits
             GuidanceScale($"{prefix}.{nameof(options.GuidanceScale)}", options.GuidanceScale),
             Eta($"{prefix}.{nameof(options.Eta)}", options.Eta),
             GuidanceRescale($"{prefix}.{nameof(options.GuidanceRescale)}", options.GuidanceRescale),
+            Tiling($"{prefix}.{nameof(options.VaeTiling)}", options.VaeTiling),
             DenoisingFraction($"{prefix}.{nameof(options.DenoisingEnd)}", options.DenoisingEnd),
             DenoisingFraction($"{prefix}.{nameof(options.DenoisingStart)}", options.DenoisingStart),
             ConditioningSize($"{prefix}.{nameof(options.OriginalWidth)}", options.OriginalWidth),

@@ -71,7 +71,7 @@ public sealed partial class StableDiffusionPipeline
         var noise = new BatchNoise(generators);
         var initialNoise = new float[shape.LatentLength];
         noise.Fill(initialNoise);
-        var images = PrepareImages(rows, requests, startStep, shape, generators, counter, cancellationToken);
+        var images = PrepareImages(rows, requests, startStep, shape, generators, counter, plan.Options.VaeTiling, cancellationToken);
         var latents = plan.Options.DenoisingStart is null ? PrepareLatents(shape, scheduler, startStep, begin, initialNoise, images) : HandedOverLatents(shape, requests);
         if (begin > 0) scheduler.SetBeginIndex(begin);
 

@@ -47,7 +47,7 @@ public sealed partial class StableDiffusionPipeline
         RequireEncoder(null);
         try
         {
-            return EncodePixels(ImageTensor.FromImageResized(image, width, height), width, height, noise ?? ZeroNoise.Instance, 0, 1, 0, cancellationToken);
+            return EncodePixels(ImageTensor.FromImageResized(image, width, height), width, height, noise ?? ZeroNoise.Instance, 0, 1, 0, VaeTiling.Auto, cancellationToken);
         }
         catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
         {
@@ -63,9 +63,9 @@ public sealed partial class StableDiffusionPipeline
     }
 
     /// <summary>Encodes one image (item <paramref name="item"/> of <paramref name="items"/>, the caller's image <paramref name="imageIndex"/>).</summary>
-    private float[] EncodePixels(float[] pixels, int width, int height, INoiseSource noise, int item, int items, int imageIndex, CancellationToken cancellationToken)
+    private float[] EncodePixels(float[] pixels, int width, int height, INoiseSource noise, int item, int items, int imageIndex, VaeTiling tiling, CancellationToken cancellationToken)
     {
-        var latents = VaeEncoder!.Encode(pixels, height, width, noise, out int lh, out int lw, cancellationToken);
+        var latents = VaeEncoder!.Encode(pixels, height, width, noise, out int lh, out int lw, cancellationToken, tiling);
         if (lh != height / 8 || lw != width / 8)
             throw new InvalidDataException($"The vae_encoder model '{VaeEncoder.ModelPath}' encoded a {width}×{height} image into {lw}×{lh} latents; expected {width / 8}×{height / 8}.");
         NonFiniteLatentsException.ThrowIfNonFinite(latents, DiffusionStage.EncodingImages, "VAE encoder output", item + 1, items, null, latents.Length, imageOffset: imageIndex,
@@ -123,7 +123,8 @@ public sealed partial class StableDiffusionPipeline
     /// Encodes what a batch needs. Each image's generator has drawn its initial noise already; here it draws the init
     /// image's sample, then the masked image's (Optimum's <c>latent_parameters</c> form only).
     /// </summary>
-    private ImageConditioning PrepareImages(int[] rows, ImagePrompt[] items, int startStep, BatchShape shape, GaussianNoise[] generators, ProgressCounter counter, CancellationToken cancellationToken)
+    private ImageConditioning PrepareImages(int[] rows, ImagePrompt[] items, int startStep, BatchShape shape, GaussianNoise[] generators, ProgressCounter counter,
+        VaeTiling tiling, CancellationToken cancellationToken)
     {
         int n = shape.Images, width = shape.Width, height = shape.Height, hw = shape.PlaneLength, per = shape.ImageLength, plane = width * height;
         var c = new ImageConditioning(n);
@@ -137,7 +138,7 @@ public sealed partial class StableDiffusionPipeline
             if (startStep > 0 || (!InpaintingUNet && pixelMask is not null))
             {
                 c.Latents ??= new float[n * per];
-                EncodePixels(pixels, width, height, generators[i], i, n, rows[i], cancellationToken).CopyTo(c.Latents, i * per);
+                EncodePixels(pixels, width, height, generators[i], i, n, rows[i], tiling, cancellationToken).CopyTo(c.Latents, i * per);
             }
             if (pixelMask is not null || InpaintingUNet)
             {
@@ -153,7 +154,7 @@ public sealed partial class StableDiffusionPipeline
                     if (pixelMask is null || pixelMask[p] >= 0.5f)
                         pixels[p] = pixels[plane + p] = pixels[2 * plane + p] = 0;
                 c.MaskedLatents ??= new float[n * per];
-                EncodePixels(pixels, width, height, generators[i], i, n, rows[i], cancellationToken).CopyTo(c.MaskedLatents, i * per);
+                EncodePixels(pixels, width, height, generators[i], i, n, rows[i], tiling, cancellationToken).CopyTo(c.MaskedLatents, i * per);
             }
             else if (pixelMask is not null)
             {

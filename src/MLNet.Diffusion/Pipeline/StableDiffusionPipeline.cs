@@ -143,7 +143,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         // 2–4. per UNet batch: set_timesteps, prepare_latents, the denoising loop.
         var latents = DenoiseCore(plan, embeddings, progress, cancellationToken);
         // 5. vae.decode, each image at its own size.
-        var images = decode ? DecodeCore(latents, i => LatentSize(plan.Resolved[i].Batch), progress, cancellationToken) : null;
+        var images = decode ? DecodeCore(latents, i => LatentSize(plan.Resolved[i].Batch), options.VaeTiling, progress, cancellationToken) : null;
         return new GenerationOutput(embeddings, latents, images);
     }
 
@@ -375,11 +375,11 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         int per = latents.Length / count;
         var each = new float[count][];
         for (int i = 0; i < count; i++) each[i] = latents.Slice(i * per, per).ToArray();
-        return DecodeCore(each, _ => (latentHeight, latentWidth), progress, cancellationToken);
+        return DecodeCore(each, _ => (latentHeight, latentWidth), VaeTiling.Auto, progress, cancellationToken);
     }
 
     /// <summary>Decode: image i from <paramref name="latents"/>[i] at latent size <paramref name="latentSizeOf"/>(i), one VAE decoder run each.</summary>
-    private MLImage[] DecodeCore(float[][] latents, Func<int, (int Height, int Width)> latentSizeOf, IProgress<DiffusionProgress>? progress, CancellationToken cancellationToken)
+    private MLImage[] DecodeCore(float[][] latents, Func<int, (int Height, int Width)> latentSizeOf, VaeTiling tiling, IProgress<DiffusionProgress>? progress, CancellationToken cancellationToken)
     {
         int count = latents.Length;
         var images = new MLImage[count];
@@ -388,7 +388,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             for (int i = 0; i < count; i++)
             {
                 var (latentHeight, latentWidth) = latentSizeOf(i);
-                var pixels = VaeDecoder.Decode(latents[i], latentHeight, latentWidth, out int height, out int width, cancellationToken);
+                var pixels = VaeDecoder.Decode(latents[i], latentHeight, latentWidth, out int height, out int width, cancellationToken, tiling);
                 NonFiniteLatentsException.ThrowIfNonFinite(pixels, DiffusionStage.Decoding, "VAE decoder output", i + 1, count, null, pixels.Length, imageOffset: i,
                     source: new NonFiniteSource(VaeDecoder, latents[i]));
                 images[i] = ImageTensor.ToImage(pixels, width, height);
