@@ -131,6 +131,24 @@ public sealed class SdxlFamilyTests
     }
 
     [Fact]
+    public void TurboWithTheFolderDefaultsRunsOneCallAtTimestep999AndLandsOnTheDenoisedEstimate()
+    {
+        var o = new XlTestModelOptions { Turbo = true };
+        using var folder = XlTestModelFactory.CreateTemp(o);
+        using var pipeline = StableDiffusionPipeline.Load(folder.Path);
+        Assert.Equal(512, pipeline.DefaultSize);
+        var schedule = MLNet.Diffusion.Schedulers.SchedulerFactory.Create(null, pipeline.SchedulerConfig);
+        schedule.SetTimesteps(1);
+        Assert.Equal([999f], schedule.Timesteps.ToArray());
+        long runs = pipeline.UNet.RunCount;
+        var latents = Generate(pipeline, new GenerationOptions { Steps = 1, GuidanceScale = 0 });
+        Assert.Equal(1, pipeline.UNet.RunCount - runs);
+        // Euler ancestral from σ_max straight to σ = 0 adds no noise: the result is the oracle's x̂₀, the target.
+        var expected = TestModelFactory.ExpandTarget(Target(Prompt, TimeIds(512, 512, 0, 0, 512, 512), o), 64, 64);
+        Assert.True(MaxAbsDiff(latents, expected) < Tolerance, $"max error {MaxAbsDiff(latents, expected)}");
+    }
+
+    [Fact]
     public void ExporterConventionsGiveTheSameImage()
     {
         var reference = new XlTestModelOptions();
