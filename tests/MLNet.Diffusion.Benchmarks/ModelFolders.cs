@@ -32,18 +32,27 @@ public static class ModelFolders
     /// <summary>The options of <see cref="SyntheticSd15"/>.</summary>
     public static SyntheticModelOptions SyntheticSd15Options { get; } = new();
 
-    private static string Synthetic(string name, SyntheticModelOptions options)
+    /// <summary>The synthetic UNet with SDXL's contract, widths and latent shape (4×128×128, 1024×1024 images).</summary>
+    public static string SyntheticSdxl => Synthetic("synthetic-sdxl", SyntheticSdxlOptions.ToString(), dir => SyntheticXlModelFolder.Write(dir, SyntheticSdxlOptions));
+
+    /// <summary>The options of <see cref="SyntheticSdxl"/>.</summary>
+    public static SyntheticXlModelOptions SyntheticSdxlOptions { get; } = new();
+
+    private static string Synthetic(string name, SyntheticModelOptions options) =>
+        Synthetic(name, options.ToString(), dir => SyntheticModelFolder.Write(dir, options));
+
+    /// <summary>The folder <paramref name="name"/>, written by <paramref name="write"/> unless its stamp already says <paramref name="expected"/>.</summary>
+    private static string Synthetic(string name, string expected, Action<string> write)
     {
         string dir = Path.Combine(Root, name);
         string stamp = Path.Combine(dir, "synthetic.stamp");
-        string expected = options.ToString();
         lock (Gate)
         {
             if (File.Exists(stamp) && File.ReadAllText(stamp) == expected) return dir;
             Directory.CreateDirectory(Root);
             using var fileLock = new FileStream(dir + ".lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.DeleteOnClose);
             if (File.Exists(stamp) && File.ReadAllText(stamp) == expected) return dir;
-            SyntheticModelFolder.Write(dir, options);
+            write(dir);
             File.WriteAllText(stamp, expected);
             return dir;
         }

@@ -20,10 +20,14 @@ public static class Report
 
     private static DiffusionRuntimeOptions s_runtime = new();
 
-    /// <summary><c>report [--quick] [--cuda [--cuda-graph]]</c> (CUDA needs <c>-p:Ort=gpu</c> at build time).</summary>
+    /// <summary>
+    /// <c>report [--quick] [--only overhead] [--cuda [--cuda-graph]]</c> (CUDA needs <c>-p:Ort=gpu</c> at build time);
+    /// <c>--only overhead</c> prints the first table alone (overhead outside ONNX Runtime and bytes per step).
+    /// </summary>
     public static int Run(string[] args)
     {
         bool quick = args.Contains("--quick");
+        bool overheadOnly = args.SkipWhile(a => a != "--only").Skip(1).FirstOrDefault() == "overhead";
         s_runtime = new DiffusionRuntimeOptions
         {
             Device = args.Contains("--cuda") ? ExecutionDevice.Cuda : ExecutionDevice.Cpu,
@@ -32,13 +36,17 @@ public static class Report
         };
         Console.WriteLine($"Machine: {Environment.ProcessorCount} logical CPUs, {RuntimeInformationText()}; ONNX Runtime intra-op threads: {ThreadsText(new OnnxSessionFactory(new DiffusionRuntimeOptions()))}");
         Console.WriteLine();
-        Console.WriteLine("| model | UNet batch | latent | steps (calls) | denoise wall | inside ORT Run | overhead | per call | bytes/step after warm-up |");
-        Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        Console.WriteLine("| model | UNet batch | latent | steps (calls) | denoise wall | inside ORT Run | overhead | of which set-up; median step | per call | bytes/step after warm-up |");
+        Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         Overhead("synthetic SD 1.5-shaped", ModelFolders.SyntheticSd15, 512, quick ? 3 : 8, useIoBinding: true);
         Overhead("synthetic SD 1.5-shaped, UseIoBinding = false", ModelFolders.SyntheticSd15, 512, quick ? 3 : 8, useIoBinding: false);
+        Overhead("synthetic SDXL-shaped", ModelFolders.SyntheticSdxl, 1024, quick ? 2 : 4, useIoBinding: true);
+        Overhead("synthetic SDXL-shaped", ModelFolders.SyntheticSdxl, 1024, quick ? 2 : 20, useIoBinding: true);
+        Overhead("synthetic SDXL-shaped", ModelFolders.SyntheticSdxl, 512, quick ? 3 : 8, useIoBinding: true);
         Overhead("demo", ModelFolders.Demo, DemoDataset.ImageSize, 25, useIoBinding: true);
         Overhead("demo, UseIoBinding = false", ModelFolders.Demo, DemoDataset.ImageSize, 25, useIoBinding: false);
         Console.WriteLine();
+        if (overheadOnly) return 0;
 
         Console.WriteLine("| model | path | text → image (median of runs) | vs naive |");
         Console.WriteLine("| --- | --- | --- | --- |");
@@ -144,29 +152,39 @@ public static class Report
         return 0;
     }
 
-    private static void Overhead(string name, string folder, int size, int steps, bool useIoBinding)
+    private static void Overhead(string name, string folder, int size, int stepCount, bool useIoBinding)
     {
         var runtime = s_runtime.Clone();
         runtime.UseIoBinding = useIoBinding;
         runtime.EnableCudaGraph &= useIoBinding;
         using var pipeline = StableDiffusionPipeline.Load(folder, runtime);
-        var options = new GenerationOptions { Steps = steps, Scheduler = "euler", GuidanceScale = 7.5f, Width = size, Height = size };
-        var cond = pipeline.EncodeText(["a red circle"]);
-        var uncond = pipeline.EncodeText([""]);
-        pipeline.Denoise(cond, uncond, [1], [7.5f], options); // warm-up
-        var probe = new StepProbe();
+        var options = new GenerationOptions { Steps = stepCount, Scheduler = "euler", GuidanceScale = 7.5f, Width = size, Height = size };
+        // The prompt's embeddings and the model's default negative ones (the empty prompt's, or SDXL's zeros), with the
+        // pooled embeddings where the UNet takes them: the loop as Generate runs it, without the text encoder and the VAE.
+        var prompt = pipeline.EncodeTexts(["a red circle"], null, CancellationToken.None)[0];
+        var negative = pipeline.UnconditionalEmbedding;
+        PromptEmbedding[] embeddings = [new(prompt.Hidden, negative.Hidden) { ConditionalPooled = prompt.Pooled, UnconditionalPooled = negative.Pooled }];
+        pipeline.Denoise([new ImagePrompt("", 1) { GuidanceScale = 7.5f }], embeddings, options, null, CancellationToken.None); // warm-up
+        var probe = new StepProbe(pipeline);
         var runBefore = pipeline.UNet.RunTime;
         long callsBefore = pipeline.UNet.RunCount;
         long start = Stopwatch.GetTimestamp();
-        pipeline.Denoise(cond, uncond, [2], [7.5f], options, probe);
-        var wall = Stopwatch.GetElapsedTime(start);
+        pipeline.Denoise([new ImagePrompt("", 2) { GuidanceScale = 7.5f }], embeddings, options, probe, CancellationToken.None);
+        long stop = Stopwatch.GetTimestamp();
+        var wall = Stopwatch.GetElapsedTime(start, stop);
         var inside = pipeline.UNet.RunTime - runBefore;
         long calls = pipeline.UNet.RunCount - callsBefore;
         var perStep = probe.Deltas.Skip(1).ToArray();
         string bytes = perStep.Length == 0 ? "–" : perStep.Min() == perStep.Max() ? perStep[0].ToString(Inv) : $"{perStep.Min()}–{perStep.Max()}";
         name += $" [{pipeline.Device}, {pipeline.UNet.RunPath}{(pipeline.UNet.CudaGraph ? ", CUDA graph" : "")}]";
+        // Where the host time goes: before the first step's report and after the last (the per-batch set-up: binding,
+        // noise, embeddings, and the hand-back), against the median step's time outside Run.
+        var setUp = Stopwatch.GetElapsedTime(start, probe.Times[0]) - (probe.Runs[0] - runBefore) + Stopwatch.GetElapsedTime(probe.Times[^1], stop);
+        var steps = Enumerable.Range(1, probe.Times.Count - 1)
+            .Select(i => (Stopwatch.GetElapsedTime(probe.Times[i - 1], probe.Times[i]) - (probe.Runs[i] - probe.Runs[i - 1])).TotalMilliseconds).Order().ToArray();
+        string split = string.Create(Inv, $"{setUp.TotalMilliseconds:F2} ms; {(steps.Length == 0 ? 0 : steps[steps.Length / 2]):F2} ms");
         Console.WriteLine(string.Create(Inv,
-            $"| {name} | 2 | 4×{size / 8}×{size / 8} | {steps} ({calls}) | {wall.TotalMilliseconds:F1} ms | {inside.TotalMilliseconds:F1} ms | {(wall - inside).TotalMilliseconds:F2} ms ({(wall - inside) / wall * 100:F2} %) | {wall.TotalMilliseconds / calls:F2} ms | {bytes} |"));
+            $"| {name} | 2 | 4×{size / 8}×{size / 8} | {stepCount} ({calls}) | {wall.TotalMilliseconds:F1} ms | {inside.TotalMilliseconds:F1} ms | {(wall - inside).TotalMilliseconds:F2} ms ({(wall - inside) / wall * 100:F2} %) | {split} | {wall.TotalMilliseconds / calls:F2} ms | {bytes} |"));
     }
 
     private static void EndToEnd(string name, string folder, int size, int steps, int runs)
@@ -283,13 +301,17 @@ public static class Report
         $"{System.Runtime.InteropServices.RuntimeInformation.OSDescription.Trim()}, {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}";
 
     /// <summary>Managed bytes allocated on this thread between consecutive progress reports (one step each).</summary>
-    private sealed class StepProbe : IProgress<DiffusionProgress>
+    private sealed class StepProbe(StableDiffusionPipeline pipeline) : IProgress<DiffusionProgress>
     {
         private long _last = -1;
         public List<long> Deltas { get; } = new(256);
+        public List<long> Times { get; } = new(256);
+        public List<TimeSpan> Runs { get; } = new(256);
 
         public void Report(DiffusionProgress value)
         {
+            Times.Add(Stopwatch.GetTimestamp());
+            Runs.Add(pipeline.UNet.RunTime);
             long now = GC.GetAllocatedBytesForCurrentThread();
             if (_last >= 0) Deltas.Add(now - _last);
             _last = GC.GetAllocatedBytesForCurrentThread();

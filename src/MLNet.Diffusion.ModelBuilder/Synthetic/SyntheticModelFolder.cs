@@ -28,8 +28,7 @@ public static class SyntheticModelFolder
     public static string Write(string directory, SyntheticModelOptions? options = null)
     {
         options ??= new SyntheticModelOptions();
-        if (options.Channels < 4 || options.ResidualBlocks < 2 || options.AttentionWidth < 1 || options.EmbeddingWidth < 8 || options.SampleSize < 1)
-            throw new ArgumentException("Channels ≥ 4, ResidualBlocks ≥ 2, AttentionWidth ≥ 1, EmbeddingWidth ≥ 8 and SampleSize ≥ 1 are required.", nameof(options));
+        CheckOptions(options, nameof(options));
         string root = Path.GetFullPath(directory);
         Directory.CreateDirectory(root);
         File.WriteAllText(Path.Combine(root, "model_index.json"),
@@ -43,10 +42,24 @@ public static class SyntheticModelFolder
         UNet(options, random).Save(Path.Combine(root, "unet", "model.onnx"));
         File.WriteAllText(Path.Combine(root, "unet", "config.json"), string.Create(CultureInfo.InvariantCulture,
             $$"""{"_class_name":"UNet2DConditionModel","cross_attention_dim":{{options.EmbeddingWidth}},"in_channels":4,"out_channels":4,"sample_size":{{options.SampleSize}}}"""));
+        WriteVaeDecoder(root, random, options.SampleSize, "\"scaling_factor\":0.18215");
+        return root;
+    }
+
+    /// <summary>Writes <c>vae_decoder/</c>: <see cref="VaeDecoder"/> and a config.json with <paramref name="scalingEntries"/>
+    /// (the scaling factor and, for SDXL, <c>force_upcast</c>).</summary>
+    internal static void WriteVaeDecoder(string root, WeightRandom random, int sampleSize, string scalingEntries)
+    {
         VaeDecoder(random).Save(Path.Combine(root, "vae_decoder", "model.onnx"));
         File.WriteAllText(Path.Combine(root, "vae_decoder", "config.json"), string.Create(CultureInfo.InvariantCulture,
-            $$"""{"_class_name":"AutoencoderKL","latent_channels":4,"sample_size":{{options.SampleSize * 8}},"scaling_factor":0.18215}"""));
-        return root;
+            $$"""{"_class_name":"AutoencoderKL","latent_channels":4,"sample_size":{{sampleSize * 8}},{{scalingEntries}}}"""));
+    }
+
+    /// <summary>Checks the sizes every synthetic UNet needs.</summary>
+    internal static void CheckOptions(SyntheticModelOptions options, string parameterName)
+    {
+        if (options.Channels < 4 || options.ResidualBlocks < 2 || options.AttentionWidth < 1 || options.EmbeddingWidth < 8 || options.SampleSize < 1)
+            throw new ArgumentException($"Channels ≥ 4, ResidualBlocks ≥ 2, AttentionWidth ≥ 1, EmbeddingWidth ≥ 8 and SampleSize ≥ 1 are required; got {options}.", parameterName);
     }
 
     /// <summary>The bytes of all .onnx files under <paramref name="directory"/> (the model size).</summary>
@@ -54,7 +67,17 @@ public static class SyntheticModelFolder
         Directory.EnumerateFiles(directory, "*.onnx", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length);
 
     /// <summary>The UNet graph alone.</summary>
-    public static OnnxGraphBuilder UNet(SyntheticModelOptions o, WeightRandom random)
+    public static OnnxGraphBuilder UNet(SyntheticModelOptions o, WeightRandom random) => UNetGraph(o, random, attentionStride: 1, addedEmbedding: null);
+
+    /// <summary>
+    /// The UNet graph: <paramref name="attentionStride"/> is the factor by which the attention block's resolution is below
+    /// the latents' (1: SD 1.5, whose first attention level is at full latent resolution; 2: SDXL, whose first level has
+    /// no attention and whose second is at half resolution); <paramref name="addedEmbedding"/>, when given, declares the
+    /// extra inputs after the core three and returns a [B, C] embedding added to the time embedding before its SiLU
+    /// (diffusers' <c>emb = emb + aug_emb</c>).
+    /// </summary>
+    internal static OnnxGraphBuilder UNetGraph(SyntheticModelOptions o, WeightRandom random, int attentionStride,
+        Func<OnnxGraphBuilder, WeightRandom, int, string>? addedEmbedding)
     {
         int c = o.Channels, d = o.AttentionWidth, e = o.EmbeddingWidth;
         var g = new OnnxGraphBuilder("synthetic_unet");
@@ -67,7 +90,9 @@ public static class SyntheticModelFolder
         for (int i = 0; i < 16; i++) freqs[i] = MathF.Exp(-MathF.Log(10000f) * i / 16);
         var phase = g.Mul(g.Unsqueeze(timestep, 1), g.Initializer("time_freqs", freqs, 1, 16));
         var features = g.Concat(1, g.Sin(phase), g.Cos(phase));
-        var temb = g.Silu(g.Add(g.MatMul(features, Dense(g, random, "time_w", 32, c, 1)), Zeros(g, "time_b", c)));
+        var embedding = g.Add(g.MatMul(features, Dense(g, random, "time_w", 32, c, 1)), Zeros(g, "time_b", c));
+        if (addedEmbedding is not null) embedding = g.Add(embedding, addedEmbedding(g, random, c));
+        var temb = g.Silu(embedding);
 
         var h = SameConv(g, sample, ConvWeights(g, random, "conv_in", c, 4, 3, 1), Zeros(g, "conv_in_b", c), 3);
         h = g.Add(h, g.Unsqueeze(temb, 2, 3));
@@ -75,7 +100,7 @@ public static class SyntheticModelFolder
         {
             var r = SameConv(g, g.Silu(h), ConvWeights(g, random, $"res{block}", c, c, 3, 0.5f), Zeros(g, $"res{block}_b", c), 3);
             h = g.Add(h, r);
-            if (block == o.ResidualBlocks / 2 - 1) h = Attention(g, random, h, context, c, d, e);
+            if (block == o.ResidualBlocks / 2 - 1) h = g.Add(h, Attention(g, random, h, context, c, d, e, attentionStride));
         }
         var output = SameConv(g, g.Silu(h), ConvWeights(g, random, "conv_out", 4, c, 3, 1), Zeros(g, "conv_out_b", 4), 3);
         g.NodeNamed("Tanh", [output], "out_sample");
@@ -83,10 +108,15 @@ public static class SyntheticModelFolder
         return g;
     }
 
-    /// <summary>Self-attention over the h·w latent pixels and cross-attention to the text, both at width d, residual.</summary>
-    private static string Attention(OnnxGraphBuilder g, WeightRandom random, string h, string context, int c, int d, int e)
+    /// <summary>
+    /// Self-attention over the latent pixels and cross-attention to the text, both at width d, at 1/<paramref name="stride"/>
+    /// of the latent resolution (average-pooled, then nearest-upsampled back to h's size, so odd sizes work too): returns
+    /// the residual to add to h.
+    /// </summary>
+    private static string Attention(OnnxGraphBuilder g, WeightRandom random, string h, string context, int c, int d, int e, int stride)
     {
-        var tokens = g.Transpose(g.Reshape(h, 0, c, -1), 0, 2, 1); // [B, N, C]
+        var x = stride == 1 ? h : g.Node("AveragePool", [h], ("kernel_shape", new long[] { stride, stride }), ("strides", new long[] { stride, stride }), ("ceil_mode", 1L));
+        var tokens = g.Transpose(g.Reshape(x, 0, c, -1), 0, 2, 1); // [B, N, C]
         var scale = g.Scalar(1 / MathF.Sqrt(d));
         var q = g.MatMul(tokens, Dense(g, random, "attn_q", c, d, 1));
         var k = g.MatMul(tokens, Dense(g, random, "attn_k", c, d, 1));
@@ -98,24 +128,53 @@ public static class SyntheticModelFolder
         var v2 = g.MatMul(context, Dense(g, random, "xattn_v", e, d, 1));
         var crossScores = g.Mul(g.MatMul(q2, g.Transpose(k2, 0, 2, 1)), scale);      // [B, N, 77]
         var cross = g.MatMul(g.MatMul(g.Softmax(crossScores, -1), v2), Dense(g, random, "xattn_o", d, c, 0.5f));
-        var mixed = g.Add(tokens, g.Add(self, cross));
-        return g.Node("Reshape", [g.Transpose(mixed, 0, 2, 1), g.Node("Shape", [h])]);
+        var residual = g.Node("Reshape", [g.Transpose(g.Add(self, cross), 0, 2, 1), g.Node("Shape", [x])]);
+        return stride == 1 ? residual
+            : g.Node("Resize", [residual, "", "", g.Node("Shape", [h])],
+                ("mode", "nearest"), ("coordinate_transformation_mode", "asymmetric"), ("nearest_mode", "floor"));
     }
 
     /// <summary>The text encoder: token + position embeddings, a D×D projection, tanh; pooled output = mean over positions.</summary>
-    public static OnnxGraphBuilder TextEncoder(SyntheticModelOptions o, WeightRandom random)
+    public static OnnxGraphBuilder TextEncoder(SyntheticModelOptions o, WeightRandom random) =>
+        TextEncoderGraph(o.EmbeddingWidth, layers: 1, hiddenStates: false, projectPooled: false, random);
+
+    /// <summary>
+    /// A text encoder of width <paramref name="width"/>: token + position embeddings (<c>hidden_states.0</c>), then
+    /// <paramref name="layers"/> layers x ← tanh(x·W) (<c>hidden_states.1</c> … <c>hidden_states.L</c> when
+    /// <paramref name="hiddenStates"/>); <c>last_hidden_state</c> is the last layer's output; pooled = mean over positions,
+    /// as <c>pooler_output</c> (CLIPTextModel) or, with <paramref name="projectPooled"/>, projected by a width × width matrix
+    /// as <c>text_embeds</c> (CLIPTextModelWithProjection).
+    /// </summary>
+    internal static OnnxGraphBuilder TextEncoderGraph(int width, int layers, bool hiddenStates, bool projectPooled, WeightRandom random)
     {
-        int e = o.EmbeddingWidth;
+        int e = width;
         var g = new OnnxGraphBuilder("synthetic_text_encoder");
         var ids = g.Input("input_ids", OnnxElementType.Int32, "batch", "sequence");
         int vocabulary = ClipVocabularyWriter.Tokens().Count;
         var tokens = g.Gather(g.Initializer("token_embedding", random.Uniform(vocabulary * e, 1), vocabulary, e), g.Cast(ids, OnnxElementType.Int64));
         var positions = g.Initializer("position_embedding", random.Uniform(77 * e, 0.5f), 77, e);
-        var hidden = g.Tanh(g.MatMul(g.Add(tokens, positions), Dense(g, random, "text_projection", e, e, 1)));
+        var hidden = g.Add(tokens, positions);
+        for (int layer = 0; layer <= layers; layer++)
+        {
+            if (layer > 0) hidden = g.Tanh(g.MatMul(hidden, Dense(g, random, $"layer{layer}", e, e, 1)));
+            if (!hiddenStates) continue;
+            string name = string.Create(CultureInfo.InvariantCulture, $"hidden_states.{layer}");
+            g.Identity(hidden, name);
+            g.Output(name, OnnxElementType.Float, "batch", "sequence", e);
+        }
         g.Identity(hidden, "last_hidden_state");
         g.Output("last_hidden_state", OnnxElementType.Float, "batch", "sequence", e);
-        g.NodeNamed("ReduceMean", [hidden], "pooler_output", ("axes", new long[] { 1 }), ("keepdims", 0L));
-        g.Output("pooler_output", OnnxElementType.Float, "batch", e);
+        if (projectPooled)
+        {
+            var pooled = g.ReduceMean(hidden, [1], keepDims: false);
+            g.NodeNamed("MatMul", [pooled, Dense(g, random, "text_projection", e, e, 1)], "text_embeds");
+            g.Output("text_embeds", OnnxElementType.Float, "batch", e);
+        }
+        else
+        {
+            g.NodeNamed("ReduceMean", [hidden], "pooler_output", ("axes", new long[] { 1 }), ("keepdims", 0L));
+            g.Output("pooler_output", OnnxElementType.Float, "batch", e);
+        }
         return g;
     }
 
@@ -134,16 +193,16 @@ public static class SyntheticModelFolder
     }
 
     /// <summary>A stride-1 convolution with "same" zero padding.</summary>
-    private static string SameConv(OnnxGraphBuilder g, string x, string weights, string bias, int kernel) =>
+    internal static string SameConv(OnnxGraphBuilder g, string x, string weights, string bias, int kernel) =>
         g.Conv(x, weights, bias, pads: [kernel / 2, kernel / 2, kernel / 2, kernel / 2]);
 
-    private static string ConvWeights(OnnxGraphBuilder g, WeightRandom random, string name, int cout, int cin, int k, float gain) =>
+    internal static string ConvWeights(OnnxGraphBuilder g, WeightRandom random, string name, int cout, int cin, int k, float gain) =>
         g.Initializer(name, random.Uniform(cout * cin * k * k, gain * MathF.Sqrt(3f / (cin * k * k))), cout, cin, k, k);
 
-    private static string Dense(OnnxGraphBuilder g, WeightRandom random, string name, int rows, int cols, float gain) =>
+    internal static string Dense(OnnxGraphBuilder g, WeightRandom random, string name, int rows, int cols, float gain) =>
         g.Initializer(name, random.Uniform(rows * cols, gain * MathF.Sqrt(3f / rows)), rows, cols);
 
-    private static string Zeros(OnnxGraphBuilder g, string name, int n) => g.Initializer(name, new float[n], n);
+    internal static string Zeros(OnnxGraphBuilder g, string name, int n) => g.Initializer(name, new float[n], n);
 }
 
 /// <summary>Seeded uniform weights (SplitMix64), identical on every machine.</summary>

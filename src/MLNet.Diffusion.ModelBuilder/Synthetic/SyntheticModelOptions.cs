@@ -29,12 +29,16 @@ public sealed record SyntheticModelOptions
     /// Multiply-adds of one UNet call for <paramref name="batch"/> latents of <paramref name="height"/>×<paramref name="width"/>,
     /// counting convolutions and attention matrix products (the rest is element-wise), ×2 for FLOPs.
     /// </summary>
-    public double Flops(int batch, int height, int width)
+    public double Flops(int batch, int height, int width) => Flops(batch, height, width, attentionStride: 1);
+
+    /// <summary><see cref="Flops(int, int, int)"/> with the attention block at 1/<paramref name="attentionStride"/> of the latent resolution.</summary>
+    internal double Flops(int batch, int height, int width, int attentionStride)
     {
         double n = (double)height * width, c = Channels, d = AttentionWidth;
+        double m = Math.Ceiling((double)height / attentionStride) * Math.Ceiling((double)width / attentionStride); // attention tokens
         double convs = n * 9 * (4 * c + ResidualBlocks * c * c + c * 4);
-        double self = n * c * d * 3 + n * n * d * 2 + n * d * c;
-        double cross = n * c * d + 77.0 * EmbeddingWidth * d * 2 + n * 77 * d * 2 + n * d * c;
+        double self = m * c * d * 3 + m * m * d * 2 + m * d * c;
+        double cross = m * c * d + 77.0 * EmbeddingWidth * d * 2 + m * 77 * d * 2 + m * d * c;
         return 2 * batch * (convs + self + cross);
     }
 }

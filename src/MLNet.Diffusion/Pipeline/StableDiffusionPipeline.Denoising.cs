@@ -77,7 +77,7 @@ public sealed partial class StableDiffusionPipeline
 
         // The denoising loop.
         using var unet = UNet.Bind(shape.ModelBatch, shape.LatentHeight, shape.LatentWidth, shape.SequenceLength, shape.EmbeddingWidth, ExtraWidths(rows, embeddings));
-        unet.SetHiddenStates(HiddenStates(shape, rows, embeddings));
+        WriteHiddenStates(unet, shape, rows, embeddings);
         WriteExtras(unet, shape, rows, embeddings, guidance, group.Key, plan.Options);
         if (InpaintingUNet) WriteInpaintingChannels(unet, shape, images);
         var modelInput = new float[shape.LatentLength];
@@ -159,14 +159,13 @@ public sealed partial class StableDiffusionPipeline
     }
 
     /// <summary>
-    /// The UNet's <c>encoder_hidden_states</c> [B, 77, D]: with guidance the negative prompts' rows, then the prompts'
-    /// (diffusers' <c>torch.cat([negative_prompt_embeds, prompt_embeds])</c>); a guided request without negative-prompt
-    /// embeddings takes the empty prompt's.
+    /// Writes the UNet's <c>encoder_hidden_states</c> [B, 77, D] into its input buffer, once per batch: with guidance the
+    /// negative prompts' rows, then the prompts' (diffusers' <c>torch.cat([negative_prompt_embeds, prompt_embeds])</c>); a
+    /// guided request without negative-prompt embeddings takes the empty prompt's.
     /// </summary>
-    private float[] HiddenStates(BatchShape shape, int[] rows, PromptEmbedding[] embeddings)
+    private void WriteHiddenStates(UNetBinding unet, BatchShape shape, int[] rows, PromptEmbedding[] embeddings)
     {
         int length = shape.EmbeddingLength, conditional = shape.Guided ? shape.Images * length : 0;
-        var hidden = new float[shape.ModelBatch * length];
         for (int j = 0; j < rows.Length; j++)
         {
             var e = embeddings[rows[j]];
@@ -174,10 +173,10 @@ public sealed partial class StableDiffusionPipeline
             if (length == 0 || e.Conditional.Length != length || negative is not null && negative.Length != length)
                 throw new ArgumentException($"Image {rows[j]}: its prompt embeddings have {e.Conditional.Length} values and its negative-prompt embeddings {negative?.Length ?? 0}; " +
                     $"the images of one batch need {shape.SequenceLength} × {shape.EmbeddingWidth} = {length} each.", nameof(embeddings));
-            e.Conditional.CopyTo(hidden, conditional + j * length);
-            negative?.CopyTo(hidden, j * length);
+            unet.WriteHiddenStates(e.Conditional, conditional + j * length);
+            if (negative is not null) unet.WriteHiddenStates(negative, j * length);
         }
-        return hidden;
+        unet.CommitHiddenStates();
     }
 
     /// <summary>The width of each of the UNet's extra inputs: the pooled embeddings', SDXL's 6 or 5 time ids, the guidance embedding's.</summary>

@@ -37,6 +37,27 @@ internal static class AllocationProbe
     }
 }
 
+/// <summary>
+/// A progress sink for the denoising loop: the managed bytes this thread allocated between consecutive reports (one
+/// whole step each, since reports come right after each step), and whether no collection ran meanwhile.
+/// </summary>
+internal sealed class StepAllocations : IProgress<MLNet.Diffusion.DiffusionProgress>
+{
+    private long _last = -1;
+    private int _collections;
+
+    public List<(long Bytes, bool Clean)> Deltas { get; } = new(64);
+
+    public void Report(MLNet.Diffusion.DiffusionProgress value)
+    {
+        long now = GC.GetAllocatedBytesForCurrentThread();
+        int collections = GC.CollectionCount(0);
+        if (_last >= 0) Deltas.Add((now - _last, collections == _collections));
+        _collections = collections;
+        _last = GC.GetAllocatedBytesForCurrentThread();
+    }
+}
+
 /// <summary>The allocation tests run alone, so that other tests' collections rarely disturb them.</summary>
 [CollectionDefinition(Name, DisableParallelization = true)]
 public sealed class AllocationCollection

@@ -198,20 +198,4 @@ public class UNetBindingPerformanceTests
         Assert.True(pipeline.UNet.RunTime > first);
         Assert.Equal(12, pipeline.UNet.RunCount); // PNDM: 6 calls for 5 steps
     }
-
-    private sealed class StepAllocations : IProgress<DiffusionProgress>
-    {
-        private long _last = -1;
-        private int _collections;
-        public List<(long Bytes, bool Clean)> Deltas { get; } = new(64);
-
-        public void Report(DiffusionProgress value)
-        {
-            long now = GC.GetAllocatedBytesForCurrentThread();
-            int collections = GC.CollectionCount(0);
-            if (_last >= 0) Deltas.Add((now - _last, collections == _collections));
-            _collections = collections;
-            _last = GC.GetAllocatedBytesForCurrentThread();
-        }
-    }
 }
