@@ -145,7 +145,7 @@ internal sealed class UNetBinding : IDisposable
         switch (RunPath)
         {
             case UNetRunPath.SessionRun:
-                _unet.RunBound(runOptions, _inputNames, _inputs, _outputNames, _outputs);
+                _unet.RunBound(runOptions, _inputNames, _inputs, _outputNames, _outputs, Batch);
                 break;
             case UNetRunPath.IoBinding:
                 if (_rebindEachRun)
@@ -153,7 +153,7 @@ internal sealed class UNetBinding : IDisposable
                     _io!.BindInput(_inputNames[0], _sample.Value);
                     _io.BindInput(_inputNames[1], _timestep.Value);
                 }
-                _unet.RunBound(runOptions, _io!);
+                _unet.RunBound(runOptions, _io!, Batch);
                 break;
             default:
                 var set = _fixed!;
@@ -164,7 +164,7 @@ internal sealed class UNetBinding : IDisposable
                     runOptions.AddRunConfigEntry("gpu_graph_id", set.GraphId);
                     _graphOptions = runOptions;
                 }
-                _unet.RunBound(runOptions, set.Binding);
+                _unet.RunBound(runOptions, set.Binding, Batch);
                 set.Download(set.Output, _output);
                 break;
         }

@@ -30,6 +30,24 @@ public sealed class GenerationOptions
     public float GuidanceRescale { get; set; }
 
     /// <summary>
+    /// The lower end σ_lo of the guidance interval (Kynkäänniemi et al. 2024): classifier-free guidance applies only to the
+    /// model calls whose noise level σ = √((1 − ᾱ_t)/ᾱ_t) lies in (σ_lo, σ_hi]; the others run the conditional half alone,
+    /// one UNet row per image instead of two. Null: 0 (no lower end). The paper's interval for SDXL-sized models is about
+    /// (0.28, 5.42].
+    /// </summary>
+    public float? GuidanceIntervalLow { get; set; }
+
+    /// <summary>The upper end σ_hi of the guidance interval (see <see cref="GuidanceIntervalLow"/>). Null: no upper end.</summary>
+    public float? GuidanceIntervalHigh { get; set; }
+
+    /// <summary>
+    /// Stop classifier-free guidance after this fraction of the model calls (0 to 1; diffusers' practice of setting the
+    /// guidance scale to 0 from a step on): calls 0 … ⌊calls·f⌋ − 1 are guided, the rest run the conditional half alone.
+    /// Null: guide every call.
+    /// </summary>
+    public float? GuidanceEnd { get; set; }
+
+    /// <summary>
     /// Whether the VAE decodes (and encodes init images) in overlapping tiles blended together, so that memory stays
     /// bounded as images grow (diffusers' <c>enable_vae_tiling</c>). Default <see cref="VaeTiling.Auto"/>: tiles above
     /// 1024×1024 pixels.

@@ -63,6 +63,19 @@ internal static class SettingLimits
         }
     }
 
+    /// <summary>The guidance interval (σ_lo, σ_hi]: each end null or a finite σ of 0 or more, and σ_lo below σ_hi.</summary>
+    public static string? GuidanceInterval(string lowName, string highName, float? low, float? high)
+    {
+        if (low is float l && !(l >= 0 && float.IsFinite(l))) return $"{lowName} must be a finite noise level σ of 0 or more (or null); got {Format(l)}.";
+        if (high is float h && !(h > 0 && float.IsFinite(h))) return $"{highName} must be a finite noise level σ above 0 (or null); got {Format(h)}.";
+        if (low is float lo && high is float hi && !(lo < hi)) return $"{lowName} ({Format(lo)}) must be below {highName} ({Format(hi)}): guidance applies for σ in (low, high].";
+        return null;
+    }
+
+    /// <summary>The fraction of the calls that are guided: null, or 0 to 1.</summary>
+    public static string? GuidanceEnd(string name, float? value) =>
+        value is float v && !(v >= 0 && v <= 1) ? $"{name} must be from 0 to 1 (the fraction of the model calls that are guided), or null; got {Format(v)}." : null;
+
     /// <summary>A VAE tiling choice: one of the enum's named values.</summary>
     public static string? Tiling(string name, VaeTiling value) =>
         Enum.IsDefined(value) ? null : $"{name} must be Auto, On or Off; got {(int)value}.";
@@ -113,6 +126,8 @@ internal static class SettingLimits
             Eta($"{prefix}.{nameof(options.Eta)}", options.Eta),
             GuidanceRescale($"{prefix}.{nameof(options.GuidanceRescale)}", options.GuidanceRescale),
             Tiling($"{prefix}.{nameof(options.VaeTiling)}", options.VaeTiling),
+            GuidanceInterval($"{prefix}.{nameof(options.GuidanceIntervalLow)}", $"{prefix}.{nameof(options.GuidanceIntervalHigh)}", options.GuidanceIntervalLow, options.GuidanceIntervalHigh),
+            GuidanceEnd($"{prefix}.{nameof(options.GuidanceEnd)}", options.GuidanceEnd),
             DenoisingFraction($"{prefix}.{nameof(options.DenoisingEnd)}", options.DenoisingEnd),
             DenoisingFraction($"{prefix}.{nameof(options.DenoisingStart)}", options.DenoisingStart),
             ConditioningSize($"{prefix}.{nameof(options.OriginalWidth)}", options.OriginalWidth),

@@ -75,29 +75,39 @@ public sealed partial class StableDiffusionPipeline
         var latents = plan.Options.DenoisingStart is null ? PrepareLatents(shape, scheduler, startStep, begin, initialNoise, images) : HandedOverLatents(shape, requests);
         if (begin > 0) scheduler.SetBeginIndex(begin);
 
-        // The denoising loop.
-        using var unet = UNet.Bind(shape.ModelBatch, shape.LatentHeight, shape.LatentWidth, shape.SequenceLength, shape.EmbeddingWidth, ExtraWidths(rows, embeddings));
-        WriteHiddenStates(unet, shape, rows, embeddings);
-        WriteExtras(unet, shape, rows, embeddings, guidance, group.Key, plan.Options);
-        if (InpaintingUNet) WriteInpaintingChannels(unet, shape, images);
+        // The denoising loop. A guided batch runs its unconditional and conditional halves together; calls outside the
+        // guidance window (GuidanceWindow) run the conditional half alone through a second binding of half the batch.
+        var window = shape.Guided ? GuidanceWindow.For(scheduler, plan.Options) : null;
+        var plain = shape with { Guided = false };
+        bool anyGuided = shape.Guided && (window is null || Array.IndexOf(window, true, begin, calls - begin) >= 0);
+        bool anyPlain = !shape.Guided || window is not null && Array.IndexOf(window, false, begin, calls - begin) >= 0;
+        using var guidedUnet = anyGuided ? BindConditioned(shape, rows, embeddings, guidance, group.Key, plan.Options, images) : null;
+        using var plainUnet = anyPlain ? BindConditioned(plain, rows, embeddings, guidance, group.Key, plan.Options, images) : null;
         var modelInput = new float[shape.LatentLength];
-        var unetOutput = new float[unet.OutputLength];
-        var noisePrediction = shape.Guided ? new float[shape.LatentLength] : unetOutput;
+        var guidedOutput = guidedUnet is null ? null : new float[guidedUnet.OutputLength];
+        var guidedPrediction = guidedUnet is null ? null : new float[shape.LatentLength];
+        var plainOutput = plainUnet is null ? null : new float[plainUnet.OutputLength];
         var known = images.Blend ? new float[shape.LatentLength] : null;
         while (scheduler.StepIndex < calls)
         {
             cancellationToken.ThrowIfCancellationRequested();
             float t = scheduler.Timesteps[scheduler.StepIndex];
             int call = scheduler.StepIndex + 1;
+            bool guide = shape.Guided && (window is null || window[scheduler.StepIndex]);
+            var (unet, unetShape, unetOutput) = guide ? (guidedUnet!, shape, guidedOutput!) : (plainUnet!, plain, plainOutput!);
             scheduler.ScaleModelInput(latents, modelInput);                      // latent_model_input
-            WriteModelInput(unet, shape, modelInput);
+            WriteModelInput(unet, unetShape, modelInput);
             unet.Run(t, unetOutput, runOptions);                                 // noise_pred = unet(latent_model_input, t, …)
-            if (shape.Guided)                                                    // noise_pred = uncond + g·(text − uncond)
-                ClassifierFreeGuidance.Apply(unetOutput, noisePrediction, shape.Images, shape.ImageLength, guidance, plan.Options.GuidanceRescale);
+            var noisePrediction = unetOutput;
+            if (guide)                                                           // noise_pred = uncond + g·(text − uncond)
+            {
+                ClassifierFreeGuidance.Apply(unetOutput, guidedPrediction, shape.Images, shape.ImageLength, guidance, plan.Options.GuidanceRescale);
+                noisePrediction = guidedPrediction!;
+            }
             // One vectorised pass each over the model output and the new latents: a NaN or ±Infinity (fp16 overflow)
             // is reported at the call where it appears rather than decoded into a black image.
             NonFiniteLatentsException.ThrowIfNonFinite(noisePrediction.AsSpan(0, shape.LatentLength), DiffusionStage.Denoising, "UNet output", call, calls, t, shape.ImageLength, rows,
-                source: new NonFiniteSource(UNet, modelInput, modelOutput: unetOutput, derivedBy: shape.Guided ? "classifier-free guidance" : null, scheduler: scheduler));
+                source: new NonFiniteSource(UNet, modelInput, modelOutput: unetOutput, derivedBy: guide ? "classifier-free guidance" : null, scheduler: scheduler));
             scheduler.Step(noisePrediction, latents, noise);                     // latents = scheduler.step(noise_pred, t, latents)
             if (known is not null) KeepInitImageOutsideMasks(scheduler, calls, images, initialNoise, known, latents, shape);
             NonFiniteLatentsException.ThrowIfNonFinite(latents, DiffusionStage.Denoising, "latents after the scheduler step", call, calls, t, shape.ImageLength, rows,
@@ -105,6 +115,28 @@ public sealed partial class StableDiffusionPipeline
             counter.Step();
         }
         return latents;
+    }
+
+    /// <summary>
+    /// A UNet binding for <paramref name="shape"/> (guided: both halves; not: the conditional half alone) with the batch's
+    /// conditioning written once: the text embeddings, the extra inputs and an inpainting UNet's mask channels.
+    /// </summary>
+    private UNetBinding BindConditioned(BatchShape shape, int[] rows, PromptEmbedding[] embeddings, float[] guidance, BatchKey key, GenerationOptions options,
+        ImageConditioning images)
+    {
+        var unet = UNet.Bind(shape.ModelBatch, shape.LatentHeight, shape.LatentWidth, shape.SequenceLength, shape.EmbeddingWidth, ExtraWidths(rows, embeddings));
+        try
+        {
+            WriteHiddenStates(unet, shape, rows, embeddings);
+            WriteExtras(unet, shape, rows, embeddings, guidance, key, options);
+            if (InpaintingUNet) WriteInpaintingChannels(unet, shape, images);
+            return unet;
+        }
+        catch
+        {
+            unet.Dispose();
+            throw;
+        }
     }
 
     /// <summary>
