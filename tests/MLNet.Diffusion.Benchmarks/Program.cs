@@ -8,7 +8,8 @@ namespace MLNet.Diffusion.Benchmarks;
 /// make (overhead outside ONNX Runtime, allocations per step, peak working set), <c>threads</c> (the demo model under
 /// three thread-pool settings), <c>probe</c> (stage timings), <c>memory</c> (one child process of <c>report</c>), or
 /// <c>batch-memory</c> (the <c>batch</c> command's peak working set over tables of 1 000 and 1 000 000 rows), or
-/// <c>vae-tiling</c> (peak working set of a VAE decode at 1024², 2048² and 4096², tiled against whole).
+/// <c>vae-tiling</c> (peak working set of a VAE decode at 1024², 2048² and 4096², tiled against whole), or <c>guidance</c>
+/// (UNet rows and time per image with guidance limited to an interval or ended early).
 /// </summary>
 public static class Program
 {
@@ -20,6 +21,7 @@ public static class Program
         if (args.Length > 0 && args[0] == "probe") return Report.Probe();
         if (args.Length > 0 && args[0] == "batch-memory") return BatchMemory.Run(args[1..]);
         if (args.Length > 0 && args[0] == "threads") return Report.Threads();
+        if (args.Length > 0 && args[0] == "guidance") return GuidanceRows.Run(args[1..]);
         if (args.Length > 0 && args[0] == "vae-tiling") return VaeTilingMemory.Run(args[1..]);
         if (args.Length > 0 && args[0] == "vae-tiling-child") return VaeTilingMemory.RunChild(args[1..]);
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args, new ShortRunConfig());
