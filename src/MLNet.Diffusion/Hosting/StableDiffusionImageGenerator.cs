@@ -22,7 +22,8 @@ namespace MLNet.Diffusion;
 /// <see cref="ImageGenerationOptions.MediaType"/> (only <c>image/png</c>) and, in
 /// <see cref="ImageGenerationOptions.AdditionalProperties"/>, the model's own settings: <see cref="SeedProperty"/>,
 /// <see cref="StepsProperty"/>, <see cref="GuidanceScaleProperty"/>, <see cref="NegativePromptProperty"/>,
-/// <see cref="SchedulerProperty"/>, <see cref="EtaProperty"/> and <see cref="GuidanceRescaleProperty"/> (numbers may be given as numbers, numeric strings or
+/// <see cref="SchedulerProperty"/>, <see cref="EtaProperty"/>, <see cref="GuidanceRescaleProperty"/> and, for the SDXL
+/// refiner, <see cref="AestheticScoreProperty"/> and <see cref="NegativeAestheticScoreProperty"/> (numbers may be given as numbers, numeric strings or
 /// JSON elements). Other additional properties are ignored, as are <see cref="ImageGenerationOptions.ModelId"/> (the
 /// model is the pipeline's folder), <see cref="ImageGenerationOptions.ResponseFormat"/> (the data is always inline;
 /// <see cref="DataContent.Uri"/> gives it as a data URI) and <see cref="ImageGenerationOptions.StreamingCount"/>.
@@ -58,6 +59,12 @@ public sealed class StableDiffusionImageGenerator : IImageGenerator
 
     /// <summary>Additional property: the guidance rescale φ (number, 0–1; <see cref="GenerationOptions.GuidanceRescale"/>).</summary>
     public const string GuidanceRescaleProperty = "guidance_rescale";
+
+    /// <summary>Additional property: SDXL refiner's aesthetic score of the prompt half (number, 0–10; <see cref="GenerationOptions.AestheticScore"/>).</summary>
+    public const string AestheticScoreProperty = "aesthetic_score";
+
+    /// <summary>Additional property: SDXL refiner's aesthetic score of the negative half (number, 0–10; <see cref="GenerationOptions.NegativeAestheticScore"/>).</summary>
+    public const string NegativeAestheticScoreProperty = "negative_aesthetic_score";
 
     private readonly ImageGeneratorMetadata _metadata;
     private readonly GenerationOptions _defaults;
@@ -179,6 +186,16 @@ public sealed class StableDiffusionImageGenerator : IImageGenerator
         {
             SettingLimits.ThrowIf(SettingLimits.GuidanceRescale($"ImageGenerationOptions.AdditionalProperties[\"{GuidanceRescaleProperty}\"]", (float)rescale), nameof(options));
             generation.GuidanceRescale = (float)rescale;
+        }
+        if (GetNumber(extra, AestheticScoreProperty) is double aesthetic)
+        {
+            SettingLimits.ThrowIf(SettingLimits.AestheticScore($"ImageGenerationOptions.AdditionalProperties[\"{AestheticScoreProperty}\"]", (float)aesthetic), nameof(options));
+            generation.AestheticScore = (float)aesthetic;
+        }
+        if (GetNumber(extra, NegativeAestheticScoreProperty) is double negativeAesthetic)
+        {
+            SettingLimits.ThrowIf(SettingLimits.AestheticScore($"ImageGenerationOptions.AdditionalProperties[\"{NegativeAestheticScoreProperty}\"]", (float)negativeAesthetic), nameof(options));
+            generation.NegativeAestheticScore = (float)negativeAesthetic;
         }
         if (GetString(extra, SchedulerProperty) is { } scheduler && !string.IsNullOrWhiteSpace(scheduler))
             generation.Scheduler = scheduler;

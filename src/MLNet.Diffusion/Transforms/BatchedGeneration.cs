@@ -26,9 +26,14 @@ internal sealed class BatchedGeneration
         if (options.InitImageColumnName is { } init && pipeline.VaeEncoder is null)
             throw new InvalidOperationException(
                 $"The init-image column '{init}' needs a VAE encoder, and the model folder '{pipeline.Folder.Directory}' has no vae_encoder/model.onnx. Export the model with its encoder, or leave DiffusionOptions.InitImageColumnName null.");
-        EmbeddingWidth = pipeline.TextEncoder.EmbeddingWidth > 0 ? pipeline.TextEncoder.EmbeddingWidth
+        // SDXL concatenates its encoders' states: the width is their sum (the UNet's encoder_hidden_states width).
+        EmbeddingWidth = pipeline.PromptEncoder.EmbeddingWidth > 0 ? pipeline.PromptEncoder.EmbeddingWidth
             : pipeline.UNet.EmbeddingWidth > 0 ? pipeline.UNet.EmbeddingWidth
             : pipeline.EmptyPromptEmbedding.Length / SequenceLength; // symbolic in both models: measure once
+        if (pipeline.UNet.TextEmbeds is { } pooled)
+            PooledWidth = pooled.Width > 0 ? pooled.Width
+                : pipeline.PromptEncoder.PooledWidth > 0 ? pipeline.PromptEncoder.PooledWidth
+                : pipeline.UnconditionalEmbedding.Pooled?.Length ?? 0; // symbolic in both models: measure once
     }
 
     public int Width { get; }
@@ -40,8 +45,17 @@ internal sealed class BatchedGeneration
     public int[] EmbeddingDimensions => [SequenceLength, EmbeddingWidth];
     public int[] LatentDimensions => [4, LatentHeight, LatentWidth];
 
-    /// <summary>The empty prompt's embeddings: the unconditional half of guidance when no negative prompt is given.</summary>
-    public float[] EmptyPromptEmbedding => _pipeline.EmptyPromptEmbedding;
+    /// <summary>The pooled text embedding's width P when the model's UNet takes one (SDXL: <c>text_embeds</c>), else 0.</summary>
+    public int PooledWidth { get; }
+
+    /// <summary>Whether the model's UNet takes a pooled text embedding, so the stages carry a pooled column beside each embedding column.</summary>
+    public bool HasPooled => PooledWidth > 0;
+
+    /// <summary>
+    /// The model's unconditional default: the empty prompt's embeddings (zeros when the folder sets
+    /// <c>force_zeros_for_empty_prompt</c>), the unconditional half of guidance when no negative prompt is given.
+    /// </summary>
+    public TextEmbedding EmptyPrompt => _pipeline.UnconditionalEmbedding;
 
     /// <summary>A slot as users count rows in messages: "data row 8" (1-based), with the image when a row makes several.</summary>
     public string RowName(ImageSlot slot) =>
@@ -51,17 +65,17 @@ internal sealed class BatchedGeneration
     public long SeedOf(in ImageSlot slot) =>
         unchecked((slot.Inputs.Seed ?? _options.Seed + slot.Row * _options.ImagesPerPrompt) + slot.ImageIndex);
 
-    /// <summary>Encodes texts in one text-encoder run, each distinct text once; one [77·D] array per text, shared between equal texts (read-only).</summary>
+    /// <summary>Encodes texts in one text-encoder run, each distinct text once; per text its [77·D] embeddings and, for models with one, pooled [P], shared between equal texts (read-only).</summary>
     /// <param name="texts">The texts.</param>
     /// <param name="owners">Whose each text is (e.g. <c>TextOwner.PromptOf(RowName(slot))</c>), for the truncation and
     /// empty-prompt messages.</param>
     /// <param name="run">Progress and cancellation.</param>
-    public float[][] Encode(IReadOnlyList<string> texts, IReadOnlyList<TextOwner> owners, BatchRun run)
+    public TextEmbedding[] Encode(IReadOnlyList<string> texts, IReadOnlyList<TextOwner> owners, BatchRun run)
     {
         if (texts.Count == 0) return [];
         var encoded = _pipeline.EncodeTexts(texts, owners, run.CancellationToken);
         run.Progress?.Report(new DiffusionProgress(DiffusionStage.EncodingText, texts.Count, texts.Count));
-        return Array.ConvertAll(encoded, e => e.Hidden);
+        return encoded;
     }
 
     /// <summary>
@@ -79,6 +93,7 @@ internal sealed class BatchedGeneration
             return [.. Enumerable.Range(0, slots.Count).Select(i => new SlotOutputs
             {
                 PromptEmbedding = output.Embeddings[i].Conditional,
+                PooledEmbedding = output.Embeddings[i].ConditionalPooled,
                 Latents = output.Latents[i],
                 Image = images?[i],
             })];
@@ -89,14 +104,19 @@ internal sealed class BatchedGeneration
         }
     }
 
-    /// <summary>Denoises the slots from their rows' embeddings (the empty prompt's where a row has no negative-prompt embeddings); each slot's latents [4·h·w].</summary>
+    /// <summary>Denoises the slots from their rows' embeddings and, for models with one, pooled embeddings (the model's
+    /// unconditional default where a row has no negative-prompt embeddings); each slot's latents [4·h·w].</summary>
     public float[][] Denoise(IReadOnlyList<ImageSlot> slots, BatchRun run)
     {
         var owned = new List<MLImage>();
         try
         {
             var requests = slots.Select(slot => RequestOf(slot, owned)).ToArray();
-            var embeddings = slots.Select(slot => new PromptEmbedding(slot.Inputs.PromptEmbedding!, slot.Inputs.NegativeEmbedding)).ToArray();
+            var embeddings = slots.Select(slot => new PromptEmbedding(slot.Inputs.PromptEmbedding!, slot.Inputs.NegativeEmbedding)
+            {
+                ConditionalPooled = slot.Inputs.PooledEmbedding,
+                UnconditionalPooled = slot.Inputs.NegativePooledEmbedding,
+            }).ToArray();
             return _pipeline.Denoise(requests, embeddings, _generation, run.Progress, run.CancellationToken);
         }
         finally

@@ -15,6 +15,8 @@ internal enum InputRole
     Steps,
     PromptEmbedding,
     NegativeEmbedding,
+    PooledEmbedding,
+    NegativePooledEmbedding,
     Latents,
     InitImage,
     Mask,
@@ -30,8 +32,10 @@ internal sealed class InputColumn
     private readonly Func<DataViewType, bool> _accepts;
     private readonly Func<SchemaShape.Column, bool> _acceptsShape;
 
-    private InputColumn(InputRole role, string name, string expected, Func<DataViewType, bool> accepts, Func<SchemaShape.Column, bool> acceptsShape)
+    private InputColumn(InputRole role, string name, string expected, Func<DataViewType, bool> accepts, Func<SchemaShape.Column, bool> acceptsShape,
+        string? hint = null)
     {
+        Hint = hint;
         Role = role;
         Name = name;
         Expected = expected;
@@ -42,6 +46,12 @@ internal sealed class InputColumn
     public InputRole Role { get; }
     public string Name { get; }
     public string Expected { get; }
+
+    /// <summary>How to supply the column, added to the message when it is missing; null for none.</summary>
+    public string? Hint { get; }
+
+    /// <summary>This column with <paramref name="hint"/> added to its missing-column message.</summary>
+    public InputColumn WithHint(string hint) => new(Role, Name, Expected, _accepts, _acceptsShape, hint);
 
     public static InputColumn Text(InputRole role, string name) =>
         new(role, name, "String", t => t is TextDataViewType, c => Scalar(c) && c.ItemType is TextDataViewType);
@@ -94,7 +104,7 @@ internal sealed class InputColumn
     /// <exception cref="ArgumentOutOfRangeException">Missing or of another type; the message names the column and both types.</exception>
     public DataViewSchema.Column Check(DataViewSchema schema)
     {
-        var column = schema.GetColumnOrNull(Name) ?? throw SchemaErrors.Missing(Name, Expected);
+        var column = schema.GetColumnOrNull(Name) ?? throw SchemaErrors.Missing(Name, Expected, Hint);
         if (!_accepts(column.Type)) throw SchemaErrors.Mismatch(Name, Expected, column.Type.ToString() ?? "?");
         return column;
     }
@@ -103,7 +113,7 @@ internal sealed class InputColumn
     public void Check(SchemaShape shape)
     {
         var found = shape.Where(c => c.Name == Name).ToArray();
-        if (found.Length == 0) throw SchemaErrors.Missing(Name, Expected);
+        if (found.Length == 0) throw SchemaErrors.Missing(Name, Expected, Hint);
         var column = found[^1];
         if (!_acceptsShape(column)) throw SchemaErrors.Mismatch(Name, Expected, SchemaErrors.Describe(column));
     }
@@ -118,6 +128,8 @@ internal enum OutputRole
 {
     PromptEmbedding,
     NegativeEmbedding,
+    PooledEmbedding,
+    NegativePooledEmbedding,
     Latents,
     Image,
     ImageIndex,
@@ -129,8 +141,8 @@ internal sealed record OutputColumn(OutputRole Role, string Name, DataViewType T
     /// <summary>The generated value this column needs computed (none for <see cref="OutputRole.ImageIndex"/>).</summary>
     public OutputSet Needs => Role switch
     {
-        OutputRole.PromptEmbedding => OutputSet.PromptEmbedding,
-        OutputRole.NegativeEmbedding => OutputSet.NegativeEmbedding,
+        OutputRole.PromptEmbedding or OutputRole.PooledEmbedding => OutputSet.PromptEmbedding,
+        OutputRole.NegativeEmbedding or OutputRole.NegativePooledEmbedding => OutputSet.NegativeEmbedding,
         OutputRole.Latents => OutputSet.Latents,
         OutputRole.Image => OutputSet.Image,
         _ => OutputSet.None,
@@ -176,8 +188,8 @@ internal static class SchemaShapeColumns
 /// <summary>Schema errors worded as ML.NET words them, naming the column, the type expected and the type found.</summary>
 internal static class SchemaErrors
 {
-    public static ArgumentOutOfRangeException Missing(string column, string expected) =>
-        new("inputSchema", $"Could not find input column '{column}' (expected {expected})");
+    public static ArgumentOutOfRangeException Missing(string column, string expected, string? hint = null) =>
+        new("inputSchema", $"Could not find input column '{column}' (expected {expected})" + (hint is null ? "" : ". " + hint));
 
     public static ArgumentOutOfRangeException Mismatch(string column, string expected, string found) =>
         new("inputSchema", $"Schema mismatch for input column '{column}': expected {expected}, got {found}");

@@ -62,6 +62,17 @@ public sealed class DenoisingTransformer : DiffusionTransformerBase
         var dims = Generation.EmbeddingDimensions;
         var inputs = new List<InputColumn> { InputColumn.Vector(InputRole.PromptEmbedding, embeddingColumn, dims) };
         if (negativeEmbeddingColumn is not null) inputs.Add(InputColumn.Vector(InputRole.NegativeEmbedding, negativeEmbeddingColumn, dims));
+        if (Generation.HasPooled)
+        {
+            // The UNet takes a pooled text embedding (SDXL): each embeddings column comes with its pooled column.
+            PooledEmbeddingColumnName = DiffusionOptions.PooledColumnOf(options.PooledEmbeddingColumnName, embeddingColumn);
+            inputs.Add(PooledInput(InputRole.PooledEmbedding, PooledEmbeddingColumnName, embeddingColumn, nameof(DiffusionOptions.PooledEmbeddingColumnName)));
+            if (negativeEmbeddingColumn is not null)
+            {
+                NegativePooledEmbeddingColumnName = DiffusionOptions.PooledColumnOf(options.NegativePooledEmbeddingColumnName, negativeEmbeddingColumn);
+                inputs.Add(PooledInput(InputRole.NegativePooledEmbedding, NegativePooledEmbeddingColumnName, negativeEmbeddingColumn, nameof(DiffusionOptions.NegativePooledEmbeddingColumnName)));
+            }
+        }
         if (options.SeedColumnName is { } seed) inputs.Add(InputColumn.Seed(seed));
         if (options.GuidanceScaleColumnName is { } guidance) inputs.Add(InputColumn.Single(InputRole.GuidanceScale, guidance));
         if (options.StepsColumnName is { } steps) inputs.Add(InputColumn.Int32(InputRole.Steps, steps));
@@ -78,6 +89,18 @@ public sealed class DenoisingTransformer : DiffusionTransformerBase
 
     /// <summary>The latents column.</summary>
     public string OutputColumnName { get; }
+
+    /// <summary>The pooled prompt embeddings column, read when the model's UNet takes a pooled text embedding (SDXL); else null.</summary>
+    public string? PooledEmbeddingColumnName { get; }
+
+    /// <summary>The pooled negative-prompt embeddings column, read with <see cref="NegativeEmbeddingColumnName"/> when the model's UNet takes a pooled text embedding; else null.</summary>
+    public string? NegativePooledEmbeddingColumnName { get; }
+
+    private InputColumn PooledInput(InputRole role, string name, string embeddingColumn, string option) =>
+        InputColumn.Vector(role, name, Generation.PooledWidth).WithHint(
+            $"The model '{Pipeline.Folder.Directory}' has a UNet that takes a pooled text embedding (SDXL), so the embeddings in column '{embeddingColumn}' " +
+            $"need their pooled embeddings beside them: EncodePrompts writes them to '{name}' with the same DiffusionOptions, " +
+            $"or name the column that holds them with DiffusionOptions.{option}");
 
     /// <summary>The latents' size: 4·h·w.</summary>
     public int LatentSize => 4 * Generation.LatentHeight * Generation.LatentWidth;

@@ -39,7 +39,12 @@ public static class DiffusionCatalog
     public static DiffusionEstimator GenerateImages(this TransformsCatalog catalog, DiffusionOptions options) =>
         catalog.GenerateImages(DiffusionColumnNames.Image, DiffusionColumnNames.Prompt, options);
 
-    /// <summary>Encodes prompts (and negative prompts) into text embeddings: Single vectors of 77·D.</summary>
+    /// <summary>
+    /// Encodes prompts (and negative prompts) into text embeddings: Single vectors of 77·D. For models whose UNet takes a
+    /// pooled text embedding (SDXL), each embeddings column also gets its pooled column (Single vectors of P), named by
+    /// <see cref="DiffusionOptions.PooledEmbeddingColumnName"/> / <see cref="DiffusionOptions.NegativePooledEmbeddingColumnName"/>
+    /// (default: the embeddings column's name followed by "Pooled").
+    /// </summary>
     /// <param name="catalog">The transforms catalog.</param>
     /// <param name="outputColumnName">The prompt embeddings column.</param>
     /// <param name="inputColumnName">The text column of prompts.</param>
@@ -57,7 +62,11 @@ public static class DiffusionCatalog
     public static TextEncodingEstimator EncodePrompts(this TransformsCatalog catalog, DiffusionOptions options) =>
         catalog.EncodePrompts(DiffusionColumnNames.PromptEmbedding, DiffusionColumnNames.Prompt, DiffusionColumnNames.NegativePromptEmbedding, options);
 
-    /// <summary>Runs the denoising loop from text embeddings (and seeds) to latents: Single vectors of 4·h·w.</summary>
+    /// <summary>
+    /// Runs the denoising loop from text embeddings (and seeds) to latents: Single vectors of 4·h·w. For models whose UNet
+    /// takes a pooled text embedding (SDXL) it also reads each embeddings column's pooled column, as <c>EncodePrompts</c>
+    /// writes it; a missing one is a schema error that names it.
+    /// </summary>
     /// <param name="catalog">The transforms catalog.</param>
     /// <param name="outputColumnName">The latents column.</param>
     /// <param name="inputColumnName">The prompt embeddings column.</param>

@@ -264,6 +264,8 @@ internal static class OutputGetters
                 {
                     OutputRole.PromptEmbedding => outputs.PromptEmbedding,
                     OutputRole.NegativeEmbedding => outputs.NegativeEmbedding,
+                    OutputRole.PooledEmbedding => outputs.PooledEmbedding,
+                    OutputRole.NegativePooledEmbedding => outputs.NegativePooledEmbedding,
                     _ => outputs.Latents,
                 } ?? throw new InvalidOperationException($"Column '{output.Name}' was not computed.");
                 var editor = VBufferEditor.Create(ref value, source.Length);

@@ -114,8 +114,26 @@ public sealed class DiffusionOptions
     /// <summary>The Int32 output column that numbers a row's images when <see cref="ImagesPerPrompt"/> &gt; 1. Default "ImageIndex".</summary>
     public string ImageIndexColumnName { get; set; } = DiffusionColumnNames.ImageIndex;
 
-    /// <summary><c>GenerateImages</c> only: also output the prompt embeddings (Single vector of 77·D) under this name; null (default) keeps them internal.</summary>
+    /// <summary>
+    /// <c>GenerateImages</c> only: also output the prompt embeddings (Single vector of 77·D) under this name, and for
+    /// models whose UNet takes a pooled text embedding (SDXL) the pooled ones under
+    /// <see cref="PooledEmbeddingColumnName"/>; null (default) keeps them internal.
+    /// </summary>
     public string? PromptEmbeddingColumnName { get; set; }
+
+    /// <summary>
+    /// <c>EncodePrompts</c> and <c>DenoiseLatents</c>, for models whose UNet takes a pooled text embedding (SDXL,
+    /// its refiner and Turbo): the column of the prompts' pooled embeddings (Single vector of P, 1280 for SDXL), which
+    /// the text-encoding stage writes beside the prompt embeddings and the denoising stage reads. Null (default): the
+    /// prompt embeddings column's name followed by "Pooled" (e.g. "PromptEmbeddingPooled"). Ignored for other models.
+    /// </summary>
+    public string? PooledEmbeddingColumnName { get; set; }
+
+    /// <summary>
+    /// As <see cref="PooledEmbeddingColumnName"/>, for the negative prompts' pooled embeddings, used with a negative
+    /// embeddings column. Null (default): that column's name followed by "Pooled" (e.g. "NegativePromptEmbeddingPooled").
+    /// </summary>
+    public string? NegativePooledEmbeddingColumnName { get; set; }
 
     /// <summary><c>GenerateImages</c> only: also output the final latents (Single vector of 4·h·w) under this name; null (default) keeps them internal.</summary>
     public string? LatentsColumnName { get; set; }
@@ -154,6 +172,10 @@ public sealed class DiffusionOptions
     /// column only feeds other transforms (<c>ResizeImages</c>, <c>ExtractPixels</c>), which read each image once.
     /// </summary>
     public bool CallerOwnsImages { get; set; }
+
+    /// <summary>The pooled column that goes with embeddings column <paramref name="embeddingColumn"/>: <paramref name="configured"/>, else "{embeddingColumn}Pooled".</summary>
+    internal static string PooledColumnOf(string? configured, string embeddingColumn) =>
+        string.IsNullOrWhiteSpace(configured) ? embeddingColumn + "Pooled" : configured;
 
     /// <summary>A shallow copy.</summary>
     public DiffusionOptions Clone() => (DiffusionOptions)MemberwiseClone();

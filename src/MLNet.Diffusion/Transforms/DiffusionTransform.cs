@@ -144,7 +144,12 @@ public sealed class DiffusionTransformer : DiffusionTransformerBase
         Inputs = inputs;
         var outputs = new List<OutputColumn>();
         if (options.PromptEmbeddingColumnName is { } embedding)
+        {
             outputs.Add(new(OutputRole.PromptEmbedding, embedding, new VectorDataViewType(NumberDataViewType.Single, Generation.EmbeddingDimensions)));
+            if (Generation.HasPooled) // SDXL: the pooled embedding goes with it, as EncodePrompts writes it
+                outputs.Add(new(OutputRole.PooledEmbedding, DiffusionOptions.PooledColumnOf(options.PooledEmbeddingColumnName, embedding),
+                    new VectorDataViewType(NumberDataViewType.Single, Generation.PooledWidth)));
+        }
         if (options.LatentsColumnName is { } latents)
             outputs.Add(new(OutputRole.Latents, latents, new VectorDataViewType(NumberDataViewType.Single, Generation.LatentDimensions)));
         outputs.Add(new(OutputRole.Image, outputColumn, new ImageDataViewType(Generation.Height, Generation.Width)));
@@ -180,7 +185,7 @@ public sealed class DiffusionTransformer : DiffusionTransformerBase
             return Generation.Generate(slots, decode: needed.HasFlag(OutputSet.Image), run);
         // Only the prompt embeddings: no setting is read and nothing is denoised.
         var encoded = Generation.Encode([.. slots.Select(s => s.Inputs.Prompt)], [.. slots.Select(s => TextOwner.PromptOf(Generation.RowName(s)))], run);
-        return [.. encoded.Select(e => new SlotOutputs { PromptEmbedding = e })];
+        return [.. encoded.Select(e => new SlotOutputs { PromptEmbedding = e.Hidden, PooledEmbedding = e.Pooled })];
     }
 
     internal override SavedTransformer ToSaved() => new()

@@ -94,6 +94,8 @@ internal sealed class RowInputs
     public int? Steps { get; set; }
     public float[]? PromptEmbedding { get; set; }
     public float[]? NegativeEmbedding { get; set; }
+    public float[]? PooledEmbedding { get; set; }
+    public float[]? NegativePooledEmbedding { get; set; }
     public float[]? Latents { get; set; }
     public ImagePixels? InitImage { get; set; }
     public ImagePixels? Mask { get; set; }
@@ -119,6 +121,8 @@ internal sealed class SlotOutputs
 {
     public float[]? PromptEmbedding { get; set; }
     public float[]? NegativeEmbedding { get; set; }
+    public float[]? PooledEmbedding { get; set; }
+    public float[]? NegativePooledEmbedding { get; set; }
     public float[]? Latents { get; set; }
     public ImagePixels? Image { get; set; }
 }

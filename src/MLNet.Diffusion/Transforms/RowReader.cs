@@ -107,6 +107,8 @@ internal sealed class RowReader
                     {
                         case InputRole.PromptEmbedding: r.PromptEmbedding = values; break;
                         case InputRole.NegativeEmbedding: r.NegativeEmbedding = values; break;
+                        case InputRole.PooledEmbedding: r.PooledEmbedding = values; break;
+                        case InputRole.NegativePooledEmbedding: r.NegativePooledEmbedding = values; break;
                         default: r.Latents = values; break;
                     }
                 };

@@ -1,12 +1,14 @@
 using Microsoft.ML.Data;
 using Microsoft.ML;
+using MLNet.Diffusion.Pipeline;
 using MLNet.Diffusion.TextEncoding;
 using MLNet.Diffusion.Transforms;
 
 namespace MLNet.Diffusion;
 
 /// <summary>
-/// The text-encoding stage: prompt (and negative prompt) text → embeddings (Single vectors of 77·D).
+/// The text-encoding stage: prompt (and negative prompt) text → embeddings (Single vectors of 77·D) and, for models
+/// whose UNet takes a pooled text embedding (SDXL), pooled embeddings (Single vectors of P).
 /// Made by <c>mlContext.Transforms.EncodePrompts</c>.
 /// </summary>
 public sealed class TextEncodingEstimator : DiffusionEstimatorBase<TextEncodingTransformer>
@@ -51,8 +53,12 @@ public sealed class TextEncodingEstimator : DiffusionEstimatorBase<TextEncodingT
 }
 
 /// <summary>
-/// Encodes each row's prompt (and negative prompt) with the model's CLIP text encoder into a Single vector of 77·D
-/// values (<c>[77, D]</c>, D = 768 for SD 1.x, 1024 for SD 2.x). Row-to-row; rows are encoded
+/// Encodes each row's prompt (and negative prompt) with the model's CLIP text encoder(s) into a Single vector of 77·D
+/// values (<c>[77, D]</c>, D = 768 for SD 1.x, 1024 for SD 2.x, 768 + 1280 = 2048 for SDXL, whose two encoders' states
+/// are concatenated, 1280 for its refiner). For models whose UNet takes a pooled text embedding (SDXL) it also writes
+/// each embeddings column's pooled embedding, a Single vector of P (1280), under
+/// <see cref="DiffusionOptions.PooledEmbeddingColumnName"/> and <see cref="DiffusionOptions.NegativePooledEmbeddingColumnName"/>
+/// (by default the embeddings column's name followed by "Pooled"). Row-to-row; rows are encoded
 /// <see cref="DiffusionOptions.BatchSize"/> at a time, lazily. The embeddings can be cached or stored and fed to
 /// <see cref="DenoisingTransformer"/> later.
 /// </summary>
@@ -71,6 +77,17 @@ public sealed class TextEncodingTransformer : DiffusionTransformerBase
         Inputs = inputs;
         var outputs = new List<OutputColumn> { new(OutputRole.PromptEmbedding, outputColumn, type) };
         if (negativeOutputColumn is not null) outputs.Add(new(OutputRole.NegativeEmbedding, negativeOutputColumn, type));
+        if (Generation.HasPooled)
+        {
+            var pooled = new VectorDataViewType(NumberDataViewType.Single, Generation.PooledWidth);
+            PooledOutputColumnName = DiffusionOptions.PooledColumnOf(options.PooledEmbeddingColumnName, outputColumn);
+            outputs.Add(new(OutputRole.PooledEmbedding, PooledOutputColumnName, pooled));
+            if (negativeOutputColumn is not null)
+            {
+                NegativePooledOutputColumnName = DiffusionOptions.PooledColumnOf(options.NegativePooledEmbeddingColumnName, negativeOutputColumn);
+                outputs.Add(new(OutputRole.NegativePooledEmbedding, NegativePooledOutputColumnName, pooled));
+            }
+        }
         Outputs = outputs;
     }
 
@@ -82,6 +99,15 @@ public sealed class TextEncodingTransformer : DiffusionTransformerBase
 
     /// <summary>The negative-prompt embeddings column (the empty prompt's embeddings where no negative prompt column is given), or null when not produced.</summary>
     public string? NegativeOutputColumnName { get; }
+
+    /// <summary>The pooled prompt embeddings column, written when the model's UNet takes a pooled text embedding (SDXL); else null.</summary>
+    public string? PooledOutputColumnName { get; }
+
+    /// <summary>The pooled negative-prompt embeddings column, written with <see cref="NegativeOutputColumnName"/> when the model's UNet takes a pooled text embedding; else null.</summary>
+    public string? NegativePooledOutputColumnName { get; }
+
+    /// <summary>The pooled embeddings' size P (1280 for SDXL), or 0 when the model has none.</summary>
+    public int PooledEmbeddingSize => Generation.PooledWidth;
 
     /// <summary>The embeddings' size: 77·D.</summary>
     public int EmbeddingSize => Generation.SequenceLength * Generation.EmbeddingWidth;
@@ -103,18 +129,26 @@ public sealed class TextEncodingTransformer : DiffusionTransformerBase
             texts.AddRange(slots.Select(s => s.Inputs.Prompt));
             owners.AddRange(slots.Select(s => TextOwner.PromptOf(Generation.RowName(s))));
         }
-        if (negatives)
-        {
-            texts.AddRange(slots.Select(s => s.Inputs.NegativePrompt));
-            owners.AddRange(slots.Select(s => TextOwner.NegativePromptOf(Generation.RowName(s))));
-        }
+        // An empty negative prompt is no negative prompt: the model's unconditional default, as the engine takes it
+        // (the empty prompt's embeddings, or zeros when the folder sets force_zeros_for_empty_prompt).
+        var negativeSlots = negatives ? slots.Where(s => !string.IsNullOrEmpty(s.Inputs.NegativePrompt)).ToArray() : [];
+        texts.AddRange(negativeSlots.Select(s => s.Inputs.NegativePrompt));
+        owners.AddRange(negativeSlots.Select(s => TextOwner.NegativePromptOf(Generation.RowName(s))));
         var encoded = Generation.Encode(texts, owners, BatchRun.For(slots, Settings));
-        int firstNegative = prompts ? result.Length : 0;
+        int negative = prompts ? result.Length : 0;
         for (int i = 0; i < result.Length; i++)
         {
-            if (prompts) result[i].PromptEmbedding = encoded[i];
+            if (prompts)
+            {
+                result[i].PromptEmbedding = encoded[i].Hidden;
+                result[i].PooledEmbedding = encoded[i].Pooled;
+            }
             if (needed.HasFlag(OutputSet.NegativeEmbedding))
-                result[i].NegativeEmbedding = negatives ? encoded[firstNegative + i] : Generation.EmptyPromptEmbedding;
+            {
+                var e = negatives && !string.IsNullOrEmpty(slots[i].Inputs.NegativePrompt) ? encoded[negative++] : Generation.EmptyPrompt;
+                result[i].NegativeEmbedding = e.Hidden;
+                result[i].NegativePooledEmbedding = e.Pooled;
+            }
         }
         return result;
     }
