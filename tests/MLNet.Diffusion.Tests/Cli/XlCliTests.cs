@@ -50,6 +50,19 @@ public class XlCliTests
         Assert.Contains("unet extra inputs: none", Plain(info.Out));
     }
 
+    [Fact]
+    public void InfoRefusesAnAmbiguousUNetAsGenerateDoes()
+    {
+        using var model = XlTestModelFactory.CreateTemp(new XlTestModelOptions { ExtraInputs = XlExtraInputNaming.UnnamedSymbolic });
+        using var dir = new TempDir();
+        var generate = CliRun.Run("generate", Prompt, "--model", model.Path, "--out", dir["out"], "--steps", "2");
+        var info = CliRun.Run("info", "--model", model.Path);
+        Assert.NotEqual(0, generate.ExitCode);
+        Assert.True(info.ExitCode == generate.ExitCode, info.ToString());
+        Assert.Equal(generate.ErrLines.Last(), info.ErrLines.Last());
+        Assert.Contains("cannot be identified", info.ErrLines.Last());
+    }
+
     /// <summary>The text without the console's colour codes.</summary>
     private static string Plain(string text) => Regex.Replace(text, @"\x1b\[[0-9;]*m", "");
 
