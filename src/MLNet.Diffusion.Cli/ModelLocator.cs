@@ -16,12 +16,15 @@ internal static class ModelLocator
     public static string DemoModelDirectory(CliEnvironment environment) => Path.Combine(CacheDirectory(environment), "demo-model");
 
     /// <summary>The model folder to use: <paramref name="model"/>, or the demo model (built now if it is not in the cache).</summary>
-    public static string Resolve(string? model, CliEnvironment environment)
+    public static string Resolve(string? model, CliEnvironment environment) => Resolve(model, "--model", environment);
+
+    /// <summary>The model folder <paramref name="option"/> names, or the demo model when it names none.</summary>
+    public static string Resolve(string? model, string option, CliEnvironment environment)
     {
         if (!string.IsNullOrWhiteSpace(model))
         {
             var full = Path.GetFullPath(model);
-            if (!Directory.Exists(full)) throw new UserException($"--model: the folder '{full}' does not exist.");
+            if (!Directory.Exists(full)) throw new UserException($"{option}: the folder '{full}' does not exist.");
             return full;
         }
         return DemoModel.EnsureBuilt(DemoModelDirectory(environment), line => environment.Console.MarkupLineInterpolated($"[grey]{line}[/]"));
@@ -40,10 +43,14 @@ internal static class ModelLocator
     }
 
     /// <summary>Loads the model for <paramref name="settings"/>; warns on standard error when CUDA was asked for and the CPU is used.</summary>
-    public static StableDiffusionPipeline Load(ModelSettings settings, CliEnvironment environment)
+    public static StableDiffusionPipeline Load(ModelSettings settings, CliEnvironment environment) =>
+        Load(settings.Model, "--model", settings, environment);
+
+    /// <summary>Loads the model folder <paramref name="model"/> that <paramref name="option"/> names (a refiner, say) on
+    /// <paramref name="settings"/>' device.</summary>
+    public static StableDiffusionPipeline Load(string? model, string option, ModelSettings settings, CliEnvironment environment)
     {
-        var directory = Resolve(settings.Model, environment);
-        var pipeline = StableDiffusionPipeline.Load(directory, RuntimeOptions(settings, environment));
-        return pipeline;
+        var directory = Resolve(model, option, environment);
+        return StableDiffusionPipeline.Load(directory, RuntimeOptions(settings, environment));
     }
 }

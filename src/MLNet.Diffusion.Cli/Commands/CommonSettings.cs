@@ -86,8 +86,47 @@ internal class GenerationSettings : ModelSettings
     [DefaultValue(1)]
     public int BatchSize { get; init; } = 1;
 
+    [CommandOption("--original-size <WxH>")]
+    [Description("SDXL: the original size the model is told the picture had (time ids), e.g. 1024x1024; smaller asks for the look of an upscaled small image. Default: the image size.")]
+    public string? OriginalSize { get; init; }
+
+    [CommandOption("--crop <TOP,LEFT>")]
+    [Description("SDXL: the crop's top-left corner the model is told was taken (time ids), in pixels, e.g. 0,0 (centred, uncropped: the default).")]
+    public string? Crop { get; init; }
+
+    [CommandOption("--target-size <WxH>")]
+    [Description("SDXL base: the target size (time ids). Default: the image size.")]
+    public string? TargetSize { get; init; }
+
+    [CommandOption("--aesthetic-score <S>")]
+    [Description("SDXL refiner: the aesthetic score the picture should have, 0 to 10 (time ids).")]
+    [DefaultValue(6f)]
+    public float AestheticScore { get; init; } = 6f;
+
+    [CommandOption("--negative-aesthetic-score <S>")]
+    [Description("SDXL refiner: the aesthetic score of the negative half of guidance, 0 to 10.")]
+    [DefaultValue(2.5f)]
+    public float NegativeAestheticScore { get; init; } = 2.5f;
+
+    [CommandOption("--vae-tiling <MODE>")]
+    [Description("Decode (and encode init images) in overlapping tiles so memory stays bounded: auto (above 1024x1024), on or off.")]
+    [DefaultValue("auto")]
+    public string VaeTilingMode { get; init; } = "auto";
+
     /// <summary>The parsed --size, or null for the model's default.</summary>
     public (int Width, int Height)? ParsedSize => Size is null ? null : OptionParsing.ParseSize(Size);
+
+    /// <summary>The parsed --original-size, or null for the image size.</summary>
+    public (int Width, int Height)? ParsedOriginalSize => OriginalSize is null ? null : OptionParsing.ParseConditioningSize("--original-size", OriginalSize);
+
+    /// <summary>The parsed --target-size, or null for the image size.</summary>
+    public (int Width, int Height)? ParsedTargetSize => TargetSize is null ? null : OptionParsing.ParseConditioningSize("--target-size", TargetSize);
+
+    /// <summary>The parsed --crop, (0, 0) when absent.</summary>
+    public (int Top, int Left) ParsedCrop => Crop is null ? (0, 0) : OptionParsing.ParseCrop(Crop);
+
+    /// <summary>The parsed --vae-tiling.</summary>
+    public VaeTiling ParsedVaeTiling => OptionParsing.ParseVaeTiling(VaeTilingMode);
 
     /// <summary>The generation settings (size resolved by the engine when --size is absent).</summary>
     public GenerationOptions ToGenerationOptions() => new()
@@ -99,6 +138,15 @@ internal class GenerationSettings : ModelSettings
         Eta = Eta,
         Width = ParsedSize?.Width,
         Height = ParsedSize?.Height,
+        OriginalWidth = ParsedOriginalSize?.Width,
+        OriginalHeight = ParsedOriginalSize?.Height,
+        CropTop = ParsedCrop.Top,
+        CropLeft = ParsedCrop.Left,
+        TargetWidth = ParsedTargetSize?.Width,
+        TargetHeight = ParsedTargetSize?.Height,
+        AestheticScore = AestheticScore,
+        NegativeAestheticScore = NegativeAestheticScore,
+        VaeTiling = ParsedVaeTiling,
     };
 
     public override ValidationResult Validate()
@@ -112,6 +160,12 @@ internal class GenerationSettings : ModelSettings
             OptionParsing.Check(SettingLimits.Eta("--eta", Eta));
             OptionParsing.Check(SettingLimits.GuidanceRescale("--guidance-rescale", GuidanceRescale));
             OptionParsing.Check(SettingLimits.Scheduler("--scheduler", Scheduler));
+            _ = ParsedOriginalSize;
+            _ = ParsedTargetSize;
+            _ = ParsedCrop;
+            _ = ParsedVaeTiling;
+            OptionParsing.Check(SettingLimits.AestheticScore("--aesthetic-score", AestheticScore));
+            OptionParsing.Check(SettingLimits.AestheticScore("--negative-aesthetic-score", NegativeAestheticScore));
         }
         catch (UserException e)
         {
@@ -146,6 +200,40 @@ internal static partial class OptionParsing
         Check(SettingLimits.Size("--size height", h));
         return (w, h);
     }
+
+    [GeneratedRegex(@"^\s*(\d{1,6})\s*,\s*(\d{1,6})\s*$")]
+    private static partial Regex CropPattern();
+
+    /// <summary>An SDXL micro-conditioning size "WxH" → (W, H), each within <see cref="SettingLimits.ConditioningSize"/>.</summary>
+    public static (int Width, int Height) ParseConditioningSize(string option, string text)
+    {
+        var m = SizePattern().Match(text);
+        if (!m.Success) throw new UserException($"{option} must be WIDTHxHEIGHT in pixels, e.g. 1024x1024; got '{text}'.");
+        int w = int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture), h = int.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture);
+        Check(SettingLimits.ConditioningSize($"{option} width", w));
+        Check(SettingLimits.ConditioningSize($"{option} height", h));
+        return (w, h);
+    }
+
+    /// <summary>"TOP,LEFT" → (top, left), each within <see cref="SettingLimits.Crop"/>.</summary>
+    public static (int Top, int Left) ParseCrop(string text)
+    {
+        var m = CropPattern().Match(text);
+        if (!m.Success) throw new UserException($"--crop must be TOP,LEFT in pixels, e.g. 0,0; got '{text}'.");
+        int top = int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture), left = int.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture);
+        Check(SettingLimits.Crop("--crop top", top));
+        Check(SettingLimits.Crop("--crop left", left));
+        return (top, left);
+    }
+
+    /// <summary>"auto", "on" or "off" (any case) → the <see cref="VaeTiling"/> value.</summary>
+    public static VaeTiling ParseVaeTiling(string text) => text?.Trim().ToLowerInvariant() switch
+    {
+        "auto" => MLNet.Diffusion.VaeTiling.Auto,
+        "on" => MLNet.Diffusion.VaeTiling.On,
+        "off" => MLNet.Diffusion.VaeTiling.Off,
+        _ => throw new UserException($"--vae-tiling must be auto, on or off; got '{text}'."),
+    };
 
     /// <summary>"cpu", "cuda" or "cuda:N".</summary>
     public static (ExecutionDevice Device, int DeviceId) ParseDevice(string text)

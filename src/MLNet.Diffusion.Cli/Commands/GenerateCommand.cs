@@ -44,11 +44,32 @@ internal sealed class GenerateCommand(CliEnvironment environment) : Command<Gene
         [Description("Inpainting: white is repainted, black kept; the init image's size. Needs --init-image.")]
         public string? Mask { get; init; }
 
+        [CommandOption("--refiner <DIR>")]
+        [Description("SDXL: a refiner model folder that finishes the schedule: the model runs the first --denoising-end of it, the refiner the rest (same steps and scheduler). Text-to-image only.")]
+        public string? Refiner { get; init; }
+
+        [CommandOption("--denoising-end <F>")]
+        [Description("With --refiner: the fraction of the schedule the model runs before the refiner takes over, strictly between 0 and 1. Default 0.8.")]
+        public float? DenoisingEnd { get; init; }
+
+        /// <summary>Where the base hands over to the refiner: --denoising-end, else 0.8 (diffusers' examples).</summary>
+        public float ResolvedDenoisingEnd => DenoisingEnd ?? DefaultDenoisingEnd;
+
+        /// <summary>The hand-off point when --refiner is given without --denoising-end.</summary>
+        public const float DefaultDenoisingEnd = 0.8f;
+
         public override ValidationResult Validate()
         {
             try
             {
                 OptionParsing.CheckRange("--count", Count, 1, 10000);
+                if (DenoisingEnd is not null && Refiner is null)
+                    throw new UserException("--denoising-end needs --refiner (the model that finishes the schedule).");
+                if (Refiner is not null && string.IsNullOrWhiteSpace(Refiner))
+                    throw new UserException("--refiner needs a model folder.");
+                if (Refiner is not null && InitImage is not null)
+                    throw new UserException("--refiner runs text-to-image: it cannot be used with --init-image.");
+                OptionParsing.Check(SettingLimits.DenoisingFraction("--denoising-end", DenoisingEnd));
                 if (InitImage is null && (Strength is not null || Mask is not null))
                     throw new UserException($"{(Mask is not null ? "--mask" : "--strength")} needs --init-image.");
                 OptionParsing.Check(SettingLimits.Strength("--strength", Strength));
@@ -79,12 +100,16 @@ internal sealed class GenerateCommand(CliEnvironment environment) : Command<Gene
             })
             .ToArray();
         using var pipeline = ModelLocator.Load(settings, environment);
+        using var refiner = settings.Refiner is null ? null : ModelLocator.Load(settings.Refiner, "--refiner", settings, environment);
         var options = settings.ToGenerationOptions();
         var outDir = Path.GetFullPath(settings.Out);
         Directory.CreateDirectory(outDir);
         int size = pipeline.DefaultSize;
         environment.Console.MarkupLineInterpolated(
             $"[grey]{pipeline.Folder.Directory} on {pipeline.Device}: {options.Width ?? size}x{options.Height ?? size}, {options.Steps} steps, guidance {options.GuidanceScale}, seed {first}{(settings.Count > 1 ? $"…{first + settings.Count - 1}" : "")}[/]");
+        if (refiner is not null)
+            environment.Console.MarkupLineInterpolated(
+                $"[grey]refiner {refiner.Folder.Directory} from {settings.ResolvedDenoisingEnd} of the schedule[/]");
 
         var clock = Stopwatch.StartNew();
         var written = new List<string>();
@@ -96,7 +121,9 @@ internal sealed class GenerateCommand(CliEnvironment environment) : Command<Gene
             {
                 token.ThrowIfCancellationRequested();
                 steps.Value = 0;
-                var results = pipeline.Generate(batch, options, ProgressDisplay.StepsInto(steps), token);
+                var results = refiner is null
+                    ? pipeline.Generate(batch, options, ProgressDisplay.StepsInto(steps), token)
+                    : pipeline.Generate(batch, refiner, settings.ResolvedDenoisingEnd, options, null, ProgressDisplay.StepsInto(steps), token);
                 foreach (var result in results)
                 {
                     using var image = result.Image;

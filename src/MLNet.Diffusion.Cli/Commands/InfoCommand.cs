@@ -1,6 +1,8 @@
 using System.Globalization;
 using Microsoft.ML.OnnxRuntime;
+using MLNet.Diffusion.Denoising;
 using MLNet.Diffusion.Models;
+using MLNet.Diffusion.Pipeline;
 using MLNet.Diffusion.Runtime;
 using MLNet.Diffusion.Schedulers;
 using MLNet.Diffusion.Tokenization;
@@ -11,7 +13,8 @@ namespace MLNet.Diffusion.Cli.Commands;
 
 /// <summary>
 /// <c>info</c>: what a model folder holds — each component's ONNX inputs and outputs (name, element type, shape with
-/// symbolic dimension names), the scheduler configuration, VAE scaling factor, default size and the device.
+/// symbolic dimension names), the family and how each extra UNet input was identified (by the engine's own rules, on the
+/// models' metadata), the scheduler configuration, VAE scaling factor, default size and the device.
 /// Each model is opened on the requested device and closed again, one at a time.
 /// </summary>
 internal sealed class InfoCommand(CliEnvironment environment) : Command<ModelSettings>
@@ -29,6 +32,9 @@ internal sealed class InfoCommand(CliEnvironment environment) : Command<ModelSet
         if (folder.PipelineClassName is { } pipelineClass) console.MarkupLineInterpolated($"[bold]Pipeline[/]      {pipelineClass}");
 
         int? unetLatentSize = null;
+        IReadOnlyList<UNetExtraInput> extras = [];
+        int unetEmbeddingWidth = 0, encodersWidth = 0;
+        bool encoderWidthsKnown = true;
         foreach (var component in Components)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -52,6 +58,20 @@ internal sealed class InfoCommand(CliEnvironment environment) : Command<ModelSet
             }
             using (session)
             {
+                if (component == "unet")
+                {
+                    var specs = session.InputMetadata.ToDictionary(p => p.Key, p => TensorSpec.From(p.Key, p.Value), StringComparer.Ordinal);
+                    // The engine's identification, so that info names the roles generate will use, and refuses what it refuses.
+                    extras = UNetExtraInputs.Identify(specs, path, folder.UnetTimeCondProjDim);
+                    if (specs.TryGetValue("encoder_hidden_states", out var states) && states.Rank == 3 && states.Dimensions[2] > 0)
+                        unetEmbeddingWidth = states.Dimensions[2];
+                }
+                else if (component.StartsWith("text_encoder", StringComparison.Ordinal))
+                {
+                    int width = session.OutputMetadata.TryGetValue("last_hidden_state", out var last) && last.IsTensor && last.Dimensions.Length == 3 ? last.Dimensions[2] : 0;
+                    encodersWidth += width;
+                    encoderWidthsKnown &= width > 0;
+                }
                 foreach (var (kind, metadata) in new[] { ("input", session.InputMetadata), ("output", session.OutputMetadata) })
                     foreach (var (name, node) in metadata)
                     {
@@ -63,6 +83,25 @@ internal sealed class InfoCommand(CliEnvironment environment) : Command<ModelSet
             }
         }
 
+        // The engine's family rule (LoadedModel.FamilyOf) on the metadata: the encoders' width first, else the UNet's.
+        int embeddingWidth = encoderWidthsKnown && encodersWidth > 0 ? encodersWidth : unetEmbeddingWidth;
+        var family = LoadedModel.FamilyOf(extras.FirstOrDefault(e => e.Kind == UNetExtraKind.TimeIds), folder.RequiresAestheticsScore, embeddingWidth);
+        // The engine's reader (Python's -Infinity and NaN literals, the schedule checks), and the engine's load-time check
+        // of the scheduler, so that info accepts and refuses the folders that generate does.
+        var scheduler = SchedulerConfig.Load(folder.SchedulerConfigPath);
+        SchedulerFactory.Create(null, scheduler).SetTimesteps(1);
+        console.WriteLine();
+        console.MarkupLineInterpolated($"[bold]Family[/]  {DescribeFamily(family, embeddingWidth)}");
+        if (extras.Any(e => e.Kind == UNetExtraKind.TimestepCond))
+            console.MarkupLineInterpolated($"        latent consistency (guidance embedding): one UNet row per image, no classifier-free guidance");
+        if (string.Equals(scheduler.GetString("timestep_spacing", ""), "trailing", StringComparison.Ordinal))
+            console.MarkupLineInterpolated($"        Turbo-style schedule (timestep_spacing trailing): 1 to 4 steps, guidance off (-g 0)");
+        if (extras.Count == 0)
+            console.MarkupLineInterpolated($"  unet extra inputs: none (sample, timestep, encoder_hidden_states only)");
+        foreach (var extra in extras)
+            console.MarkupLineInterpolated(
+                $"  unet input {extra.Spec.Name,-24} → {DescribeInput(extra)} (identified by {(UNetExtraInputs.ByName(extra.Spec.Name) is not null ? "name" : "shape")})");
+
         console.WriteLine();
         foreach (var encoder in folder.TextEncoders)
         {
@@ -70,10 +109,6 @@ internal sealed class InfoCommand(CliEnvironment environment) : Command<ModelSet
             console.MarkupLineInterpolated($"[bold]{Path.GetFileName(encoder.TokenizerDirectory)}[/]  {Path.GetRelativePath(folder.Directory, encoder.TokenizerDirectory)}/ (max length {tokenizer.MaxLength}, pad id {tokenizer.PadId})");
         }
 
-        // The engine's reader (Python's -Infinity and NaN literals, the schedule checks), and the engine's load-time check
-        // of the scheduler, so that info accepts and refuses the folders that generate does.
-        var scheduler = SchedulerConfig.Load(folder.SchedulerConfigPath);
-        SchedulerFactory.Create(null, scheduler).SetTimesteps(1);
         console.WriteLine();
         console.MarkupLineInterpolated($"[bold]scheduler[/]  {scheduler.ClassName ?? "(no _class_name)"} ({Path.GetRelativePath(folder.Directory, folder.SchedulerConfigPath)})");
         foreach (var key in scheduler.Keys.Where(k => k != "_class_name"))
@@ -87,6 +122,28 @@ internal sealed class InfoCommand(CliEnvironment environment) : Command<ModelSet
         console.MarkupLineInterpolated($"[bold]Device[/]              {sessions.ActualDevice}{(sessions.FallbackReason is { } why ? $" (CUDA not used: {why})" : "")}");
         return 0;
     }
+
+    private static string DescribeFamily(ModelFamily family, int embeddingWidth) => family switch
+    {
+        ModelFamily.StableDiffusionXL => "SDXL base (two text encoders, pooled embeddings, 6 time ids)",
+        ModelFamily.StableDiffusionXLRefiner => "SDXL refiner (second text encoder, pooled embedding, 5 time ids with the aesthetic score)",
+        ModelFamily.StableDiffusion2 => $"SD 2.x (one text encoder, {Width(embeddingWidth)})",
+        _ => $"SD 1.x (one text encoder, {Width(embeddingWidth)})",
+    };
+
+    private static string Width(int width) => width > 0 ? $"embeddings {width} wide" : "embedding width not fixed";
+
+    private static string DescribeInput(UNetExtraInput input) => input.Kind switch
+    {
+        UNetExtraKind.TextEmbeds => $"pooled text embedding ({(input.Width > 0 ? input.Width.ToString(CultureInfo.InvariantCulture) : "symbolic")} wide)",
+        UNetExtraKind.TimeIds => input.Width switch
+        {
+            UNetExtraInputs.RefinerTimeIds => "time ids: original size, crop, aesthetic score",
+            UNetExtraInputs.BaseTimeIds => "time ids: original size, crop, target size",
+            _ => "time ids (symbolic width)",
+        },
+        _ => "guidance embedding (LCM's timestep_cond)",
+    };
 
     /// <summary>[batch, 4, height, width]: fixed sizes as numbers, symbolic ones by name, unnamed ones as "?".</summary>
     private static string Shape(NodeMetadata node)

@@ -70,7 +70,9 @@ internal static class UNetExtraInputs
         return found;
     }
 
-    private static UNetExtraKind? ByName(string name)
+    /// <summary>The kind a name alone tells (Optimum's, OnnxStack's and Olive's names, with or without the
+    /// <c>added_cond_kwargs.</c> prefix), or null when only the shape can.</summary>
+    public static UNetExtraKind? ByName(string name)
     {
         var bare = name.StartsWith("added_cond_kwargs.", StringComparison.Ordinal) ? name["added_cond_kwargs.".Length..] : name;
         return bare switch

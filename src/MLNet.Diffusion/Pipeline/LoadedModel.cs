@@ -47,10 +47,16 @@ internal sealed class LoadedModel : IDisposable
     /// The family, from the components: UNet time ids make SDXL (5 of them, or symbolic ones in a folder that requires aesthetic scores: the refiner); else the
     /// embedding width tells SD 2.x (1024) from SD 1.x.
     /// </summary>
-    public ModelFamily Family => UNet.TimeIds is { } timeIds
-        ? timeIds.Width == UNetExtraInputs.RefinerTimeIds || timeIds.Width == 0 && Folder.RequiresAestheticsScore
+    public ModelFamily Family => FamilyOf(UNet.TimeIds, Folder.RequiresAestheticsScore,
+        PromptEncoder.EmbeddingWidth > 0 ? PromptEncoder.EmbeddingWidth : UNet.EmbeddingWidth);
+
+    /// <summary>The family rule of <see cref="Family"/> on a UNet's identified time ids (null when it has none), the folder's
+    /// <c>requires_aesthetics_score</c> and the text embedding width (0 when unknown); <c>info</c> applies it to the models'
+    /// metadata without loading the pipeline.</summary>
+    public static ModelFamily FamilyOf(UNetExtraInput? timeIds, bool requiresAestheticsScore, int embeddingWidth) => timeIds is not null
+        ? timeIds.Width == UNetExtraInputs.RefinerTimeIds || timeIds.Width == 0 && requiresAestheticsScore
             ? ModelFamily.StableDiffusionXLRefiner : ModelFamily.StableDiffusionXL
-        : (PromptEncoder.EmbeddingWidth > 0 ? PromptEncoder.EmbeddingWidth : UNet.EmbeddingWidth) >= 1024 ? ModelFamily.StableDiffusion2 : ModelFamily.StableDiffusion1;
+        : embeddingWidth >= 1024 ? ModelFamily.StableDiffusion2 : ModelFamily.StableDiffusion1;
 
     public string? FallbackReason { get; }
 
