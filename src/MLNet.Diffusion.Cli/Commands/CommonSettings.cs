@@ -68,6 +68,14 @@ internal class GenerationSettings : ModelSettings
     [DefaultValue(0f)]
     public float GuidanceRescale { get; init; }
 
+    [CommandOption("--guidance-interval <LOW,HIGH>")]
+    [Description("Guidance only where the noise level sigma is in (LOW, HIGH] (Kynkaanniemi et al. 2024), e.g. 0.28,5.42; other steps run one UNet row per image. Either end may be empty: ,5.42 or 0.28,")]
+    public string? GuidanceInterval { get; init; }
+
+    [CommandOption("--guidance-end <F>")]
+    [Description("Guidance for the first fraction F of the model calls only (0 to 1), e.g. 0.6; the rest run one UNet row per image.")]
+    public float? GuidanceEnd { get; init; }
+
     [CommandOption("--scheduler <NAME>")]
     [Description("Scheduler instead of the model's: a short name listed under SCHEDULERS below, or a diffusers class name.")]
     public string? Scheduler { get; init; }
@@ -125,6 +133,9 @@ internal class GenerationSettings : ModelSettings
     /// <summary>The parsed --crop, (0, 0) when absent.</summary>
     public (int Top, int Left) ParsedCrop => Crop is null ? (0, 0) : OptionParsing.ParseCrop(Crop);
 
+    /// <summary>The parsed --guidance-interval: (low, high), each null when not given.</summary>
+    public (float? Low, float? High) ParsedGuidanceInterval => GuidanceInterval is null ? (null, null) : OptionParsing.ParseGuidanceInterval(GuidanceInterval);
+
     /// <summary>The parsed --vae-tiling.</summary>
     public VaeTiling ParsedVaeTiling => OptionParsing.ParseVaeTiling(VaeTilingMode);
 
@@ -147,6 +158,9 @@ internal class GenerationSettings : ModelSettings
         AestheticScore = AestheticScore,
         NegativeAestheticScore = NegativeAestheticScore,
         VaeTiling = ParsedVaeTiling,
+        GuidanceIntervalLow = ParsedGuidanceInterval.Low,
+        GuidanceIntervalHigh = ParsedGuidanceInterval.High,
+        GuidanceEnd = GuidanceEnd,
     };
 
     public override ValidationResult Validate()
@@ -164,6 +178,8 @@ internal class GenerationSettings : ModelSettings
             _ = ParsedTargetSize;
             _ = ParsedCrop;
             _ = ParsedVaeTiling;
+            _ = ParsedGuidanceInterval;
+            OptionParsing.Check(SettingLimits.GuidanceEnd("--guidance-end", GuidanceEnd));
             OptionParsing.Check(SettingLimits.AestheticScore("--aesthetic-score", AestheticScore));
             OptionParsing.Check(SettingLimits.AestheticScore("--negative-aesthetic-score", NegativeAestheticScore));
         }
@@ -224,6 +240,23 @@ internal static partial class OptionParsing
         Check(SettingLimits.Crop("--crop top", top));
         Check(SettingLimits.Crop("--crop left", left));
         return (top, left);
+    }
+
+    /// <summary>"LOW,HIGH" (either may be empty) → the guidance interval, checked by <see cref="SettingLimits.GuidanceInterval"/>.</summary>
+    public static (float? Low, float? High) ParseGuidanceInterval(string text)
+    {
+        var parts = text.Split(',');
+        if (parts.Length != 2) throw new UserException($"--guidance-interval must be LOW,HIGH noise levels, e.g. 0.28,5.42 (either may be empty); got '{text}'.");
+        float? Parse(string part, string end)
+        {
+            if (string.IsNullOrWhiteSpace(part)) return null;
+            if (!float.TryParse(part, NumberStyles.Float, CultureInfo.InvariantCulture, out float v))
+                throw new UserException($"--guidance-interval: the {end} end '{part.Trim()}' is not a number (e.g. 0.28,5.42).");
+            return v;
+        }
+        var (low, high) = (Parse(parts[0], "low"), Parse(parts[1], "high"));
+        Check(SettingLimits.GuidanceInterval("--guidance-interval low", "--guidance-interval high", low, high));
+        return (low, high);
     }
 
     /// <summary>"auto", "on" or "off" (any case) → the <see cref="VaeTiling"/> value.</summary>

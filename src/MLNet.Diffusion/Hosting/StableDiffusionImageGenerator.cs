@@ -22,7 +22,8 @@ namespace MLNet.Diffusion;
 /// <see cref="ImageGenerationOptions.MediaType"/> (only <c>image/png</c>) and, in
 /// <see cref="ImageGenerationOptions.AdditionalProperties"/>, the model's own settings: <see cref="SeedProperty"/>,
 /// <see cref="StepsProperty"/>, <see cref="GuidanceScaleProperty"/>, <see cref="NegativePromptProperty"/>,
-/// <see cref="SchedulerProperty"/>, <see cref="EtaProperty"/>, <see cref="GuidanceRescaleProperty"/> and, for the SDXL
+/// <see cref="SchedulerProperty"/>, <see cref="EtaProperty"/>, <see cref="GuidanceRescaleProperty"/>, the guidance window
+/// (<see cref="GuidanceIntervalLowProperty"/>, <see cref="GuidanceIntervalHighProperty"/>, <see cref="GuidanceEndProperty"/>) and, for the SDXL
 /// refiner, <see cref="AestheticScoreProperty"/> and <see cref="NegativeAestheticScoreProperty"/> (numbers may be given as numbers, numeric strings or
 /// JSON elements). Other additional properties are ignored, as are <see cref="ImageGenerationOptions.ModelId"/> (the
 /// model is the pipeline's folder), <see cref="ImageGenerationOptions.ResponseFormat"/> (the data is always inline;
@@ -65,6 +66,15 @@ public sealed class StableDiffusionImageGenerator : IImageGenerator
 
     /// <summary>Additional property: SDXL refiner's aesthetic score of the negative half (number, 0–10; <see cref="GenerationOptions.NegativeAestheticScore"/>).</summary>
     public const string NegativeAestheticScoreProperty = "negative_aesthetic_score";
+
+    /// <summary>Additional property: the lower end σ_lo of the guidance interval (number ≥ 0; <see cref="GenerationOptions.GuidanceIntervalLow"/>).</summary>
+    public const string GuidanceIntervalLowProperty = "guidance_interval_low";
+
+    /// <summary>Additional property: the upper end σ_hi of the guidance interval (number &gt; σ_lo; <see cref="GenerationOptions.GuidanceIntervalHigh"/>).</summary>
+    public const string GuidanceIntervalHighProperty = "guidance_interval_high";
+
+    /// <summary>Additional property: the fraction of the model calls that are guided (number, 0–1; <see cref="GenerationOptions.GuidanceEnd"/>).</summary>
+    public const string GuidanceEndProperty = "guidance_end";
 
     private readonly ImageGeneratorMetadata _metadata;
     private readonly GenerationOptions _defaults;
@@ -196,6 +206,16 @@ public sealed class StableDiffusionImageGenerator : IImageGenerator
         {
             SettingLimits.ThrowIf(SettingLimits.AestheticScore($"ImageGenerationOptions.AdditionalProperties[\"{NegativeAestheticScoreProperty}\"]", (float)negativeAesthetic), nameof(options));
             generation.NegativeAestheticScore = (float)negativeAesthetic;
+        }
+        const string prefix = "ImageGenerationOptions.AdditionalProperties";
+        if (GetNumber(extra, GuidanceIntervalLowProperty) is double low) generation.GuidanceIntervalLow = (float)low;
+        if (GetNumber(extra, GuidanceIntervalHighProperty) is double high) generation.GuidanceIntervalHigh = (float)high;
+        SettingLimits.ThrowIf(SettingLimits.GuidanceInterval($"{prefix}[\"{GuidanceIntervalLowProperty}\"]", $"{prefix}[\"{GuidanceIntervalHighProperty}\"]",
+            generation.GuidanceIntervalLow, generation.GuidanceIntervalHigh), nameof(options));
+        if (GetNumber(extra, GuidanceEndProperty) is double end)
+        {
+            SettingLimits.ThrowIf(SettingLimits.GuidanceEnd($"{prefix}[\"{GuidanceEndProperty}\"]", (float)end), nameof(options));
+            generation.GuidanceEnd = (float)end;
         }
         if (GetString(extra, SchedulerProperty) is { } scheduler && !string.IsNullOrWhiteSpace(scheduler))
             generation.Scheduler = scheduler;

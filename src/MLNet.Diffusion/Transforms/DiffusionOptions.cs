@@ -181,7 +181,49 @@ public sealed class DiffusionOptions
     public DiffusionOptions Clone() => (DiffusionOptions)MemberwiseClone();
 
     internal GenerationOptions ToGenerationOptions(int steps, int? width, int? height) =>
-        new() { Steps = steps, Width = width, Height = height, Scheduler = Scheduler, Eta = Eta, GuidanceScale = GuidanceScale, GuidanceRescale = GuidanceRescale };
+        new()
+        {
+            Steps = steps, Width = width, Height = height, Scheduler = Scheduler, Eta = Eta, GuidanceScale = GuidanceScale, GuidanceRescale = GuidanceRescale,
+            GuidanceIntervalLow = GuidanceIntervalLow, GuidanceIntervalHigh = GuidanceIntervalHigh, GuidanceEnd = GuidanceEnd, VaeTiling = VaeTiling,
+            OriginalWidth = OriginalWidth, OriginalHeight = OriginalHeight, CropTop = CropTop, CropLeft = CropLeft, TargetWidth = TargetWidth,
+            TargetHeight = TargetHeight, AestheticScore = AestheticScore, NegativeAestheticScore = NegativeAestheticScore,
+        };
+
+    /// <summary>Guidance only for noise levels σ above this (<see cref="GenerationOptions.GuidanceIntervalLow"/>); null: no lower end.</summary>
+    public float? GuidanceIntervalLow { get; set; }
+
+    /// <summary>Guidance only for noise levels σ up to this (<see cref="GenerationOptions.GuidanceIntervalHigh"/>); null: no upper end.</summary>
+    public float? GuidanceIntervalHigh { get; set; }
+
+    /// <summary>Guidance for this fraction of the model calls only (<see cref="GenerationOptions.GuidanceEnd"/>); null: every call.</summary>
+    public float? GuidanceEnd { get; set; }
+
+    /// <summary>Tiled VAE decoding and encoding (<see cref="GenerationOptions.VaeTiling"/>). Default <see cref="VaeTiling.Auto"/>.</summary>
+    public VaeTiling VaeTiling { get; set; } = VaeTiling.Auto;
+
+    /// <summary>SDXL: the original width in the time ids (<see cref="GenerationOptions.OriginalWidth"/>); null: the image width.</summary>
+    public int? OriginalWidth { get; set; }
+
+    /// <summary>SDXL: the original height in the time ids (<see cref="GenerationOptions.OriginalHeight"/>); null: the image height.</summary>
+    public int? OriginalHeight { get; set; }
+
+    /// <summary>SDXL: the crop top in the time ids (<see cref="GenerationOptions.CropTop"/>). Default 0.</summary>
+    public int CropTop { get; set; }
+
+    /// <summary>SDXL: the crop left in the time ids (<see cref="GenerationOptions.CropLeft"/>). Default 0.</summary>
+    public int CropLeft { get; set; }
+
+    /// <summary>SDXL base: the target width in the time ids (<see cref="GenerationOptions.TargetWidth"/>); null: the image width.</summary>
+    public int? TargetWidth { get; set; }
+
+    /// <summary>SDXL base: the target height in the time ids (<see cref="GenerationOptions.TargetHeight"/>); null: the image height.</summary>
+    public int? TargetHeight { get; set; }
+
+    /// <summary>SDXL refiner: the aesthetic score, 0–10 (<see cref="GenerationOptions.AestheticScore"/>). Default 6.</summary>
+    public float AestheticScore { get; set; } = 6f;
+
+    /// <summary>SDXL refiner: the negative half's aesthetic score, 0–10 (<see cref="GenerationOptions.NegativeAestheticScore"/>). Default 2.5.</summary>
+    public float NegativeAestheticScore { get; set; } = 2.5f;
 
     /// <summary>Checks the settings; the exception names the one that is out of range.</summary>
     internal void Validate()
