@@ -182,41 +182,17 @@ public sealed class StableDiffusionImageGenerator : IImageGenerator
             SettingLimits.ThrowIf(SettingLimits.Steps($"ImageGenerationOptions.AdditionalProperties[\"{StepsProperty}\"]", (int)Math.Clamp(steps, int.MinValue, int.MaxValue)), nameof(options));
             generation.Steps = (int)steps;
         }
-        if (GetNumber(extra, GuidanceScaleProperty) is double guidance)
-        {
-            SettingLimits.ThrowIf(SettingLimits.GuidanceScale($"ImageGenerationOptions.AdditionalProperties[\"{GuidanceScaleProperty}\"]", (float)guidance), nameof(options));
-            generation.GuidanceScale = (float)guidance;
-        }
-        if (GetNumber(extra, EtaProperty) is double eta)
-        {
-            SettingLimits.ThrowIf(SettingLimits.Eta($"ImageGenerationOptions.AdditionalProperties[\"{EtaProperty}\"]", (float)eta), nameof(options));
-            generation.Eta = (float)eta;
-        }
-        if (GetNumber(extra, GuidanceRescaleProperty) is double rescale)
-        {
-            SettingLimits.ThrowIf(SettingLimits.GuidanceRescale($"ImageGenerationOptions.AdditionalProperties[\"{GuidanceRescaleProperty}\"]", (float)rescale), nameof(options));
-            generation.GuidanceRescale = (float)rescale;
-        }
-        if (GetNumber(extra, AestheticScoreProperty) is double aesthetic)
-        {
-            SettingLimits.ThrowIf(SettingLimits.AestheticScore($"ImageGenerationOptions.AdditionalProperties[\"{AestheticScoreProperty}\"]", (float)aesthetic), nameof(options));
-            generation.AestheticScore = (float)aesthetic;
-        }
-        if (GetNumber(extra, NegativeAestheticScoreProperty) is double negativeAesthetic)
-        {
-            SettingLimits.ThrowIf(SettingLimits.AestheticScore($"ImageGenerationOptions.AdditionalProperties[\"{NegativeAestheticScoreProperty}\"]", (float)negativeAesthetic), nameof(options));
-            generation.NegativeAestheticScore = (float)negativeAesthetic;
-        }
+        ReadNumber(extra, GuidanceScaleProperty, SettingLimits.GuidanceScale, v => generation.GuidanceScale = v);
+        ReadNumber(extra, EtaProperty, SettingLimits.Eta, v => generation.Eta = v);
+        ReadNumber(extra, GuidanceRescaleProperty, SettingLimits.GuidanceRescale, v => generation.GuidanceRescale = v);
+        ReadNumber(extra, AestheticScoreProperty, SettingLimits.AestheticScore, v => generation.AestheticScore = v);
+        ReadNumber(extra, NegativeAestheticScoreProperty, SettingLimits.AestheticScore, v => generation.NegativeAestheticScore = v);
+        ReadNumber(extra, GuidanceEndProperty, (name, v) => SettingLimits.GuidanceEnd(name, v), v => generation.GuidanceEnd = v);
         const string prefix = "ImageGenerationOptions.AdditionalProperties";
         if (GetNumber(extra, GuidanceIntervalLowProperty) is double low) generation.GuidanceIntervalLow = (float)low;
         if (GetNumber(extra, GuidanceIntervalHighProperty) is double high) generation.GuidanceIntervalHigh = (float)high;
         SettingLimits.ThrowIf(SettingLimits.GuidanceInterval($"{prefix}[\"{GuidanceIntervalLowProperty}\"]", $"{prefix}[\"{GuidanceIntervalHighProperty}\"]",
             generation.GuidanceIntervalLow, generation.GuidanceIntervalHigh), nameof(options));
-        if (GetNumber(extra, GuidanceEndProperty) is double end)
-        {
-            SettingLimits.ThrowIf(SettingLimits.GuidanceEnd($"{prefix}[\"{GuidanceEndProperty}\"]", (float)end), nameof(options));
-            generation.GuidanceEnd = (float)end;
-        }
         if (GetString(extra, SchedulerProperty) is { } scheduler && !string.IsNullOrWhiteSpace(scheduler))
             generation.Scheduler = scheduler;
         string negative = GetString(extra, NegativePromptProperty) ?? "";
@@ -252,6 +228,15 @@ public sealed class StableDiffusionImageGenerator : IImageGenerator
             _ => null,
         };
         return result ?? throw WrongType(key, "a whole number", value);
+    }
+
+    /// <summary>Reads the number property <paramref name="name"/> when present, checks it with <paramref name="check"/> (a
+    /// <see cref="SettingLimits"/> rule, named as the caller wrote it) and applies it.</summary>
+    private static void ReadNumber(AdditionalPropertiesDictionary? extra, string name, Func<string, float, string?> check, Action<float> apply)
+    {
+        if (GetNumber(extra, name) is not double value) return;
+        SettingLimits.ThrowIf(check($"ImageGenerationOptions.AdditionalProperties[\"{name}\"]", (float)value), "options");
+        apply((float)value);
     }
 
     private static double? GetNumber(AdditionalPropertiesDictionary? extra, string key)
