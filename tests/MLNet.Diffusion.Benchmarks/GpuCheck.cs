@@ -121,9 +121,10 @@ public static class GpuCheck
     {
         bool cudaBuilt = providers.Contains("CUDAExecutionProvider");
         string fix = cudaBuilt
-            ? "  This build has ONNX Runtime's CUDA provider, but it could not start. It needs an NVIDIA GPU with its driver (`nvidia-smi` lists the GPU),\n" +
-              "  and the CUDA 12 and cuDNN 9 runtime libraries (libcudart.so.12, libcublas*.so.12, libcudnn*.so.9; on Windows cudart64_12.dll, cudnn64_9.dll)\n" +
-              "  where the loader finds them: LD_LIBRARY_PATH on Linux, PATH on Windows (or pip's nvidia-*-cu12 wheels, or the CUDA/cuDNN installers).\n" +
+            ? $"  This build has ONNX Runtime's CUDA provider (ONNX Runtime {OrtEnv.Instance().GetVersionString()}), but it could not start. It needs an NVIDIA GPU\n" +
+              "  with its driver (`nvidia-smi` lists the GPU), and the CUDA and cuDNN runtime libraries this ONNX Runtime release was built for, where the\n" +
+              "  loader finds them (LD_LIBRARY_PATH on Linux, PATH on Windows): for 1.32, CUDA 13 (libcudart.so.13, libcublas.so.13, libcublasLt.so.13,\n" +
+              "  libcurand.so.10) and cuDNN 9 (libcudnn.so.9). The library named under 'What failed' is the first one missing.\n" +
               "  With --device N, N must be a GPU that `nvidia-smi` lists."
             : "  This build carries ONNX Runtime's CPU package (Microsoft.ML.OnnxRuntime), which has no CUDA provider. Build with the GPU package:\n" +
               "  eng/gpu-check.sh (it builds with -p:Ort=gpu and runs this check), or\n" +
