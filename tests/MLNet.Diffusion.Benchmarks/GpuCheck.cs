@@ -10,13 +10,14 @@ using MLNet.Diffusion.Runtime;
 namespace MLNet.Diffusion.Benchmarks;
 
 /// <summary>
-/// <c>gpu-check [--device N] [--steps N] [--runs N] [--quick]</c> (<c>eng/gpu-check.sh</c> builds with the GPU package and runs
+/// <c>gpu-check [--device N] [--steps N] [--runs N] [--quick] [--cpu]</c> (<c>eng/gpu-check.sh</c> builds with the GPU package and runs
 /// it): the synthetic SD 1.5-shaped (4×64×64) and SDXL-shaped (4×128×128) models with float16 UNets on CUDA, printed as
 /// Markdown tables: the host cost of a step (the time between two UNet calls outside ONNX Runtime's run: median and
 /// 10th–90th percentile over the steps of interleaved runs) and the one-off set-up per generation, the UNet time per call,
 /// and the host ↔ device copies per step on each run path (plain <c>Run</c>, IO binding, fixed buffers with a CUDA graph);
 /// then images/s by batch size (1, 2, 4 images, classifier-free guidance). Where no GPU or CUDA runtime can be used it
-/// prints what is missing and how to fix it and exits with <see cref="ExitNoCuda"/>.
+/// prints what is missing and how to fix it and exits with <see cref="ExitNoCuda"/>. <c>--cpu</c> is a dry run of the check's
+/// own code on the CPU at a quarter of the image sizes (no CUDA graph there); its figures are not GPU figures.
 /// </summary>
 /// <remarks>
 /// The copies counted are those the bindings cause (<see cref="Denoising.UNet.HostToDeviceCopies"/>): a host buffer bound
@@ -41,43 +42,45 @@ public static class GpuCheck
     public static int Run(string[] args, TextWriter output)
     {
         int device = 0, steps = 20, runs = 5;
-        bool quick = false;
+        bool quick = false, cpu = false;
         for (int i = 0; i < args.Length; i++)
         {
             switch (args[i])
             {
                 case "--quick": quick = true; steps = 4; runs = 2; break;
+                case "--cpu": cpu = true; break;
                 case "--device" when i + 1 < args.Length && int.TryParse(args[i + 1], Inv, out device) && device >= 0: i++; break;
                 case "--steps" when i + 1 < args.Length && int.TryParse(args[i + 1], Inv, out steps) && steps >= 2: i++; break;
                 case "--runs" when i + 1 < args.Length && int.TryParse(args[i + 1], Inv, out runs) && runs >= 1: i++; break;
                 default:
-                    output.WriteLine($"gpu-check: '{args[i]}' is not an option or lacks a valid value. Usage: gpu-check [--device N (≥ 0)] [--steps N (≥ 2, default 20)] [--runs N (≥ 1, default 5)] [--quick]");
+                    output.WriteLine($"gpu-check: '{args[i]}' is not an option or lacks a valid value. Usage: gpu-check [--device N (≥ 0)] [--steps N (≥ 2, default 20)] [--runs N (≥ 1, default 5)] [--quick] [--cpu (a dry run on the CPU)]");
                     return ExitUsage;
             }
         }
 
         var log = new RecordingLogger();
-        if (Preflight(device, log) is { } problem)
+        if (!cpu && Preflight(device, log) is { } problem)
         {
             output.WriteLine(problem);
             return ExitNoCuda;
         }
 
-        output.WriteLine($"gpu-check: CUDA device {device}; ONNX Runtime {OrtEnv.Instance().GetVersionString()}; {System.Runtime.InteropServices.RuntimeInformation.OSDescription.Trim()}, {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}");
+        var target = cpu ? new Target(ExecutionDevice.Cpu, 0, 4) : new Target(ExecutionDevice.Cuda, device, 1);
+        output.WriteLine($"gpu-check: {(cpu ? "DRY RUN on the CPU at a quarter of the image sizes (not GPU figures)" : $"CUDA device {device}")}; ONNX Runtime {OrtEnv.Instance().GetVersionString()}; {System.Runtime.InteropServices.RuntimeInformation.OSDescription.Trim()}, {System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription}");
         output.WriteLine($"Float16 UNets, Euler, classifier-free guidance 7.5, {steps} steps, {runs} interleaved runs per row.");
         var models = new (string Name, string Folder, int Size)[]
         {
-            ("synthetic SD 1.5-shaped, fp16", Sd15Fp16, 512),
-            ("synthetic SDXL-shaped, fp16", SdxlFp16, 1024),
+            ("synthetic SD 1.5-shaped, fp16", Sd15Fp16, 512 / target.SizeDivisor),
+            ("synthetic SDXL-shaped, fp16", SdxlFp16, 1024 / target.SizeDivisor),
         };
         output.WriteLine();
         output.WriteLine("| model | path | per-step host cost, median (10th–90th) | set-up per generation | UNet per call (batch 2) | copies per step: host → device | device → host | Memcpy nodes in the graph |");
         output.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- |");
-        foreach (var model in models) StepCosts(output, log, device, model.Name, model.Folder, model.Size, steps, runs);
+        foreach (var model in models) StepCosts(output, log, target, model.Name, model.Folder, model.Size, steps, runs);
         output.WriteLine();
         output.WriteLine("| model | images per call (UNet batch) | text → image, median | UNet per call | images/s |");
         output.WriteLine("| --- | --- | --- | --- | --- |");
-        foreach (var model in models) Throughput(output, log, device, model.Name, model.Folder, model.Size, steps, quick ? [1, 2] : [1, 2, 4], runs);
+        foreach (var model in models) Throughput(output, log, target, model.Name, model.Folder, model.Size, steps, quick ? [1, 2] : [1, 2, 4], runs);
         output.WriteLine();
         output.WriteLine("Copies per step are those the bindings cause (host buffers bound to the session or written to device buffers, the prediction read back). " +
             "The schedulers run on the host, so the sample in and the prediction out cross at every step on every path (inherent), and the timestep's few bytes with them; " +
@@ -148,9 +151,9 @@ public static class GpuCheck
         ModelFolders.Synthetic(name, options.ToString(), dir => SyntheticXlModelFolder.Write(dir, options));
 
     /// <summary>Per run path: host cost per step and per generation, UNet time per call, copies per step, Memcpy nodes.</summary>
-    private static void StepCosts(TextWriter output, RecordingLogger log, int device, string name, string folder, int size, int steps, int runs)
+    private static void StepCosts(TextWriter output, RecordingLogger log, Target target, string name, string folder, int size, int steps, int runs)
     {
-        var paths = new (string Name, bool IoBinding, bool Graph)[] { ("Run", false, false), ("IO binding", true, false), ("fixed buffers + CUDA graph", true, true) };
+        var paths = new (string Name, bool IoBinding, bool Graph)[] { ("Run", false, false), ("IO binding", true, false), ("fixed buffers, CUDA graph asked for", true, true) };
         var pipelines = new StableDiffusionPipeline?[paths.Length];
         var failures = new string?[paths.Length];
         var memcpy = new string[paths.Length];
@@ -163,13 +166,13 @@ public static class GpuCheck
                 int before = log.Count;
                 try
                 {
-                    var p = StableDiffusionPipeline.Load(folder, Runtime(device, log, paths[k].IoBinding, paths[k].Graph));
+                    var p = StableDiffusionPipeline.Load(folder, Runtime(target, log, paths[k].IoBinding, paths[k].Graph));
                     embeddings ??= Embeddings(p);
                     p.Denoise([new ImagePrompt("", 1) { GuidanceScale = 7.5f }], embeddings, options, null, CancellationToken.None); // warm-up (and graph capture)
                     p.Denoise([new ImagePrompt("", 1) { GuidanceScale = 7.5f }], embeddings, options, null, CancellationToken.None);
                     pipelines[k] = p;
                 }
-                catch (Exception e) when (e is OnnxRuntimeException or InvalidOperationException or ModelRunException)
+                catch (Exception e) when (e is OnnxRuntimeException or InvalidOperationException) // ModelRunException included
                 {
                     failures[k] = e.Message.ReplaceLineEndings(" ");
                 }
@@ -207,9 +210,9 @@ public static class GpuCheck
     }
 
     /// <summary>Images/s by images per call: whole text → image generations (encoders, UNet, VAE) on the default path, rounds interleaved over batch sizes.</summary>
-    private static void Throughput(TextWriter output, RecordingLogger log, int device, string name, string folder, int size, int steps, int[] batches, int runs)
+    private static void Throughput(TextWriter output, RecordingLogger log, Target target, string name, string folder, int size, int steps, int[] batches, int runs)
     {
-        using var pipeline = StableDiffusionPipeline.Load(folder, Runtime(device, log, ioBinding: true, graph: false));
+        using var pipeline = StableDiffusionPipeline.Load(folder, Runtime(target, log, ioBinding: true, graph: false));
         var options = new GenerationOptions { Steps = steps, Scheduler = "euler", GuidanceScale = 7.5f, Width = size, Height = size };
         var calls = batches.Select(batch =>
         {
@@ -236,10 +239,14 @@ public static class GpuCheck
         }
     }
 
-    private static DiffusionRuntimeOptions Runtime(int device, ILogger logger, bool ioBinding, bool graph) => new()
+    /// <summary>Where the check runs: CUDA, or the CPU for a dry run at 1/<paramref name="SizeDivisor"/> of the image sizes.</summary>
+    private sealed record Target(ExecutionDevice Device, int DeviceId, int SizeDivisor);
+
+    private static DiffusionRuntimeOptions Runtime(Target target, ILogger logger, bool ioBinding, bool graph) => new()
     {
-        Device = ExecutionDevice.Cuda,
-        DeviceId = device,
+        Device = target.Device,
+        DeviceId = target.DeviceId,
+        ForceFixedBuffers = graph, // on the CPU (dry run) the fixed-buffer path runs without a graph
         FallbackToCpu = false,
         UseIoBinding = ioBinding,
         EnableCudaGraph = graph,

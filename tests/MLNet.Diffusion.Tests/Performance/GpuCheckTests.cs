@@ -33,6 +33,20 @@ public class GpuCheckTests
         Assert.Contains("CUDA device 1 could not be used", output.ToString());
     }
 
+    [Fact]
+    public void TheDryRunOnTheCpuMeasuresEveryRowAndCountsNoCopies()
+    {
+        var output = new StringWriter();
+        Assert.Equal(0, GpuCheck.Run(["--cpu", "--quick"], output));
+        var rows = output.ToString().Split('\n').Where(l => l.StartsWith("| synthetic", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(6 + 4, rows.Length); // 2 models × 3 run paths, then 2 models × batch sizes 1 and 2
+        Assert.Contains(rows, r => r.Contains("[Cpu, SessionRun]", StringComparison.Ordinal));
+        Assert.Contains(rows, r => r.Contains("[Cpu, IoBinding]", StringComparison.Ordinal));
+        Assert.Contains(rows, r => r.Contains("[Cpu, FixedBuffers]", StringComparison.Ordinal));
+        Assert.All(rows.Take(6), r => Assert.Contains("| 0 (0 B) | 0 (0 B) | none logged |", r)); // host memory: nothing crosses
+        Assert.DoesNotContain("failed", output.ToString());
+    }
+
     [Theory]
     [InlineData("--bogus")]
     [InlineData("--steps", "1")]
