@@ -42,7 +42,7 @@ public static class ModelFolders
         Synthetic(name, options.ToString(), dir => SyntheticModelFolder.Write(dir, options));
 
     /// <summary>The folder <paramref name="name"/>, written by <paramref name="write"/> unless its stamp already says <paramref name="expected"/>.</summary>
-    private static string Synthetic(string name, string expected, Action<string> write)
+    internal static string Synthetic(string name, string expected, Action<string> write)
     {
         string dir = Path.Combine(Root, name);
         string stamp = Path.Combine(dir, "synthetic.stamp");

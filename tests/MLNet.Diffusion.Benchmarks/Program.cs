@@ -3,7 +3,7 @@ using BenchmarkDotNet.Running;
 namespace MLNet.Diffusion.Benchmarks;
 
 /// <summary>
-/// <c>dotnet run -c Release --project tests/MLNet.Diffusion.Benchmarks -- [report | threads | probe | memory | batch-memory | vae-tiling | BenchmarkDotNet arguments]</c>:
+/// <c>dotnet run -c Release --project tests/MLNet.Diffusion.Benchmarks -- [report | threads | probe | memory | batch-memory | vae-tiling | gpu-check | BenchmarkDotNet arguments]</c>:
 /// BenchmarkDotNet's switcher (e.g. <c>--filter *</c>), or <c>report</c> for the measurements BenchmarkDotNet does not
 /// make (overhead outside ONNX Runtime, allocations per step, peak working set), <c>threads</c> (the demo model under
 /// three thread-pool settings), <c>probe</c> (stage timings), <c>memory</c> (one child process of <c>report</c>), or
@@ -23,6 +23,7 @@ public static class Program
         if (args.Length > 0 && args[0] == "threads") return Report.Threads();
         if (args.Length > 0 && args[0] == "guidance") return GuidanceRows.Run(args[1..]);
         if (args.Length > 0 && args[0] == "vae-tiling") return VaeTilingMemory.Run(args[1..]);
+        if (args.Length > 0 && args[0] == "gpu-check") return GpuCheck.Run(args[1..]);
         if (args.Length > 0 && args[0] == "vae-tiling-child") return VaeTilingMemory.RunChild(args[1..]);
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args, new ShortRunConfig());
         return 0;

@@ -105,6 +105,7 @@ public static class SyntheticModelFolder
         var output = SameConv(g, g.Silu(h), ConvWeights(g, random, "conv_out", 4, c, 3, 1), Zeros(g, "conv_out_b", 4), 3);
         g.NodeNamed("Tanh", [output], "out_sample");
         g.Output("out_sample", OnnxElementType.Float, "batch", 4, "height", "width");
+        if (o.Float16) g.ConvertToFloat16();
         return g;
     }
 

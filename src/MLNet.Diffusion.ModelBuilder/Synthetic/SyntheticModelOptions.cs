@@ -26,6 +26,13 @@ public sealed record SyntheticModelOptions
     public int Seed { get; init; } = 1;
 
     /// <summary>
+    /// The UNet in half precision, as an fp16 export: weights, inputs, computation and output in float16 (the text encoder
+    /// and the VAE stay float32). Default false. ONNX Runtime's CUDA provider runs it; its CPU provider lacks float16 kernels
+    /// for most of its operators.
+    /// </summary>
+    public bool Float16 { get; init; }
+
+    /// <summary>
     /// Multiply-adds of one UNet call for <paramref name="batch"/> latents of <paramref name="height"/>×<paramref name="width"/>,
     /// counting convolutions and attention matrix products (the rest is element-wise), ×2 for FLOPs.
     /// </summary>

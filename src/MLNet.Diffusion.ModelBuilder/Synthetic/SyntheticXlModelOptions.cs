@@ -31,6 +31,13 @@ public sealed record SyntheticXlModelOptions
     /// <summary>The seed of the random weights.</summary>
     public int Seed { get; init; } = 1;
 
+    /// <summary>
+    /// The UNet in half precision, as an fp16 export: weights, inputs, computation and output in float16 (the text encoders
+    /// and the VAE stay float32). Default false. ONNX Runtime's CUDA provider runs it; its CPU provider lacks float16 kernels
+    /// for most of its operators.
+    /// </summary>
+    public bool Float16 { get; init; }
+
     /// <summary>The per-token context width the UNet cross-attends to: <see cref="TextEncoderWidth"/> + <see cref="TextEncoder2Width"/> (SDXL: 2048).</summary>
     public int ContextWidth => TextEncoderWidth + TextEncoder2Width;
 
@@ -47,6 +54,7 @@ public sealed record SyntheticXlModelOptions
         EmbeddingWidth = ContextWidth,
         SampleSize = SampleSize,
         Seed = Seed,
+        Float16 = Float16,
     };
 
     /// <summary>

@@ -12,10 +12,12 @@ namespace MLNet.Diffusion.Denoising;
 internal sealed class FixedBufferSet : IDisposable
 {
     private readonly ExecutionDevice _device;
+    private readonly UNet _unet;
 
     internal FixedBufferSet(UNet unet, int graphId, int batch, int h, int w, int sequenceLength, int width, int[] extraWidths)
     {
         _device = unet.Device;
+        _unet = unet;
         GraphId = graphId.ToString(System.Globalization.CultureInfo.InvariantCulture);
         var values = new List<IDisposable>();
         try
@@ -74,6 +76,7 @@ internal sealed class FixedBufferSet : IDisposable
         fixed (byte* s = source)
         fixed (byte* d = destination)
             CudaRuntime.Copy((IntPtr)d, (IntPtr)s, source.Length);
+        _unet.CountCopy(toDevice: true, source.Length);
     }
 
     /// <summary>Copies a device buffer into its host tensor.</summary>
@@ -89,6 +92,7 @@ internal sealed class FixedBufferSet : IDisposable
         fixed (byte* s = source)
         fixed (byte* d = destination)
             CudaRuntime.Copy((IntPtr)d, (IntPtr)s, destination.Length);
+        _unet.CountCopy(toDevice: false, destination.Length);
     }
 
     public void Dispose()

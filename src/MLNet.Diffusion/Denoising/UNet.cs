@@ -170,6 +170,39 @@ internal sealed class UNet : OnnxModelComponent
     public long RowCount => Interlocked.Read(ref _rows);
 
     private long _rows;
+    private long _hostToDevice, _deviceToHost, _hostToDeviceBytes, _deviceToHostBytes;
+
+    /// <summary>
+    /// Host → device copies the bindings have caused since the UNet was loaded, on a device only (none on the CPU): a host
+    /// buffer bound to the session's inputs (ONNX Runtime copies it when it is bound) or written into a fixed device buffer
+    /// (<c>cudaMemcpy</c>). Copies ONNX Runtime inserts inside the graph (Memcpy nodes, for nodes placed on the CPU) are not
+    /// counted here: ONNX Runtime logs a warning when it adds them.
+    /// </summary>
+    public long HostToDeviceCopies => Interlocked.Read(ref _hostToDevice);
+
+    /// <summary>Device → host copies the bindings have caused (the prediction read back), on a device only; see <see cref="HostToDeviceCopies"/>.</summary>
+    public long DeviceToHostCopies => Interlocked.Read(ref _deviceToHost);
+
+    /// <summary>Bytes of <see cref="HostToDeviceCopies"/>.</summary>
+    public long HostToDeviceBytes => Interlocked.Read(ref _hostToDeviceBytes);
+
+    /// <summary>Bytes of <see cref="DeviceToHostCopies"/>.</summary>
+    public long DeviceToHostBytes => Interlocked.Read(ref _deviceToHostBytes);
+
+    /// <summary>Counts one copy of <paramref name="bytes"/> bytes between host and device memory (diagnostics).</summary>
+    internal void CountCopy(bool toDevice, long bytes)
+    {
+        if (toDevice)
+        {
+            Interlocked.Increment(ref _hostToDevice);
+            Interlocked.Add(ref _hostToDeviceBytes, bytes);
+        }
+        else
+        {
+            Interlocked.Increment(ref _deviceToHost);
+            Interlocked.Add(ref _deviceToHostBytes, bytes);
+        }
+    }
 
     internal void RunBound(RunOptions options, string[] inputNames, OrtValue[] inputs, string[] outputNames, OrtValue[] outputs, int rows)
     {

@@ -109,7 +109,7 @@ internal sealed class UNetBinding : IDisposable
     public void CommitHiddenStates()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (_rebindEachRun) _io!.BindInput(_inputNames[2], _hidden.Value);
+        if (_rebindEachRun) BindHostInput(2, _hidden);
         if (_fixed is not null) _fixed.Upload(_hidden, _fixed.Hidden);
     }
 
@@ -127,7 +127,7 @@ internal sealed class UNetBinding : IDisposable
         if (values.Length != extra.Length)
             throw new ArgumentException($"{_inputNames[3 + index]} needs {extra.Length} values ([{string.Join(", ", extra.Shape)}]), got {values.Length}.", nameof(values));
         extra.Write(values);
-        if (_rebindEachRun) _io!.BindInput(_inputNames[3 + index], extra.Value);
+        if (_rebindEachRun) BindHostInput(3 + index, extra);
         if (_fixed is not null) _fixed.Upload(extra, _fixed.Extras[index]);
     }
 
@@ -146,14 +146,17 @@ internal sealed class UNetBinding : IDisposable
         {
             case UNetRunPath.SessionRun:
                 _unet.RunBound(runOptions, _inputNames, _inputs, _outputNames, _outputs, Batch);
+                if (_unet.Device != ExecutionDevice.Cpu) CountSessionRunCopies();
                 break;
             case UNetRunPath.IoBinding:
                 if (_rebindEachRun)
                 {
-                    _io!.BindInput(_inputNames[0], _sample.Value);
-                    _io.BindInput(_inputNames[1], _timestep.Value);
+                    BindHostInput(0, _sample);
+                    BindHostInput(1, _timestep);
                 }
                 _unet.RunBound(runOptions, _io!, Batch);
+                // The output is bound to host memory: on a device ONNX Runtime copies the prediction into it after the run.
+                if (_rebindEachRun) _unet.CountCopy(toDevice: false, _output.RawBytes.Length);
                 break;
             default:
                 var set = _fixed!;
@@ -169,6 +172,23 @@ internal sealed class UNetBinding : IDisposable
                 break;
         }
         _output.Read(output);
+    }
+
+    /// <summary>A run of host values on a device session: ONNX Runtime copies every input there and the output back, each run.</summary>
+    private void CountSessionRunCopies()
+    {
+        _unet.CountCopy(toDevice: true, _sample.RawBytes.Length);
+        _unet.CountCopy(toDevice: true, _timestep.RawBytes.Length);
+        _unet.CountCopy(toDevice: true, _hidden.RawBytes.Length);
+        foreach (var extra in _extras) _unet.CountCopy(toDevice: true, extra.RawBytes.Length);
+        _unet.CountCopy(toDevice: false, _output.RawBytes.Length);
+    }
+
+    /// <summary>Binds a host buffer to input <paramref name="index"/> of a device session: ONNX Runtime copies it to the device now (one counted copy).</summary>
+    private void BindHostInput(int index, OrtTensor host)
+    {
+        _io!.BindInput(_inputNames[index], host.Value);
+        _unet.CountCopy(toDevice: true, host.RawBytes.Length);
     }
 
     /// <inheritdoc />
