@@ -6,7 +6,8 @@ namespace MLNet.Diffusion.Runtime;
 /// The two CUDA runtime calls that CUDA-graph replay needs and ONNX Runtime's C# API does not offer: copying
 /// into and out of device buffers whose addresses must stay fixed (ONNX Runtime's own IO binding copies
 /// host inputs into fresh device memory, which a captured graph would not see). The CUDA runtime library is
-/// the one the CUDA execution provider already loaded (CUDA 12: <c>libcudart.so.12</c> / <c>cudart64_12.dll</c>).
+/// the one the CUDA execution provider already loaded (ONNX Runtime 1.32 links CUDA 13: <c>libcudart.so.13</c> / <c>cudart64_13.dll</c>;
+/// older builds CUDA 12), newest first so that a machine with several CUDA runtimes gets the one ONNX Runtime uses.
 /// </summary>
 internal static unsafe class CudaRuntime
 {
@@ -15,8 +16,8 @@ internal static unsafe class CudaRuntime
     private static readonly Lazy<(IntPtr Memcpy, IntPtr Synchronize, string? Error)> s_api = new(Load);
 
     private static readonly string[] s_names = OperatingSystem.IsWindows()
-        ? ["cudart64_12.dll", "cudart64_13.dll", "cudart64_110.dll"]
-        : ["libcudart.so.12", "libcudart.so.13", "libcudart.so.11.0", "libcudart.so"];
+        ? ["cudart64_13.dll", "cudart64_12.dll", "cudart64_110.dll"]
+        : ["libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0", "libcudart.so"];
 
     /// <summary>Whether the CUDA runtime could be loaded; <paramref name="reason"/> says why not.</summary>
     public static bool IsAvailable(out string? reason)
