@@ -150,10 +150,19 @@ internal sealed class TextEncoder : OnnxModelComponent
         cancellationToken.ThrowIfCancellationRequested();
         int n = prompts.Count, len = SequenceLength;
         var ids = new int[n * len];
+        float[]? weights = null; // per token, only when a prompt uses the attention syntax
         for (int i = 0; i < n; i++)
         {
             var prompt = prompts[i] ?? throw new ArgumentNullException(nameof(prompts), $"{(owners?[i] ?? TextOwner.InBatch(i)).SentenceStart} is null.");
-            int tokens = Tokenizer.Encode(prompt, ids.AsSpan(i * len, len), out bool truncated);
+            int tokens;
+            bool truncated;
+            if (PromptAttention.IsPlain(prompt))
+                tokens = Tokenizer.Encode(prompt, ids.AsSpan(i * len, len), out truncated);
+            else
+            {
+                weights ??= CreateUnitWeights(n * len);
+                tokens = Tokenizer.EncodeWeighted(PromptAttention.Parse(prompt), ids.AsSpan(i * len, len), weights.AsSpan(i * len, len), out truncated);
+            }
             if (logger is not null) Note(logger, prompt, tokens, truncated, owners?[i] ?? TextOwner.InBatch(i));
         }
         using var input = OrtTensor.Create(_ids.ElementType, n, len);
@@ -181,6 +190,7 @@ internal sealed class TextEncoder : OnnxModelComponent
         EmbeddingWidth = (int)shape[2];
         var result = new float[n * len * EmbeddingWidth];
         OrtTensor.ReadFloats(outputs[0], info.ElementDataType, result);
+        if (weights is not null) ApplyEmphasis(result, weights, n, len, EmbeddingWidth);
         float[]? pooled = null;
         if (_pooledName is not null)
         {
@@ -193,6 +203,41 @@ internal sealed class TextEncoder : OnnxModelComponent
             OrtTensor.ReadFloats(outputs[1], pooledInfo.ElementDataType, pooled);
         }
         return new EncodedTexts(result, pooled);
+    }
+
+    private static float[] CreateUnitWeights(int length)
+    {
+        var weights = new float[length];
+        Array.Fill(weights, 1f);
+        return weights;
+    }
+
+    /// <summary>
+    /// AUTOMATIC1111's emphasis (<c>FrozenCLIPEmbedderWithCustomWordsBase.process_tokens</c>): each position's hidden state is
+    /// multiplied by its token's weight, then the prompt's whole [77, D] block is scaled back to its original mean. Rows
+    /// whose weights are all 1 are left exactly as the encoder gave them; a block whose weighted mean is 0 (every weight 0)
+    /// keeps the weighted values, since there is no scale that restores the mean.
+    /// </summary>
+    internal static void ApplyEmphasis(Span<float> hidden, ReadOnlySpan<float> weights, int rows, int length, int width)
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            var w = weights.Slice(r * length, length);
+            if (!w.ContainsAnyExcept(1f)) continue;
+            var block = hidden.Slice(r * length * width, length * width);
+            double before = Sum(block);
+            for (int p = 0; p < length; p++)
+                System.Numerics.Tensors.TensorPrimitives.Multiply(block.Slice(p * width, width), w[p], block.Slice(p * width, width));
+            double after = Sum(block);
+            if (after != 0 && double.IsFinite(after)) System.Numerics.Tensors.TensorPrimitives.Multiply(block, (float)(before / after), block);
+        }
+
+        static double Sum(ReadOnlySpan<float> values)
+        {
+            double sum = 0;
+            foreach (float v in values) sum += v;
+            return sum;
+        }
     }
 
     /// <summary>The notes on one prompt: truncated (Warning), or an image prompt with no tokens (Information).</summary>
