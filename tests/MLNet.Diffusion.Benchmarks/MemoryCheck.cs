@@ -60,30 +60,33 @@ public static class MemoryCheck
         }
         Console.WriteLine();
         Console.WriteLine("* a size the coefficients were not fitted to. After generation: the working set once the call returns, the pipeline still loaded.");
+        Arena(steps);
         Console.WriteLine(misses == 0 ? $"Every prediction is within {Tolerance:P0} of the measured peak." : $"{misses} case(s) outside {Tolerance:P0} or failed.");
         return misses == 0 ? 0 : 1;
     }
 
-    private readonly record struct Measured(long Base, long Peak, long After);
+    private readonly record struct Measured(long Base, long Peak, long After, long Milliseconds);
 
-    private static Measured? Child(string folder, int size, int batch, bool lowMemory, int steps)
+    private static Measured? Child(string folder, int size, int batch, bool lowMemory, int steps) => Child(folder, size, batch, lowMemory ? "1" : "0", steps);
+
+    private static Measured? Child(string folder, int size, int batch, string mode, int steps)
     {
         var start = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, RedirectStandardError = true };
         if (Environment.ProcessPath!.EndsWith("dotnet", StringComparison.Ordinal)) start.ArgumentList.Add(typeof(MemoryCheck).Assembly.Location);
-        foreach (var a in new[] { "memory-check-child", folder, Invariant(size), Invariant(batch), lowMemory ? "1" : "0", Invariant(steps) })
+        foreach (var a in new[] { "memory-check-child", folder, Invariant(size), Invariant(batch), mode, Invariant(steps) })
             start.ArgumentList.Add(a);
         using var child = Process.Start(start)!;
         var error = child.StandardError.ReadToEndAsync();
         string output = child.StandardOutput.ReadToEnd();
         child.WaitForExit();
         var parts = output.Trim().Split(' ');
-        if (child.ExitCode != 0 || parts.Length != 3)
+        if (child.ExitCode != 0 || parts.Length != 4)
         {
             Console.Error.WriteLine($"memory-check child failed ({child.ExitCode}): {output.Trim()} {error.Result.Trim()}");
             return null;
         }
         var v = parts.Select(p => long.Parse(p, CultureInfo.InvariantCulture)).ToArray();
-        return new Measured(v[0], v[1], v[2]);
+        return new Measured(v[0], v[1], v[2], v[3]);
     }
 
     /// <summary>The child: loads the model, generates <c>batch</c> images in one call, prints "base peak after" in bytes.</summary>
@@ -92,19 +95,40 @@ public static class MemoryCheck
         string folder = args[0];
         int size = int.Parse(args[1], CultureInfo.InvariantCulture), batch = int.Parse(args[2], CultureInfo.InvariantCulture);
         bool lowMemory = args[3] == "1";
+        bool? arena = args[3] == "2" ? false : null; // 2: every component loaded, no CPU arena
         int steps = int.Parse(args[4], CultureInfo.InvariantCulture);
         _ = OrtEnv.Instance(); // the native runtime is part of the base
         GC.Collect();
         long before = PeakMemory.Current("VmRSS");
-        using var pipeline = StableDiffusionPipeline.Load(folder, new DiffusionRuntimeOptions { LowMemory = lowMemory });
+        using var pipeline = StableDiffusionPipeline.Load(folder, new DiffusionRuntimeOptions { LowMemory = lowMemory, CpuMemoryArena = arena });
         var options = new GenerationOptions { Steps = steps, Scheduler = "euler", GuidanceScale = 7.5f, Width = size, Height = size };
         var requests = Enumerable.Range(0, batch).Select(i => new ImagePrompt("a red circle", 1 + i)).ToArray();
+        var clock = Stopwatch.StartNew();
         foreach (var image in pipeline.Generate(requests, options)) image.Image.Dispose();
+        long ms = clock.ElapsedMilliseconds;
         long peak = PeakMemory.Current("VmHWM");
         GC.Collect();
         long after = PeakMemory.Current("VmRSS");
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{before} {peak} {after}"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{before} {peak} {after} {ms}"));
         return 0;
+    }
+
+    /// <summary>What the CPU arena and the per-stage loading each give back: the largest cases with every component
+    /// loaded and the arena on (default), every component loaded and the arena off, and low-memory mode; peak, working
+    /// set once the call returns, and the call's wall time.</summary>
+    private static void Arena(int steps)
+    {
+        Console.WriteLine();
+        Console.WriteLine("| model | size | batch | mode | peak | after generation | generation time |");
+        Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- |");
+        foreach (var (name, folder, size, batch) in new[] { ("synthetic SD 1.5", ModelFolders.SyntheticSd15, 512, 2), ("synthetic SDXL", ModelFolders.SyntheticSdxl, 1024, 1) })
+            foreach (var (mode, label) in new[] { ("0", "default (arena on)"), ("2", "arena off"), ("1", "low memory") })
+            {
+                var m = Child(folder, size, batch, mode, steps);
+                Console.WriteLine(m is not { } r ? $"| {name} | {size}² | {batch} | {label} | (child failed) | | |"
+                    : string.Create(CultureInfo.InvariantCulture, $"| {name} | {size}² | {batch} | {label} | {Mb(r.Peak)} | {Mb(r.After)} | {r.Milliseconds / 1000.0:F2} s |"));
+            }
+        Console.WriteLine();
     }
 
     private static string Invariant(int value) => value.ToString(CultureInfo.InvariantCulture);

@@ -68,6 +68,10 @@ public sealed class DiffusionRuntimeOptions
     /// </summary>
     public bool LowMemory { get; set; }
 
+    /// <summary>Benchmarks: ONNX Runtime's CPU memory arena on (true) or off (false) whatever <see cref="LowMemory"/> says;
+    /// null (default): off exactly in low-memory mode.</summary>
+    internal bool? CpuMemoryArena { get; set; }
+
     /// <summary>The graph optimisation level. Default: all optimisations.</summary>
     public GraphOptimizationLevel GraphOptimizationLevel { get; set; } = GraphOptimizationLevel.ORT_ENABLE_ALL;
 
