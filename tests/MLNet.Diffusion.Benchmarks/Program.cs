@@ -25,6 +25,7 @@ public static class Program
         if (args.Length > 0 && args[0] == "vae-tiling") return VaeTilingMemory.Run(args[1..]);
         if (args.Length > 0 && args[0] == "gpu-check") return GpuCheck.Run(args[1..]);
         if (args.Length > 0 && args[0] == "vae-tiling-child") return VaeTilingMemory.RunChild(args[1..]);
+        if (args.Length > 0 && args[0] is "memory-check" or "memory-check-child") return MemoryCheck.Dispatch(args);
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args, new ShortRunConfig());
         return 0;
     }

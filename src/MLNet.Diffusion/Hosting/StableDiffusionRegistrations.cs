@@ -75,5 +75,6 @@ internal sealed class StableDiffusionRegistrations
         : a.GraphOptimizationLevel != b.GraphOptimizationLevel ? $"GraphOptimizationLevel ({a.GraphOptimizationLevel} vs {b.GraphOptimizationLevel})"
         : a.UseIoBinding != b.UseIoBinding ? $"UseIoBinding ({a.UseIoBinding} vs {b.UseIoBinding})"
         : a.EnableCudaGraph != b.EnableCudaGraph ? $"EnableCudaGraph ({a.EnableCudaGraph} vs {b.EnableCudaGraph})"
+        : a.LowMemory != b.LowMemory ? $"LowMemory ({a.LowMemory} vs {b.LowMemory})"
         : null;
 }

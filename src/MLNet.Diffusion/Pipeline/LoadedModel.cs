@@ -16,15 +16,15 @@ namespace MLNet.Diffusion.Pipeline;
 /// </summary>
 internal sealed class LoadedModel : IDisposable
 {
-    private LoadedModel(DiffusionModelFolder folder, SchedulerConfig schedulerConfig, PromptEncoder promptEncoder, UNet unet,
-        VaeDecoder vaeDecoder, VaeEncoder? vaeEncoder, string? fallbackReason)
+    private LoadedModel(DiffusionModelFolder folder, SchedulerConfig schedulerConfig, ComponentSlot<PromptEncoder> promptEncoders, UNet unet,
+        ComponentSlot<VaeDecoder> vaeDecoders, ComponentSlot<VaeEncoder>? vaeEncoders, string? fallbackReason)
     {
         Folder = folder;
         SchedulerConfig = schedulerConfig;
-        PromptEncoder = promptEncoder;
+        PromptEncoders = promptEncoders;
         UNet = unet;
-        VaeDecoder = vaeDecoder;
-        VaeEncoder = vaeEncoder;
+        VaeDecoders = vaeDecoders;
+        VaeEncoders = vaeEncoders;
         Device = unet.Device;
         FallbackReason = fallbackReason;
     }
@@ -33,13 +33,23 @@ internal sealed class LoadedModel : IDisposable
 
     public SchedulerConfig SchedulerConfig { get; }
 
-    public PromptEncoder PromptEncoder { get; }
+    /// <summary>The text encoders: run them through <see cref="ComponentSlot{T}.Acquire"/>.</summary>
+    public ComponentSlot<PromptEncoder> PromptEncoders { get; }
 
+    /// <summary>The text encoders' description (widths, sequence length; a released session in low-memory mode).</summary>
+    public PromptEncoder PromptEncoder => PromptEncoders.Description;
+
+    /// <summary>The UNet, loaded for the model's lifetime.</summary>
     public UNet UNet { get; }
 
-    public VaeDecoder VaeDecoder { get; }
+    /// <summary>The VAE decoder: run it through <see cref="ComponentSlot{T}.Acquire"/>.</summary>
+    public ComponentSlot<VaeDecoder> VaeDecoders { get; }
 
-    public VaeEncoder? VaeEncoder { get; }
+    /// <summary>The VAE encoder, when the folder has one: run it through <see cref="ComponentSlot{T}.Acquire"/>.</summary>
+    public ComponentSlot<VaeEncoder>? VaeEncoders { get; }
+
+    /// <summary>Whether the text encoders and the VAE are loaded only while a call uses them (<see cref="DiffusionRuntimeOptions.LowMemory"/>).</summary>
+    public bool LowMemory => PromptEncoders.LoadsOnDemand;
 
     public ExecutionDevice Device { get; }
 
@@ -60,7 +70,8 @@ internal sealed class LoadedModel : IDisposable
 
     public string? FallbackReason { get; }
 
-    /// <summary>Opens and checks <paramref name="directory"/>, then creates one session per component.</summary>
+    /// <summary>Opens and checks <paramref name="directory"/>, then creates one session per component (in low-memory mode the
+    /// text encoders' and the VAE's are released again once checked).</summary>
     /// <exception cref="DirectoryNotFoundException">The folder does not exist.</exception>
     /// <exception cref="FileNotFoundException">A component is missing (named in the message).</exception>
     /// <exception cref="InvalidDataException">A component does not fit the contract (named in the message).</exception>
@@ -77,25 +88,43 @@ internal sealed class LoadedModel : IDisposable
         {
             // SDXL's encoders (both of the base model, the refiner's one) condition on their penultimate hidden state.
             var layer = folder.HasSecondTextEncoder ? TextEncoderLayer.Penultimate : TextEncoderLayer.Last;
-            var encoders = new List<TextEncoder>();
-            for (int i = 0; i < tokenizers.Length; i++)
+            PromptEncoder LoadPromptEncoder()
             {
-                var files = folder.TextEncoders[i];
-                var encoder = new TextEncoder(files.Name, files.ModelPath, tokenizers[i], sessions, layer);
-                loaded.Add(encoder);
-                encoders.Add(encoder);
+                var encoders = new List<TextEncoder>();
+                try
+                {
+                    for (int i = 0; i < tokenizers.Length; i++)
+                    {
+                        var files = folder.TextEncoders[i];
+                        encoders.Add(new TextEncoder(files.Name, files.ModelPath, tokenizers[i], sessions, layer));
+                    }
+                }
+                catch
+                {
+                    foreach (var encoder in encoders) encoder.Dispose();
+                    throw;
+                }
+                return new PromptEncoder(encoders);
             }
-            var textEncoder = new PromptEncoder(encoders);
+            // Low memory: each on-demand component is loaded once here, to check the folder and read its description, and
+            // released before the next one loads, so loading never holds more than the UNet and one other component.
+            bool onDemand = options.LowMemory;
+            ComponentSlot<TComponent> Slot<TComponent>(Func<TComponent> load) where TComponent : class, IDisposable
+            {
+                var first = load();
+                var slot = onDemand ? new ComponentSlot<TComponent>(first, load) : new ComponentSlot<TComponent>(first);
+                loaded.Add(slot);
+                return slot;
+            }
+            var promptEncoders = Slot(LoadPromptEncoder);
+            var textEncoder = promptEncoders.Description;
+            var encoders = textEncoder.Encoders;
             var unet = new UNet(folder.UnetPath, sessions, folder.UnetTimeCondProjDim);
             loaded.Add(unet);
-            var vaeDecoder = new VaeDecoder(folder.VaeDecoderPath, sessions, folder.VaeScalingFactor);
-            loaded.Add(vaeDecoder);
-            VaeEncoder? vaeEncoder = null;
+            var vaeDecoders = Slot(() => new VaeDecoder(folder.VaeDecoderPath, sessions, folder.VaeScalingFactor));
+            ComponentSlot<VaeEncoder>? vaeEncoders = null;
             if (folder.VaeEncoderPath is { } encoderPath)
-            {
-                vaeEncoder = new VaeEncoder(encoderPath, sessions, folder.VaeScalingFactor);
-                loaded.Add(vaeEncoder);
-            }
+                vaeEncoders = Slot(() => new VaeEncoder(encoderPath, sessions, folder.VaeScalingFactor));
             if (textEncoder.EmbeddingWidth > 0 && unet.EmbeddingWidth > 0 && textEncoder.EmbeddingWidth != unet.EmbeddingWidth)
                 throw new InvalidDataException($"Model folder '{folder.Directory}': the text encoder{(encoders.Count > 1 ? "s give" : " gives")} embeddings of width {textEncoder.EmbeddingWidth} " +
                     $"({string.Join(" + ", encoders.Select(e => $"{e.ComponentName} {e.EmbeddingWidth}"))}) but the UNet's encoder_hidden_states takes {unet.EmbeddingWidth}.");
@@ -106,9 +135,9 @@ internal sealed class LoadedModel : IDisposable
                 if (textEmbeds.Width > 0 && textEncoder.PooledWidth > 0 && textEmbeds.Width != textEncoder.PooledWidth)
                     throw new InvalidDataException($"Model folder '{folder.Directory}': the UNet's {textEmbeds.Spec.Name} takes {textEmbeds.Width} values, but {encoders[^1].ComponentName}'s {encoders[^1].PooledName} gives {textEncoder.PooledWidth}.");
             }
-            var model = new LoadedModel(folder, schedulerConfig, textEncoder, unet, vaeDecoder, vaeEncoder, sessions.FallbackReason);
-            options.Logger?.LogInformation("Loaded {Folder} on {Device}{Fallback}.", folder.Directory, model.Device,
-                model.FallbackReason is null ? "" : $" ({model.FallbackReason})");
+            var model = new LoadedModel(folder, schedulerConfig, promptEncoders, unet, vaeDecoders, vaeEncoders, sessions.FallbackReason);
+            options.Logger?.LogInformation("Loaded {Folder} on {Device}{Fallback}{LowMemory}.", folder.Directory, model.Device,
+                model.FallbackReason is null ? "" : $" ({model.FallbackReason})", onDemand ? "; text encoders and VAE loaded per use (low memory)" : "");
             return model;
         }
         catch
@@ -121,9 +150,9 @@ internal sealed class LoadedModel : IDisposable
     /// <summary>Releases every component's session.</summary>
     public void Dispose()
     {
-        PromptEncoder.Dispose();
+        PromptEncoders.Dispose();
         UNet.Dispose();
-        VaeDecoder.Dispose();
-        VaeEncoder?.Dispose();
+        VaeDecoders.Dispose();
+        VaeEncoders?.Dispose();
     }
 }

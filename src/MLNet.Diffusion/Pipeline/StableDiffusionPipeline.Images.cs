@@ -65,11 +65,13 @@ public sealed partial class StableDiffusionPipeline
     /// <summary>Encodes one image (item <paramref name="item"/> of <paramref name="items"/>, the caller's image <paramref name="imageIndex"/>).</summary>
     private float[] EncodePixels(float[] pixels, int width, int height, INoiseSource noise, int item, int items, int imageIndex, VaeTiling tiling, CancellationToken cancellationToken)
     {
-        var latents = VaeEncoder!.Encode(pixels, height, width, noise, out int lh, out int lw, cancellationToken, tiling);
+        using var hold = _model.Model.VaeEncoders!.Acquire();
+        var encoder = hold.Value;
+        var latents = encoder.Encode(pixels, height, width, noise, out int lh, out int lw, cancellationToken, tiling);
         if (lh != height / 8 || lw != width / 8)
-            throw new InvalidDataException($"The vae_encoder model '{VaeEncoder.ModelPath}' encoded a {width}×{height} image into {lw}×{lh} latents; expected {width / 8}×{height / 8}.");
+            throw new InvalidDataException($"The vae_encoder model '{encoder.ModelPath}' encoded a {width}×{height} image into {lw}×{lh} latents; expected {width / 8}×{height / 8}.");
         NonFiniteLatentsException.ThrowIfNonFinite(latents, DiffusionStage.EncodingImages, "VAE encoder output", item + 1, items, null, latents.Length, imageOffset: imageIndex,
-            source: new NonFiniteSource(VaeEncoder, pixels));
+            source: new NonFiniteSource(encoder, pixels));
         return latents;
     }
 

@@ -61,20 +61,24 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// <summary>The folder's scheduler configuration.</summary>
     public SchedulerConfig SchedulerConfig => _model.Model.SchedulerConfig;
 
-    /// <summary>The text encoders (one, or SDXL's two) with their tokenizers.</summary>
+    /// <summary>The text encoders (one, or SDXL's two) with their tokenizers. In low-memory mode this describes them
+    /// (widths, sequence length) but its sessions are released: runs go through <see cref="LoadedModel.PromptEncoders"/>.</summary>
     internal PromptEncoder PromptEncoder => _model.Model.PromptEncoder;
 
-    /// <summary>The first text encoder (with its tokenizer): it names the sequence length and counts the runs.</summary>
+    /// <summary>The first text encoder (with its tokenizer): it names the sequence length and, unless in low-memory mode, counts the runs.</summary>
     internal TextEncoder TextEncoder => PromptEncoder.Primary;
 
     /// <summary>The UNet.</summary>
     internal UNet UNet => _model.Model.UNet;
 
-    /// <summary>The VAE decoder.</summary>
-    internal VaeDecoder VaeDecoder => _model.Model.VaeDecoder;
+    /// <summary>The VAE decoder (in low-memory mode, its description: runs go through <see cref="LoadedModel.VaeDecoders"/>).</summary>
+    internal VaeDecoder VaeDecoder => _model.Model.VaeDecoders.Description;
 
-    /// <summary>The VAE encoder, when the folder has one.</summary>
-    internal VaeEncoder? VaeEncoder => _model.Model.VaeEncoder;
+    /// <summary>The VAE encoder, when the folder has one (in low-memory mode, its description: runs go through <see cref="LoadedModel.VaeEncoders"/>).</summary>
+    internal VaeEncoder? VaeEncoder => _model.Model.VaeEncoders?.Description;
+
+    /// <summary>The shared model's components (tests: whether on-demand ones are loaded).</summary>
+    internal LoadedModel Model => _model.Model;
 
     /// <summary>The model's family (SD 1.x, 2.x, SDXL or the SDXL refiner), read from its components.</summary>
     public ModelFamily Family => _model.Model.Family;
@@ -196,13 +200,15 @@ public sealed partial class StableDiffusionPipeline : IDisposable
 
     private EncodedTexts EncodeTextCore(IReadOnlyList<string> prompts, IReadOnlyList<TextOwner>? owners, CancellationToken cancellationToken)
     {
-        var embeddings = PromptEncoder.Encode(prompts, cancellationToken, _logger, owners);
+        using var hold = _model.Model.PromptEncoders.Acquire();
+        var encoder = hold.Value;
+        var embeddings = encoder.Encode(prompts, cancellationToken, _logger, owners);
         if (embeddings.Hidden.Length > 0)
             NonFiniteLatentsException.ThrowIfNonFinite(embeddings.Hidden, DiffusionStage.EncodingText, "text encoder output", 0, prompts.Count, null, embeddings.Hidden.Length / prompts.Count,
-                source: new NonFiniteSource(TextEncoder, inputIsIds: true));
+                source: new NonFiniteSource(encoder.Primary, inputIsIds: true));
         if (embeddings.Pooled is { Length: > 0 } pooled)
             NonFiniteLatentsException.ThrowIfNonFinite(pooled, DiffusionStage.EncodingText, "pooled text encoder output", 0, prompts.Count, null, pooled.Length / prompts.Count,
-                source: new NonFiniteSource(PromptEncoder.Encoders[^1], inputIsIds: true));
+                source: new NonFiniteSource(encoder.Encoders[^1], inputIsIds: true));
         return embeddings;
     }
 
@@ -385,12 +391,14 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         var images = new MLImage[count];
         try
         {
+            using var hold = _model.Model.VaeDecoders.Acquire();
+            var decoder = hold.Value;
             for (int i = 0; i < count; i++)
             {
                 var (latentHeight, latentWidth) = latentSizeOf(i);
-                var pixels = VaeDecoder.Decode(latents[i], latentHeight, latentWidth, out int height, out int width, cancellationToken, tiling);
+                var pixels = decoder.Decode(latents[i], latentHeight, latentWidth, out int height, out int width, cancellationToken, tiling);
                 NonFiniteLatentsException.ThrowIfNonFinite(pixels, DiffusionStage.Decoding, "VAE decoder output", i + 1, count, null, pixels.Length, imageOffset: i,
-                    source: new NonFiniteSource(VaeDecoder, latents[i]));
+                    source: new NonFiniteSource(decoder, latents[i]));
                 images[i] = ImageTensor.ToImage(pixels, width, height);
                 progress?.Report(new DiffusionProgress(DiffusionStage.Decoding, i + 1, count));
             }

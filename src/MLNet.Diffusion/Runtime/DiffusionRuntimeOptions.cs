@@ -57,6 +57,21 @@ public sealed class DiffusionRuntimeOptions
     /// <summary>Tests: use the fixed-buffer path that CUDA graphs need also on the CPU (host memory, span copies).</summary>
     internal bool ForceFixedBuffers { get; set; }
 
+    /// <summary>
+    /// Bound memory by model instead of keeping every component loaded (default false). When true, the text encoders are
+    /// loaded for encoding and released after it, and the VAE decoder (encoder) for decoding (encoding) and released after
+    /// it; only the UNet stays loaded between calls. Concurrent calls share one loaded instance of each component, which is
+    /// released when the last of them is done with it. The sessions also run without ONNX Runtime's CPU memory arena, so
+    /// activation memory goes back to the system when a run ends instead of staying reserved for the next one. The
+    /// images are bit-identical; each call pays the text encoders' and the VAE's load time (docs/PERFORMANCE.md gives the
+    /// peak and the after-generation working set with and without).
+    /// </summary>
+    public bool LowMemory { get; set; }
+
+    /// <summary>Benchmarks: ONNX Runtime's CPU memory arena on (true) or off (false) whatever <see cref="LowMemory"/> says;
+    /// null (default): off exactly in low-memory mode.</summary>
+    internal bool? CpuMemoryArena { get; set; }
+
     /// <summary>The graph optimisation level. Default: all optimisations.</summary>
     public GraphOptimizationLevel GraphOptimizationLevel { get; set; } = GraphOptimizationLevel.ORT_ENABLE_ALL;
 

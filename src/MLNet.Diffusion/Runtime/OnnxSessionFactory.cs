@@ -120,6 +120,8 @@ internal sealed class OnnxSessionFactory
             LogId = _logId,
         };
         if (!PinnedByOnnxRuntime) o.IntraOpNumThreads = IntraOpThreads;
+        // Low memory: CPU tensors are allocated and freed per run, not kept in an arena that only grows.
+        if (!(_options.CpuMemoryArena ?? !_options.LowMemory)) o.EnableCpuMemArena = false;
         o.ExecutionMode = ExecutionMode.ORT_SEQUENTIAL;
         if (_options.InterOpThreads > 0) o.InterOpNumThreads = _options.InterOpThreads;
         return o;

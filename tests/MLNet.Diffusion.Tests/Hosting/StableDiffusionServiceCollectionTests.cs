@@ -175,6 +175,17 @@ public class StableDiffusionServiceCollectionTests
     }
 
     [Fact]
+    public void RegistrationsSharingAFolderMustAgreeOnLowMemory()
+    {
+        using var folder = TestModelFactory.CreateTemp();
+        using var container = Build(s => s
+            .AddStableDiffusion("small", o => { o.ModelPath = folder.Path; o.Runtime.LowMemory = true; })
+            .AddStableDiffusion("quick", o => o.ModelPath = folder.Path));
+        var e = Assert.Throws<InvalidOperationException>(() => container.GetRequiredKeyedService<StableDiffusionPipeline>("quick"));
+        Assert.Contains("LowMemory (True vs False)", e.Message);
+    }
+
+    [Fact]
     public void DeviceSettingsReachTheRuntimeAndFallbackIsLoggedThroughTheContainer()
     {
         using var folder = TestModelFactory.CreateTemp();
