@@ -39,7 +39,10 @@ internal static class ModelLocator
     {
         var (device, id) = settings.ParsedDevice;
         bool telemetry = environment.GetVariable(TelemetryVariable)?.Trim().ToLowerInvariant() is "1" or "true";
-        return new DiffusionRuntimeOptions { Device = device, DeviceId = id, Logger = new StderrLogger(environment), EnableOnnxRuntimeTelemetry = telemetry };
+        return new DiffusionRuntimeOptions
+        {
+            Device = device, DeviceId = id, Logger = new StderrLogger(environment), EnableOnnxRuntimeTelemetry = telemetry, LowMemory = settings.LowMemory,
+        };
     }
 
     /// <summary>Loads the model for <paramref name="settings"/>; warns on standard error when CUDA was asked for and the CPU is used.</summary>

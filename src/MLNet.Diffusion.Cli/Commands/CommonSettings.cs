@@ -29,6 +29,10 @@ internal class ModelSettings : CliSettings
     [DefaultValue("cpu")]
     public string Device { get; init; } = "cpu";
 
+    [CommandOption("--low-memory")]
+    [Description("Load the text encoders and the VAE only for their stage and release them after it (only the UNet stays loaded), without ONNX Runtime's CPU memory arena: a lower peak, the same images, some load time per call.")]
+    public bool LowMemory { get; init; }
+
     /// <summary>The parsed --device.</summary>
     public (ExecutionDevice Device, int DeviceId) ParsedDevice => OptionParsing.ParseDevice(Device);
 

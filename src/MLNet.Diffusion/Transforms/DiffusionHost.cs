@@ -144,6 +144,7 @@ internal static class ModelLeases
             DeviceId = gpu ?? 0,
             FallbackToCpu = options.FallbackToCpu ?? host.FallbackToCpu,
             IntraOpThreads = options.IntraOpThreads,
+            LowMemory = options.LowMemory,
         };
     }
 

@@ -147,6 +147,10 @@ public sealed class DiffusionOptions
     /// <summary>ONNX Runtime threads inside one operator; 0 (default) lets ONNX Runtime decide.</summary>
     public int IntraOpThreads { get; set; }
 
+    /// <summary>Load the text encoders and the VAE only for their stage and release them after it, keeping only the UNet
+    /// loaded, without ONNX Runtime's CPU arena (<see cref="DiffusionRuntimeOptions.LowMemory"/>). Default false.</summary>
+    public bool LowMemory { get; set; }
+
     /// <summary>
     /// Receives progress while batches are generated: the batch's first row and size, and the engine's stage and step
     /// (one report per UNet call). Reports come on the thread that reads the generated column. Not saved by
