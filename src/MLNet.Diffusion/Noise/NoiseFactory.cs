@@ -10,6 +10,7 @@ internal static class NoiseFactory
         NoiseKind.Default => new GaussianNoise(seed),
         NoiseKind.Torch => new TorchCpuNoise(seed),
         NoiseKind.Numpy => new NumpyLegacyNoise(seed),
+        NoiseKind.TorchCuda => new PhiloxNoise(seed),
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, $"Unknown noise kind {(int)kind}; use one of {string.Join(", ", Enum.GetNames<NoiseKind>())}."),
     };
 }

@@ -23,4 +23,13 @@ public enum NoiseKind
     /// <summary>numpy's legacy <c>numpy.random.RandomState(seed).standard_normal</c>, rounded to float32 (older scripts and
     /// early AUTOMATIC1111 versions). numpy accepts seeds from 0 to 2³² − 1; other seeds use their low 32 bits.</summary>
     Numpy,
+
+    /// <summary>
+    /// PyTorch's CUDA generator, <c>torch.manual_seed(seed)</c> then <c>torch.randn(shape, device="cuda")</c>, computed on the
+    /// CPU as AUTOMATIC1111's "NV" random number generator source does (Philox4x32-10): the same initial latents as a
+    /// diffusers script whose generator lives on an NVIDIA GPU, to about float32 precision (the GPU evaluates its log and
+    /// sine in single precision), on any machine. Later draws (ancestral schedulers' noise) advance the generator as
+    /// AUTOMATIC1111's NV source does, one Philox offset per call.
+    /// </summary>
+    TorchCuda,
 }

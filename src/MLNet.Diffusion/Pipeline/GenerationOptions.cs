@@ -57,7 +57,8 @@ public sealed class GenerationOptions
     /// <summary>
     /// The random generator that turns each image's seed into its noise. Default <see cref="NoiseKind.Default"/>: the
     /// library's own. <see cref="NoiseKind.Torch"/> gives the initial latents diffusers gives for the same seed
-    /// (<c>torch.Generator("cpu").manual_seed(seed)</c>), <see cref="NoiseKind.Numpy"/> those of numpy's legacy
+    /// (<c>torch.Generator("cpu").manual_seed(seed)</c>), <see cref="NoiseKind.TorchCuda"/> those of a CUDA
+    /// generator (AUTOMATIC1111's "NV" source), <see cref="NoiseKind.Numpy"/> those of numpy's legacy
     /// <c>RandomState(seed)</c>. Each image draws from its own generator, seeded with its own seed.
     /// </summary>
     public NoiseKind Noise { get; set; } = NoiseKind.Default;

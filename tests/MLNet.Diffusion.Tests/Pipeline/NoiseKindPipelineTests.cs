@@ -22,6 +22,7 @@ public class NoiseKindPipelineTests
     [Theory]
     [InlineData(NoiseKind.Torch)]
     [InlineData(NoiseKind.Numpy)]
+    [InlineData(NoiseKind.TorchCuda)]
     [InlineData(NoiseKind.Default)]
     public void InitialLatentsAreTheGeneratorsValuesForEachSeed(NoiseKind kind)
     {
@@ -45,6 +46,7 @@ public class NoiseKindPipelineTests
     [InlineData(NoiseKind.Torch, "euler-a")]
     [InlineData(NoiseKind.Torch, "ddim")]
     [InlineData(NoiseKind.Numpy, "euler-a")]
+    [InlineData(NoiseKind.TorchCuda, "euler-a")]
     public void BatchEqualsImagesGeneratedOneByOne(NoiseKind kind, string scheduler)
     {
         // 72×72 pixels: 4×9×9 = 324 latent values, not a multiple of 16, so torch's recomputed last block is used too.
@@ -83,7 +85,7 @@ public class NoiseKindPipelineTests
         var problems = SettingLimits.Problems(new GenerationOptions { Noise = (NoiseKind)7 }, "options").ToArray();
         var problem = Assert.Single(problems);
         Assert.Contains("options.Noise", problem);
-        Assert.Contains("Default, Torch, Numpy", problem);
+        Assert.Contains("Default, Torch, Numpy, TorchCuda", problem);
         Assert.Contains("7", problem);
     }
 
