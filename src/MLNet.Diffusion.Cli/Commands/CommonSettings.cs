@@ -122,8 +122,7 @@ internal class GenerationSettings : ModelSettings
     public string VaeTilingMode { get; init; } = "auto";
 
     [CommandOption("--noise <KIND>")]
-    [Description("The generator that turns seeds into noise: default (the library's own), torch (diffusers' torch CPU generator: the same initial latents as diffusers for a seed), cuda (torch's CUDA generator, as AUTOMATIC1111's NV source) or numpy (numpy's legacy RandomState).")]
-    [DefaultValue("default")]
+    [Description("The generator that turns seeds into noise: default (the library's own; used when --noise is absent), torch (diffusers' torch CPU generator: the same initial latents as diffusers for a seed), cuda (torch's CUDA generator, as AUTOMATIC1111's NV source) or numpy (numpy's legacy RandomState).")]
     public string NoiseName { get; init; } = "default";
 
     /// <summary>The parsed --size, or null for the model's default.</summary>
