@@ -69,7 +69,7 @@ internal class GenerationSettings : ModelSettings
     public float GuidanceRescale { get; init; }
 
     [CommandOption("--guidance-interval <LOW,HIGH>")]
-    [Description("Guidance only where the noise level sigma is in (LOW, HIGH] (Kynkaanniemi et al. 2024), e.g. 0.28,5.42; other steps run one UNet row per image. Either end may be empty: ,5.42 or 0.28,")]
+    [Description("Guidance only where the noise level sigma is in (LOW, HIGH]] (Kynkaanniemi et al. 2024), e.g. 0.28,5.42; other steps run one UNet row per image. Either end may be empty: ,5.42 or 0.28,")]
     public string? GuidanceInterval { get; init; }
 
     [CommandOption("--guidance-end <F>")]

@@ -16,7 +16,9 @@ public enum NoiseKind
     /// PyTorch's CPU generator, <c>torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))</c>, as diffusers'
     /// <c>prepare_latents</c> draws it: float32 values bit for bit equal to those of PyTorch on x86-64 CPUs (its AVX2 code,
     /// checked against torch 1.13). diffusers' default for seeds, and AUTOMATIC1111's "CPU" random number generator source.
-    /// For a text-to-image batch, each image equals the image generated alone with its seed.
+    /// For a text-to-image batch, each image equals the image generated alone with its seed. With an init image the
+    /// library draws the initial noise before the VAE samples the image's latents, diffusers after, so image-to-image
+    /// noise does not match diffusers'.
     /// </summary>
     Torch,
 
