@@ -219,6 +219,7 @@ internal sealed class BatchCommand(CliEnvironment environment) : Command<BatchCo
             $"model={Path.GetFileName(modelDirectory.TrimEnd(Path.DirectorySeparatorChar))} size={width}x{height} steps={options.Steps} guidance={options.GuidanceScale} scheduler={scheduler ?? "?"}");
         if (options.Eta != 0) text += string.Create(CultureInfo.InvariantCulture, $" eta={options.Eta}");
         if (options.GuidanceRescale != 0) text += string.Create(CultureInfo.InvariantCulture, $" rescale={options.GuidanceRescale}");
+        if (options.Noise != NoiseKind.Default) text += $" noise={MLNet.Diffusion.Noise.NoiseKindNames.Name(options.Noise)}";
         return text;
     }
 

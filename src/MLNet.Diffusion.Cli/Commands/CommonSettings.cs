@@ -125,6 +125,10 @@ internal class GenerationSettings : ModelSettings
     [DefaultValue("auto")]
     public string VaeTilingMode { get; init; } = "auto";
 
+    [CommandOption("--noise <KIND>")]
+    [Description("The generator that turns seeds into noise: default (the library's own; used when --noise is absent), torch (diffusers' torch CPU generator: the same initial latents as diffusers for a seed), cuda (torch's CUDA generator, as AUTOMATIC1111's NV source) or numpy (numpy's legacy RandomState).")]
+    public string NoiseName { get; init; } = "default";
+
     /// <summary>The parsed --size, or null for the model's default.</summary>
     public (int Width, int Height)? ParsedSize => Size is null ? null : OptionParsing.ParseSize(Size);
 
@@ -142,6 +146,9 @@ internal class GenerationSettings : ModelSettings
 
     /// <summary>The parsed --vae-tiling.</summary>
     public VaeTiling ParsedVaeTiling => OptionParsing.ParseVaeTiling(VaeTilingMode);
+
+    /// <summary>The parsed --noise.</summary>
+    public NoiseKind ParsedNoise => MLNet.Diffusion.Noise.NoiseKindNames.Parse(NoiseName) ?? throw new UserException(SettingLimits.NoiseName("--noise", NoiseName)!);
 
     /// <summary>The generation settings (size resolved by the engine when --size is absent).</summary>
     public GenerationOptions ToGenerationOptions() => new()
@@ -162,6 +169,7 @@ internal class GenerationSettings : ModelSettings
         AestheticScore = AestheticScore,
         NegativeAestheticScore = NegativeAestheticScore,
         VaeTiling = ParsedVaeTiling,
+        Noise = ParsedNoise,
         GuidanceIntervalLow = ParsedGuidanceInterval.Low,
         GuidanceIntervalHigh = ParsedGuidanceInterval.High,
         GuidanceEnd = GuidanceEnd,
@@ -182,6 +190,7 @@ internal class GenerationSettings : ModelSettings
             _ = ParsedTargetSize;
             _ = ParsedCrop;
             _ = ParsedVaeTiling;
+            _ = ParsedNoise;
             _ = ParsedGuidanceInterval;
             OptionParsing.Check(SettingLimits.GuidanceEnd("--guidance-end", GuidanceEnd));
             OptionParsing.Check(SettingLimits.AestheticScore("--aesthetic-score", AestheticScore));

@@ -22,7 +22,7 @@ namespace MLNet.Diffusion;
 /// <see cref="ImageGenerationOptions.MediaType"/> (only <c>image/png</c>) and, in
 /// <see cref="ImageGenerationOptions.AdditionalProperties"/>, the model's own settings: <see cref="SeedProperty"/>,
 /// <see cref="StepsProperty"/>, <see cref="GuidanceScaleProperty"/>, <see cref="NegativePromptProperty"/>,
-/// <see cref="SchedulerProperty"/>, <see cref="EtaProperty"/>, <see cref="GuidanceRescaleProperty"/>, the guidance window
+/// <see cref="SchedulerProperty"/>, <see cref="NoiseProperty"/>, <see cref="EtaProperty"/>, <see cref="GuidanceRescaleProperty"/>, the guidance window
 /// (<see cref="GuidanceIntervalLowProperty"/>, <see cref="GuidanceIntervalHighProperty"/>, <see cref="GuidanceEndProperty"/>) and, for the SDXL
 /// refiner, <see cref="AestheticScoreProperty"/> and <see cref="NegativeAestheticScoreProperty"/> (numbers may be given as numbers, numeric strings or
 /// JSON elements). Other additional properties are ignored, as are <see cref="ImageGenerationOptions.ModelId"/> (the
@@ -54,6 +54,10 @@ public sealed class StableDiffusionImageGenerator : IImageGenerator
 
     /// <summary>Additional property: the scheduler, a short name such as <c>euler-a</c> or a diffusers class name (string).</summary>
     public const string SchedulerProperty = "scheduler";
+
+    /// <summary>Additional property: the generator that turns the seed into noise, <c>default</c>, <c>torch</c> (diffusers'
+    /// latents for the seed), <c>numpy</c> or <c>cuda</c> (string; <see cref="GenerationOptions.Noise"/>).</summary>
+    public const string NoiseProperty = "noise";
 
     /// <summary>Additional property: DDIM's η (number, 0–1).</summary>
     public const string EtaProperty = "eta";
@@ -195,6 +199,11 @@ public sealed class StableDiffusionImageGenerator : IImageGenerator
             generation.GuidanceIntervalLow, generation.GuidanceIntervalHigh), nameof(options));
         if (GetString(extra, SchedulerProperty) is { } scheduler && !string.IsNullOrWhiteSpace(scheduler))
             generation.Scheduler = scheduler;
+        if (GetString(extra, NoiseProperty) is { } noise && !string.IsNullOrWhiteSpace(noise))
+        {
+            SettingLimits.ThrowIf(SettingLimits.NoiseName($"{prefix}[\"{NoiseProperty}\"]", noise), nameof(options));
+            generation.Noise = MLNet.Diffusion.Noise.NoiseKindNames.Parse(noise)!.Value;
+        }
         string negative = GetString(extra, NegativePromptProperty) ?? "";
         long seed = GetInteger(extra, SeedProperty) ?? Random.Shared.NextInt64(0, 1L << 32);
         return new Request(request.Prompt, negative, seed, count, generation);

@@ -55,6 +55,15 @@ public sealed class GenerationOptions
     public VaeTiling VaeTiling { get; set; } = VaeTiling.Auto;
 
     /// <summary>
+    /// The random generator that turns each image's seed into its noise. Default <see cref="NoiseKind.Default"/>: the
+    /// library's own. <see cref="NoiseKind.Torch"/> gives the initial latents diffusers gives for the same seed
+    /// (<c>torch.Generator("cpu").manual_seed(seed)</c>), <see cref="NoiseKind.TorchCuda"/> those of a CUDA
+    /// generator (AUTOMATIC1111's "NV" source), <see cref="NoiseKind.Numpy"/> those of numpy's legacy
+    /// <c>RandomState(seed)</c>. Each image draws from its own generator, seeded with its own seed.
+    /// </summary>
+    public NoiseKind Noise { get; set; } = NoiseKind.Default;
+
+    /// <summary>
     /// SDXL base → refiner: stop after this fraction of the schedule (strictly between 0 and 1), leaving latents that are
     /// still noisy for a refiner to finish (diffusers' <c>denoising_end</c>: the calls whose timestep is at least
     /// round(N − f·N) of the N training timesteps). Null: run the whole schedule.

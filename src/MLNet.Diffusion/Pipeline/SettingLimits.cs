@@ -80,6 +80,14 @@ internal static class SettingLimits
     public static string? Tiling(string name, VaeTiling value) =>
         Enum.IsDefined(value) ? null : $"{name} must be Auto, On or Off; got {(int)value}.";
 
+    /// <summary>A noise generator choice: one of the enum's named values.</summary>
+    public static string? Noise(string name, NoiseKind value) =>
+        Enum.IsDefined(value) ? null : $"{name} must be one of {string.Join(", ", Enum.GetNames<NoiseKind>())}; got {(int)value}.";
+
+    /// <summary>A noise generator given by name (<c>default</c>, <c>torch</c>, <c>numpy</c> or <c>cuda</c>).</summary>
+    public static string? NoiseName(string name, string? value) =>
+        MLNet.Diffusion.Noise.NoiseKindNames.Parse(value) is null ? $"{name} must be {MLNet.Diffusion.Noise.NoiseKindNames.Choices}; got '{value}'." : null;
+
     /// <summary>The base → refiner split: null, or a fraction strictly between 0 and 1.</summary>
     public static string? DenoisingFraction(string name, float? value) =>
         value is float v && !(v > 0 && v < 1) ? $"{name} must be strictly between 0 and 1 (0.8 hands the last 20 % of the schedule to the refiner), or null; got {Format(v)}." : null;
@@ -126,6 +134,7 @@ internal static class SettingLimits
             Eta($"{prefix}.{nameof(options.Eta)}", options.Eta),
             GuidanceRescale($"{prefix}.{nameof(options.GuidanceRescale)}", options.GuidanceRescale),
             Tiling($"{prefix}.{nameof(options.VaeTiling)}", options.VaeTiling),
+            Noise($"{prefix}.{nameof(options.Noise)}", options.Noise),
             GuidanceInterval($"{prefix}.{nameof(options.GuidanceIntervalLow)}", $"{prefix}.{nameof(options.GuidanceIntervalHigh)}", options.GuidanceIntervalLow, options.GuidanceIntervalHigh),
             GuidanceEnd($"{prefix}.{nameof(options.GuidanceEnd)}", options.GuidanceEnd),
             DenoisingFraction($"{prefix}.{nameof(options.DenoisingEnd)}", options.DenoisingEnd),

@@ -67,7 +67,7 @@ public sealed partial class StableDiffusionPipeline
         var (begin, calls) = CallRange(scheduler, group.Key, plan.Options);
 
         // Prepare the latents: each image's own generator draws its initial noise first, as in text-to-image.
-        var generators = Array.ConvertAll(requests, r => new GaussianNoise(r.Seed));
+        var generators = Array.ConvertAll(requests, r => NoiseFactory.Create(plan.Options.Noise, r.Seed));
         var noise = new BatchNoise(generators);
         var initialNoise = new float[shape.LatentLength];
         noise.Fill(initialNoise);

@@ -125,7 +125,7 @@ public sealed partial class StableDiffusionPipeline
     /// Encodes what a batch needs. Each image's generator has drawn its initial noise already; here it draws the init
     /// image's sample, then the masked image's (Optimum's <c>latent_parameters</c> form only).
     /// </summary>
-    private ImageConditioning PrepareImages(int[] rows, ImagePrompt[] items, int startStep, BatchShape shape, GaussianNoise[] generators, ProgressCounter counter,
+    private ImageConditioning PrepareImages(int[] rows, ImagePrompt[] items, int startStep, BatchShape shape, INoiseSource[] generators, ProgressCounter counter,
         VaeTiling tiling, CancellationToken cancellationToken)
     {
         int n = shape.Images, width = shape.Width, height = shape.Height, hw = shape.PlaneLength, per = shape.ImageLength, plane = width * height;

@@ -188,7 +188,7 @@ public sealed class DiffusionOptions
         new()
         {
             Steps = steps, Width = width, Height = height, Scheduler = Scheduler, Eta = Eta, GuidanceScale = GuidanceScale, GuidanceRescale = GuidanceRescale,
-            GuidanceIntervalLow = GuidanceIntervalLow, GuidanceIntervalHigh = GuidanceIntervalHigh, GuidanceEnd = GuidanceEnd, VaeTiling = VaeTiling,
+            GuidanceIntervalLow = GuidanceIntervalLow, GuidanceIntervalHigh = GuidanceIntervalHigh, GuidanceEnd = GuidanceEnd, VaeTiling = VaeTiling, Noise = Noise,
             OriginalWidth = OriginalWidth, OriginalHeight = OriginalHeight, CropTop = CropTop, CropLeft = CropLeft, TargetWidth = TargetWidth,
             TargetHeight = TargetHeight, AestheticScore = AestheticScore, NegativeAestheticScore = NegativeAestheticScore,
         };
@@ -204,6 +204,10 @@ public sealed class DiffusionOptions
 
     /// <summary>Tiled VAE decoding and encoding (<see cref="GenerationOptions.VaeTiling"/>). Default <see cref="VaeTiling.Auto"/>.</summary>
     public VaeTiling VaeTiling { get; set; } = VaeTiling.Auto;
+
+    /// <summary>The generator that turns each row's seed into its noise (<see cref="GenerationOptions.Noise"/>): <see cref="NoiseKind.Torch"/>
+    /// for diffusers' latents for the same seed. Default <see cref="NoiseKind.Default"/>, the library's own.</summary>
+    public NoiseKind Noise { get; set; } = NoiseKind.Default;
 
     /// <summary>SDXL: the original width in the time ids (<see cref="GenerationOptions.OriginalWidth"/>); null: the image width.</summary>
     public int? OriginalWidth { get; set; }

@@ -8,8 +8,8 @@ public class CliOptionsTests
 {
     public static TheoryData<string, string[]> CommandOptions => new()
     {
-        { "generate", ["--init-image", "--strength", "--mask", "--negative", "--model", "--seed", "--count", "--steps", "--guidance", "--scheduler", "--size", "--device", "--out", "--batch-size", "--eta", "--guidance-rescale", "--verbose", "--refiner", "--denoising-end", "--original-size", "--crop", "--target-size", "--aesthetic-score", "--negative-aesthetic-score", "--vae-tiling"] },
-        { "batch", ["--prompt-column", "--negative-column", "--seed-column", "--negative", "--model", "--seed", "--steps", "--guidance", "--scheduler", "--size", "--device", "--out", "--batch-size", "--original-size", "--crop", "--target-size", "--aesthetic-score", "--vae-tiling"] },
+        { "generate", ["--init-image", "--strength", "--mask", "--negative", "--model", "--seed", "--count", "--steps", "--guidance", "--scheduler", "--size", "--device", "--out", "--batch-size", "--eta", "--guidance-rescale", "--verbose", "--refiner", "--denoising-end", "--original-size", "--crop", "--target-size", "--aesthetic-score", "--negative-aesthetic-score", "--vae-tiling", "--noise"] },
+        { "batch", ["--prompt-column", "--negative-column", "--seed-column", "--negative", "--model", "--seed", "--steps", "--guidance", "--scheduler", "--size", "--device", "--out", "--batch-size", "--original-size", "--crop", "--target-size", "--aesthetic-score", "--vae-tiling", "--noise"] },
         { "grid", ["--seeds", "--seed", "--negative", "--model", "--steps", "--guidance", "--scheduler", "--size", "--device", "--out", "--name", "--batch-size"] },
         { "info", ["--model", "--device", "--verbose"] },
     };
