@@ -8,6 +8,9 @@ namespace MLNet.Diffusion.Denoising;
 /// a step writes the latents and timestep into the pinned buffers (converting to float16 where the model
 /// wants it), runs, and reads the prediction back. After the first step nothing is allocated on the managed
 /// heap (with <see cref="UNetRunPath.IoBinding"/> on the CPU, the default, and <see cref="UNetRunPath.FixedBuffers"/>).
+/// Disposing a binding hands it back to its <see cref="UNet"/>, which gives it to the next <see cref="UNet.Bind"/> of the
+/// same <see cref="BindingShape"/> (one generation at a time: a concurrent one gets a binding of its own), so that a
+/// generation does not allocate, pin and first touch megabytes of buffers; a disposed binding must not be used again.
 /// </summary>
 /// <remarks>
 /// What crosses between host and device per step on CUDA: the sample (B·C·h·w values, in the model's element
@@ -27,12 +30,21 @@ internal sealed class UNetBinding : IDisposable
     private readonly OrtIoBinding? _io;          // IoBinding
     private readonly bool _rebindEachRun;        // IoBinding on a device: ORT copies host inputs when they are bound
     private readonly FixedBufferSet? _fixed;     // FixedBuffers
+    private readonly float[]?[] _scratch = new float[ScratchSlots][];
     private RunOptions? _graphOptions;           // the run options already tagged with the set's CUDA graph id
+    private bool _holdsGate;                     // FixedBuffers: this binding holds the set's gate
     private bool _disposed;
+    private bool _released;
 
-    internal UNetBinding(UNet unet, int batch, int h, int w, int sequenceLength, int width, int[] extraWidths)
+    /// <summary>The number of scratch arrays a binding keeps (<see cref="Scratch"/>).</summary>
+    public const int ScratchSlots = 6;
+
+    internal UNetBinding(UNet unet, BindingShape shape)
     {
         _unet = unet;
+        Shape = shape;
+        int batch = shape.Batch, h = shape.Height, w = shape.Width, sequenceLength = shape.SequenceLength, width = shape.EmbeddingWidth;
+        var extraWidths = shape.ExtraWidths;
         Batch = batch;
         RunPath = unet.RunPath;
         _outputNames = [unet.OutputSpec.Name];
@@ -59,6 +71,7 @@ internal sealed class UNetBinding : IDisposable
                     break;
                 case UNetRunPath.FixedBuffers:
                     _fixed = unet.EnterFixedBuffers(batch, h, w, sequenceLength, width, extraWidths);
+                    _holdsGate = true;
                     _fixed.Upload(_hidden, _fixed.Hidden);
                     break;
             }
@@ -69,6 +82,9 @@ internal sealed class UNetBinding : IDisposable
             throw;
         }
     }
+
+    /// <summary>The shape the buffers are made for.</summary>
+    public BindingShape Shape { get; }
 
     /// <summary>The UNet batch size.</summary>
     public int Batch { get; }
@@ -171,25 +187,67 @@ internal sealed class UNetBinding : IDisposable
         _output.Read(output);
     }
 
-    /// <inheritdoc />
+    /// <summary>
+    /// A float array of <paramref name="length"/> values kept with the binding (slot 0 to <see cref="ScratchSlots"/> − 1):
+    /// the generation's host-side working arrays (latents, model input, prediction) travel with its binding and are reused
+    /// with it. Its values are whatever the last user left there; the caller writes before it reads.
+    /// </summary>
+    public float[] Scratch(int slot, int length)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var array = _scratch[slot];
+        if (array is null || array.Length != length) _scratch[slot] = array = new float[length];
+        return array;
+    }
+
+    /// <summary>Makes a binding taken back by its UNet usable again, for a new generation of the same shape.</summary>
+    internal void Reopen()
+    {
+        if (_fixed is not null)
+        {
+            _fixed.Gate.Wait();
+            _holdsGate = true;
+        }
+        _graphOptions = null;
+        _disposed = false;
+    }
+
+    /// <summary>Ends the generation's use of the binding: the UNet keeps it for the next generation of its shape, or it is released.</summary>
     public void Dispose()
     {
         if (_disposed) return;
         _disposed = true;
+        ReleaseGate();
+        if (!_unet.TryKeepForReuse(this)) Release();
+    }
+
+    /// <summary>Releases the buffers and native values (the UNet calls it when it no longer keeps the binding).</summary>
+    internal void Release()
+    {
+        _disposed = true;
+        if (_released) return;
+        _released = true;
         DisposeBuffers();
     }
 
-    private void DisposeBuffers()
+    private void ReleaseGate()
     {
-        _io?.Dispose();
+        if (!_holdsGate) return;
+        _holdsGate = false;
         try
         {
-            _fixed?.Gate.Release();
+            _fixed!.Gate.Release();
         }
         catch (ObjectDisposedException)
         {
             // The UNet was disposed first and took the buffers with it.
         }
+    }
+
+    private void DisposeBuffers()
+    {
+        _io?.Dispose();
+        ReleaseGate();
         _sample?.Dispose();
         _timestep?.Dispose();
         _hidden?.Dispose();
