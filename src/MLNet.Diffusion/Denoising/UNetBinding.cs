@@ -31,6 +31,7 @@ internal sealed class UNetBinding : IDisposable
     private readonly bool _rebindEachRun;        // IoBinding on a device: ORT copies host inputs when they are bound
     private readonly FixedBufferSet? _fixed;     // FixedBuffers
     private readonly float[]?[] _scratch = new float[ScratchSlots][];
+    private float[]? _prediction;                // a float16 model's prediction, converted
     private RunOptions? _graphOptions;           // the run options already tagged with the set's CUDA graph id
     private bool _holdsGate;                     // FixedBuffers: this binding holds the set's gate
     private bool _disposed;
@@ -147,16 +148,44 @@ internal sealed class UNetBinding : IDisposable
         if (_fixed is not null) _fixed.Upload(extra, _fixed.Extras[index]);
     }
 
+    /// <summary>The sample input's values themselves when the model takes float (write the step's input here, no copy); empty for float16.</summary>
+    public Span<float> SampleFloats
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            return _sample.Floats;
+        }
+    }
+
     /// <summary>Writes part of the sample input (for example one CFG half) at <paramref name="offset"/>.</summary>
     public void WriteSample(ReadOnlySpan<float> values, int offset) => _sample.Write(values, offset);
 
     /// <summary>Runs the UNet at <paramref name="timestep"/> and reads the prediction into <paramref name="output"/>.</summary>
     public void Run(float timestep, Span<float> output, RunOptions runOptions)
     {
-        ArgumentNullException.ThrowIfNull(runOptions);
-        ObjectDisposedException.ThrowIf(_disposed, this);
         if (output.Length != _output.Length)
             throw new ArgumentException($"The output span needs {_output.Length} values, got {output.Length}.", nameof(output));
+        Run(timestep, runOptions).CopyTo(output);
+    }
+
+    /// <summary>
+    /// Runs the UNet at <paramref name="timestep"/> and returns the prediction [B·4·h·w], valid until the next run: a float
+    /// model's output buffer itself (no copy), a float16 model's converted into an array kept with the binding.
+    /// </summary>
+    public ReadOnlySpan<float> Run(float timestep, RunOptions runOptions)
+    {
+        ArgumentNullException.ThrowIfNull(runOptions);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        RunCore(timestep, runOptions);
+        if (_output.ElementType == Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float) return _output.Floats;
+        var prediction = _prediction ??= new float[_output.Length];
+        _output.Read(prediction);
+        return prediction;
+    }
+
+    private void RunCore(float timestep, RunOptions runOptions)
+    {
         _timestep.Fill(timestep);
         switch (RunPath)
         {
@@ -184,7 +213,6 @@ internal sealed class UNetBinding : IDisposable
                 set.Download(set.Output, _output);
                 break;
         }
-        _output.Read(output);
     }
 
     /// <summary>

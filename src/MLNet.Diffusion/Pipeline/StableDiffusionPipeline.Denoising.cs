@@ -96,34 +96,31 @@ public sealed partial class StableDiffusionPipeline
 
         // The denoising loop.
         var modelInput = buffers.Scratch(2, shape.LatentLength);
-        var guidedOutput = guidedUnet?.Scratch(4, guidedUnet.OutputLength);
         var guidedPrediction = guidedUnet?.Scratch(3, shape.LatentLength);
-        var plainOutput = plainUnet?.Scratch(4, plainUnet.OutputLength);
-        var known = images.Blend ? buffers.Scratch(5, shape.LatentLength) : null;
+        var known = images.Blend ? buffers.Scratch(4, shape.LatentLength) : null;
         while (scheduler.StepIndex < calls)
         {
             cancellationToken.ThrowIfCancellationRequested();
             float t = scheduler.Timesteps[scheduler.StepIndex];
             int call = scheduler.StepIndex + 1;
             bool guide = shape.Guided && (window is null || window[scheduler.StepIndex]);
-            var (unet, unetShape, unetOutput) = guide ? (guidedUnet!, shape, guidedOutput!) : (plainUnet!, plain, plainOutput!);
-            scheduler.ScaleModelInput(latents, modelInput);                      // latent_model_input
-            WriteModelInput(unet, unetShape, modelInput);
-            unet.Run(t, unetOutput, runOptions);                                 // noise_pred = unet(latent_model_input, t, …)
-            var noisePrediction = unetOutput;
+            var (unet, unetShape) = guide ? (guidedUnet!, shape) : (plainUnet!, plain);
+            var input = ScaleModelInput(scheduler, latents, unet, unetShape, modelInput);  // latent_model_input
+            var unetOutput = unet.Run(t, runOptions);                            // noise_pred = unet(latent_model_input, t, …)
+            var noisePrediction = unetOutput[..shape.LatentLength];
             if (guide)                                                           // noise_pred = uncond + g·(text − uncond)
             {
                 ClassifierFreeGuidance.Apply(unetOutput, guidedPrediction, shape.Images, shape.ImageLength, guidance, plan.Options.GuidanceRescale);
-                noisePrediction = guidedPrediction!;
+                noisePrediction = guidedPrediction;
             }
             // One vectorised pass each over the model output and the new latents: a NaN or ±Infinity (fp16 overflow)
             // is reported at the call where it appears rather than decoded into a black image.
-            NonFiniteLatentsException.ThrowIfNonFinite(noisePrediction.AsSpan(0, shape.LatentLength), DiffusionStage.Denoising, "UNet output", call, calls, t, shape.ImageLength, rows,
-                source: new NonFiniteSource(UNet, modelInput, modelOutput: unetOutput, derivedBy: guide ? "classifier-free guidance" : null, scheduler: scheduler));
+            NonFiniteLatentsException.ThrowIfNonFinite(noisePrediction, DiffusionStage.Denoising, "UNet output", call, calls, t, shape.ImageLength, rows,
+                source: new NonFiniteSource(UNet, input, modelOutput: unetOutput, derivedBy: guide ? "classifier-free guidance" : null, scheduler: scheduler));
             scheduler.Step(noisePrediction, latents, noise);                     // latents = scheduler.step(noise_pred, t, latents)
             if (known is not null) KeepInitImageOutsideMasks(scheduler, calls, images, initialNoise, known, latents, shape);
             NonFiniteLatentsException.ThrowIfNonFinite(latents, DiffusionStage.Denoising, "latents after the scheduler step", call, calls, t, shape.ImageLength, rows,
-                source: new NonFiniteSource(UNet, modelOutput: noisePrediction.AsSpan(0, shape.LatentLength), derivedBy: "the scheduler step", scheduler: scheduler));
+                source: new NonFiniteSource(UNet, modelOutput: noisePrediction, derivedBy: "the scheduler step", scheduler: scheduler));
             counter.Step();
         }
         // The results leave the scratch arrays before the bindings go back to the UNet.
@@ -282,6 +279,26 @@ public sealed partial class StableDiffusionPipeline
         if (pooled is null || pooled.Length != destination.Length)
             throw new ArgumentException($"Image {image}: its {what}'s pooled embedding has {pooled?.Length ?? 0} values; the UNet takes {destination.Length}.", "embeddings");
         pooled.CopyTo(destination);
+    }
+
+    /// <summary>
+    /// <c>latent_model_input</c>: the scheduler scales the latents straight into a float UNet's sample buffer (the
+    /// conditional half then copied from the unconditional one), or into <paramref name="modelInput"/> and from there into
+    /// the sample (float16, inpainting). Returns the scaled latents [N·4·h·w].
+    /// </summary>
+    private ReadOnlySpan<float> ScaleModelInput(DiffusionScheduler scheduler, float[] latents, UNetBinding unet, BatchShape shape, float[] modelInput)
+    {
+        var sample = unet.SampleFloats;
+        if (InpaintingUNet || sample.IsEmpty)
+        {
+            scheduler.ScaleModelInput(latents, modelInput);
+            WriteModelInput(unet, shape, modelInput);
+            return modelInput;
+        }
+        var first = sample[..shape.LatentLength];
+        scheduler.ScaleModelInput(latents, first);
+        if (shape.Guided) first.CopyTo(sample[shape.LatentLength..]);
+        return first;
     }
 
     /// <summary>
