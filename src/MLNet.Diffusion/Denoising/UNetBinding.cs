@@ -17,7 +17,8 @@ namespace MLNet.Diffusion.Denoising;
 /// type) in and the prediction (B·4·h·w) out; the timestep (B values) in. The text embeddings (B·77·D) are copied
 /// once, by <see cref="SetHiddenStates"/>, and so are the extra inputs (SDXL's pooled embeddings and time ids, an LCM's
 /// guidance embedding), by <see cref="SetExtra"/>: they do not change from step to step. Every scheduler runs on the host, so no step can skip the two
-/// latent-sized copies.
+/// latent-sized copies. On the CPU a float model's step copies nothing: the scheduler scales the latents straight into
+/// <see cref="SampleFloats"/> and reads the prediction that <see cref="Run(float, RunOptions)"/> returns from the output buffer.
 /// </remarks>
 internal sealed class UNetBinding : IDisposable
 {
