@@ -46,6 +46,7 @@ public static class Report
         Overhead("demo", ModelFolders.Demo, DemoDataset.ImageSize, 25, useIoBinding: true);
         Overhead("demo, UseIoBinding = false", ModelFolders.Demo, DemoDataset.ImageSize, 25, useIoBinding: false);
         Console.WriteLine();
+        OverheadSplit.Run(quick ? 1 : 3, s_runtime, quick);
         if (overheadOnly) return 0;
 
         Console.WriteLine("| model | path | text → image (median of runs) | vs naive |");

@@ -16,6 +16,8 @@ internal sealed class UNet : OnnxModelComponent
 {
     private readonly int _deviceId;
     private readonly Dictionary<(int, int, int, int, int), FixedBufferSet> _fixedSets = [];
+    private readonly List<UNetBinding> _idleBindings = [];
+    private bool _closed;
     private long _calls;
     private long _runTicks;
     private OrtMemoryInfo? _deviceMemory;
@@ -152,7 +154,68 @@ internal sealed class UNet : OnnxModelComponent
         for (int i = 0; i < extraWidths.Length; i++)
             if (extraWidths[i] < 1 || Extras[i].Width > 0 && Extras[i].Width != extraWidths[i])
                 throw new ArgumentException($"The unet model '{ModelPath}' takes {Extras[i].Spec}, but {extraWidths[i]} values per row were given for it.", nameof(extraWidths));
-        return new UNetBinding(this, batch, latentHeight, latentWidth, sequenceLength, embeddingWidth, extraWidths);
+        var key = new BindingShape(batch, latentHeight, latentWidth, sequenceLength, embeddingWidth, extraWidths);
+        UNetBinding? reused = null;
+        lock (_idleBindings)
+        {
+            ThrowIfDisposed();
+            for (int i = _idleBindings.Count - 1; i >= 0; i--)
+                if (_idleBindings[i].Shape.Equals(key))
+                {
+                    reused = _idleBindings[i];
+                    _idleBindings.RemoveAt(i);
+                    break;
+                }
+        }
+        if (reused is null) return new UNetBinding(this, key);
+        reused.Reopen();
+        return reused;
+    }
+
+    /// <summary>
+    /// The most bindings a UNet keeps for reuse after their generations end (the most recently returned ones; an older one
+    /// is released when a newer one comes back). A guided generation with a guidance window holds two (the guided batch and
+    /// the conditional half alone), so 4 cover two such shapes or two concurrent generations of one shape.
+    /// </summary>
+    public const int MaxIdleBindings = 4;
+
+    /// <summary>Bindings kept for reuse (returned by their generations, not yet taken again).</summary>
+    public int IdleBindingCount
+    {
+        get { lock (_idleBindings) return _idleBindings.Count; }
+    }
+
+    /// <summary>Releases the bindings kept for reuse (their pinned buffers and native values) now.</summary>
+    public void ReleaseIdleBindings()
+    {
+        UNetBinding[] idle;
+        lock (_idleBindings)
+        {
+            idle = [.. _idleBindings];
+            _idleBindings.Clear();
+        }
+        foreach (var binding in idle) binding.Release();
+    }
+
+    /// <summary>
+    /// Takes back a binding whose generation has ended, for the next <see cref="Bind"/> of its shape: false when the UNet is
+    /// disposed (the caller releases it). Keeps at most <see cref="MaxIdleBindings"/>, releasing the oldest beyond that.
+    /// </summary>
+    internal bool TryKeepForReuse(UNetBinding binding)
+    {
+        UNetBinding? evicted = null;
+        lock (_idleBindings)
+        {
+            if (_closed) return false;
+            if (_idleBindings.Count == MaxIdleBindings)
+            {
+                evicted = _idleBindings[0];
+                _idleBindings.RemoveAt(0);
+            }
+            _idleBindings.Add(binding);
+        }
+        evicted?.Release();
+        return true;
     }
 
     /// <summary>How many times the UNet has run since it was loaded (each run is one batch; diagnostics and tests).</summary>
@@ -275,6 +338,8 @@ internal sealed class UNet : OnnxModelComponent
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {
+        lock (_idleBindings) _closed = true;
+        ReleaseIdleBindings();
         lock (_fixedSets)
         {
             foreach (var set in _fixedSets.Values) set.Dispose();

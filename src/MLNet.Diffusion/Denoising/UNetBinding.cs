@@ -8,13 +8,17 @@ namespace MLNet.Diffusion.Denoising;
 /// a step writes the latents and timestep into the pinned buffers (converting to float16 where the model
 /// wants it), runs, and reads the prediction back. After the first step nothing is allocated on the managed
 /// heap (with <see cref="UNetRunPath.IoBinding"/> on the CPU, the default, and <see cref="UNetRunPath.FixedBuffers"/>).
+/// Disposing a binding hands it back to its <see cref="UNet"/>, which gives it to the next <see cref="UNet.Bind"/> of the
+/// same <see cref="BindingShape"/> (one generation at a time: a concurrent one gets a binding of its own), so that a
+/// generation does not allocate, pin and first touch megabytes of buffers; a disposed binding must not be used again.
 /// </summary>
 /// <remarks>
 /// What crosses between host and device per step on CUDA: the sample (B·C·h·w values, in the model's element
 /// type) in and the prediction (B·4·h·w) out; the timestep (B values) in. The text embeddings (B·77·D) are copied
 /// once, by <see cref="SetHiddenStates"/>, and so are the extra inputs (SDXL's pooled embeddings and time ids, an LCM's
 /// guidance embedding), by <see cref="SetExtra"/>: they do not change from step to step. Every scheduler runs on the host, so no step can skip the two
-/// latent-sized copies.
+/// latent-sized copies. On the CPU a float model's step copies nothing: the scheduler scales the latents straight into
+/// <see cref="SampleFloats"/> and reads the prediction that <see cref="Run(float, RunOptions)"/> returns from the output buffer.
 /// </remarks>
 internal sealed class UNetBinding : IDisposable
 {
@@ -27,12 +31,22 @@ internal sealed class UNetBinding : IDisposable
     private readonly OrtIoBinding? _io;          // IoBinding
     private readonly bool _rebindEachRun;        // IoBinding on a device: ORT copies host inputs when they are bound
     private readonly FixedBufferSet? _fixed;     // FixedBuffers
+    private readonly float[]?[] _scratch = new float[ScratchSlots][];
+    private float[]? _prediction;                // a float16 model's prediction, converted
     private RunOptions? _graphOptions;           // the run options already tagged with the set's CUDA graph id
+    private bool _holdsGate;                     // FixedBuffers: this binding holds the set's gate
     private bool _disposed;
+    private bool _released;
 
-    internal UNetBinding(UNet unet, int batch, int h, int w, int sequenceLength, int width, int[] extraWidths)
+    /// <summary>The number of scratch arrays a binding keeps (<see cref="Scratch"/>).</summary>
+    public const int ScratchSlots = 6;
+
+    internal UNetBinding(UNet unet, BindingShape shape)
     {
         _unet = unet;
+        Shape = shape;
+        int batch = shape.Batch, h = shape.Height, w = shape.Width, sequenceLength = shape.SequenceLength, width = shape.EmbeddingWidth;
+        var extraWidths = shape.ExtraWidths;
         Batch = batch;
         RunPath = unet.RunPath;
         _outputNames = [unet.OutputSpec.Name];
@@ -59,6 +73,7 @@ internal sealed class UNetBinding : IDisposable
                     break;
                 case UNetRunPath.FixedBuffers:
                     _fixed = unet.EnterFixedBuffers(batch, h, w, sequenceLength, width, extraWidths);
+                    _holdsGate = true;
                     _fixed.Upload(_hidden, _fixed.Hidden);
                     break;
             }
@@ -69,6 +84,9 @@ internal sealed class UNetBinding : IDisposable
             throw;
         }
     }
+
+    /// <summary>The shape the buffers are made for.</summary>
+    public BindingShape Shape { get; }
 
     /// <summary>The UNet batch size.</summary>
     public int Batch { get; }
@@ -131,16 +149,44 @@ internal sealed class UNetBinding : IDisposable
         if (_fixed is not null) _fixed.Upload(extra, _fixed.Extras[index]);
     }
 
+    /// <summary>The sample input's values themselves when the model takes float (write the step's input here, no copy); empty for float16.</summary>
+    public Span<float> SampleFloats
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            return _sample.Floats;
+        }
+    }
+
     /// <summary>Writes part of the sample input (for example one CFG half) at <paramref name="offset"/>.</summary>
     public void WriteSample(ReadOnlySpan<float> values, int offset) => _sample.Write(values, offset);
 
     /// <summary>Runs the UNet at <paramref name="timestep"/> and reads the prediction into <paramref name="output"/>.</summary>
     public void Run(float timestep, Span<float> output, RunOptions runOptions)
     {
-        ArgumentNullException.ThrowIfNull(runOptions);
-        ObjectDisposedException.ThrowIf(_disposed, this);
         if (output.Length != _output.Length)
             throw new ArgumentException($"The output span needs {_output.Length} values, got {output.Length}.", nameof(output));
+        Run(timestep, runOptions).CopyTo(output);
+    }
+
+    /// <summary>
+    /// Runs the UNet at <paramref name="timestep"/> and returns the prediction [B·4·h·w], valid until the next run: a float
+    /// model's output buffer itself (no copy), a float16 model's converted into an array kept with the binding.
+    /// </summary>
+    public ReadOnlySpan<float> Run(float timestep, RunOptions runOptions)
+    {
+        ArgumentNullException.ThrowIfNull(runOptions);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        RunCore(timestep, runOptions);
+        if (_output.ElementType == Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float) return _output.Floats;
+        var prediction = _prediction ??= new float[_output.Length];
+        _output.Read(prediction);
+        return prediction;
+    }
+
+    private void RunCore(float timestep, RunOptions runOptions)
+    {
         _timestep.Fill(timestep);
         switch (RunPath)
         {
@@ -171,7 +217,6 @@ internal sealed class UNetBinding : IDisposable
                 set.Download(set.Output, _output);
                 break;
         }
-        _output.Read(output);
     }
 
     /// <summary>A run of host values on a device session: ONNX Runtime copies every input there and the output back, each run.</summary>
@@ -191,25 +236,67 @@ internal sealed class UNetBinding : IDisposable
         _unet.CountCopy(toDevice: true, host.RawBytes.Length);
     }
 
-    /// <inheritdoc />
+    /// <summary>
+    /// A float array of <paramref name="length"/> values kept with the binding (slot 0 to <see cref="ScratchSlots"/> − 1):
+    /// the generation's host-side working arrays (latents, model input, prediction) travel with its binding and are reused
+    /// with it. Its values are whatever the last user left there; the caller writes before it reads.
+    /// </summary>
+    public float[] Scratch(int slot, int length)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var array = _scratch[slot];
+        if (array is null || array.Length != length) _scratch[slot] = array = new float[length];
+        return array;
+    }
+
+    /// <summary>Makes a binding taken back by its UNet usable again, for a new generation of the same shape.</summary>
+    internal void Reopen()
+    {
+        if (_fixed is not null)
+        {
+            _fixed.Gate.Wait();
+            _holdsGate = true;
+        }
+        _graphOptions = null;
+        _disposed = false;
+    }
+
+    /// <summary>Ends the generation's use of the binding: the UNet keeps it for the next generation of its shape, or it is released.</summary>
     public void Dispose()
     {
         if (_disposed) return;
         _disposed = true;
+        ReleaseGate();
+        if (!_unet.TryKeepForReuse(this)) Release();
+    }
+
+    /// <summary>Releases the buffers and native values (the UNet calls it when it no longer keeps the binding).</summary>
+    internal void Release()
+    {
+        _disposed = true;
+        if (_released) return;
+        _released = true;
         DisposeBuffers();
     }
 
-    private void DisposeBuffers()
+    private void ReleaseGate()
     {
-        _io?.Dispose();
+        if (!_holdsGate) return;
+        _holdsGate = false;
         try
         {
-            _fixed?.Gate.Release();
+            _fixed!.Gate.Release();
         }
         catch (ObjectDisposedException)
         {
             // The UNet was disposed first and took the buffers with it.
         }
+    }
+
+    private void DisposeBuffers()
+    {
+        _io?.Dispose();
+        ReleaseGate();
         _sample?.Dispose();
         _timestep?.Dispose();
         _hidden?.Dispose();

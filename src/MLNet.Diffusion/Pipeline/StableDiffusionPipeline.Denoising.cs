@@ -33,10 +33,7 @@ public sealed partial class StableDiffusionPipeline
         {
             for (int g = 0; g < schedulers.Length; g++)
             {
-                var members = plan.Groups[g].Members;
-                var latents = DenoiseBatch(plan, plan.Groups[g], embeddings, schedulers[g], counter, runOptions, cancellationToken);
-                int per = latents.Length / members.Length;
-                for (int j = 0; j < members.Length; j++) result[members[j]] = latents.AsSpan(j * per, per).ToArray();
+                DenoiseBatch(plan, plan.Groups[g], embeddings, schedulers[g], counter, runOptions, result, cancellationToken);
             }
         }
         catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
@@ -49,10 +46,15 @@ public sealed partial class StableDiffusionPipeline
     /// <summary>
     /// One UNet batch, in the order of diffusers' <c>StableDiffusionPipeline.__call__</c> after the prompts are encoded:
     /// prepare the timesteps, prepare the latents (noise, or init images noised to the first kept call), run the denoising
-    /// loop. Returns the batch's final latents [N, 4, h, w] in the group's order.
+    /// loop. Writes each image's final latents [4·h·w] into <paramref name="result"/> at its request index.
     /// </summary>
-    private float[] DenoiseBatch(GenerationPlan plan, RequestGroup group, PromptEmbedding[] embeddings, DiffusionScheduler scheduler,
-        ProgressCounter counter, RunOptions runOptions, CancellationToken cancellationToken)
+    /// <remarks>
+    /// The working arrays (initial noise, latents, model input, predictions) are the bindings' <see cref="UNetBinding.Scratch"/>
+    /// arrays, and the bindings go back to the UNet for the next generation of their shape when the batch ends: a generation
+    /// of a shape seen before allocates no latent-sized buffer but its results.
+    /// </remarks>
+    private void DenoiseBatch(GenerationPlan plan, RequestGroup group, PromptEmbedding[] embeddings, DiffusionScheduler scheduler,
+        ProgressCounter counter, RunOptions runOptions, float[][] result, CancellationToken cancellationToken)
     {
         var rows = group.Members;
         var requests = Array.ConvertAll(rows, i => plan.Requests[i]);
@@ -66,70 +68,77 @@ public sealed partial class StableDiffusionPipeline
         int startStep = group.Key.StartStep;
         var (begin, calls) = CallRange(scheduler, group.Key, plan.Options);
 
-        // Prepare the latents: each image's own generator draws its initial noise first, as in text-to-image.
-        var generators = Array.ConvertAll(requests, r => NoiseFactory.Create(plan.Options.Noise, r.Seed));
-        var noise = new BatchNoise(generators);
-        var initialNoise = new float[shape.LatentLength];
-        noise.Fill(initialNoise);
-        var images = PrepareImages(rows, requests, startStep, shape, generators, counter, plan.Options.VaeTiling, cancellationToken);
-        var latents = plan.Options.DenoisingStart is null ? PrepareLatents(shape, scheduler, startStep, begin, initialNoise, images) : HandedOverLatents(shape, requests);
-        if (begin > 0) scheduler.SetBeginIndex(begin);
-
-        // The denoising loop. A guided batch runs its unconditional and conditional halves together; calls outside the
-        // guidance window (GuidanceWindow) run the conditional half alone through a second binding of half the batch.
+        // The bindings: a guided batch runs its unconditional and conditional halves together; calls outside the guidance
+        // window (GuidanceWindow) run the conditional half alone through a second binding of half the batch.
         var window = shape.Guided ? GuidanceWindow.For(scheduler, plan.Options) : null;
         var plain = shape with { Guided = false };
         bool anyGuided = shape.Guided && (window is null || Array.IndexOf(window, true, begin, calls - begin) >= 0);
         bool anyPlain = !shape.Guided || window is not null && Array.IndexOf(window, false, begin, calls - begin) >= 0;
-        using var guidedUnet = anyGuided ? BindConditioned(shape, rows, embeddings, guidance, group.Key, plan.Options, images) : null;
-        using var plainUnet = anyPlain ? BindConditioned(plain, rows, embeddings, guidance, group.Key, plan.Options, images) : null;
-        var modelInput = new float[shape.LatentLength];
-        var guidedOutput = guidedUnet is null ? null : new float[guidedUnet.OutputLength];
-        var guidedPrediction = guidedUnet is null ? null : new float[shape.LatentLength];
-        var plainOutput = plainUnet is null ? null : new float[plainUnet.OutputLength];
-        var known = images.Blend ? new float[shape.LatentLength] : null;
+        using var guidedUnet = anyGuided ? BindConditioned(shape, rows, embeddings, guidance, group.Key, plan.Options) : null;
+        using var plainUnet = anyPlain ? BindConditioned(plain, rows, embeddings, guidance, group.Key, plan.Options) : null;
+        var buffers = guidedUnet ?? plainUnet!;
+
+        // Prepare the latents: each image's own generator draws its initial noise first, as in text-to-image.
+        var generators = Array.ConvertAll(requests, r => NoiseFactory.Create(plan.Options.Noise, r.Seed));
+        var noise = new BatchNoise(generators);
+        var initialNoise = buffers.Scratch(0, shape.LatentLength);
+        noise.Fill(initialNoise);
+        var images = PrepareImages(rows, requests, startStep, shape, generators, counter, plan.Options.VaeTiling, cancellationToken);
+        if (InpaintingUNet)
+        {
+            if (guidedUnet is not null) WriteInpaintingChannels(guidedUnet, shape, images);
+            if (plainUnet is not null) WriteInpaintingChannels(plainUnet, plain, images);
+        }
+        var latents = buffers.Scratch(1, shape.LatentLength);
+        if (plan.Options.DenoisingStart is null) PrepareLatents(shape, scheduler, startStep, begin, initialNoise, images, latents);
+        else HandedOverLatents(shape, requests, latents);
+        if (begin > 0) scheduler.SetBeginIndex(begin);
+
+        // The denoising loop.
+        var modelInput = buffers.Scratch(2, shape.LatentLength);
+        var guidedPrediction = guidedUnet?.Scratch(3, shape.LatentLength);
+        var known = images.Blend ? buffers.Scratch(4, shape.LatentLength) : null;
         while (scheduler.StepIndex < calls)
         {
             cancellationToken.ThrowIfCancellationRequested();
             float t = scheduler.Timesteps[scheduler.StepIndex];
             int call = scheduler.StepIndex + 1;
             bool guide = shape.Guided && (window is null || window[scheduler.StepIndex]);
-            var (unet, unetShape, unetOutput) = guide ? (guidedUnet!, shape, guidedOutput!) : (plainUnet!, plain, plainOutput!);
-            scheduler.ScaleModelInput(latents, modelInput);                      // latent_model_input
-            WriteModelInput(unet, unetShape, modelInput);
-            unet.Run(t, unetOutput, runOptions);                                 // noise_pred = unet(latent_model_input, t, …)
-            var noisePrediction = unetOutput;
+            var (unet, unetShape) = guide ? (guidedUnet!, shape) : (plainUnet!, plain);
+            var input = ScaleModelInput(scheduler, latents, unet, unetShape, modelInput);  // latent_model_input
+            var unetOutput = unet.Run(t, runOptions);                            // noise_pred = unet(latent_model_input, t, …)
+            var noisePrediction = unetOutput[..shape.LatentLength];
             if (guide)                                                           // noise_pred = uncond + g·(text − uncond)
             {
                 ClassifierFreeGuidance.Apply(unetOutput, guidedPrediction, shape.Images, shape.ImageLength, guidance, plan.Options.GuidanceRescale);
-                noisePrediction = guidedPrediction!;
+                noisePrediction = guidedPrediction;
             }
             // One vectorised pass each over the model output and the new latents: a NaN or ±Infinity (fp16 overflow)
             // is reported at the call where it appears rather than decoded into a black image.
-            NonFiniteLatentsException.ThrowIfNonFinite(noisePrediction.AsSpan(0, shape.LatentLength), DiffusionStage.Denoising, "UNet output", call, calls, t, shape.ImageLength, rows,
-                source: new NonFiniteSource(UNet, modelInput, modelOutput: unetOutput, derivedBy: guide ? "classifier-free guidance" : null, scheduler: scheduler));
+            NonFiniteLatentsException.ThrowIfNonFinite(noisePrediction, DiffusionStage.Denoising, "UNet output", call, calls, t, shape.ImageLength, rows,
+                source: new NonFiniteSource(UNet, input, modelOutput: unetOutput, derivedBy: guide ? "classifier-free guidance" : null, scheduler: scheduler));
             scheduler.Step(noisePrediction, latents, noise);                     // latents = scheduler.step(noise_pred, t, latents)
             if (known is not null) KeepInitImageOutsideMasks(scheduler, calls, images, initialNoise, known, latents, shape);
             NonFiniteLatentsException.ThrowIfNonFinite(latents, DiffusionStage.Denoising, "latents after the scheduler step", call, calls, t, shape.ImageLength, rows,
-                source: new NonFiniteSource(UNet, modelOutput: noisePrediction.AsSpan(0, shape.LatentLength), derivedBy: "the scheduler step", scheduler: scheduler));
+                source: new NonFiniteSource(UNet, modelOutput: noisePrediction, derivedBy: "the scheduler step", scheduler: scheduler));
             counter.Step();
         }
-        return latents;
+        // The results leave the scratch arrays before the bindings go back to the UNet.
+        for (int j = 0; j < rows.Length; j++) result[rows[j]] = latents.AsSpan(j * shape.ImageLength, shape.ImageLength).ToArray();
     }
 
     /// <summary>
     /// A UNet binding for <paramref name="shape"/> (guided: both halves; not: the conditional half alone) with the batch's
-    /// conditioning written once: the text embeddings, the extra inputs and an inpainting UNet's mask channels.
+    /// conditioning written once: the text embeddings and the extra inputs (an inpainting UNet's mask channels follow once
+    /// the init images are encoded).
     /// </summary>
-    private UNetBinding BindConditioned(BatchShape shape, int[] rows, PromptEmbedding[] embeddings, float[] guidance, BatchKey key, GenerationOptions options,
-        ImageConditioning images)
+    private UNetBinding BindConditioned(BatchShape shape, int[] rows, PromptEmbedding[] embeddings, float[] guidance, BatchKey key, GenerationOptions options)
     {
         var unet = UNet.Bind(shape.ModelBatch, shape.LatentHeight, shape.LatentWidth, shape.SequenceLength, shape.EmbeddingWidth, ExtraWidths(rows, embeddings));
         try
         {
             WriteHiddenStates(unet, shape, rows, embeddings);
             WriteExtras(unet, shape, rows, embeddings, guidance, key, options);
-            if (InpaintingUNet) WriteInpaintingChannels(unet, shape, images);
             return unet;
         }
         catch
@@ -152,11 +161,10 @@ public sealed partial class StableDiffusionPipeline
     }
 
     /// <summary>A refiner's starting latents: each request's <see cref="ImagePrompt.InitLatents"/>, as they are (diffusers adds no noise with <c>denoising_start</c>).</summary>
-    private static float[] HandedOverLatents(BatchShape shape, ImagePrompt[] requests)
+    private static void HandedOverLatents(BatchShape shape, ImagePrompt[] requests, float[] latents)
     {
-        var latents = new float[shape.LatentLength];
+        Array.Clear(latents);
         for (int j = 0; j < requests.Length; j++) requests[j].InitLatents!.CopyTo(latents, j * shape.ImageLength);
-        return latents;
     }
 
     /// <summary>The latent channels of SD 1.x and 2.x (the VAE's <c>latent_channels</c>).</summary>
@@ -178,16 +186,14 @@ public sealed partial class StableDiffusionPipeline
     /// later step, the init images' latents noised to the first kept call; when a strength of 0 keeps no call, the init
     /// images' latents themselves.
     /// </summary>
-    private static float[] PrepareLatents(BatchShape shape, DiffusionScheduler scheduler, int startStep, int begin, float[] initialNoise, ImageConditioning images)
+    private static void PrepareLatents(BatchShape shape, DiffusionScheduler scheduler, int startStep, int begin, float[] initialNoise, ImageConditioning images, float[] latents)
     {
-        var latents = new float[shape.LatentLength];
         if (startStep == 0)
             TensorPrimitives.Multiply(initialNoise, scheduler.InitNoiseSigma, latents);
         else if (begin == scheduler.CallCount)
             images.Latents!.CopyTo(latents, 0);
         else
             scheduler.AddNoise(images.Latents!, initialNoise, begin, latents);
-        return latents;
     }
 
     /// <summary>
@@ -273,6 +279,26 @@ public sealed partial class StableDiffusionPipeline
         if (pooled is null || pooled.Length != destination.Length)
             throw new ArgumentException($"Image {image}: its {what}'s pooled embedding has {pooled?.Length ?? 0} values; the UNet takes {destination.Length}.", "embeddings");
         pooled.CopyTo(destination);
+    }
+
+    /// <summary>
+    /// <c>latent_model_input</c>: the scheduler scales the latents straight into a float UNet's sample buffer (the
+    /// conditional half then copied from the unconditional one), or into <paramref name="modelInput"/> and from there into
+    /// the sample (float16, inpainting). Returns the scaled latents [N·4·h·w].
+    /// </summary>
+    private ReadOnlySpan<float> ScaleModelInput(DiffusionScheduler scheduler, float[] latents, UNetBinding unet, BatchShape shape, float[] modelInput)
+    {
+        var sample = unet.SampleFloats;
+        if (InpaintingUNet || sample.IsEmpty)
+        {
+            scheduler.ScaleModelInput(latents, modelInput);
+            WriteModelInput(unet, shape, modelInput);
+            return modelInput;
+        }
+        var first = sample[..shape.LatentLength];
+        scheduler.ScaleModelInput(latents, first);
+        if (shape.Guided) first.CopyTo(sample[shape.LatentLength..]);
+        return first;
     }
 
     /// <summary>

@@ -95,6 +95,9 @@ internal sealed class OrtTensor : IDisposable
         }
     }
 
+    /// <summary>The values themselves when the element type is float (the pinned array ONNX Runtime reads and writes); empty otherwise.</summary>
+    public Span<float> Floats => _f32;
+
     /// <summary>Reads the values as floats.</summary>
     public void Read(Span<float> destination, int offset = 0) => ReadFloats(Value, ElementType, destination, offset);
 
