@@ -40,6 +40,11 @@ public sealed partial class StableDiffusionPipeline
         {
             throw new OperationCanceledException("Generation was cancelled during a model call.", cancellationToken);
         }
+        finally
+        {
+            // The low-memory mode keeps nothing between calls: not the bindings the UNet would keep for the next one either.
+            if (_model.Model.LowMemory) UNet.ReleaseIdleBindings();
+        }
         return result;
     }
 

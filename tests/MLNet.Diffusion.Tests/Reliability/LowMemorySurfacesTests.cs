@@ -27,6 +27,7 @@ public sealed class LowMemorySurfacesTests
         var pipeline = Assert.IsType<DiffusionTransformer>(model).Pipeline;
         Assert.False(pipeline.Model.PromptEncoders.IsLoaded);
         Assert.False(pipeline.Model.VaeDecoders.IsLoaded);
+        Assert.Equal(0, pipeline.UNet.IdleBindingCount); // nor the bindings kept for the next generation
     }
 
     [Fact]
