@@ -8,7 +8,7 @@ namespace MLNet.Diffusion.Tests.TextEncoding;
 /// Writes safetensors files for the reader's tests, as the format's reference writer lays them out: the header JSON
 /// padded with spaces to a multiple of 8 bytes, the tensors' bytes back to back in the order given.
 /// </summary>
-internal sealed class SafeTensorsWriter
+public sealed class SafeTensorsWriter
 {
     private readonly List<(string Name, string DType, long[] Shape, byte[] Bytes)> _tensors = [];
     private readonly Dictionary<string, string> _metadata = [];
