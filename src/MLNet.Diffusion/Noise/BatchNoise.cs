@@ -30,28 +30,6 @@ internal sealed class BatchNoise : INoiseSource
     /// <summary>The number of images.</summary>
     public int Count => _items.Length;
 
-    /// <summary>
-    /// The initial latents: <see cref="Fill"/>'s values, with each library generator's transforms spread over the cores
-    /// (<see cref="GaussianNoise.FillInParallel"/>; the other kinds fill as <see cref="Fill"/> does).
-    /// </summary>
-    public void FillInitial(Span<float> destination)
-    {
-        int per = PerItem(destination);
-        for (int i = 0; i < _items.Length; i++)
-        {
-            var part = destination.Slice(i * per, per);
-            if (_items[i] is GaussianNoise gaussian) gaussian.FillInParallel(part);
-            else _items[i].Fill(part);
-        }
-    }
-
-    private int PerItem(Span<float> destination)
-    {
-        if (destination.Length % _items.Length != 0)
-            throw new ArgumentException($"A span of {destination.Length} values cannot be split evenly between {_items.Length} images.", nameof(destination));
-        return destination.Length / _items.Length;
-    }
-
     /// <inheritdoc />
     public void Fill(Span<float> destination)
     {

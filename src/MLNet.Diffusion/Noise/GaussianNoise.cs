@@ -52,59 +52,6 @@ internal sealed class GaussianNoise : INoiseSource
             destination[i] = (float)NextGaussian();
     }
 
-    /// <summary>Fills of at least this many values spread the transform over cores in <see cref="FillInParallel"/>.</summary>
-    internal const int ParallelThreshold = 16384;
-
-    /// <summary>
-    /// <see cref="Fill"/>'s values, with the Box–Muller transforms (the logarithm, square root, sine and cosine that take
-    /// most of the time) spread over the cores: the uniforms are drawn in order first, so the values are the same bit for
-    /// bit. For the initial latents, where a generation's set-up may allocate; the per-step noise of stochastic schedulers
-    /// uses <see cref="Fill"/>, which allocates nothing.
-    /// </summary>
-    public unsafe void FillInParallel(Span<float> destination)
-    {
-        int start = 0;
-        if (_hasSpare && destination.Length > 0)
-        {
-            destination[0] = (float)NextGaussian();
-            start = 1;
-        }
-        int pairs = (destination.Length - start) / 2;
-        if (pairs * 2 < ParallelThreshold)
-        {
-            Fill(destination[start..]);
-            return;
-        }
-        var uniforms = System.Buffers.ArrayPool<double>.Shared.Rent(2 * pairs);
-        try
-        {
-            for (int k = 0; k < 2 * pairs; k++) uniforms[k] = NextUniform();
-            fixed (float* first = destination)
-            {
-                float* output = first + start;
-                const int chunk = 4096;
-                Parallel.For(0, (pairs + chunk - 1) / chunk, c =>
-                {
-                    int end = Math.Min(pairs, (c + 1) * chunk);
-                    for (int p = c * chunk; p < end; p++)
-                    {
-                        // NextGaussian's arithmetic, unchanged: the cosine first, the sine as the spare.
-                        double r = Math.Sqrt(-2.0 * Math.Log(uniforms[2 * p]));
-                        double theta = 2.0 * Math.PI * uniforms[2 * p + 1];
-                        output[2 * p] = (float)(r * Math.Cos(theta));
-                        output[2 * p + 1] = (float)(r * Math.Sin(theta));
-                    }
-                });
-            }
-        }
-        finally
-        {
-            System.Buffers.ArrayPool<double>.Shared.Return(uniforms);
-        }
-        // An odd count leaves one value, whose pair's sine becomes the spare, as Fill leaves it.
-        if (start + 2 * pairs < destination.Length) destination[^1] = (float)NextGaussian();
-    }
-
     private ulong NextUInt64()
     {
         ulong result = RotateLeft(_s1 * 5, 7) * 9;

@@ -87,7 +87,7 @@ public sealed partial class StableDiffusionPipeline
         var generators = Array.ConvertAll(requests, r => NoiseFactory.Create(plan.Options.Noise, r.Seed));
         var noise = new BatchNoise(generators);
         var initialNoise = buffers.Scratch(0, shape.LatentLength);
-        noise.FillInitial(initialNoise);
+        noise.Fill(initialNoise);
         var images = PrepareImages(rows, requests, startStep, shape, generators, counter, plan.Options.VaeTiling, cancellationToken);
         if (InpaintingUNet)
         {
