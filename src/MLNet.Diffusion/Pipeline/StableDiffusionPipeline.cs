@@ -183,9 +183,6 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         }
     }
 
-    /// <summary>The per-token part of <see cref="UnconditionalEmbedding"/> (the ML.NET stages' default negative column value).</summary>
-    internal float[] EmptyPromptEmbedding => UnconditionalEmbedding.Hidden;
-
     private TextEmbedding UnconditionalDefault()
     {
         var empty = EncodeTextCore([""], null, CancellationToken.None);
@@ -196,7 +193,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     private static TextEmbedding ZerosLike(TextEmbedding e) => new(new float[e.Hidden.Length], e.Pooled is null ? null : new float[e.Pooled.Length]);
 
     /// <summary>Whether a request's negative prompt stands for "no negative prompt", which takes <see cref="UnconditionalEmbedding"/>.</summary>
-    private static bool IsNoNegativePrompt(string? negativePrompt) => string.IsNullOrEmpty(negativePrompt);
+    internal static bool IsNoNegativePrompt(string? negativePrompt) => string.IsNullOrEmpty(negativePrompt);
 
     private EncodedTexts EncodeTextCore(IReadOnlyList<string> prompts, IReadOnlyList<TextOwner>? owners, CancellationToken cancellationToken)
     {

@@ -44,12 +44,6 @@ internal sealed class PromptEncoder : IDisposable
     /// <summary>Whether the last encoder has a pooled output.</summary>
     public bool HasPooled => Encoders[^1].PooledName is not null;
 
-    /// <summary>Encoder runs so far, summed over the encoders (diagnostics and tests).</summary>
-    public long RunCount => Primary.RunCount;
-
-    /// <summary>Prompts encoded so far (counted once, not once per encoder).</summary>
-    public long EncodedPromptCount => Primary.EncodedPromptCount;
-
     /// <summary>Encodes prompts: [N·77·D] per-token embeddings and, when the last encoder has them, [N·P] pooled ones.</summary>
     /// <param name="prompts">The prompts.</param>
     /// <param name="cancellationToken">Checked before each encoder run and passed to it.</param>

@@ -29,7 +29,7 @@ internal sealed class BatchedGeneration
         // SDXL concatenates its encoders' states: the width is their sum (the UNet's encoder_hidden_states width).
         EmbeddingWidth = pipeline.PromptEncoder.EmbeddingWidth > 0 ? pipeline.PromptEncoder.EmbeddingWidth
             : pipeline.UNet.EmbeddingWidth > 0 ? pipeline.UNet.EmbeddingWidth
-            : pipeline.EmptyPromptEmbedding.Length / SequenceLength; // symbolic in both models: measure once
+            : pipeline.UnconditionalEmbedding.Hidden.Length / SequenceLength; // symbolic in both models: measure once
         if (pipeline.UNet.TextEmbeds is { } pooled)
             PooledWidth = pooled.Width > 0 ? pooled.Width
                 : pipeline.PromptEncoder.PooledWidth > 0 ? pipeline.PromptEncoder.PooledWidth
@@ -55,7 +55,7 @@ internal sealed class BatchedGeneration
     /// The model's unconditional default: the empty prompt's embeddings (zeros when the folder sets
     /// <c>force_zeros_for_empty_prompt</c>), the unconditional half of guidance when no negative prompt is given.
     /// </summary>
-    public TextEmbedding EmptyPrompt => _pipeline.UnconditionalEmbedding;
+    public TextEmbedding UnconditionalEmbedding => _pipeline.UnconditionalEmbedding;
 
     /// <summary>A slot as users count rows in messages: "data row 8" (1-based), with the image when a row makes several.</summary>
     public string RowName(ImageSlot slot) =>

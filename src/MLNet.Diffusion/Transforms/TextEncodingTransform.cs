@@ -131,7 +131,7 @@ public sealed class TextEncodingTransformer : DiffusionTransformerBase
         }
         // An empty negative prompt is no negative prompt: the model's unconditional default, as the engine takes it
         // (the empty prompt's embeddings, or zeros when the folder sets force_zeros_for_empty_prompt).
-        var negativeSlots = negatives ? slots.Where(s => !string.IsNullOrEmpty(s.Inputs.NegativePrompt)).ToArray() : [];
+        var negativeSlots = negatives ? slots.Where(s => !StableDiffusionPipeline.IsNoNegativePrompt(s.Inputs.NegativePrompt)).ToArray() : [];
         texts.AddRange(negativeSlots.Select(s => s.Inputs.NegativePrompt));
         owners.AddRange(negativeSlots.Select(s => TextOwner.NegativePromptOf(Generation.RowName(s))));
         var encoded = Generation.Encode(texts, owners, BatchRun.For(slots, Settings));
@@ -145,7 +145,7 @@ public sealed class TextEncodingTransformer : DiffusionTransformerBase
             }
             if (needed.HasFlag(OutputSet.NegativeEmbedding))
             {
-                var e = negatives && !string.IsNullOrEmpty(slots[i].Inputs.NegativePrompt) ? encoded[negative++] : Generation.EmptyPrompt;
+                var e = negatives && !StableDiffusionPipeline.IsNoNegativePrompt(slots[i].Inputs.NegativePrompt) ? encoded[negative++] : Generation.UnconditionalEmbedding;
                 result[i].NegativeEmbedding = e.Hidden;
                 result[i].NegativePooledEmbedding = e.Pooled;
             }

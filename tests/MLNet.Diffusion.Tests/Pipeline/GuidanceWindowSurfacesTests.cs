@@ -13,17 +13,12 @@ namespace MLNet.Diffusion.Tests.Pipeline;
 /// properties and the CLI's flags: each run's UNet row count shows how many calls ran both halves.</summary>
 public sealed class GuidanceWindowSurfacesTests
 {
-    private sealed class Row
-    {
-        public string Prompt { get; set; } = "";
-    }
-
     [Fact]
     public void DiffusionOptionsCarryTheWindowToTheEngine()
     {
         using var folder = TestModelFactory.CreateTemp();
         var ml = new MLContext();
-        var table = ml.Data.LoadFromEnumerable(new[] { new Row { Prompt = "a red cat" } });
+        var table = ml.Data.LoadFromEnumerable(new[] { new PromptRow { Prompt = "a red cat" } });
         var options = new DiffusionOptions { ModelPath = folder.Path, Steps = 10, GuidanceScale = 3, Scheduler = "euler", GuidanceEnd = 0.5f, CallerOwnsImages = false };
         using var model = ml.Transforms.GenerateImages("Image", "Prompt", options).Fit(table);
         var transformer = Assert.IsType<DiffusionTransformer>(model);

@@ -5,6 +5,7 @@ using MLNet.Diffusion.Cli;
 using MLNet.Diffusion.Cli.Commands;
 using MLNet.Diffusion.Tests.Cli;
 using MLNet.Diffusion.Tests.TestModels;
+using MLNet.Diffusion.Tests.Transforms;
 
 namespace MLNet.Diffusion.Tests.Pipeline;
 
@@ -12,11 +13,6 @@ namespace MLNet.Diffusion.Tests.Pipeline;
 /// <c>noise</c> property and the CLI's <c>--noise</c>, and the batch manifest records it.</summary>
 public sealed class NoiseSurfacesTests
 {
-    private sealed class Row
-    {
-        public string Prompt { get; set; } = "";
-    }
-
     [Fact]
     public void DiffusionOptionsCarryTheNoiseKind()
     {
@@ -26,7 +22,7 @@ public sealed class NoiseSurfacesTests
 
         using var folder = TestModelFactory.CreateTemp();
         var ml = new MLContext();
-        var table = ml.Data.LoadFromEnumerable(new[] { new Row { Prompt = "a red cat" } });
+        var table = ml.Data.LoadFromEnumerable(new[] { new PromptRow { Prompt = "a red cat" } });
         var bad = new DiffusionOptions { ModelPath = folder.Path, Steps = 2, Noise = (NoiseKind)9 };
         var e = Assert.ThrowsAny<ArgumentException>(() => ml.Transforms.GenerateImages("Image", "Prompt", bad).Fit(table));
         Assert.Contains("DiffusionOptions.Noise must be one of Default, Torch, Numpy, TorchCuda; got 9", e.Message);

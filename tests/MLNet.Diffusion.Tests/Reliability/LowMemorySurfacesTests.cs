@@ -10,17 +10,12 @@ namespace MLNet.Diffusion.Tests.Reliability;
 /// <summary>The low-memory mode from ML.NET's options and the CLI's <c>--low-memory</c>.</summary>
 public sealed class LowMemorySurfacesTests
 {
-    private sealed class Row
-    {
-        public string Prompt { get; set; } = "";
-    }
-
     [Fact]
     public void DiffusionOptionsLowMemoryReleasesTheEncodersAfterTheirStage()
     {
         using var folder = TestModelFactory.CreateTemp();
         var ml = new MLContext();
-        var table = ml.Data.LoadFromEnumerable(new[] { new Row { Prompt = "a red cat" } });
+        var table = ml.Data.LoadFromEnumerable(new[] { new PromptRow { Prompt = "a red cat" } });
         var options = new DiffusionOptions { ModelPath = folder.Path, Steps = 4, LowMemory = true };
         using var model = ml.Transforms.GenerateImages("Image", "Prompt", options).Fit(table);
         Assert.Single(TransformTestKit.ReadImages(model.Transform(table)));
