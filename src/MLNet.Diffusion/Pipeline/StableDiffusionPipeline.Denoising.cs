@@ -221,18 +221,21 @@ public sealed partial class StableDiffusionPipeline
             if (length == 0 || !FitsChunks(e.Conditional, chunk, length) || negative is not null && !FitsChunks(negative, chunk, length))
                 throw new ArgumentException($"Image {rows[j]}: its prompt embeddings have {e.Conditional.Length} values and its negative-prompt embeddings {negative?.Length ?? 0}; " +
                     $"the images of one batch need {shape.SequenceLength} × {shape.EmbeddingWidth} = {length} each (or whole chunks of {TextEncoder.SequenceLength} × {shape.EmbeddingWidth}, padded).", nameof(embeddings));
-            WritePadded(unet, e.Conditional, _emptyPrompt.Value.Hidden, conditional + j * length, length);
-            if (negative is not null) WritePadded(unet, negative, e.Unconditional is null ? negative : _emptyPrompt.Value.Hidden, j * length, length);
+            WritePadded(unet, e.Conditional, null, conditional + j * length, length);
+            if (negative is not null) WritePadded(unet, negative, e.Unconditional is null ? negative : null, j * length, length);
         }
         unet.CommitHiddenStates();
 
         static bool FitsChunks(float[] values, int chunk, int length) => values.Length > 0 && values.Length % chunk == 0 && values.Length <= length;
     }
 
-    /// <summary>Writes <paramref name="values"/> at <paramref name="offset"/>, then <paramref name="pad"/> (one chunk) after it until <paramref name="length"/> values are written.</summary>
-    private static void WritePadded(UNetBinding unet, float[] values, float[] pad, int offset, int length)
+    /// <summary>Writes <paramref name="values"/> at <paramref name="offset"/>, then one chunk of <paramref name="pad"/> (null: the
+    /// empty prompt's, encoded only when needed) after another until <paramref name="length"/> values are written.</summary>
+    private void WritePadded(UNetBinding unet, float[] values, float[]? pad, int offset, int length)
     {
         unet.WriteHiddenStates(values, offset);
+        if (values.Length == length) return;
+        pad ??= _emptyPrompt.Value.Hidden;
         for (int at = values.Length; at < length; at += pad.Length) unet.WriteHiddenStates(pad.AsSpan(0, Math.Min(pad.Length, length - at)), offset + at);
     }
 

@@ -135,11 +135,11 @@ internal sealed class TextEncoder : OnnxModelComponent
     /// </summary>
     /// <param name="prompts">The prompts; null entries are not allowed.</param>
     /// <param name="owners">Whose each prompt is (null: by position), for the messages.</param>
-    /// <param name="logger">Receives a note (Information) for each prompt of more than one chunk, and for each image
-    /// prompt that has no tokens; null for none.</param>
+    /// <param name="logger">Receives a note (Information) for each prompt of more than one chunk and for each image
+    /// prompt that has no tokens, and a warning for each prompt cut at <see cref="PromptChunker.MaxChunks"/> chunks; null for none.</param>
     /// <param name="checkChunks">Called with each prompt's chunks before anything runs; it throws to refuse them (the UNet's
     /// sequence axis); null for none.</param>
-    /// <exception cref="ArgumentException">A prompt needs more than <see cref="PromptChunker.MaxChunks"/> chunks.</exception>
+    /// <exception cref="ArgumentException"><paramref name="owners"/> does not have one entry per prompt, or <paramref name="checkChunks"/> refuses a prompt.</exception>
     public PromptChunks[] Tokenize(IReadOnlyList<string> prompts, IReadOnlyList<TextOwner>? owners, ILogger? logger = null,
         Action<TextOwner, PromptChunks>? checkChunks = null)
     {
@@ -153,10 +153,6 @@ internal sealed class TextEncoder : OnnxModelComponent
             var prompt = prompts[i] ?? throw new ArgumentNullException(nameof(prompts), $"{owner.SentenceStart} is null.");
             var fragments = PromptAttention.IsPlain(prompt) ? [new PromptFragment(prompt, 1.0)] : PromptAttention.Parse(prompt);
             chunks[i] = PromptChunker.Split(Tokenizer, fragments);
-            if (chunks[i].ExceedsLimit)
-                throw new ArgumentException(
-                    $"{owner.SentenceStart} has more than {PromptChunker.MaxChunks} chunks of {SequenceLength - 2} tokens ({chunks[i].TokenCount}+ tokens counted); " +
-                    $"a prompt may have at most {PromptChunker.MaxChunks * (SequenceLength - 2)} tokens. Shorten it.", nameof(prompts));
             checkChunks?.Invoke(owner, chunks[i]);
             if (logger is not null) Note(logger, prompt, chunks[i], owner);
         }
@@ -176,7 +172,7 @@ internal sealed class TextEncoder : OnnxModelComponent
     /// <param name="owners">Whose each prompt is, for those messages (one per prompt); null names them by their 1-based
     /// position in the batch and takes none for an image's prompt.</param>
     /// <param name="checkChunks">See <see cref="Tokenize"/>.</param>
-    /// <exception cref="ArgumentException"><paramref name="owners"/> does not have one entry per prompt, or a prompt is too long.</exception>
+    /// <exception cref="ArgumentException"><paramref name="owners"/> does not have one entry per prompt, or <paramref name="checkChunks"/> refuses a prompt.</exception>
     /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
     public EncodedTexts EncodeWithPooled(IReadOnlyList<string> prompts, CancellationToken cancellationToken = default, ILogger? logger = null,
         IReadOnlyList<TextOwner>? owners = null, Action<TextOwner, PromptChunks>? checkChunks = null)
@@ -295,10 +291,15 @@ internal sealed class TextEncoder : OnnxModelComponent
         }
     }
 
-    /// <summary>The notes on one prompt: more than one chunk (Information), or an image prompt with no tokens (Information).</summary>
+    /// <summary>The notes on one prompt: cut at the chunk limit (Warning), more than one chunk (Information), or an image
+    /// prompt with no tokens (Information).</summary>
     private void Note(ILogger logger, string prompt, PromptChunks chunks, TextOwner owner)
     {
-        if (chunks.ChunkCount > 1)
+        int kept = PromptChunker.MaxChunks * (SequenceLength - 2);
+        if (chunks.Truncated)
+            logger.LogWarning("{Owner} has more than {Kept} tokens; only the first {Chunks} chunks ({Kept} tokens at most) are used: \"{Prompt}\"",
+                owner.SentenceStart, kept, PromptChunker.MaxChunks, kept, prompt.Length > 80 ? prompt[..80] + "…" : prompt);
+        else if (chunks.ChunkCount > 1)
             logger.LogInformation("{Owner} has {Tokens} tokens in {Chunks} chunks (each at most {Kept} tokens, split at BREAK and, as AUTOMATIC1111 does, after a comma near a chunk's end); the chunks are encoded one by one and their embeddings concatenated: \"{Prompt}\"",
                 owner.SentenceStart, chunks.TokenCount, chunks.ChunkCount, SequenceLength - 2, prompt.Length > 80 ? prompt[..80] + "…" : prompt);
         else if (chunks.TokenCount == 0 && owner.IsImagePrompt)

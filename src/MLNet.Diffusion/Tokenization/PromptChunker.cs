@@ -7,13 +7,10 @@ namespace MLNet.Diffusion.Tokenization;
 /// <param name="Ids">[k·L] ids, chunk after chunk.</param>
 /// <param name="Weights">[k·L] weights (start, end and padding weigh 1), or null when every weight is 1.</param>
 /// <param name="ChunkCount">k, at least 1.</param>
-/// <param name="TokenCount">The content ids over all chunks (start, end and padding not counted), or, when the prompt is
-/// longer than <see cref="PromptChunker.MaxChunks"/> chunks, a count past that limit.</param>
-internal sealed record PromptChunks(int[] Ids, float[]? Weights, int ChunkCount, int TokenCount)
-{
-    /// <summary>Whether the prompt needs more than <see cref="PromptChunker.MaxChunks"/> chunks (then it is not chunked).</summary>
-    public bool ExceedsLimit => ChunkCount > PromptChunker.MaxChunks;
-}
+/// <param name="TokenCount">The content ids read (start, end and padding not counted): all of them, or, for a prompt cut
+/// at <see cref="PromptChunker.MaxChunks"/> chunks, those read up to one past the limit.</param>
+/// <param name="Truncated">Whether the prompt needed more than <see cref="PromptChunker.MaxChunks"/> chunks and was cut there.</param>
+internal sealed record PromptChunks(int[] Ids, float[]? Weights, int ChunkCount, int TokenCount, bool Truncated = false);
 
 /// <summary>
 /// Splits a prompt into chunks of 75 content tokens as AUTOMATIC1111 does (stable-diffusion-webui,
@@ -38,16 +35,17 @@ internal static class PromptChunker
     public const int CommaBacktrack = 20;
 
     /// <summary>
-    /// The most chunks a prompt may take (2,400 content tokens). A1111 sets no limit; here a pasted document cannot make
-    /// the text encoder and every UNet call's cross-attention grow without bound.
+    /// The most chunks of a prompt that are kept (2,400 content tokens); what follows is cut, with a warning. A1111 sets
+    /// no limit; here a pasted document cannot make the tokenizer, the text encoder and every UNet call's cross-attention
+    /// grow without bound.
     /// </summary>
     public const int MaxChunks = 32;
 
     /// <summary>Splits a parsed prompt into chunks.</summary>
     /// <param name="tokenizer">The tokenizer (its length, special ids and comma id).</param>
     /// <param name="fragments">The prompt's runs (a plain prompt is one run of weight 1).</param>
-    /// <returns>The chunks; when there would be more than <see cref="MaxChunks"/>, a result with
-    /// <see cref="PromptChunks.ExceedsLimit"/> set and no ids (tokenizing stops there).</returns>
+    /// <returns>The chunks: at most <see cref="MaxChunks"/>, with <see cref="PromptChunks.Truncated"/> set when more were
+    /// needed (tokenizing stops one id past the limit, so the cost does not grow with the prompt).</returns>
     public static PromptChunks Split(ClipTokenizer tokenizer, IReadOnlyList<PromptFragment> fragments)
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
@@ -58,6 +56,7 @@ internal static class PromptChunker
         var ids = new List<int>(capacity);
         var weights = new List<float>(capacity);
         int lastComma = -1, total = 0;
+        bool truncated = false;
 
         void Close()
         {
@@ -69,19 +68,29 @@ internal static class PromptChunker
 
         foreach (var fragment in fragments)
         {
+            if (truncated) break;
+            if (closed.Count == MaxChunks)
+            {
+                // Every chunk is taken: the rest is cut, unless it is only breaks and blanks.
+                truncated |= !fragment.IsBreak && !string.IsNullOrWhiteSpace(fragment.Text);
+                continue;
+            }
             if (fragment.IsBreak)
             {
                 Close();
-                if (closed.Count > MaxChunks) return new PromptChunks([], null, closed.Count, total);
                 continue;
             }
             // At most one id past the limit is read, so a pasted document costs no more than the limit.
             var content = tokenizer.EncodeContent(fragment.Text, Math.Max(0, limit - total));
             total += content.Count;
-            if (total > limit) return new PromptChunks([], null, MaxChunks + 1, total);
             float weight = (float)fragment.Weight;
             foreach (int id in content)
             {
+                if (closed.Count == MaxChunks || closed.Count == MaxChunks - 1 && ids.Count == capacity)
+                {
+                    truncated = true;
+                    break;
+                }
                 if (id == comma)
                     lastComma = ids.Count;
                 else if (ids.Count == capacity && lastComma != -1 && capacity - lastComma <= CommaBacktrack)
@@ -100,8 +109,7 @@ internal static class PromptChunker
                 weights.Add(weight);
             }
         }
-        if (ids.Count > 0 || closed.Count == 0) Close();
-        if (closed.Count > MaxChunks) return new PromptChunks([], null, closed.Count, total);
+        if (closed.Count < MaxChunks && (ids.Count > 0 || closed.Count == 0)) Close();
 
         int length = tokenizer.MaxLength;
         var allIds = new int[closed.Count * length];
@@ -122,6 +130,6 @@ internal static class PromptChunker
             }
             for (int i = 0; i < chunkWeights.Count; i++) allWeights[c * length + 1 + i] = chunkWeights[i];
         }
-        return new PromptChunks(allIds, allWeights, closed.Count, total);
+        return new PromptChunks(allIds, allWeights, closed.Count, total, truncated);
     }
 }

@@ -150,13 +150,23 @@ public sealed class LongPromptTests
     }
 
     [Fact]
-    public void APastedDocumentIsRefusedWithoutTokenizingAllOfIt()
+    public void APastedDocumentIsCutAtTheChunkLimitQuickly()
     {
-        var chunks = Split(Words(0, PromptChunker.MaxChunks * 75 + 1));
-        Assert.True(chunks.ExceedsLimit);
-        Assert.Equal(1, Split(Words(0, 75) + new string(' ', 1000)).ChunkCount);
-        Assert.True(Split(string.Concat(Enumerable.Repeat("cat BREAK ", PromptChunker.MaxChunks + 1))).ExceedsLimit);
-        Assert.False(Split(string.Concat(Enumerable.Repeat("cat BREAK ", PromptChunker.MaxChunks - 1)) + "cat").ExceedsLimit);
+        int max = PromptChunker.MaxChunks * 75;
+        var exact = Split(Words(0, max));
+        Assert.False(exact.Truncated);
+        Assert.Equal(PromptChunker.MaxChunks, exact.ChunkCount);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var cut = Split(Words(0, max + 1) + " " + string.Concat(Enumerable.Repeat("red cat, ", 200_000)));
+        clock.Stop();
+        Assert.True(cut.Truncated);
+        Assert.Equal(exact.Ids, cut.Ids);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(2), $"a 1.8 MB prompt took {clock.Elapsed}");
+        // BREAK counts too: 33 chunks are cut to 32; 32 (a trailing BREAK adds none) are kept whole.
+        Assert.True(Split(string.Concat(Enumerable.Repeat("cat BREAK ", PromptChunker.MaxChunks + 1))).Truncated);
+        var breaks = Split(string.Concat(Enumerable.Repeat("cat BREAK ", PromptChunker.MaxChunks)));
+        Assert.False(breaks.Truncated);
+        Assert.Equal(PromptChunker.MaxChunks, breaks.ChunkCount);
     }
 
     // ---- Through the oracle UNet --------------------------------------------------------------------
