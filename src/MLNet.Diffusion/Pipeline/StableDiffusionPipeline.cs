@@ -172,8 +172,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     }
 
     /// <summary>
-    /// Encodes <paramref name="texts"/> in one text-encoder run, each distinct text once; equal texts share one [77·D]
-    /// array (read-only). The ML.NET text-encoding stage calls this.
+    /// Encodes <paramref name="texts"/> in one text-encoder run, each distinct text once; equal texts share one [77·k·D]
+    /// array (read-only; k chunks of a long prompt). The ML.NET text-encoding stage calls this.
     /// </summary>
     internal TextEmbedding[] EncodeTexts(IReadOnlyList<string> texts, IReadOnlyList<TextOwner>? owners, CancellationToken cancellationToken)
     {
@@ -312,8 +312,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// The denoising loop from seeded noise to final latents [N, 4, h, w] (text-to-image): the <see cref="ImagePrompt"/>
     /// overload with requests that carry only a seed and a guidance scale.
     /// </summary>
-    /// <param name="conditional">Prompt embeddings [N, 77, D].</param>
-    /// <param name="unconditional">Negative-prompt embeddings [N, 77, D]; needed when any guidance scale is above 1.</param>
+    /// <param name="conditional">Prompt embeddings [N, 77·k, D] (k chunks of 77 positions, as <see cref="EncodeText"/> gives them; one k for all).</param>
+    /// <param name="unconditional">Negative-prompt embeddings [N, 77·k, D]; needed when any guidance scale is above 1.</param>
     /// <param name="seeds">One seed per image.</param>
     /// <param name="guidanceScales">One guidance scale per image.</param>
     /// <param name="options">Size, steps, scheduler, η.</param>
@@ -344,8 +344,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// an init image at strength 1 without a mask, start from ε × <see cref="DiffusionScheduler.InitNoiseSigma"/>
     /// without encoding anything, so they give exactly the text-to-image result for the seed.
     /// </remarks>
-    /// <param name="conditional">Prompt embeddings [N, 77, D].</param>
-    /// <param name="unconditional">Negative-prompt embeddings [N, 77, D]; needed when any guidance scale is above 1.</param>
+    /// <param name="conditional">Prompt embeddings [N, 77·k, D] (k chunks of 77 positions, as <see cref="EncodeText"/> gives them; one k for all).</param>
+    /// <param name="unconditional">Negative-prompt embeddings [N, 77·k, D]; needed when any guidance scale is above 1.</param>
     /// <param name="images">One entry per image.</param>
     /// <param name="options">Size, steps, scheduler, η, default guidance; init images and masks are stretched to the size.</param>
     /// <param name="progress">Receives one report per encoded image and per UNet call.</param>
@@ -375,7 +375,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         return plan.Count == 0 ? [] : DenoiseCore(plan, embeddings, progress, cancellationToken);
     }
 
-    /// <summary>Cuts [N, 77, D] prompt and negative-prompt embeddings into each request's rows.</summary>
+    /// <summary>Cuts [N, 77·k, D] prompt and negative-prompt embeddings into each request's rows.</summary>
     private PromptEmbedding[] SplitEmbeddings(ReadOnlySpan<float> conditional, ReadOnlySpan<float> unconditional, GenerationPlan plan)
     {
         int n = plan.Count, seqLen = TextEncoder.SequenceLength;

@@ -8,7 +8,7 @@ namespace MLNet.Diffusion.TextEncoding;
 
 /// <summary>
 /// A CLIP text encoder (<c>text_encoder/model.onnx</c>, or SDXL's <c>text_encoder_2/model.onnx</c>): prompts → token ids →
-/// per-token embeddings [N, 77, D] that condition every UNet call, and, when the model has one, a pooled embedding [N, P].
+/// per-token embeddings [N, 77·k, D] (k chunks of 77 positions) that condition every UNet call, and, when the model has one, a pooled embedding [N, P].
 /// The id input may be int32 (diffusers' export) or int64 (Optimum's); D is 768 for SD 1.x, 1024 for SD 2.x, 768 and 1280
 /// for SDXL's two encoders.
 /// </summary>

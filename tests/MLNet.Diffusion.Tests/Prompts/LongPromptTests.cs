@@ -247,11 +247,13 @@ public sealed class LongPromptTests
         for (int i = 0; i < requests.Length; i++)
         {
             var alone = pipeline.Generate([requests[i]], options)[0];
-            Assert.Equal(alone.Latents, together[i].Latents);
-            Assert.Equal(alone.Image.Pixels.ToArray(), together[i].Image.Pixels.ToArray());
+            // As the other batching tests allow: ONNX Runtime's kernels may round differently for another batch size.
+            Assert.True(MaxAbsDiff(alone.Latents, together[i].Latents) < 1e-5, $"image {i} differs by {MaxAbsDiff(alone.Latents, together[i].Latents)}");
             alone.Image.Dispose();
             together[i].Image.Dispose();
         }
+        // Padding "red cat" with an empty chunk to share a batch with the two-chunk prompts would change its image.
+        Assert.True(MaxAbsDiff(Target("red cat"), Target("red cat", "")) > 1e-2);
     }
 
     [Fact]
@@ -301,7 +303,7 @@ public sealed class LongPromptTests
         var options = new GenerationOptions { Steps = 2, GuidanceScale = 2 };
         var together = pipeline.Generate([new ImagePrompt(Words(0, 100), 1), new ImagePrompt("red cat", 2)], options);
         var alone = pipeline.Generate([new ImagePrompt(Words(0, 100), 1)], options)[0];
-        Assert.Equal(alone.Latents, together[0].Latents);
+        Assert.True(MaxAbsDiff(alone.Latents, together[0].Latents) < 1e-5);
         foreach (var image in together.Append(alone)) image.Image.Dispose();
     }
 }
