@@ -300,7 +300,7 @@ internal sealed class TextEncoder : OnnxModelComponent
             logger.LogWarning("{Owner} has more than {Kept} tokens; only the first {Chunks} chunks ({Kept} tokens at most) are used: \"{Prompt}\"",
                 owner.SentenceStart, kept, PromptChunker.MaxChunks, kept, prompt.Length > 80 ? prompt[..80] + "…" : prompt);
         else if (chunks.ChunkCount > 1)
-            logger.LogInformation("{Owner} has {Tokens} tokens in {Chunks} chunks (each at most {Kept} tokens, split at BREAK and, as AUTOMATIC1111 does, after a comma near a chunk's end); the chunks are encoded one by one and their embeddings concatenated: \"{Prompt}\"",
+            logger.LogInformation("{Owner} has {Tokens} tokens in {Chunks} chunks (each at most {Kept} tokens, split at BREAK and, as AUTOMATIC1111 does, after a comma near a chunk's end); each chunk is encoded with its own start and end tokens and the embeddings are concatenated: \"{Prompt}\"",
                 owner.SentenceStart, chunks.TokenCount, chunks.ChunkCount, SequenceLength - 2, prompt.Length > 80 ? prompt[..80] + "…" : prompt);
         else if (chunks.TokenCount == 0 && owner.IsImagePrompt)
             logger.LogInformation("{Owner} is {What}, so its image is unconditional: generated with no prompt to follow.",
