@@ -56,6 +56,7 @@ internal sealed class ClipTokenizer
         BosId = bosId;
         EosId = eosId;
         PadId = padId;
+        CommaId = bpe.Vocabulary.TryGetValue(",</w>", out int comma) ? comma : null;
     }
 
     /// <summary>How many ids <see cref="Encode(string)"/> gives (77 for CLIP).</summary>
@@ -66,6 +67,9 @@ internal sealed class ClipTokenizer
 
     /// <summary>The vocabulary's id of the end token (<c>&lt;|endoftext|&gt;</c> unless configured otherwise).</summary>
     public int EosId { get; }
+
+    /// <summary>The id of a comma that ends a word (<c>,&lt;/w&gt;</c>), where a long prompt prefers to be split into chunks; null when the vocabulary lacks it.</summary>
+    public int? CommaId { get; }
 
     /// <summary>The vocabulary's id of the pad token: <see cref="EosId"/> for Stable Diffusion 1.x, the id of <c>"!"</c> for 2.x and SDXL's second tokenizer.</summary>
     public int PadId { get; }
@@ -170,7 +174,7 @@ internal sealed class ClipTokenizer
     /// <param name="truncated">Whether the content had more than <c>MaxLength - 2</c> tokens and was cut.</param>
     /// <returns>The number of content tokens (start, end and padding not counted), counted up to <c>MaxLength - 1</c>:
     /// a value above <c>MaxLength - 2</c> means the prompt was truncated. Counting stops there so that a huge prompt
-    /// costs no more than its first tokens (use <see cref="EncodeContent"/> for the full count).</returns>
+    /// costs no more than its first tokens (use <see cref="EncodeContent(string)"/> for the full count).</returns>
     /// <exception cref="ArgumentNullException"><paramref name="text"/> is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="destination"/> is shorter than <see cref="MaxLength"/>.</exception>
     public int Encode(string text, Span<int> destination, out bool truncated)
@@ -267,6 +271,21 @@ internal sealed class ClipTokenizer
         return prepared.Length == 0
             ? Array.Empty<int>()
             : _bpe.EncodeToIds(prepared, considerPreTokenization: true, considerNormalization: false);
+    }
+
+    /// <summary>Encodes a prompt into its content ids only, as <see cref="EncodeContent(string)"/> does, but at most
+    /// <paramref name="maxTokens"/> + 1 of them (enough to know that the text has more), at a cost that does not grow with the text.</summary>
+    /// <param name="text">The prompt; any string, empty included.</param>
+    /// <param name="maxTokens">How many ids the caller has room for (0 or more).</param>
+    /// <returns>The first content ids, at most <paramref name="maxTokens"/> + 1.</returns>
+    public IReadOnlyList<int> EncodeContent(string text, int maxTokens)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        ArgumentOutOfRangeException.ThrowIfNegative(maxTokens);
+        string prepared = LimitForEncoding(Prepare(text), maxTokens + 1);
+        return prepared.Length == 0
+            ? Array.Empty<int>()
+            : _bpe.EncodeToIds(prepared, maxTokens + 1, out _, out _, considerPreTokenization: true, considerNormalization: false);
     }
 
     /// <summary>
