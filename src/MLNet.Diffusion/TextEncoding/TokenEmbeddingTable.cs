@@ -16,7 +16,10 @@ namespace MLNet.Diffusion.TextEncoding;
 /// ONNX Runtime 1.32 accepts a replacement with more rows than the file declares (checked by the textual-inversion tests
 /// on the CPU provider, with and without external data, at every graph-optimisation level): <c>Gather</c> checks the ids
 /// against the tensor it is given at run time, and the declared row count appears in no output shape. A graph that
-/// computed a shape from the table's row count would not accept it; CLIP's does not.</para>
+/// computed a shape from the table's row count would not accept it; CLIP's does not. ONNX Runtime refuses a replacement
+/// whose buffer it allocated itself ("Buffer containing the initializer must be owned by the user"), so the table is a
+/// managed array pinned by its <see cref="OrtValue"/>, and it must outlive every session created with it (ONNX Runtime
+/// reads it in place on the CPU).</para>
 /// <para>The table is found by its shape alone (names differ between exporters and optimisers): exactly one float32 or
 /// float16 initializer of rank 2 whose rows equal the tokenizer's vocabulary size and whose width equals the encoder's,
 /// when the encoder declares it. None, or several, is refused with the candidates listed. The rows are read from the

@@ -1,9 +1,12 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.ML;
 using Microsoft.ML.Data;
 using MLNet.Diffusion.ModelBuilder.Onnx;
 using MLNet.Diffusion.Pipeline;
 using MLNet.Diffusion.Runtime;
 using MLNet.Diffusion.Tests.Cli;
 using MLNet.Diffusion.Tests.TestModels;
+using MLNet.Diffusion.Tests.Transforms;
 using MLNet.Diffusion.TextEncoding;
 using MLNet.Diffusion.Tokenization;
 
@@ -309,7 +312,8 @@ public sealed class TextualInversionTests : IDisposable
 
     /// <summary>
     /// The CLI, end to end: an embedding whose vector is the table row of the word "cat" makes "photo of kitty" give the
-    /// image of "photo of cat", pixel for pixel, with the trigger from the file name and from FILE=TOKEN; without the
+    /// image of "photo of cat", pixel for pixel, with the trigger from the file name and from FILE=TOKEN (a file whose name
+    /// has '=' in it), and in low-memory mode; without the
     /// embedding, "kitty" is ordinary text and the image differs.
     /// </summary>
     [Fact]
@@ -327,15 +331,62 @@ public sealed class TextualInversionTests : IDisposable
         CliRun.Ok(["generate", "photo of cat", .. common, "--out", dir["cat"]]);
         CliRun.Ok(["generate", "photo of kitty", .. common, "--embedding", kitty, "--out", dir["named"]]);
         CliRun.Ok(["generate", "photo of mycat", .. common, "--embedding", other + "=mycat", "--out", dir["token"]]);
+        CliRun.Ok(["generate", "photo of kitty", .. common, "--embedding", kitty, "--low-memory", "--out", dir["low"]]);
         CliRun.Ok(["generate", "photo of kitty", .. common, "--out", dir["plain"]]);
         var missing = CliRun.Run(["generate", "photo", .. common, "--embedding", _folder.File("none.safetensors"), "--out", dir["x"]]);
 
         var expected = Pixels(dir["cat"]);
         Assert.Equal(expected, Pixels(dir["named"]));
         Assert.Equal(expected, Pixels(dir["token"]));
+        Assert.Equal(expected, Pixels(dir["low"])); // low memory: the encoder (and its extended table) is loaded per use
         Assert.NotEqual(expected, Pixels(dir["plain"]));
         Assert.NotEqual(0, missing.ExitCode);
         Assert.Contains("none.safetensors", missing.Err);
+    }
+
+    /// <summary>ML.NET: <see cref="DiffusionOptions.TextualInversions"/> reaches the model; "photo of kitty" with the
+    /// cat-row embedding gives the image of "photo of cat" (same seed), and without it another image.</summary>
+    [Fact]
+    public void MlNetOptionsCarryTheEmbeddings()
+    {
+        using var model = EmbeddingReadyFolder(out int width);
+        var catRow = Values(Vocabulary * width, width).AsSpan(TestTokenizer.TokenId("cat</w>") * width, width).ToArray();
+        string kitty = new SafeTensorsWriter().F32("emb_params", [1, width], catRow).Save(_folder.File("kitty.safetensors"));
+        var ml = new MLContext(seed: 1);
+        IDataView Rows(string prompt) => ml.Data.LoadFromEnumerable(new[] { new PromptRow { Prompt = prompt } });
+        byte[] Image(string prompt, DiffusionOptions options)
+        {
+            var data = Rows(prompt);
+            return Assert.Single(TransformTestKit.ReadImages(ml.Transforms.GenerateImages("Image", nameof(PromptRow.Prompt), options).Fit(data).Transform(data)));
+        }
+        var plain = TransformTestKit.Options(model.Path);
+        var with = plain.Clone();
+        with.TextualInversions[kitty] = null;
+
+        var cat = Image("photo of cat", plain);
+
+        Assert.Empty(plain.TextualInversions); // the clone's list is its own
+        Assert.Equal(cat, Image("photo of kitty", with));
+        Assert.NotEqual(cat, Image("photo of kitty", plain));
+    }
+
+    /// <summary>Dependency injection: <c>StableDiffusionServiceOptions.Runtime.TextualInversions</c> reaches the model.</summary>
+    [Fact]
+    public void ServiceOptionsCarryTheEmbeddings()
+    {
+        using var model = EmbeddingReadyFolder(out _);
+        string file = new SafeTensorsWriter().F32("emb_params", [8], Values(8, 1)).Save(_folder.File("style.safetensors"));
+        var services = new ServiceCollection();
+        services.AddStableDiffusion(o =>
+        {
+            o.ModelPath = model.Path;
+            o.Runtime.TextualInversions[file] = "mystyle";
+        });
+        using var container = services.BuildServiceProvider();
+
+        var pipeline = container.GetRequiredService<StableDiffusionPipeline>();
+
+        Assert.Equal(Vocabulary, pipeline.TextEncoder.Tokenizer.Encode("mystyle")[1]);
     }
 
     private static byte[] Pixels(string directory)
