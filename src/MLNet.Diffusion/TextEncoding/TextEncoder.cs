@@ -27,6 +27,11 @@ namespace MLNet.Diffusion.TextEncoding;
 /// Both notes name each text by its <see cref="TextOwner"/>: the caller's words for it (a data row, an image), so that
 /// this is the one place where prompts are checked and the messages are made.
 /// </remarks>
+/// <remarks>
+/// Textual inversion (<see cref="TextualInversionSet"/>): the encoder is then created with its tokenizer's trigger words
+/// added (ids from the vocabulary size on) and its token-embedding table replaced, in the session only, by one extended
+/// with the embeddings' vectors; the model file is not changed. A trigger's ids count towards the 75 content tokens.
+/// </remarks>
 internal sealed class TextEncoder : OnnxModelComponent
 {
     private readonly TensorSpec _ids;

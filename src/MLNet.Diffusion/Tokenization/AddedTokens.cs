@@ -36,7 +36,7 @@ internal sealed class AddedTokens
         foreach (var (trigger, ids) in triggers)
         {
             string prepared = ClipTokenizer.Prepare(trigger ?? "");
-            if (prepared.Length == 0 || prepared.Any(char.IsWhiteSpace) || prepared != ClipTokenizer.Prepare(prepared))
+            if (prepared.Length == 0 || prepared.Any(char.IsWhiteSpace))
                 throw new ArgumentException($"The trigger word '{trigger}' is empty or contains white space; a trigger word is one word.", nameof(triggers));
             if (ids is not { Length: > 0 })
                 throw new ArgumentException($"The trigger word '{trigger}' has no ids.", nameof(triggers));
