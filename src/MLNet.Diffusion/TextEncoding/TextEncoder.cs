@@ -61,7 +61,8 @@ internal sealed class TextEncoder : OnnxModelComponent
     /// encoder (no unambiguous token table, vectors of another width).</exception>
     public TextEncoder(string componentName, string modelPath, ClipTokenizer tokenizer, OnnxSessionFactory sessions, TextEncoderLayer layer,
         TextualInversionSet? embeddings)
-        : this(componentName, modelPath, sessions, layer, tokenizer, embeddings?.ForEncoder(componentName, modelPath, tokenizer))
+        : this(componentName, modelPath, sessions, layer, tokenizer,
+            embeddings is null || !File.Exists(modelPath) ? null : embeddings.ForEncoder(componentName, modelPath, tokenizer)) // a missing file is reported by the base
     {
     }
 
