@@ -308,6 +308,12 @@ public sealed class TextualInversionTests : IDisposable
         Assert.Same(b.Model, d.Model);
         Assert.Equal(Vocabulary, b.Model.PromptEncoder.Primary.Tokenizer.Encode("style")[1]);
         Assert.Equal(Vocabulary, c.Model.PromptEncoder.Primary.Tokenizer.Encode("other")[1]);
+
+        // The same path after the file changed is another model (its vectors may differ).
+        new SafeTensorsWriter().F32("emb_params", [2, 8], Values(16, 2)).Save(file);
+        using var e = LoadedModelStore.Acquire(model.Path, with);
+        Assert.NotSame(b.Model, e.Model);
+        Assert.Equal([Vocabulary, Vocabulary + 1], e.Model.PromptEncoder.Primary.Tokenizer.Encode("style")[1..3]);
     }
 
     /// <summary>
@@ -368,6 +374,15 @@ public sealed class TextualInversionTests : IDisposable
         Assert.Empty(plain.TextualInversions); // the clone's list is its own
         Assert.Equal(cat, Image("photo of kitty", with));
         Assert.NotEqual(cat, Image("photo of kitty", plain));
+
+        // Saved with the model and read again on load.
+        var kittyRows = Rows("photo of kitty");
+        string saved = _folder.File("model.zip");
+        DiffusionModelSaver.Save(ml, ml.Transforms.GenerateImages("Image", nameof(PromptRow.Prompt), with).Fit(kittyRows), kittyRows.Schema, saved);
+        IDictionary<string, string?>? loadedEmbeddings = null;
+        using var loaded = (IDisposable)DiffusionModelSaver.Load(ml, saved, out _, configure: o => loadedEmbeddings = o.TextualInversions);
+        Assert.Equal(new Dictionary<string, string?> { [kitty] = null }, loadedEmbeddings);
+        Assert.Equal(cat, Assert.Single(TransformTestKit.ReadImages(((ITransformer)loaded).Transform(kittyRows))));
     }
 
     /// <summary>Dependency injection: <c>StableDiffusionServiceOptions.Runtime.TextualInversions</c> reaches the model.</summary>
