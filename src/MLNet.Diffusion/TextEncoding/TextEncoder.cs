@@ -26,6 +26,11 @@ namespace MLNet.Diffusion.TextEncoding;
 /// Both notes name each text by its <see cref="TextOwner"/>: the caller's words for it (a data row, an image), so that
 /// this is the one place where prompts are checked and the messages are made.
 /// </remarks>
+/// <remarks>
+/// Textual inversion (<see cref="TextualInversionSet"/>): the encoder is then created with its tokenizer's trigger words
+/// added (ids from the vocabulary size on) and its token-embedding table replaced, in the session only, by one extended
+/// with the embeddings' vectors; the model file is not changed. A trigger's ids count towards the 75 content tokens.
+/// </remarks>
 internal sealed class TextEncoder : OnnxModelComponent
 {
     private readonly TensorSpec _ids;
@@ -44,12 +49,30 @@ internal sealed class TextEncoder : OnnxModelComponent
     /// <exception cref="InvalidDataException">The model does not have <c>input_ids</c> (int32/int64, rank 2), or lacks the
     /// hidden state <paramref name="layer"/> asks for; the message lists its outputs.</exception>
     public TextEncoder(string componentName, string modelPath, ClipTokenizer tokenizer, OnnxSessionFactory sessions, TextEncoderLayer layer)
-        : base(componentName, modelPath, sessions)
+        : this(componentName, modelPath, tokenizer, sessions, layer, null)
+    {
+    }
+
+    /// <summary>Loads the encoder <paramref name="componentName"/> with textual-inversion <paramref name="embeddings"/>: its
+    /// tokenizer gets their trigger words and its session an extended token-embedding table (see
+    /// <see cref="TextualInversionSet.ForEncoder"/>); null or none loads it as it is.</summary>
+    /// <exception cref="InvalidDataException">As the other constructor; also when the embeddings cannot be given to this
+    /// encoder (no unambiguous token table, vectors of another width).</exception>
+    public TextEncoder(string componentName, string modelPath, ClipTokenizer tokenizer, OnnxSessionFactory sessions, TextEncoderLayer layer,
+        TextualInversionSet? embeddings)
+        : this(componentName, modelPath, sessions, layer, tokenizer,
+            embeddings is null || !File.Exists(modelPath) ? null : embeddings.ForEncoder(componentName, modelPath, tokenizer)) // a missing file is reported by the base
+    {
+    }
+
+    private TextEncoder(string componentName, string modelPath, OnnxSessionFactory sessions, TextEncoderLayer layer, ClipTokenizer tokenizer,
+        TextualInversionSet.EncoderTable? table)
+        : base(componentName, modelPath, sessions, false, table is null ? null : [new(table.InitializerName, table.Table)])
     {
         try
         {
             ArgumentNullException.ThrowIfNull(tokenizer);
-            Tokenizer = tokenizer;
+            Tokenizer = table?.Tokenizer ?? tokenizer;
             Layer = layer;
             _ids = Require(true, "input_ids", [TensorElementType.Int32, TensorElementType.Int64], 2);
             CheckDimension(_ids, 1, tokenizer.MaxLength, "sequence length");

@@ -48,16 +48,41 @@ internal sealed class ClipTokenizer
     /// <summary>The longest vocabulary entry in characters (without the end-of-word suffix): no token covers more of the prepared text.</summary>
     private readonly int _longestToken;
 
-    private ClipTokenizer(BpeTokenizer bpe, int maxLength, int bosId, int eosId, int padId)
+    /// <summary>Words added beyond the vocabulary (textual inversion), or null.</summary>
+    private readonly AddedTokens? _added;
+
+    private ClipTokenizer(BpeTokenizer bpe, int maxLength, int bosId, int eosId, int padId, AddedTokens? added = null)
     {
         _bpe = bpe;
-        _longestToken = Math.Max(1, bpe.Vocabulary.Keys.Max(k => k.EndsWith("</w>", StringComparison.Ordinal) ? k.Length - 4 : k.Length));
+        _added = added is { Count: > 0 } ? added : null;
+        _longestToken = Math.Max(Math.Max(1, bpe.Vocabulary.Keys.Max(k => k.EndsWith("</w>", StringComparison.Ordinal) ? k.Length - 4 : k.Length)),
+            _added?.LongestTrigger ?? 0);
         MaxLength = maxLength;
         BosId = bosId;
         EosId = eosId;
         PadId = padId;
         CommaId = bpe.Vocabulary.TryGetValue(",</w>", out int comma) ? comma : null;
+        VocabularySize = bpe.Vocabulary.Values.Max() + 1;
     }
+
+    /// <summary>One more than the largest id of the vocabulary: the rows of the text encoder's token-embedding table, and
+    /// the first id an added token takes.</summary>
+    public int VocabularySize { get; }
+
+    /// <summary>The words added beyond the vocabulary, or null.</summary>
+    public AddedTokens? Added => _added;
+
+    /// <summary>This tokenizer with <paramref name="added"/> words (replacing any it had): each, found in a prompt as a whole
+    /// word, becomes its ids (see <see cref="AddedTokens"/>); prompts without them encode as before.</summary>
+    public ClipTokenizer WithAddedTokens(AddedTokens? added) => new(_bpe, MaxLength, BosId, EosId, PadId, added);
+
+    /// <summary>The content ids of prepared text, at most <paramref name="maxCount"/>: the added words' ids where they
+    /// occur, CLIP's BPE everywhere else.</summary>
+    private IReadOnlyList<int> EncodeIds(string prepared, int maxCount) =>
+        _added is null ? Bpe(prepared, maxCount) : _added.Encode(prepared, maxCount, Bpe);
+
+    private IReadOnlyList<int> Bpe(string prepared, int maxCount) =>
+        _bpe.EncodeToIds(prepared, maxCount, out _, out _, considerPreTokenization: true, considerNormalization: false);
 
     /// <summary>How many ids <see cref="Encode(string)"/> gives (77 for CLIP).</summary>
     public int MaxLength { get; }
@@ -190,7 +215,7 @@ internal sealed class ClipTokenizer
         string prepared = LimitForEncoding(Prepare(text), capacity + 1);
         IReadOnlyList<int> content = prepared.Length == 0
             ? Array.Empty<int>()
-            : _bpe.EncodeToIds(prepared, capacity + 1, out _, out _, considerPreTokenization: true, considerNormalization: false);
+            : EncodeIds(prepared, capacity + 1);
         int kept = Math.Min(content.Count, capacity);
         truncated = content.Count > capacity;
 
@@ -243,7 +268,7 @@ internal sealed class ClipTokenizer
             string prepared = LimitForEncoding(Prepare(fragment.Text), capacity - kept + 1);
             IReadOnlyList<int> ids = prepared.Length == 0
                 ? Array.Empty<int>()
-                : _bpe.EncodeToIds(prepared, capacity - kept + 1, out _, out _, considerPreTokenization: true, considerNormalization: false);
+                : EncodeIds(prepared, capacity - kept + 1);
             int take = Math.Min(ids.Count, capacity - kept);
             for (int i = 0; i < take; i++)
             {
@@ -270,7 +295,7 @@ internal sealed class ClipTokenizer
         string prepared = Prepare(text);
         return prepared.Length == 0
             ? Array.Empty<int>()
-            : _bpe.EncodeToIds(prepared, considerPreTokenization: true, considerNormalization: false);
+            : EncodeIds(prepared, int.MaxValue);
     }
 
     /// <summary>Encodes a prompt into its content ids only, as <see cref="EncodeContent(string)"/> does, but at most
@@ -285,7 +310,7 @@ internal sealed class ClipTokenizer
         string prepared = LimitForEncoding(Prepare(text), maxTokens + 1);
         return prepared.Length == 0
             ? Array.Empty<int>()
-            : _bpe.EncodeToIds(prepared, maxTokens + 1, out _, out _, considerPreTokenization: true, considerNormalization: false);
+            : EncodeIds(prepared, maxTokens + 1);
     }
 
     /// <summary>
