@@ -106,6 +106,22 @@ public sealed class OpenAIClientTests
         Assert.NotEqual(init, bytes);
     }
 
+    [Fact]
+    public async Task The_OpenAI_sdk_edits_an_image_with_a_mask()
+    {
+        await using var host = await ServerHost.StartAsync();
+        var first = await host.ImageClient(extra: Extra(seed: 5, steps: 2)).GenerateImageAsync("a red circle", Options());
+        using var image = new MemoryStream(first.Value.ImageBytes.ToArray());
+        using var mask = new MemoryStream(TransparentTopHalfMask(256, 256));
+
+        var edited = await host.ImageClient().GenerateImageEditAsync(image, "init.png", "a green triangle", mask, "mask.png",
+            new ImageEditOptions { Size = new GeneratedImageSize(256, 256), ResponseFormat = GeneratedImageFormat.Bytes });
+
+        byte[] bytes = edited.Value.ImageBytes.ToArray();
+        Png.AssertImage(bytes, 256, 256);
+        Assert.NotEqual(first.Value.ImageBytes.ToArray(), bytes);
+    }
+
     /// <summary>A PNG whose top half is fully transparent (OpenAI's "edit here") and bottom half opaque.</summary>
     internal static byte[] TransparentTopHalfMask(int width, int height)
     {
