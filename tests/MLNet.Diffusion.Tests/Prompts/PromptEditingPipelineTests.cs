@@ -139,6 +139,25 @@ public sealed class PromptEditingPipelineTests : IDisposable
     }
 
     [Fact]
+    public void AnSdxlEditSwitchesThePooledEmbeddingWithThePerTokenOnes()
+    {
+        // Euler ends on the oracle's x̂₀ of the last call: the guided target of the texts that condition it.
+        var o = new XlTestModelOptions();
+        using var folder = XlTestModelFactory.CreateTemp(o);
+        using var pipeline = StableDiffusionPipeline.Load(folder.Path, new DiffusionRuntimeOptions { IntraOpThreads = 1 });
+        var options = new GenerationOptions { Width = 64, Height = 64, Steps = 20, GuidanceScale = 2, Scheduler = "euler" };
+        var result = pipeline.Generate([new ImagePrompt("[red cat:blue dog:3]", 5) { NegativePrompt = "[green:purple:5]" }], options)[0];
+        result.Image.Dispose();
+        float[] ids = [64, 64, 0, 0, 64, 64];
+        float[] Target(string context, string pooled) =>
+            XlTestModelFactory.TargetLatent(XlTestModelFactory.PromptEmbedsForPrompt(context, o), XlTestModelFactory.PooledForPrompt(pooled, o), ids, [], o);
+        var expected = TestModelFactory.ExpandTarget(Guided(Target("blue dog", "blue dog"), Target("purple", "purple"), 2), 8, 8);
+        Assert.True(MaxAbsDiff(result.Latents, expected) < 2e-3, $"max error {MaxAbsDiff(result.Latents, expected)}");
+        var stalePooled = TestModelFactory.ExpandTarget(Guided(Target("blue dog", "red cat"), Target("purple", "green"), 2), 8, 8);
+        Assert.True(MaxAbsDiff(expected, stalePooled) > 2e-2, "the oracle must tell a stale pooled embedding");
+    }
+
+    [Fact]
     public void APromptWithoutEditingIsBitIdenticalToTheEmbeddingPath()
     {
         using var pipeline = Load();
