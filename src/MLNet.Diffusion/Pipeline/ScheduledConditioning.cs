@@ -41,7 +41,26 @@ internal sealed class ScheduledConditioning
         var prompts = Array.ConvertAll(rows, r => embeddings[r].Schedule);
         var negatives = Array.ConvertAll(rows, r => shape.Guided ? embeddings[r].NegativeSchedule : null);
         if (Array.TrueForAll(prompts, s => s is null) && Array.TrueForAll(negatives, s => s is null)) return null;
+        for (int j = 0; j < rows.Length; j++)
+        {
+            CheckLengths(prompts[j], rows[j], "prompt", shape.EmbeddingLength);
+            CheckLengths(negatives[j], rows[j], "negative prompt", shape.EmbeddingLength);
+        }
         return new ScheduledConditioning(prompts, negatives, shape.EmbeddingLength, pooledExtra);
+    }
+
+    /// <summary>Every scheduled text of a row must fill the row exactly: a longer one would spill into the next row.</summary>
+    private static void CheckLengths(ConditioningSchedule? schedule, int image, string what, int rowLength)
+    {
+        if (schedule is null) return;
+        for (int i = 0; i < schedule.Count; i++)
+        {
+            if (schedule[i].Hidden.Length == rowLength && schedule[i].Pooled?.Length == schedule[0].Pooled?.Length) continue;
+            throw new ArgumentException(
+                $"Image {image}: the scheduled texts of its {what} encode to embeddings of different sizes ({schedule[0].Hidden.Length} and " +
+                $"{schedule[i].Hidden.Length} values; the batch's rows have {rowLength}). Prompt editing and alternation need texts that encode " +
+                "to the same number of tokens: keep each version of the prompt within the same number of 75-token chunks.", "embeddings");
+        }
     }
 
     /// <summary>

@@ -270,6 +270,19 @@ public sealed class PromptEditingAllocationTests
         Assert.Null(ScheduledConditioning.For([1], embeddings, shape, pooledExtra: -1)); // an unscheduled batch runs as before
     }
 
+    [Fact]
+    public void ScheduledTextsOfDifferentSizesAreRefusedRatherThanSpilledIntoTheNextRow()
+    {
+        var shape = new BatchShape(2, 4, 8, 8, 77, 8, Guided: false);
+        var short1 = new TextEmbedding(new float[77 * 8], null);
+        var long2 = new TextEmbedding(new float[2 * 77 * 8], null);
+        var schedule = new ConditioningSchedule([new(3, "a"), new(10, "a long one")], [short1, long2], 10);
+        PromptEmbedding[] embeddings = [new(short1.Hidden, null) { Schedule = schedule }, new(short1.Hidden, null)];
+        var e = Assert.Throws<ArgumentException>(() => ScheduledConditioning.For([0, 1], embeddings, shape, pooledExtra: -1));
+        Assert.Contains("Image 0", e.Message);
+        Assert.Contains("616 and 1232", e.Message);
+    }
+
     /// <summary>The managed bytes this thread allocated between consecutive denoising reports (one UNet call each).</summary>
     private sealed class DenoisingStepAllocations : IProgress<DiffusionProgress>
     {

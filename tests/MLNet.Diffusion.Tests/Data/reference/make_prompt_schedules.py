@@ -163,11 +163,16 @@ def main():
     collect(inputs, range(len(inputs)), HASH_SEEDS, readings)
     collect(inputs, [i for i, r in enumerate(readings) if len(r) > 1], MORE_SEEDS, readings)
     cases = [{**case, "schedule": r[0]} if len(r) == 1 else {**case, "schedules": r} for case, r in zip(inputs, readings)]
+    write({"source": "make_prompt_schedules.py (lark " + lark.__version__ + ", PYTHONHASHSEED 0-7, 8-63 where those differ)",
+           "cases": cases})
+
+
+def write(reference):
+    """prompt_schedules.json, one case per line."""
     here = os.path.dirname(os.path.abspath(__file__))
+    lines = [json.dumps(case, ensure_ascii=False) for case in reference["cases"]]
     with open(os.path.join(here, "prompt_schedules.json"), "w", encoding="utf-8") as f:
-        json.dump({"source": "make_prompt_schedules.py (lark " + lark.__version__ + ", PYTHONHASHSEED 0-7, 8-63 where those differ)", "cases": cases}, f,
-                  ensure_ascii=False, indent=0)
-        f.write("\n")
+        f.write('{"source": ' + json.dumps(reference["source"]) + ',\n"cases": [\n' + ",\n".join(lines) + "\n]}\n")
 
 
 if __name__ == "__main__":
