@@ -16,6 +16,13 @@ internal readonly record struct PromptEmbedding(float[] Conditional, float[]? Un
 
     /// <summary>The negative prompt's pooled embedding [P] (null with <see cref="Unconditional"/> null: the default's).</summary>
     public float[]? UnconditionalPooled { get; init; }
+
+    /// <summary>The prompt's schedule when it uses prompt editing or alternation (<see cref="Conditional"/> and
+    /// <see cref="ConditionalPooled"/> are then its first call's); null when one text conditions every call.</summary>
+    public ConditioningSchedule? Schedule { get; init; }
+
+    /// <summary>The negative prompt's schedule, likewise (<see cref="Unconditional"/> is then its first call's).</summary>
+    public ConditioningSchedule? NegativeSchedule { get; init; }
 }
 
 /// <summary>One text's embeddings: per-token [77·k·D] (k chunks) and, when the model has one, pooled [P] (its first chunk's). Read-only; may be shared.</summary>

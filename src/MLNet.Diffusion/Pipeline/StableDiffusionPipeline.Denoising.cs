@@ -83,6 +83,7 @@ public sealed partial class StableDiffusionPipeline
         using var guidedUnet = anyGuided ? BindConditioned(shape, rows, embeddings, guidance, group.Key, plan.Options) : null;
         using var plainUnet = anyPlain ? BindConditioned(plain, rows, embeddings, guidance, group.Key, plan.Options) : null;
         var buffers = guidedUnet ?? plainUnet!;
+        var scheduled = ScheduledConditioning.For(rows, embeddings, shape, PooledExtraIndex()); // prompt editing, alternation
 
         // Prepare the latents: each image's own generator draws its initial noise first, as in text-to-image.
         var generators = Array.ConvertAll(requests, r => NoiseFactory.Create(plan.Options.Noise, r.Seed));
@@ -111,6 +112,7 @@ public sealed partial class StableDiffusionPipeline
             int call = scheduler.StepIndex + 1;
             bool guide = shape.Guided && (window is null || window[scheduler.StepIndex]);
             var (unet, unetShape) = guide ? (guidedUnet!, shape) : (plainUnet!, plain);
+            scheduled?.Apply(scheduler.StepIndex, unet, guide);                  // a scheduled row's conditioning, where it changes
             var input = ScaleModelInput(scheduler, latents, unet, unetShape, modelInput);  // latent_model_input
             var unetOutput = unet.Run(t, runOptions);                            // noise_pred = unet(latent_model_input, t, …)
             var noisePrediction = unetOutput[..shape.LatentLength];

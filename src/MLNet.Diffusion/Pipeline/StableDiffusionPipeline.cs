@@ -7,6 +7,7 @@ using MLNet.Diffusion.Models;
 using MLNet.Diffusion.Runtime;
 using MLNet.Diffusion.Schedulers;
 using MLNet.Diffusion.TextEncoding;
+using MLNet.Diffusion.Tokenization;
 using MLNet.Diffusion.Vae;
 using MLNet.Diffusion.Pipeline;
 
@@ -235,7 +236,9 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// <summary>
     /// Encode the prompts: each request's prompt and, when its guidance is on, its negative prompt (null reads as empty).
     /// Every distinct text is encoded once, all in one text-encoder run; the encoder treats batch rows independently, so N
-    /// seeds of one prompt with the empty negative prompt cost two rows, not 2N.
+    /// seeds of one prompt with the empty negative prompt cost two rows, not 2N. A text with prompt editing or alternation
+    /// stands for each of its scheduled texts (<see cref="PromptSchedule"/>); its embedding is its first call's, and its
+    /// <see cref="ConditioningSchedule"/> the rest.
     /// </summary>
     private PromptEmbedding[] EncodePrompts(GenerationPlan plan, IReadOnlyList<string>? requestNames, IProgress<DiffusionProgress>? progress,
         CancellationToken cancellationToken)
@@ -245,30 +248,45 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         string NameOf(int i) => requestNames?[i] ?? $"image {i + 1}";
         var texts = new List<string>(2 * n);
         var owners = new List<TextOwner>(2 * n);
-        for (int i = 0; i < n; i++)
-        {
-            texts.Add(plan.Requests[i].Prompt ?? throw new ArgumentNullException("images", $"The prompt of {NameOf(i)} is null."));
-            owners.Add(TextOwner.PromptOf(NameOf(i)));
-        }
         // A guided request without a negative prompt takes the model's unconditional default (the empty prompt's
         // embeddings, or zeros with force_zeros_for_empty_prompt), made once per pipeline.
         bool zeros = Folder.ForceZerosForEmptyPrompt;
+        string? NegativeOf(int i) =>
+            !plan.Resolved[i].Batch.Guided || zeros && IsNoNegativePrompt(plan.Requests[i].NegativePrompt) ? null : plan.Requests[i].NegativePrompt ?? "";
+        // Prompt editing and alternation: a scheduled text stands for its scheduled texts, each encoded here.
+        var scheduled = ScheduleTexts(plan, NegativeOf);
+        var promptAt = new int[n];
         for (int i = 0; i < n; i++)
         {
-            if (!plan.Resolved[i].Batch.Guided || zeros && IsNoNegativePrompt(plan.Requests[i].NegativePrompt)) continue;
-            texts.Add(plan.Requests[i].NegativePrompt ?? "");
-            owners.Add(TextOwner.NegativePromptOf(NameOf(i)));
+            promptAt[i] = texts.Count;
+            AddTexts(texts, owners, plan.Requests[i].Prompt ?? throw new ArgumentNullException("images", $"The prompt of {NameOf(i)} is null."),
+                scheduled[i].Prompt, TextOwner.PromptOf(NameOf(i)));
+        }
+        var negativeAt = new int[n];
+        for (int i = 0; i < n; i++)
+        {
+            negativeAt[i] = -1;
+            if (NegativeOf(i) is not { } negative) continue;
+            negativeAt[i] = texts.Count;
+            AddTexts(texts, owners, negative, scheduled[i].Negative, TextOwner.NegativePromptOf(NameOf(i)));
         }
         var encoded = EncodeDistinct(texts, owners, cancellationToken);
         var result = new PromptEmbedding[n];
-        var zeroEmbeddings = new Dictionary<int, TextEmbedding>(); // by size, from this call's embeddings, so no extra encoder run is needed
-        for (int i = 0, negative = n; i < n; i++)
+        var zeroEmbeddings = new Dictionary<int, TextEmbedding>(); // by size (chunk count), from this call's embeddings, so no extra encoder run is needed
+        for (int i = 0; i < n; i++)
         {
+            var cond = encoded[promptAt[i]];
             TextEmbedding? uncond = !plan.Resolved[i].Batch.Guided ? null
-                : zeros && IsNoNegativePrompt(plan.Requests[i].NegativePrompt)
-                    ? zeroEmbeddings.TryGetValue(encoded[i].Hidden.Length, out var z) ? z : zeroEmbeddings[encoded[i].Hidden.Length] = ZerosLike(encoded[i])
-                : encoded[negative++];
-            result[i] = new PromptEmbedding(encoded[i].Hidden, uncond?.Hidden) { ConditionalPooled = encoded[i].Pooled, UnconditionalPooled = uncond?.Pooled };
+                : negativeAt[i] < 0
+                    ? zeroEmbeddings.TryGetValue(cond.Hidden.Length, out var z) ? z : zeroEmbeddings[cond.Hidden.Length] = ZerosLike(cond)
+                : encoded[negativeAt[i]];
+            result[i] = new PromptEmbedding(cond.Hidden, uncond?.Hidden)
+            {
+                ConditionalPooled = cond.Pooled,
+                UnconditionalPooled = uncond?.Pooled,
+                Schedule = ScheduleOf(scheduled[i].Prompt, encoded, promptAt[i], scheduled[i].Calls),
+                NegativeSchedule = negativeAt[i] < 0 ? null : ScheduleOf(scheduled[i].Negative, encoded, negativeAt[i], scheduled[i].Calls),
+            };
         }
         progress?.Report(new DiffusionProgress(DiffusionStage.EncodingText, 1, 1));
         return result;
