@@ -230,61 +230,6 @@ internal sealed class ClipTokenizer
         return content.Count;
     }
 
-    /// <summary>
-    /// Encodes a prompt written in AUTOMATIC1111's attention syntax (<see cref="PromptAttention"/>): each run's text is
-    /// tokenized alone and the ids concatenated (as A1111's <c>tokenize_line</c> does), each id with its run's weight; the
-    /// start, end and padding positions weigh 1. Only one chunk of <see cref="MaxLength"/> positions is written: ids past
-    /// it, and everything after a <c>BREAK</c> (which starts the next chunk), are cut and reported as truncated.
-    /// </summary>
-    /// <param name="fragments">The parsed prompt.</param>
-    /// <param name="destination">Receives <see cref="MaxLength"/> ids.</param>
-    /// <param name="weights">Receives <see cref="MaxLength"/> weights.</param>
-    /// <param name="truncated">Whether ids were cut.</param>
-    /// <returns>The number of content ids counted (those kept, and at most one past the room left for the last one read).</returns>
-    public int EncodeWeighted(IReadOnlyList<PromptFragment> fragments, Span<int> destination, Span<float> weights, out bool truncated)
-    {
-        ArgumentNullException.ThrowIfNull(fragments);
-        if (destination.Length < MaxLength || weights.Length < MaxLength)
-            throw new ArgumentException($"The destination and weights hold {destination.Length} and {weights.Length} values; this tokenizer writes {MaxLength}.", nameof(destination));
-        int capacity = MaxLength - 2, kept = 0, total = 0;
-        bool chunkClosed = false;
-        destination[0] = BosId;
-        weights[0] = 1;
-        truncated = false;
-        foreach (var fragment in fragments)
-        {
-            if (fragment.IsBreak)
-            {
-                chunkClosed = true;
-                continue;
-            }
-            if (chunkClosed || kept == capacity)
-            {
-                // The chunk is full: what follows is cut; it is not tokenized (a prompt may be arbitrarily long).
-                truncated |= !string.IsNullOrWhiteSpace(fragment.Text);
-                continue;
-            }
-            // Tokenized alone, and at most one id past the room left (enough to know it does not fit).
-            string prepared = LimitForEncoding(Prepare(fragment.Text), capacity - kept + 1);
-            IReadOnlyList<int> ids = prepared.Length == 0
-                ? Array.Empty<int>()
-                : EncodeIds(prepared, capacity - kept + 1);
-            int take = Math.Min(ids.Count, capacity - kept);
-            for (int i = 0; i < take; i++)
-            {
-                destination[1 + kept + i] = ids[i];
-                weights[1 + kept + i] = (float)fragment.Weight;
-            }
-            kept += take;
-            total += ids.Count;
-            truncated |= ids.Count > take;
-        }
-        destination[1 + kept] = EosId;
-        destination.Slice(2 + kept, MaxLength - 2 - kept).Fill(PadId);
-        weights.Slice(1 + kept, MaxLength - 1 - kept).Fill(1f);
-        return total;
-    }
-
     /// <summary>Encodes a prompt into its content ids only: no start, end or padding, and no truncation (for splitting long prompts into chunks).</summary>
     /// <param name="text">The prompt; any string, empty included.</param>
     /// <returns>The content ids.</returns>

@@ -128,7 +128,7 @@ public sealed class LongPromptTests
     }
 
     [Fact]
-    public void APromptOfOneChunkGivesExactlyTheIdsAndWeightsOfTheOneChunkEncoding()
+    public void APromptOfOneChunkGivesTheOneChunkIdsAndItsRunsWeights()
     {
         var tok = Clip.Value;
         foreach (var prompt in new[] { "", "  ", "a photo of a red cat", "red, cat, blue", Words(0, 75), "<|endoftext|> cat", "naïve café" })
@@ -138,14 +138,19 @@ public sealed class LongPromptTests
             Assert.Null(chunks.Weights);
             Assert.Equal(tok.Encode(prompt), chunks.Ids);
         }
-        foreach (var prompt in new[] { "(red:1.3) cat", "[blue] ((dog))", "a \\(b\\)" })
+        // Weighted: the ids of the text without its brackets, each content token with its run's weight (A1111's
+        // parse_prompt_attention: ×1.1 per round bracket, ÷1.1 per square one, (text:w) sets w; escapes are literal).
+        foreach (var (prompt, plain, expected) in new[]
         {
-            var ids = new int[77];
-            var weights = new float[77];
-            tok.EncodeWeighted(PromptAttention.Parse(prompt), ids, weights, out _);
+            ("(red:1.3) cat", "red cat", new[] { 1.3f, 1f }),
+            ("[blue] ((dog))", "blue dog", new[] { (float)(1 / 1.1), (float)(1.1 * 1.1) }),
+            ("a \\(b\\)", "a (b)", new[] { 1f, 1f, 1f, 1f }),
+        })
+        {
             var chunks = Split(prompt);
-            Assert.Equal(ids, chunks.Ids);
-            Assert.Equal(weights, chunks.Weights ?? Enumerable.Repeat(1f, 77).ToArray());
+            Assert.Equal(tok.Encode(plain), chunks.Ids);
+            var weights = chunks.Weights ?? Enumerable.Repeat(1f, 77).ToArray();
+            Assert.Equal([1f, .. expected, .. Enumerable.Repeat(1f, 76 - expected.Length)], weights);
         }
     }
 

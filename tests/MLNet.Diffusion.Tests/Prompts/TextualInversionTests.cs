@@ -149,13 +149,11 @@ public sealed class TextualInversionTests : IDisposable
         string model = WriteEncoder("text_encoder", width);
         using var encoder = new TextEncoder("text_encoder", model, Tokenizer(), Sessions(), TextEncoderLayer.Last, Set((file, null)));
 
-        var ids = new int[TestTokenizer.MaxLength];
-        var weights = new float[TestTokenizer.MaxLength];
-        encoder.Tokenizer.EncodeWeighted(PromptAttention.Parse("a cat, (glow:1.5)"), ids, weights, out _);
+        var chunks = PromptChunker.Split(encoder.Tokenizer, PromptAttention.Parse("a cat, (glow:1.5)"));
 
-        int at = Array.IndexOf(ids, Vocabulary);
+        int at = Array.IndexOf(chunks.Ids, Vocabulary);
         Assert.True(at > 0);
-        Assert.Equal(1.5f, weights[at]);
+        Assert.Equal(1.5f, chunks.Weights![at]);
     }
 
     [Fact]

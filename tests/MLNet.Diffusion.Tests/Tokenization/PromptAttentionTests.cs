@@ -87,18 +87,17 @@ public sealed class PromptAttentionTests
         {
             dir.Delete(recursive: true);
         }
-        var ids = new int[77];
-        var weights = new float[77];
-        int count = tokenizer.EncodeWeighted(PromptAttention.Parse("a (red:1.5) cat"), ids, weights, out bool truncated);
-        Assert.False(truncated);
-        Assert.Equal(tokenizer.Encode("a red cat"), ids);
-        Assert.Equal(3, count);
-        Assert.Equal([1f, 1f, 1.5f, 1f, 1f], weights[..5]);
-        Assert.All(weights[5..], w => Assert.Equal(1f, w));
+        var chunks = PromptChunker.Split(tokenizer, PromptAttention.Parse("a (red:1.5) cat"));
+        Assert.False(chunks.Truncated);
+        Assert.Equal(1, chunks.ChunkCount);
+        Assert.Equal(tokenizer.Encode("a red cat"), chunks.Ids);
+        Assert.Equal(3, chunks.TokenCount);
+        Assert.Equal([1f, 1f, 1.5f, 1f, 1f], chunks.Weights![..5]);
+        Assert.All(chunks.Weights[5..], w => Assert.Equal(1f, w));
 
-        count = tokenizer.EncodeWeighted(PromptAttention.Parse("a red BREAK cat"), ids, weights, out truncated);
-        Assert.True(truncated); // the text after BREAK belongs to the next chunk, which one chunk cannot hold
-        Assert.Equal(tokenizer.Encode("a red"), ids);
+        chunks = PromptChunker.Split(tokenizer, PromptAttention.Parse("a red BREAK cat"));
+        Assert.Equal(2, chunks.ChunkCount); // the text after BREAK starts the next chunk
+        Assert.Equal(tokenizer.Encode("a red").Concat(tokenizer.Encode("cat")), chunks.Ids);
     }
 
     [Fact]
