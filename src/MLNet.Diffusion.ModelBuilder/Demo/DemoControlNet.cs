@@ -78,19 +78,11 @@ public static class DemoControlNet
     public static float[] Predict(ReadOnlySpan<float> sample, ReadOnlySpan<float> timesteps, ReadOnlySpan<float> hiddenStates,
         ReadOnlySpan<float> geometryBonus, ReadOnlySpan<float> datasetLatents, ReadOnlySpan<float> captionEmbeddings)
     {
-        int batch = sample.Length / DemoUnet.LatentLength, d = DemoVocabulary.Dimension, seq = hiddenStates.Length / (batch * d);
-        int count = DemoLatentTable.GeometryCount;
-        var logPriors = new double[batch][];
-        var pooled = new float[d];
+        int batch = sample.Length / DemoUnet.LatentLength, count = DemoLatentTable.GeometryCount;
+        var logPriors = DemoUnet.TextLogPriors(hiddenStates, batch, captionEmbeddings);
         for (int b = 0; b < batch; b++)
-        {
-            Array.Clear(pooled);
-            for (int l = 0; l < seq; l++)
-                for (int i = 0; i < d; i++) pooled[i] += hiddenStates[(b * seq + l) * d + i];
-            logPriors[b] = DemoUnet.LogPrior(pooled, captionEmbeddings, DemoUnet.PriorSharpness);
             for (int k = 0; k < logPriors[b].Length; k++)
                 logPriors[b][k] += geometryBonus[b * count + DemoLatentTable.GeometryIndex(DemoDataset.Items[k])];
-        }
         return DemoUnet.PosteriorMeanEpsilon(sample, timesteps, logPriors, datasetLatents);
     }
 

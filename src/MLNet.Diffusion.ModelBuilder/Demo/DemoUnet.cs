@@ -108,7 +108,14 @@ public static class DemoUnet
     public static float[] Predict(ReadOnlySpan<float> sample, ReadOnlySpan<float> timesteps, ReadOnlySpan<float> hiddenStates,
         ReadOnlySpan<float> datasetLatents, ReadOnlySpan<float> captionEmbeddings)
     {
-        int batch = sample.Length / LatentLength, d = DemoVocabulary.Dimension, seq = hiddenStates.Length / (batch * d);
+        var logPriors = TextLogPriors(hiddenStates, sample.Length / LatentLength, captionEmbeddings);
+        return PosteriorMeanEpsilon(sample, timesteps, logPriors, datasetLatents);
+    }
+
+    /// <summary>Each batch entry's log prior ([K]) from its encoder hidden states ([B, L, D]), pooled over positions.</summary>
+    internal static double[][] TextLogPriors(ReadOnlySpan<float> hiddenStates, int batch, ReadOnlySpan<float> captionEmbeddings)
+    {
+        int d = DemoVocabulary.Dimension, seq = hiddenStates.Length / (batch * d);
         var logPriors = new double[batch][];
         var pooled = new float[d];
         for (int b = 0; b < batch; b++)
@@ -118,7 +125,7 @@ public static class DemoUnet
                 for (int i = 0; i < d; i++) pooled[i] += hiddenStates[(b * seq + l) * d + i];
             logPriors[b] = LogPrior(pooled, captionEmbeddings, PriorSharpness);
         }
-        return PosteriorMeanEpsilon(sample, timesteps, logPriors, datasetLatents);
+        return logPriors;
     }
 
     /// <summary>log π_k up to a constant: <paramref name="sharpness"/> · (<paramref name="pooled"/> · a_k) for every image k.</summary>
