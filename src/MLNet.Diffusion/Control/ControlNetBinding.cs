@@ -220,15 +220,17 @@ internal sealed class ControlNetBinding : IDisposable
     /// Multiplies the UNet's residual buffers by diffusers' guess-mode ramp: down residual i by 10^(−1 + i/n) (n down
     /// residuals; <c>torch.logspace(-1, 0, n + 1)</c>) and the mid residual by 1 (<c>ControlNetModel.forward</c> with
     /// <c>guess_mode</c>). An export traced without guess mode lacks the ramp, so it is applied here, once per step
-    /// after every ControlNet has run (the ramp is linear, so ramping the sum is ramping each).
+    /// after every ControlNet has run (the ramp is linear, so ramping the sum is ramping each). Only rows from
+    /// <paramref name="firstRow"/> on are ramped: with guidance the unconditional half holds zeros.
     /// </summary>
-    public static void ApplyGuessRamp(UNetBinding unet)
+    public static void ApplyGuessRamp(UNetBinding unet, int firstRow)
     {
         int downs = unet.ResidualCount - 1;
         for (int i = 0; i < downs; i++)
         {
             var t = unet.Residual(i);
-            Scale((t, 0, t.Length), GuessRamp(i, downs));
+            int perRow = t.Length / (int)t.Shape[0];
+            Scale((t, firstRow * perRow, t.Length - firstRow * perRow), GuessRamp(i, downs));
         }
     }
 

@@ -16,6 +16,7 @@ internal sealed class ControlSet : IDisposable
     private readonly bool[][] _windows;
     private readonly float[] _scales;
     private readonly bool _guessRamp;
+    private readonly int _firstRow;                  // guess mode with guidance: the conditional half's first row
 
     /// <param name="nets">The ControlNets, in order.</param>
     /// <param name="unet">The UNet binding they feed.</param>
@@ -29,6 +30,7 @@ internal sealed class ControlSet : IDisposable
         _windows = windows;
         _scales = scales;
         _guessRamp = guessMode;
+        _firstRow = conditionalOnly ? unet.Batch / 2 : 0;
         _bindings = new ControlNetBinding[nets.Length];
         try
         {
@@ -63,7 +65,7 @@ internal sealed class ControlSet : IDisposable
             any = true;
         }
         if (!any) _unet.ClearResiduals();
-        else if (_guessRamp) ControlNetBinding.ApplyGuessRamp(_unet);
+        else if (_guessRamp) ControlNetBinding.ApplyGuessRamp(_unet, _firstRow);
     }
 
     /// <inheritdoc />
