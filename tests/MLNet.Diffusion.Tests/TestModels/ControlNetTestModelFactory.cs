@@ -70,7 +70,7 @@ public sealed record ControlNetTestOptions
 /// z(c) + δ (<see cref="Shift"/>). With guidance g the shifts of the two halves combine as the targets do:
 /// z_u + δ_u + g·(z_c + δ_c − z_u − δ_u).</para>
 /// </remarks>
-public static class ControlNetTestModelFactory
+public static partial class ControlNetTestModelFactory
 {
     /// <summary>The number of down residuals of a UNet with <paramref name="levels"/> levels: 3 per level (12 or 9).</summary>
     public static int DownCount(int levels) => 3 * levels;
