@@ -20,7 +20,8 @@ internal static class ControlImagePreprocessing
     public static float[] Apply(MLImage image, int width, int height, (float Low, float High)? canny)
     {
         ArgumentNullException.ThrowIfNull(image);
-        // The Canny preprocessor (canny not null) is applied to the image here; without thresholds the image passes as it is.
+        // The call site of the Canny preprocessor: with thresholds the image is to become its edge map here. Until that
+        // preprocessor is wired in, the thresholds are checked (SettingLimits.CannyThresholds) and the image passes as it is.
         _ = canny;
         var planes = UnitPlanes(image);
         return image.Width == width && image.Height == height ? planes : ImageResampler.Bilinear(planes, 3, image.Width, image.Height, width, height);

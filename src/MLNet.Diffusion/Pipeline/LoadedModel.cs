@@ -191,12 +191,20 @@ internal sealed class LoadedModel : IDisposable
     /// <exception cref="InvalidDataException">It does not fit the UNet; the message names the first mismatch.</exception>
     public ControlNet ControlNet(string directory)
     {
+        ArgumentException.ThrowIfNullOrWhiteSpace(directory);
+        // Keyed by the folder as given (full path): a generation of a loaded ControlNet neither scans nor opens its file again.
+        string key = Path.GetFullPath(directory);
+        lock (_controlGate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_controlNets.TryGetValue(key, out var loaded)) return loaded;
+        }
         var path = Control.ControlNet.ResolveModelPath(directory);
         var unet = ControlUNet;
         lock (_controlGate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            if (_controlNets.TryGetValue(path, out var net)) return net;
+            if (_controlNets.TryGetValue(key, out var net)) return net;
             net = new ControlNet(path, _sessions);
             try
             {
@@ -207,7 +215,7 @@ internal sealed class LoadedModel : IDisposable
                 net.Dispose();
                 throw;
             }
-            _controlNets.Add(path, net);
+            _controlNets.Add(key, net);
             return net;
         }
     }

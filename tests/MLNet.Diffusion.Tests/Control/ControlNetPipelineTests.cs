@@ -132,6 +132,32 @@ public sealed class ControlNetPipelineTests : IDisposable
     }
 
     [Fact]
+    public void WithAnInitImageTheWindowCountsTheCallsThatRun()
+    {
+        // diffusers' img2img ControlNet pipeline computes controlnet_keep over the timesteps left after strength: 10 steps
+        // at strength 0.5 run 5 calls, and an end of 0.6 keeps calls i with (i + 1)/5 ≤ 0.6: 0, 1, 2.
+        using var image = ControlNetTestKit.Solid(Size, 250, 10, 130);
+        using var init = ControlNetTestKit.Solid(Size, 128, 128, 128);
+        var options = Options();
+        options.ControlNets.Add(new ControlNetInput(_kit.ControlNet(), image) { End = 0.6f });
+        var latents = Run(options, new ImagePrompt(Prompt, 7) { NegativePrompt = Negative, InitImage = init, Strength = 0.5f });
+        Assert.Equal(3, Assert.Single(_pipeline.Model.LoadedControlNets).RunCount);
+        AssertClose(Expected(Guidance, 0, 0), latents); // the last call is outside the window: the plain target
+    }
+
+    [Fact]
+    public void ALoadedControlNetIsNotOpenedAgainByLaterGenerations()
+    {
+        using var image = ControlNetTestKit.Solid(Size, 200, 100, 50);
+        var folder = _kit.ControlNet();
+        var options = Options();
+        options.ControlNets.Add(new ControlNetInput(folder, image));
+        var first = Run(options);
+        File.Delete(Path.Combine(folder, "model.onnx")); // the session holds the model: a later generation needs no file
+        Assert.Equal(first, Run(options));
+    }
+
+    [Fact]
     public void GuessModeFeedsTheConditionalHalfOnlyAndRampsTheResidualsAsDiffusersDoes()
     {
         using var image = ControlNetTestKit.Solid(Size, 180, 180, 180);
