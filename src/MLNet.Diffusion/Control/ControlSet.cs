@@ -7,9 +7,10 @@ namespace MLNet.Diffusion.Control;
 /// The ControlNets of one UNet binding and what they do at each step: run those whose window holds the call, the first
 /// straight into the UNet's residual buffers and the others summed into them, or leave the residuals at zero when none
 /// applies (diffusers runs a ControlNet outside its window at scale 0, which gives zero residuals: skipping the run is the
-/// same). Made once per batch; a step allocates nothing.
+/// same). Made once per batch; the ControlNet bindings travel with the UNet binding (<see cref="UNetBinding.Attachment{T}"/>),
+/// so a generation of a shape seen before allocates no ControlNet buffer, and a step allocates nothing.
 /// </summary>
-internal sealed class ControlSet : IDisposable
+internal sealed class ControlSet
 {
     private readonly UNetBinding _unet;
     private readonly ControlNetBinding[] _bindings;
@@ -32,14 +33,11 @@ internal sealed class ControlSet : IDisposable
         _guessRamp = guessMode;
         _firstRow = conditionalOnly ? unet.Batch / 2 : 0;
         _bindings = new ControlNetBinding[nets.Length];
-        try
+        for (int k = 0; k < nets.Length; k++)
         {
-            for (int k = 0; k < nets.Length; k++) _bindings[k] = new ControlNetBinding(nets[k], unet, conditionalOnly, intoUNet: k == 0);
-        }
-        catch
-        {
-            Dispose();
-            throw;
+            var net = nets[k];
+            bool intoUNet = k == 0;
+            _bindings[k] = unet.Attachment((net, conditionalOnly, intoUNet), () => new ControlNetBinding(net, unet, conditionalOnly, intoUNet));
         }
         unet.ClearResiduals();
     }
@@ -68,9 +66,4 @@ internal sealed class ControlSet : IDisposable
         else if (_guessRamp) ControlNetBinding.ApplyGuessRamp(_unet, _firstRow);
     }
 
-    /// <inheritdoc />
-    public void Dispose()
-    {
-        foreach (var binding in _bindings) binding?.Dispose();
-    }
 }

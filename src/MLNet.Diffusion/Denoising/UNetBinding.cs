@@ -28,6 +28,7 @@ internal sealed class UNetBinding : IDisposable
     private readonly OrtTensor[] _extras;
     private readonly OrtTensor[] _residuals;     // a ControlNet-ready UNet's residual inputs, zero unless a ControlNet writes them
     private bool _residualsClear = true;
+    private Dictionary<object, IDisposable>? _attachments; // what travels with the binding for reuse (ControlNet bindings)
     private readonly string[] _outputNames;
     private readonly OrtValue[] _inputs, _outputs;
     private readonly OrtIoBinding? _io;          // IoBinding
@@ -252,6 +253,21 @@ internal sealed class UNetBinding : IDisposable
     /// ControlNet's outputs are bound to them (or to views of them), so its residuals reach the UNet without a copy.</summary>
     internal OrtTensor Residual(int index) => _residuals[index];
 
+    /// <summary>
+    /// The object kept with this binding under <paramref name="key"/>, made by <paramref name="create"/> the first time:
+    /// a ControlNet's binding to this UNet binding's buffers travels with it to the next generation of its shape, so that
+    /// a generation allocates no ControlNet buffers either. Released with the binding's buffers.
+    /// </summary>
+    internal T Attachment<T>(object key, Func<T> create) where T : class, IDisposable
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        _attachments ??= [];
+        if (_attachments.TryGetValue(key, out var existing)) return (T)existing;
+        var created = create();
+        _attachments.Add(key, created);
+        return created;
+    }
+
     /// <summary>Notes that a ControlNet has written the residuals (so that <see cref="ClearResiduals"/> clears them).</summary>
     internal void ResidualsWritten() => _residualsClear = false;
 
@@ -355,5 +371,7 @@ internal sealed class UNetBinding : IDisposable
         _output?.Dispose();
         if (_extras is not null) foreach (var extra in _extras) extra?.Dispose();
         if (_residuals is not null) foreach (var residual in _residuals) residual?.Dispose();
+        if (_attachments is not null) foreach (var attachment in _attachments.Values) attachment.Dispose();
+        _attachments = null;
     }
 }

@@ -229,15 +229,16 @@ internal sealed class LoadedModel : IDisposable
     /// <summary>Releases every component's session.</summary>
     public void Dispose()
     {
+        // The UNets first: their idle bindings hold the ControlNets' bindings, released before the ControlNets' sessions.
+        UNet.Dispose();
         lock (_controlGate)
         {
             _disposed = true;
+            _controlUNet?.Dispose();
             foreach (var net in _controlNets.Values) net.Dispose();
             _controlNets.Clear();
-            _controlUNet?.Dispose();
         }
         PromptEncoders.Dispose();
-        UNet.Dispose();
         VaeDecoders.Dispose();
         VaeEncoders?.Dispose();
     }

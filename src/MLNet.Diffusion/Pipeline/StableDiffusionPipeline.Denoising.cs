@@ -86,8 +86,8 @@ public sealed partial class StableDiffusionPipeline
         var buffers = guidedUnet ?? plainUnet!;
 
         // The ControlNets, per binding: they read the binding's buffers and write its residuals.
-        using var guidedControl = guidedUnet is null ? null : BindControl(plan, group, requests, guidedUnet, shape, begin, calls);
-        using var plainControl = plainUnet is null ? null : BindControl(plan, group, requests, plainUnet, plain, begin, calls);
+        var guidedControl = guidedUnet is null ? null : BindControl(plan, group, requests, guidedUnet, shape, begin, calls);
+        var plainControl = plainUnet is null ? null : BindControl(plan, group, requests, plainUnet, plain, begin, calls);
 
         // Prepare the latents: each image's own generator draws its initial noise first, as in text-to-image.
         var generators = Array.ConvertAll(requests, r => NoiseFactory.Create(plan.Options.Noise, r.Seed));
@@ -182,28 +182,21 @@ public sealed partial class StableDiffusionPipeline
             windows[k] = ControlWindow.For(input.Start, input.End, calls - begin);
             scales[k] = group.Key.ControlScale ?? input.Scale;
         }
+        // The ControlNets' bindings travel with the UNet binding (reused by the next generation of its shape).
         var set = new ControlSet(nets, unet, conditionalOnly, options.ControlGuessMode, windows, scales);
-        try
+        for (int k = 0; k < nets.Length; k++)
         {
-            for (int k = 0; k < nets.Length; k++)
+            var binding = set.Bindings[k];
+            var prepared = new Dictionary<Microsoft.ML.Data.MLImage, float[]>(ReferenceEqualityComparer.Instance);
+            for (int j = 0; j < requests.Length; j++)
             {
-                var binding = set.Bindings[k];
-                var prepared = new Dictionary<Microsoft.ML.Data.MLImage, float[]>(ReferenceEqualityComparer.Instance);
-                for (int j = 0; j < requests.Length; j++)
-                {
-                    var image = ControlImageOf(requests[j], k, options)!;
-                    if (!prepared.TryGetValue(image, out var pixels))
-                        prepared.Add(image, pixels = ControlImagePreprocessing.Apply(image, shape.Width, shape.Height, options.ControlNets[k].CannyThresholds));
-                    for (int row = j; row < binding.Batch; row += shape.Images) binding.WriteCond(pixels, row);
-                }
+                var image = ControlImageOf(requests[j], k, options)!;
+                if (!prepared.TryGetValue(image, out var pixels))
+                    prepared.Add(image, pixels = ControlImagePreprocessing.Apply(image, shape.Width, shape.Height, options.ControlNets[k].CannyThresholds));
+                for (int row = j; row < binding.Batch; row += shape.Images) binding.WriteCond(pixels, row);
             }
-            return set;
         }
-        catch
-        {
-            set.Dispose();
-            throw;
-        }
+        return set;
     }
 
     /// <summary>
