@@ -42,6 +42,7 @@ internal static class ModelLocator
         return new DiffusionRuntimeOptions
         {
             Device = device, DeviceId = id, Logger = new StderrLogger(environment), EnableOnnxRuntimeTelemetry = telemetry, LowMemory = settings.LowMemory,
+            TextualInversions = settings.ParsedEmbeddings,
         };
     }
 

@@ -9,7 +9,7 @@ using Spectre.Console.Cli;
 namespace MLNet.Diffusion.Cli;
 
 /// <summary>
-/// The <c>mlnet-diffusion</c> command-line tool: <c>generate</c>, <c>batch</c>, <c>grid</c> and <c>info</c>.
+/// The <c>mlnet-diffusion</c> command-line tool: <c>generate</c>, <c>batch</c>, <c>grid</c>, <c>info</c> and <c>serve</c>.
 /// Exit codes: 0 success, 1 a failure while running, 2 a bad command line or input, 74 an output file that could not be
 /// read or written, 130 cancelled (Ctrl+C).
 /// </summary>
@@ -97,6 +97,10 @@ public static class Program
             config.AddCommand<InfoCommand>("info")
                 .WithDescription("Show what a model folder holds: components with their ONNX inputs and outputs, scheduler, VAE scaling factor, default size, device.")
                 .WithExample("info", "--model", "/models/sd15-onnx");
+            config.AddCommand<ServeCommand>("serve")
+                .WithDescription("Serve the engine over HTTP: OpenAI's images API, AUTOMATIC1111's /sdapi/v1 API and a web page; loopback only unless an API key is set.")
+                .WithExample("serve")
+                .WithExample("serve", "--model", "sd15=/models/sd15-onnx", "--urls", "http://0.0.0.0:7860", "--api-key", "KEY");
         });
         try
         {

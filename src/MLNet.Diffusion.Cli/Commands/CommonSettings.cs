@@ -33,14 +33,50 @@ internal class ModelSettings : CliSettings
     [Description("Load the text encoders and the VAE only for their stage and release them after it (only the UNet stays loaded), without ONNX Runtime's CPU memory arena: a lower peak, the same images, some load time per call.")]
     public bool LowMemory { get; init; }
 
+    [CommandOption("--embedding <FILE>")]
+    [Description("A textual-inversion embedding to load with the model: FILE or FILE=TOKEN, a .safetensors file (A1111, SDXL clip_l/clip_g or diffusers layout; .pt pickles are refused) and the trigger word that inserts it in prompts (default: the file name without its extension). Repeat for several.")]
+    public string[]? Embeddings { get; init; }
+
     /// <summary>The parsed --device.</summary>
     public (ExecutionDevice Device, int DeviceId) ParsedDevice => OptionParsing.ParseDevice(Device);
+
+    /// <summary>
+    /// The parsed --embedding values: path → trigger word (null for the file's own). A value that names an existing file
+    /// is that file, even with '=' in its name; otherwise the text after its last '=' is the trigger word.
+    /// </summary>
+    /// <exception cref="UserException">A value has an empty path or trigger word, or names a file twice.</exception>
+    public Dictionary<string, string?> ParsedEmbeddings
+    {
+        get
+        {
+            var result = new Dictionary<string, string?>(StringComparer.Ordinal);
+            foreach (var value in Embeddings ?? [])
+            {
+                string path = value;
+                string? token = null;
+                int split = value.LastIndexOf('=');
+                if (!File.Exists(value) && split >= 0)
+                {
+                    path = value[..split];
+                    token = value[(split + 1)..];
+                    if (token.Length == 0 || path.Length == 0)
+                        throw new UserException($"--embedding '{value}': expected FILE or FILE=TOKEN, with a file and a trigger word on either side of '='.");
+                }
+                if (path.Trim().Length == 0)
+                    throw new UserException("--embedding needs a file: FILE or FILE=TOKEN.");
+                if (!result.TryAdd(Path.GetFullPath(path), token))
+                    throw new UserException($"--embedding names '{path}' twice; give each file once.");
+            }
+            return result;
+        }
+    }
 
     public override ValidationResult Validate()
     {
         try
         {
             _ = ParsedDevice;
+            _ = ParsedEmbeddings;
         }
         catch (UserException e)
         {

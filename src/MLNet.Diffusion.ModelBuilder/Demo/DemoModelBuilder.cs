@@ -18,12 +18,15 @@ namespace MLNet.Diffusion.ModelBuilder.Demo;
 public static class DemoModelBuilder
 {
     /// <summary>The builder version, written to <see cref="StampFile"/>; bump it whenever the model's bytes change.</summary>
-    public const string Version = "demo-3";
+    public const string Version = "demo-4";
 
     /// <summary>The version stamp file in the model folder, written last.</summary>
     public const string StampFile = "mlnet_demo_version.txt";
 
     private const string Description = "the demo model";
+
+    /// <summary>The folder, inside the demo model's, of its outline ControlNet (<see cref="DemoControlNet"/>).</summary>
+    public const string OutlineControlNetFolder = "controlnet-outline";
 
     /// <summary>The text of the version stamp.</summary>
     public static string StampText => $"MLNet.Diffusion demo model, builder {Version}\n";
@@ -58,6 +61,9 @@ public static class DemoModelBuilder
 
         DemoTextEncoder.BuildGraph().Save(Path.Combine(dir, "text_encoder", "model.onnx"));
         DemoUnet.BuildGraph(table, captions).Save(Path.Combine(dir, "unet", "model.onnx"));
+        // OnnxStack's layout: the ControlNet-ready UNet beside unet/, and a ControlNet in a folder of its own.
+        DemoControlNet.BuildReadyUNet(table, captions).Save(Path.Combine(dir, "controlnet", "model.onnx"));
+        DemoControlNet.BuildControlNet().Save(Path.Combine(dir, OutlineControlNetFolder, "model.onnx"));
         DemoVae.BuildEncoderGraph().Save(Path.Combine(dir, "vae_encoder", "model.onnx"));
         DemoVae.BuildDecoderGraph().Save(Path.Combine(dir, "vae_decoder", "model.onnx"));
         ClipVocabularyWriter.Write(Path.Combine(dir, "tokenizer"));
@@ -145,6 +151,9 @@ public static class DemoModelBuilder
         s.Append("  shape colour; it decodes any latent to a picture with crisp edges.\n");
         s.Append("- The schedule is Stable Diffusion 1.5's scaled_linear with beta_end 0.03 instead of 0.012, so that the\n");
         s.Append("  samplers' start, pure noise, is the true distribution of noised latents at the first step.\n");
+        s.Append("- `controlnet-outline/` is a ControlNet for outlines (white lines on black, such as Canny edges of a drawn\n");
+        s.Append("  shape): it raises the prior of the dataset images whose outline the lines trace. `controlnet/` is the\n");
+        s.Append("  ControlNet-ready UNet it steers (OnnxStack's layout).\n");
         s.Append("- Words that mean something: ").Append(words).Append(".\n");
         s.Append("  Others (\"a\", \"on\", \"background\", unknown words) are ignored.\n");
         return s.ToString();

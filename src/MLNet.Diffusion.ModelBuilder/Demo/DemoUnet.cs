@@ -177,21 +177,24 @@ public static class DemoUnet
     {
         ArgumentNullException.ThrowIfNull(table);
         ArgumentNullException.ThrowIfNull(captionEmbeddings);
-        int d = DemoVocabulary.Dimension, count = DemoDataset.Items.Count;
+        int d = DemoVocabulary.Dimension;
         var g = new OnnxGraphBuilder("demo_unet");
         var sample = g.Input("sample", OnnxElementType.Float, "batch", DemoVae.LatentChannels, LatentSize, LatentSize);
         var timestep = g.Input("timestep", OnnxElementType.Float, "batch");
         var hidden = g.Input("encoder_hidden_states", OnnxElementType.Float, "batch", "sequence", d);
-        BuildPosteriorMean(g, sample, timestep, table, () =>
-        {
-            // Prior: PriorSharpness · (Σ_positions hidden) · a_k.
-            var captionsT = new float[d * count];
-            for (int k = 0; k < count; k++)
-                for (int i = 0; i < d; i++) captionsT[i * count + k] = PriorSharpness * captionEmbeddings[k * d + i];
-            var pooled = g.ReduceSum(hidden, [1], keepDims: false);      // [B, D]
-            return g.MatMul(pooled, g.Initializer("caption_embeddings_scaled", captionsT, d, count));
-        });
+        BuildPosteriorMean(g, sample, timestep, table, () => CaptionPrior(g, hidden, captionEmbeddings));
         return g;
+    }
+
+    /// <summary>Adds the text-conditioned log prior ([B, K]): <see cref="PriorSharpness"/> · (Σ_positions hidden) · a_k.</summary>
+    internal static string CaptionPrior(OnnxGraphBuilder g, string hidden, float[] captionEmbeddings)
+    {
+        int d = DemoVocabulary.Dimension, count = DemoDataset.Items.Count;
+        var captionsT = new float[d * count];
+        for (int k = 0; k < count; k++)
+            for (int i = 0; i < d; i++) captionsT[i * count + k] = PriorSharpness * captionEmbeddings[k * d + i];
+        var pooled = g.ReduceSum(hidden, [1], keepDims: false);      // [B, D]
+        return g.MatMul(pooled, g.Initializer("caption_embeddings_scaled", captionsT, d, count));
     }
 
     /// <summary>

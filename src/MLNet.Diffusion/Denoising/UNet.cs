@@ -9,7 +9,8 @@ namespace MLNet.Diffusion.Denoising;
 /// The noise-predicting UNet (<c>unet/model.onnx</c>). Its inputs are read from the model's metadata, since
 /// exporters differ: <c>sample</c> float or float16 [B, C, h, w] (C = 4, or 9 for inpainting UNets);
 /// <c>timestep</c> float [B] (diffusers), int64 [B] (Optimum &lt; 1.24) or a float scalar (Optimum ≥ 1.24);
-/// <c>encoder_hidden_states</c> [B, 77, D]; and the extra inputs of SDXL (<c>text_embeds</c>, <c>time_ids</c>) and of latent
+/// <c>encoder_hidden_states</c> [B, 77·k, D] (k chunks of a long prompt where the sequence axis is dynamic,
+/// <see cref="CheckPromptLength"/>); and the extra inputs of SDXL (<c>text_embeds</c>, <c>time_ids</c>) and of latent
 /// consistency models (<c>timestep_cond</c>), recognised by <see cref="UNetExtraInputs"/>. Output <c>out_sample</c> [B, 4, h, w].
 /// </summary>
 internal sealed class UNet : OnnxModelComponent
@@ -158,13 +159,44 @@ internal sealed class UNet : OnnxModelComponent
     }
 
     /// <summary>
+    /// The token positions an export fixes <c>encoder_hidden_states</c>' sequence axis (dimension 1) to, or 0 when the axis is
+    /// dynamic (symbolic or −1 in the model's metadata). A dynamic axis takes prompts of any number of chunks of 77
+    /// positions (long prompts); a fixed one takes exactly that many positions.
+    /// </summary>
+    public int FixedSequenceLength => HiddenStatesSpec.Dimensions[1] > 0 ? HiddenStatesSpec.Dimensions[1] : 0;
+
+    /// <summary>
+    /// The one rule for long prompts: a prompt of <paramref name="chunks"/> chunks of <paramref name="chunkLength"/>
+    /// positions conditions this UNet when its sequence axis is dynamic, or fixed to exactly that many positions.
+    /// </summary>
+    /// <param name="owner">Whose prompt, to begin the message ("The prompt of image 2").</param>
+    /// <param name="tokens">The prompt's content tokens.</param>
+    /// <param name="chunks">Its chunks.</param>
+    /// <param name="chunkLength">Positions per chunk (77: start token, 75 tokens, end token).</param>
+    /// <exception cref="ArgumentException">The export fixes the axis to another length; the message names the model file, the
+    /// axis, the prompt's token count and what to do.</exception>
+    public void CheckPromptLength(string owner, int tokens, int chunks, int chunkLength)
+    {
+        int fixedLength = FixedSequenceLength, positions = chunks * chunkLength;
+        if (fixedLength == 0 || fixedLength == positions) return;
+        string takes = fixedLength % chunkLength == 0 && fixedLength / chunkLength > 1
+            ? $"{fixedLength / chunkLength} chunks ({fixedLength} positions) exactly"
+            : $"one chunk: at most {chunkLength - 2} tokens";
+        throw new ArgumentException(
+            $"{owner} has {tokens} tokens in {chunks} chunks of at most {chunkLength - 2} ({positions} positions; BREAK also starts a chunk), " +
+            $"but the unet model '{ModelPath}' fixes encoder_hidden_states' sequence axis (dimension 1) to {fixedLength}, so it takes {takes}. " +
+            $"Shorten the prompt to {chunkLength - 2} tokens without BREAK, or use a UNet exported with a dynamic sequence axis " +
+            "(for torch.onnx.export, dynamic_axes {\"encoder_hidden_states\": {0: \"batch\", 1: \"sequence\"}}).");
+    }
+
+    /// <summary>
     /// Allocates the reusable input and output buffers for one generation's shape, so that each step only
     /// writes into them and runs.
     /// </summary>
     /// <param name="batch">UNet batch (images × 2 with classifier-free guidance).</param>
     /// <param name="latentHeight">h.</param>
     /// <param name="latentWidth">w.</param>
-    /// <param name="sequenceLength">Token positions (77).</param>
+    /// <param name="sequenceLength">Token positions (77·k).</param>
     /// <param name="embeddingWidth">D.</param>
     /// <param name="extraWidths">The width of each extra input, in <see cref="Extras"/> order (null when there are none).</param>
     public UNetBinding Bind(int batch, int latentHeight, int latentWidth, int sequenceLength, int embeddingWidth, int[]? extraWidths = null)

@@ -16,7 +16,8 @@ namespace MLNet.Diffusion.Denoising;
 /// What crosses between host and device per step on CUDA: the sample (B·C·h·w values, in the model's element
 /// type) in and the prediction (B·4·h·w) out; the timestep (B values) in. The text embeddings (B·77·D) are copied
 /// once, by <see cref="SetHiddenStates"/>, and so are the extra inputs (SDXL's pooled embeddings and time ids, an LCM's
-/// guidance embedding), by <see cref="SetExtra"/>: they do not change from step to step. Every scheduler runs on the host, so no step can skip the two
+/// guidance embedding), by <see cref="SetExtra"/>: they do not change from step to step, except at the calls where a scheduled
+/// prompt (prompt editing, alternation) changes a row, which rewrite them (<see cref="WriteHiddenStates"/>, <see cref="WriteExtra"/>). Every scheduler runs on the host, so no step can skip the two
 /// latent-sized copies. On the CPU a float model's step copies nothing: the scheduler scales the latents straight into
 /// <see cref="SampleFloats"/> and reads the prediction that <see cref="Run(float, RunOptions)"/> returns from the output buffer.
 /// </remarks>
@@ -151,6 +152,27 @@ internal sealed class UNetBinding : IDisposable
         if (values.Length != extra.Length)
             throw new ArgumentException($"{_inputNames[3 + index]} needs {extra.Length} values ([{string.Join(", ", extra.Shape)}]), got {values.Length}.", nameof(values));
         extra.Write(values);
+        CommitExtra(index);
+    }
+
+    /// <summary>
+    /// Writes part of the extra input <paramref name="index"/> (for example one row of the pooled text embeddings) at value
+    /// <paramref name="offset"/>, straight into its buffer; <see cref="CommitExtra"/> then makes the whole of it current.
+    /// </summary>
+    public void WriteExtra(int index, ReadOnlySpan<float> values, int offset)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var extra = _extras[index];
+        if (offset < 0 || offset + values.Length > extra.Length)
+            throw new ArgumentException($"{values.Length} values at offset {offset} do not fit {_inputNames[3 + index]} ({extra.Length} values, [{string.Join(", ", extra.Shape)}]).", nameof(values));
+        extra.Write(values, offset);
+    }
+
+    /// <summary>Makes the extra input <paramref name="index"/> written by <see cref="WriteExtra"/> current for all following runs; on a device it is copied there now, once.</summary>
+    public void CommitExtra(int index)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var extra = _extras[index];
         if (_rebindEachRun) BindHostInput(3 + index, extra);
         if (_fixed is not null) _fixed.Upload(extra, _fixed.Extras[index]);
     }

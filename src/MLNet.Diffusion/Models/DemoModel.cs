@@ -6,7 +6,7 @@ using MLNet.Diffusion.Models;
 namespace MLNet.Diffusion;
 
 /// <summary>
-/// The built-in demo model: a small Stable Diffusion ONNX folder (128×128 coloured shapes) that the project generates
+/// The built-in demo model: a small Stable Diffusion ONNX folder (256×256 coloured shapes) that the project generates
 /// itself, so that everything runs with no download. It is built on first use into <see cref="Directory"/>, the cache
 /// folder the <c>mlnet-diffusion</c> tool uses too, and rebuilt when the builder's version changes.
 /// </summary>
@@ -30,6 +30,13 @@ public static class DemoModel
     /// </summary>
     /// <param name="logger">Receives the line that says the model is being built; null for none.</param>
     public static string EnsureBuilt(ILogger? logger = null) => EnsureBuilt(Directory, logger);
+
+    /// <summary>
+    /// The demo model's outline ControlNet, a folder inside <see cref="Directory"/> (built with it): give it a control image
+    /// of white lines on black — a sketched outline, or the Canny edges of a drawn shape — and the generated shape follows
+    /// the outline's shape, size and place, while the prompt still chooses the colours.
+    /// </summary>
+    public static string OutlineControlNetDirectory => Path.Combine(Directory, DemoModelBuilder.OutlineControlNetFolder);
 
     /// <summary>The demo model's SDXL-layout sibling's folder, <c>demo-xl-model</c> in <see cref="CacheDirectory"/>.</summary>
     public static string XlDirectory => Path.Combine(CacheDirectory, "demo-xl-model");

@@ -15,12 +15,23 @@ internal sealed record OnnxExternalDataReference(string TensorName, string Locat
 /// <param name="Dimensions">The declared dimensions; empty for a scalar or when no shape is declared.</param>
 internal sealed record OnnxDeclaredTensor(string Name, long[] Dimensions);
 
+/// <summary>An initializer of the main graph: its element type, dimensions and where its bytes are.</summary>
+/// <param name="Name">The initializer's name.</param>
+/// <param name="DataType">Its ONNX element type (TensorProto.DataType: 1 float, 10 float16, ...).</param>
+/// <param name="Dimensions">Its dimensions.</param>
+/// <param name="RawDataOffset">Where its <c>raw_data</c> bytes start in the ONNX file, or −1 when it has none.</param>
+/// <param name="RawDataLength">How many <c>raw_data</c> bytes it has (0 without).</param>
+/// <param name="External">Where its data lives when it is kept in another file, else null.</param>
+internal sealed record OnnxInitializer(string Name, int DataType, long[] Dimensions, long RawDataOffset, long RawDataLength, OnnxExternalDataReference? External);
+
 /// <summary>What <see cref="OnnxExternalDataScanner.Scan(string)"/> found in an ONNX file.</summary>
 internal sealed class OnnxModelSummary
 {
-    internal OnnxModelSummary(IReadOnlyList<OnnxExternalDataReference> externalData, IReadOnlyList<OnnxDeclaredTensor> inputs, IReadOnlyList<OnnxDeclaredTensor> outputs, bool hasGraph)
+    internal OnnxModelSummary(IReadOnlyList<OnnxExternalDataReference> externalData, IReadOnlyList<OnnxDeclaredTensor> inputs, IReadOnlyList<OnnxDeclaredTensor> outputs, bool hasGraph,
+        IReadOnlyList<OnnxInitializer>? initializers = null)
     {
         ExternalData = externalData;
+        Initializers = initializers ?? [];
         Inputs = inputs;
         Outputs = outputs;
         HasGraph = hasGraph;
@@ -37,6 +48,10 @@ internal sealed class OnnxModelSummary
 
     /// <summary>Whether the file has a graph at all (a ModelProto without one is not a model).</summary>
     public bool HasGraph { get; }
+
+    /// <summary>The main graph's initializers (dense ones), with where their data is; the token-embedding table of a text
+    /// encoder is found among them.</summary>
+    public IReadOnlyList<OnnxInitializer> Initializers { get; }
 }
 
 /// <summary>
@@ -107,7 +122,7 @@ internal static class OnnxExternalDataScanner
             throw new InvalidDataException($"'{name}' is not an ONNX model: it parses as protobuf but has no graph (ModelProto field 7).");
         // Older exporters list initializers among the inputs; they are weights, not the inputs a caller feeds.
         var inputs = scan.Inputs.Where(i => !scan.MainInitializers.Contains(i.Name)).ToList();
-        return new OnnxModelSummary(scan.External, inputs, scan.Outputs, scan.HasGraph);
+        return new OnnxModelSummary(scan.External, inputs, scan.Outputs, scan.HasGraph, scan.Initializers);
     }
 
     /// <summary>Recognises the text files that most often stand in for a model: a Git LFS pointer, an HTML error page, JSON.</summary>
@@ -145,6 +160,7 @@ internal static class OnnxExternalDataScanner
         public readonly List<OnnxDeclaredTensor> Inputs = [];
         public readonly List<OnnxDeclaredTensor> Outputs = [];
         public readonly HashSet<string> MainInitializers = new(StringComparer.Ordinal);
+        public readonly List<OnnxInitializer> Initializers = [];
         public bool HasGraph;
         private int _depth;
 
@@ -207,7 +223,7 @@ internal static class OnnxExternalDataScanner
                 {
                     case 1: Node(sub); break;
                     case 5:
-                        var initializer = Tensor(sub);
+                        var initializer = Tensor(sub, main ? Initializers : null);
                         if (main) MainInitializers.Add(initializer);
                         break;
                     case 15: SparseTensor(sub); break;
@@ -260,14 +276,15 @@ internal static class OnnxExternalDataScanner
             r.ExpectAt(end, "SparseTensorProto");
         }
 
-        /// <summary>Scans a TensorProto and returns its name.</summary>
-        private string Tensor(long end)
+        /// <summary>Scans a TensorProto and returns its name; a main-graph initializer is also added to <paramref name="initializers"/>.</summary>
+        private string Tensor(long end, List<OnnxInitializer>? initializers = null)
         {
             long start = r.Position;
             var dims = new List<long>();
             int dataType = 0;
             long dataLocation = 0;
             long? rawBytes = null;
+            long rawStart = -1;
             string? name = null, location = null;
             long offset = 0;
             long? length = null;
@@ -288,6 +305,7 @@ internal static class OnnxExternalDataScanner
                     case (8, 2): name = r.String(r.SubMessageEnd(end), truncateAt: 256); break;
                     case (9, 2):
                         long rawEnd = r.SubMessageEnd(end);
+                        rawStart = r.Position;
                         rawBytes = rawEnd - r.Position;
                         r.SkipTo(rawEnd);
                         break;
@@ -313,12 +331,15 @@ internal static class OnnxExternalDataScanner
             long? expected = ExpectedBytes(dims, dataType, name);
             if (rawBytes is long raw && expected is long e && raw != e)
                 throw r.Corrupt($"tensor '{name}' declares {Describe(dims)} of ONNX type {dataType} ({e} bytes) but holds {raw} bytes of raw_data");
+            OnnxExternalDataReference? external = null;
             if (dataLocation == 1 || anyEntry)
             {
                 if (location is null)
                     throw r.Corrupt($"tensor '{name}' keeps its data externally but names no 'location'");
-                External.Add(new OnnxExternalDataReference(name, location, offset, length, expected));
+                external = new OnnxExternalDataReference(name, location, offset, length, expected);
+                External.Add(external);
             }
+            initializers?.Add(new OnnxInitializer(name, dataType, [.. dims], rawStart, rawBytes ?? 0, external));
             return name;
         }
 

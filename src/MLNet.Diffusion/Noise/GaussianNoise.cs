@@ -37,19 +37,41 @@ internal sealed class GaussianNoise : INoiseSource
             _hasSpare = false;
             return _spare;
         }
-        double u1 = NextUniform(), u2 = NextUniform();
-        double r = Math.Sqrt(-2.0 * Math.Log(u1));
-        double theta = 2.0 * Math.PI * u2;
-        _spare = r * Math.Sin(theta);
+        var (first, second) = NextPair();
+        _spare = second;
         _hasSpare = true;
-        return r * Math.Cos(theta);
+        return first;
     }
 
     /// <inheritdoc />
+    /// <remarks>The same values, in the same order, as calling <see cref="NextGaussian"/> for each element, a pair at a time.</remarks>
     public void Fill(Span<float> destination)
     {
-        for (int i = 0; i < destination.Length; i++)
-            destination[i] = (float)NextGaussian();
+        int i = 0;
+        if (_hasSpare && destination.Length > 0)
+        {
+            _hasSpare = false;
+            destination[i++] = (float)_spare;
+        }
+        for (; i + 1 < destination.Length; i += 2)
+        {
+            var (first, second) = NextPair();
+            destination[i] = (float)first;
+            destination[i + 1] = (float)second;
+        }
+        if (i < destination.Length) destination[i] = (float)NextGaussian();
+    }
+
+    /// <summary>
+    /// One Box–Muller pair: r·cos θ, then r·sin θ, with r = √(−2 ln u₁) and θ = 2π·u₂. <see cref="Math.SinCos"/> gives the
+    /// same bits as <see cref="Math.Sin"/> and <see cref="Math.Cos"/> separately (checked by the tests) at less cost.
+    /// </summary>
+    private (double First, double Second) NextPair()
+    {
+        double u1 = NextUniform(), u2 = NextUniform();
+        double r = Math.Sqrt(-2.0 * Math.Log(u1));
+        var (sin, cos) = Math.SinCos(2.0 * Math.PI * u2);
+        return (r * cos, r * sin);
     }
 
     private ulong NextUInt64()

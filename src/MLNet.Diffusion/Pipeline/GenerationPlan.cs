@@ -13,7 +13,11 @@ internal readonly record struct BatchKey(int Steps, int Width, int Height, bool 
 internal readonly record struct ResolvedRequest(BatchKey Batch, float GuidanceScale);
 
 /// <summary>The requests of one UNet batch: <paramref name="Members"/> index the call's requests, in request order.</summary>
-internal sealed record RequestGroup(BatchKey Key, int[] Members);
+internal sealed record RequestGroup(BatchKey Key, int[] Members)
+{
+    /// <summary>The chunks of 77 token positions every row of the batch's <c>encoder_hidden_states</c> takes (a long prompt's, <see cref="GenerationPlan.SplitByChunks"/>).</summary>
+    public int Chunks { get; init; } = 1;
+}
 
 /// <summary>
 /// A generation call's requests, each checked and resolved, and grouped into UNet batches in order of first appearance.
@@ -44,6 +48,16 @@ internal sealed class GenerationPlan
 
     /// <summary>The ControlNets of <see cref="GenerationOptions.ControlNets"/>, loaded, in order (empty: none).</summary>
     public Control.ControlNet[] ControlNets { get; init; } = [];
+
+    /// <summary>
+    /// The UNet batches, each split by the chunks of 77 token positions its requests' text conditioning takes
+    /// (<paramref name="chunksOf"/>: a request's prompt or negative prompt, whichever has more). Every row of one UNet call
+    /// has one sequence length; requests of k chunks share a batch with each other only, never padded to another's
+    /// length, so that an image does not depend on which other requests share its call (padding with empty-prompt chunks
+    /// changes the cross-attention, hence the image). A call whose prompts all take one chunk keeps <see cref="Groups"/>.
+    /// </summary>
+    public RequestGroup[] SplitByChunks(Func<int, int> chunksOf) =>
+        [.. Groups.SelectMany(g => g.Members.GroupBy(chunksOf).Select(c => new RequestGroup(g.Key, [.. c]) { Chunks = c.Key }))];
 
     /// <summary>The number of requests.</summary>
     public int Count => Resolved.Length;

@@ -90,6 +90,7 @@ internal sealed class LoadedModel : IDisposable
         // Fail at load time on an unknown or broken scheduler, including keys read only when timesteps are set.
         SchedulerFactory.Create(null, schedulerConfig).SetTimesteps(1);
         var tokenizers = folder.TextEncoders.Select(e => ClipTokenizer.Load(e.TokenizerDirectory)).ToArray();
+        var embeddings = TextualInversionSet.Load(options.TextualInversions);
         var sessions = new OnnxSessionFactory(options);
         var loaded = new List<IDisposable>();
         try
@@ -104,7 +105,7 @@ internal sealed class LoadedModel : IDisposable
                     for (int i = 0; i < tokenizers.Length; i++)
                     {
                         var files = folder.TextEncoders[i];
-                        encoders.Add(new TextEncoder(files.Name, files.ModelPath, tokenizers[i], sessions, layer));
+                        encoders.Add(new TextEncoder(files.Name, files.ModelPath, tokenizers[i], sessions, layer, embeddings));
                     }
                 }
                 catch

@@ -12,7 +12,8 @@ namespace MLNet.Diffusion.Pipeline;
 /// </summary>
 /// <remarks>
 /// The settings that decide how sessions run are part of the key (device, device id, fallback, threads, IO binding,
-/// CUDA graphs, graph optimisation, low memory); the logger is not: a shared model logs its loading to the logger of the lease that
+/// CUDA graphs, graph optimisation, low memory), and so are the textual-inversion files (paths, trigger words, sizes and
+/// write times), since they change the text encoders' sessions; the logger is not: a shared model logs its loading to the logger of the lease that
 /// loaded it, and every call logs to its own pipeline's logger.
 /// </remarks>
 internal static class LoadedModelStore
@@ -74,7 +75,8 @@ internal static class LoadedModelStore
 
     /// <summary>What makes two loads one: the folder (<see cref="ModelFolderPath"/>) and how its sessions run.</summary>
     private readonly record struct Key(string Directory, ExecutionDevice Device, int DeviceId, bool FallbackToCpu, int IntraOpThreads,
-        int InterOpThreads, bool UseIoBinding, bool EnableCudaGraph, bool ForceFixedBuffers, GraphOptimizationLevel GraphOptimizationLevel, bool LowMemory, bool CpuMemoryArena)
+        int InterOpThreads, bool UseIoBinding, bool EnableCudaGraph, bool ForceFixedBuffers, GraphOptimizationLevel GraphOptimizationLevel, bool LowMemory, bool CpuMemoryArena,
+        string TextualInversions)
     {
         /// <remarks>On the CPU the CUDA-only settings (device id, fallback, CUDA graphs) change nothing, so they are left out:
         /// an <c>MLContext</c> (whose <c>FallbackToCpu</c> is false by default) and a container (true) share one CPU model.</remarks>
@@ -82,18 +84,20 @@ internal static class LoadedModelStore
         {
             bool cuda = o.Device != ExecutionDevice.Cpu;
             return new(ModelFolderPath.Normalize(directory), o.Device, cuda ? o.DeviceId : 0, cuda && o.FallbackToCpu, o.IntraOpThreads,
-                o.InterOpThreads, o.UseIoBinding, cuda && o.EnableCudaGraph, o.ForceFixedBuffers, o.GraphOptimizationLevel, o.LowMemory, o.CpuMemoryArena ?? !o.LowMemory);
+                o.InterOpThreads, o.UseIoBinding, cuda && o.EnableCudaGraph, o.ForceFixedBuffers, o.GraphOptimizationLevel, o.LowMemory, o.CpuMemoryArena ?? !o.LowMemory,
+                TextEncoding.TextualInversionSet.IdentityOf(o.TextualInversions));
         }
 
         public bool Equals(Key other) =>
             ModelFolderPath.Comparer.Equals(Directory, other.Directory) && Device == other.Device && DeviceId == other.DeviceId
             && FallbackToCpu == other.FallbackToCpu && IntraOpThreads == other.IntraOpThreads && InterOpThreads == other.InterOpThreads
             && UseIoBinding == other.UseIoBinding && EnableCudaGraph == other.EnableCudaGraph && ForceFixedBuffers == other.ForceFixedBuffers
-            && GraphOptimizationLevel == other.GraphOptimizationLevel && LowMemory == other.LowMemory && CpuMemoryArena == other.CpuMemoryArena;
+            && GraphOptimizationLevel == other.GraphOptimizationLevel && LowMemory == other.LowMemory && CpuMemoryArena == other.CpuMemoryArena
+            && TextualInversions == other.TextualInversions;
 
         public override int GetHashCode() =>
             HashCode.Combine(ModelFolderPath.Comparer.GetHashCode(Directory), Device, DeviceId, FallbackToCpu, IntraOpThreads,
-                InterOpThreads, HashCode.Combine(UseIoBinding, EnableCudaGraph, ForceFixedBuffers, GraphOptimizationLevel, LowMemory, CpuMemoryArena));
+                InterOpThreads, HashCode.Combine(UseIoBinding, EnableCudaGraph, ForceFixedBuffers, GraphOptimizationLevel, LowMemory, CpuMemoryArena, TextualInversions));
     }
 
     /// <summary>A hold on a shared model; disposing it releases the hold (once).</summary>

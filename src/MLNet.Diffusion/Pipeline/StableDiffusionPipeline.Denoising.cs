@@ -14,16 +14,18 @@ public sealed partial class StableDiffusionPipeline
     /// <summary>Prepare the timesteps, the latents and run the denoising loop for every UNet batch of the plan: each request's final latents [4·h·w], in request order.</summary>
     private float[][] DenoiseCore(GenerationPlan plan, PromptEmbedding[] embeddings, IProgress<DiffusionProgress>? progress, CancellationToken cancellationToken)
     {
+        // Long prompts: the rows of one UNet call share a sequence length, so each batch is split by chunk count.
+        var groups = plan.SplitByChunks(i => ConditioningChunks(embeddings[i], plan.Resolved[i].Batch.Guided));
         // Every batch's scheduler first, so that progress counts the calls and encodings of the whole call.
-        var schedulers = new DiffusionScheduler[plan.Groups.Length];
+        var schedulers = new DiffusionScheduler[groups.Length];
         int totalCalls = 0, totalEncodes = 0;
         for (int g = 0; g < schedulers.Length; g++)
         {
-            var key = plan.Groups[g].Key;
+            var key = groups[g].Key;
             schedulers[g] = CreateScheduler(plan.Options, key.Steps);
             var (begin, end) = CallRange(schedulers[g], key, plan.Options);
             totalCalls += end - begin;
-            totalEncodes += plan.Groups[g].Members.Count(i => NeedsEncoding(plan.Requests[i], key.StartStep));
+            totalEncodes += groups[g].Members.Count(i => NeedsEncoding(plan.Requests[i], key.StartStep));
         }
         var counter = new ProgressCounter(progress, totalCalls, totalEncodes);
 
@@ -34,7 +36,7 @@ public sealed partial class StableDiffusionPipeline
         {
             for (int g = 0; g < schedulers.Length; g++)
             {
-                DenoiseBatch(plan, plan.Groups[g], embeddings, schedulers[g], counter, runOptions, result, cancellationToken);
+                DenoiseBatch(plan, groups[g], embeddings, schedulers[g], counter, runOptions, result, cancellationToken);
             }
         }
         catch (OnnxRuntimeException) when (cancellationToken.IsCancellationRequested)
@@ -66,9 +68,8 @@ public sealed partial class StableDiffusionPipeline
         var unetModel = DenoisingUNet(plan);
         var requests = Array.ConvertAll(rows, i => plan.Requests[i]);
         var guidance = Array.ConvertAll(rows, i => plan.Resolved[i].GuidanceScale);
-        int seqLen = TextEncoder.SequenceLength;
         var shape = new BatchShape(rows.Length, LatentChannels, group.Key.Height / BatchShape.VaeScale, group.Key.Width / BatchShape.VaeScale,
-            seqLen, embeddings[rows[0]].Conditional.Length / seqLen, group.Key.Guided);
+            TextEncoder.SequenceLength * group.Chunks, ConditioningWidth, group.Key.Guided);
 
         // Prepare the timesteps: an init image starts at the first call of its start step (diffusers' get_timesteps), a
         // refiner at its denoising_start, and a base that hands over stops at its denoising_end.
@@ -84,6 +85,7 @@ public sealed partial class StableDiffusionPipeline
         using var guidedUnet = anyGuided ? BindConditioned(unetModel, shape, rows, embeddings, guidance, group.Key, plan.Options) : null;
         using var plainUnet = anyPlain ? BindConditioned(unetModel, plain, rows, embeddings, guidance, group.Key, plan.Options) : null;
         var buffers = guidedUnet ?? plainUnet!;
+        var scheduled = ScheduledConditioning.For(rows, embeddings, shape, PooledExtraIndex()); // prompt editing, alternation
 
         // The ControlNets, per binding: they read the binding's buffers and write its residuals.
         var guidedControl = guidedUnet is null ? null : BindControl(plan, group, requests, guidedUnet, shape, begin, calls);
@@ -116,6 +118,7 @@ public sealed partial class StableDiffusionPipeline
             int call = scheduler.StepIndex + 1;
             bool guide = shape.Guided && (window is null || window[scheduler.StepIndex]);
             var (unet, unetShape) = guide ? (guidedUnet!, shape) : (plainUnet!, plain);
+            scheduled?.Apply(scheduler.StepIndex, unet, guide);                  // a scheduled row's conditioning, where it changes
             var input = ScaleModelInput(scheduler, latents, unet, unetShape, modelInput);  // latent_model_input
             (guide ? guidedControl : plainControl)?.Step(scheduler.StepIndex - begin, t, runOptions); // down/mid residuals = Σ controlnet(…)
             var unetOutput = unet.Run(t, runOptions);                            // noise_pred = unet(latent_model_input, t, …)
@@ -248,9 +251,12 @@ public sealed partial class StableDiffusionPipeline
     }
 
     /// <summary>
-    /// Writes the UNet's <c>encoder_hidden_states</c> [B, 77, D] into its input buffer, once per batch: with guidance the
+    /// Writes the UNet's <c>encoder_hidden_states</c> [B, 77·k, D] into its input buffer, once per batch: with guidance the
     /// negative prompts' rows, then the prompts' (diffusers' <c>torch.cat([negative_prompt_embeds, prompt_embeds])</c>); a
-    /// guided request without negative-prompt embeddings takes the empty prompt's.
+    /// guided request without negative-prompt embeddings takes the model's unconditional default. Of a prompt and its
+    /// negative prompt, the one of fewer chunks is padded to the batch's k with the empty prompt's chunk (AUTOMATIC1111's
+    /// <c>CFGDenoiser.pad_cond_uncond</c>); the default pads with itself (zeros stay zeros, as diffusers'
+    /// <c>torch.zeros_like(prompt_embeds)</c>).
     /// </summary>
     private void WriteHiddenStates(UNetBinding unet, BatchShape shape, int[] rows, PromptEmbedding[] embeddings)
     {
@@ -259,13 +265,45 @@ public sealed partial class StableDiffusionPipeline
         {
             var e = embeddings[rows[j]];
             var negative = shape.Guided ? e.Unconditional ?? _unconditional.Value.Hidden : null;
-            if (length == 0 || e.Conditional.Length != length || negative is not null && negative.Length != length)
+            int chunk = TextEncoder.SequenceLength * shape.EmbeddingWidth;
+            if (length == 0 || !FitsChunks(e.Conditional, chunk, length) || negative is not null && !FitsChunks(negative, chunk, length))
                 throw new ArgumentException($"Image {rows[j]}: its prompt embeddings have {e.Conditional.Length} values and its negative-prompt embeddings {negative?.Length ?? 0}; " +
-                    $"the images of one batch need {shape.SequenceLength} × {shape.EmbeddingWidth} = {length} each.", nameof(embeddings));
-            unet.WriteHiddenStates(e.Conditional, conditional + j * length);
-            if (negative is not null) unet.WriteHiddenStates(negative, j * length);
+                    $"the images of one batch need {shape.SequenceLength} × {shape.EmbeddingWidth} = {length} each (or whole chunks of {TextEncoder.SequenceLength} × {shape.EmbeddingWidth}, padded).", nameof(embeddings));
+            WritePadded(unet, e.Conditional, null, conditional + j * length, length);
+            if (negative is not null) WritePadded(unet, negative, e.Unconditional is null ? negative : null, j * length, length);
         }
         unet.CommitHiddenStates();
+
+        static bool FitsChunks(float[] values, int chunk, int length) => values.Length > 0 && values.Length % chunk == 0 && values.Length <= length;
+    }
+
+    /// <summary>Writes <paramref name="values"/> at <paramref name="offset"/>, then one chunk of <paramref name="pad"/> (null: the
+    /// empty prompt's, encoded only when needed) after another until <paramref name="length"/> values are written.</summary>
+    private void WritePadded(UNetBinding unet, float[] values, float[]? pad, int offset, int length)
+    {
+        unet.WriteHiddenStates(values, offset);
+        if (values.Length == length) return;
+        pad ??= _emptyPrompt.Value.Hidden;
+        for (int at = values.Length; at < length; at += pad.Length) unet.WriteHiddenStates(pad.AsSpan(0, Math.Min(pad.Length, length - at)), offset + at);
+    }
+
+    /// <summary>
+    /// The width D of one token's text conditioning: the text encoders' (summed for SDXL), else the UNet's, when the
+    /// models fix it; else measured once on the empty prompt.
+    /// </summary>
+    private int ConditioningWidth => PromptEncoder.EmbeddingWidth > 0 ? PromptEncoder.EmbeddingWidth
+        : UNet.EmbeddingWidth > 0 ? UNet.EmbeddingWidth
+        : _emptyPrompt.Value.Hidden.Length / TextEncoder.SequenceLength;
+
+    /// <summary>
+    /// The chunks of 77 positions a request's conditioning takes in the UNet: its prompt's, or with guidance its negative
+    /// prompt's where that has more (a request without one takes the one-chunk default).
+    /// </summary>
+    private int ConditioningChunks(PromptEmbedding e, bool guided)
+    {
+        int chunk = TextEncoder.SequenceLength * ConditioningWidth;
+        int chunks = Math.Max(1, e.Conditional.Length / chunk);
+        return guided && e.Unconditional is { } negative ? Math.Max(chunks, negative.Length / chunk) : chunks;
     }
 
     /// <summary>The width of each of the UNet's extra inputs: the pooled embeddings', SDXL's 6 or 5 time ids, the guidance embedding's.</summary>

@@ -7,6 +7,7 @@ using MLNet.Diffusion.Models;
 using MLNet.Diffusion.Runtime;
 using MLNet.Diffusion.Schedulers;
 using MLNet.Diffusion.TextEncoding;
+using MLNet.Diffusion.Tokenization;
 using MLNet.Diffusion.Vae;
 using MLNet.Diffusion.Pipeline;
 
@@ -24,12 +25,14 @@ public sealed partial class StableDiffusionPipeline : IDisposable
 {
     private readonly ILogger? _logger;
     private readonly LoadedModelStore.Lease _model;
+    private readonly Lazy<TextEmbedding> _emptyPrompt;
     private readonly Lazy<TextEmbedding> _unconditional;
 
     private StableDiffusionPipeline(LoadedModelStore.Lease model, ILogger? logger)
     {
         _model = model;
         _logger = logger;
+        _emptyPrompt = new(EncodeEmptyPrompt, LazyThreadSafetyMode.ExecutionAndPublication);
         _unconditional = new(UnconditionalDefault, LazyThreadSafetyMode.ExecutionAndPublication);
     }
 
@@ -151,17 +154,27 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         return new GenerationOutput(embeddings, latents, images);
     }
 
-    /// <summary>Encodes prompts into [N, 77, D] text embeddings (flattened).</summary>
+    /// <summary>
+    /// Encodes prompts into [N, 77·k, D] text embeddings (flattened): a prompt longer than 75 tokens (or with
+    /// <c>BREAK</c>) takes k chunks of 77 positions, as AUTOMATIC1111 splits it, where the UNet's sequence axis is dynamic.
+    /// </summary>
+    /// <exception cref="ArgumentException">The prompts take different numbers of chunks (one array cannot hold them: encode
+    /// them in separate calls), or a prompt is longer than the UNet takes.</exception>
     /// <exception cref="NonFiniteLatentsException">The text encoder returned NaN or ±Infinity.</exception>
     public float[] EncodeText(IReadOnlyList<string> prompts, CancellationToken cancellationToken = default)
     {
         using var lease = Enter();
-        return EncodeTextCore(prompts, null, cancellationToken).Hidden;
+        var encoded = EncodeTextCore(prompts, null, cancellationToken);
+        if (encoded.ChunkCounts.Length > 1 && encoded.ChunkCounts.Any(k => k != encoded.ChunkCounts[0]))
+            throw new ArgumentException(
+                $"The prompts take different numbers of chunks of {TextEncoder.SequenceLength - 2} tokens ({string.Join(", ", encoded.ChunkCounts)}), so their " +
+                $"embeddings do not form one [N, {TextEncoder.SequenceLength}·k, D] array. Encode them in separate calls, or generate with Generate, which batches them by length.", nameof(prompts));
+        return encoded.Hidden;
     }
 
     /// <summary>
-    /// Encodes <paramref name="texts"/> in one text-encoder run, each distinct text once; equal texts share one [77·D]
-    /// array (read-only). The ML.NET text-encoding stage calls this.
+    /// Encodes <paramref name="texts"/> in one text-encoder run, each distinct text once; equal texts share one [77·k·D]
+    /// array (read-only; k chunks of a long prompt). The ML.NET text-encoding stage calls this.
     /// </summary>
     internal TextEmbedding[] EncodeTexts(IReadOnlyList<string> texts, IReadOnlyList<TextOwner>? owners, CancellationToken cancellationToken)
     {
@@ -183,11 +196,14 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         }
     }
 
-    private TextEmbedding UnconditionalDefault()
+    private TextEmbedding UnconditionalDefault() => Folder.ForceZerosForEmptyPrompt ? ZerosLike(_emptyPrompt.Value) : _emptyPrompt.Value;
+
+    /// <summary>The empty prompt's embeddings [77·D] (and pooled [P]), made once: what pads a shorter prompt or negative
+    /// prompt to the other's number of chunks (AUTOMATIC1111's <c>cond_stage_model_empty_prompt</c>).</summary>
+    private TextEmbedding EncodeEmptyPrompt()
     {
         var empty = EncodeTextCore([""], null, CancellationToken.None);
-        var embedding = new TextEmbedding(empty.Hidden, empty.Pooled);
-        return Folder.ForceZerosForEmptyPrompt ? ZerosLike(embedding) : embedding;
+        return new TextEmbedding(empty.Hidden, empty.Pooled);
     }
 
     private static TextEmbedding ZerosLike(TextEmbedding e) => new(new float[e.Hidden.Length], e.Pooled is null ? null : new float[e.Pooled.Length]);
@@ -199,10 +215,18 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     {
         using var hold = _model.Model.PromptEncoders.Acquire();
         var encoder = hold.Value;
-        var embeddings = encoder.Encode(prompts, cancellationToken, _logger, owners);
+        // The UNet's sequence axis decides whether a prompt may take more than one chunk: refused before any model runs.
+        int chunkLength = encoder.SequenceLength;
+        var embeddings = encoder.Encode(prompts, cancellationToken, _logger, owners,
+            (owner, chunks) => UNet.CheckPromptLength(owner.SentenceStart, chunks.TokenCount, chunks.ChunkCount, chunkLength));
         if (embeddings.Hidden.Length > 0)
-            NonFiniteLatentsException.ThrowIfNonFinite(embeddings.Hidden, DiffusionStage.EncodingText, "text encoder output", 0, prompts.Count, null, embeddings.Hidden.Length / prompts.Count,
-                source: new NonFiniteSource(encoder.Primary, inputIsIds: true));
+        {
+            int chunkRows = embeddings.ChunkCounts.Sum();
+            var rowToPrompt = new int[chunkRows];
+            for (int i = 0, row = 0; i < embeddings.ChunkCounts.Length; row += embeddings.ChunkCounts[i++]) rowToPrompt.AsSpan(row, embeddings.ChunkCounts[i]).Fill(i);
+            NonFiniteLatentsException.ThrowIfNonFinite(embeddings.Hidden, DiffusionStage.EncodingText, "text encoder output", 0, prompts.Count, null, embeddings.Hidden.Length / chunkRows,
+                rowToPrompt, source: new NonFiniteSource(encoder.Primary, inputIsIds: true));
+        }
         if (embeddings.Pooled is { Length: > 0 } pooled)
             NonFiniteLatentsException.ThrowIfNonFinite(pooled, DiffusionStage.EncodingText, "pooled text encoder output", 0, prompts.Count, null, pooled.Length / prompts.Count,
                 source: new NonFiniteSource(encoder.Encoders[^1], inputIsIds: true));
@@ -212,7 +236,9 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// <summary>
     /// Encode the prompts: each request's prompt and, when its guidance is on, its negative prompt (null reads as empty).
     /// Every distinct text is encoded once, all in one text-encoder run; the encoder treats batch rows independently, so N
-    /// seeds of one prompt with the empty negative prompt cost two rows, not 2N.
+    /// seeds of one prompt with the empty negative prompt cost two rows, not 2N. A text with prompt editing or alternation
+    /// stands for each of its scheduled texts (<see cref="PromptSchedule"/>); its embedding is its first call's, and its
+    /// <see cref="ConditioningSchedule"/> the rest.
     /// </summary>
     private PromptEmbedding[] EncodePrompts(GenerationPlan plan, IReadOnlyList<string>? requestNames, IProgress<DiffusionProgress>? progress,
         CancellationToken cancellationToken)
@@ -222,29 +248,45 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         string NameOf(int i) => requestNames?[i] ?? $"image {i + 1}";
         var texts = new List<string>(2 * n);
         var owners = new List<TextOwner>(2 * n);
-        for (int i = 0; i < n; i++)
-        {
-            texts.Add(plan.Requests[i].Prompt ?? throw new ArgumentNullException("images", $"The prompt of {NameOf(i)} is null."));
-            owners.Add(TextOwner.PromptOf(NameOf(i)));
-        }
         // A guided request without a negative prompt takes the model's unconditional default (the empty prompt's
         // embeddings, or zeros with force_zeros_for_empty_prompt), made once per pipeline.
         bool zeros = Folder.ForceZerosForEmptyPrompt;
+        string? NegativeOf(int i) =>
+            !plan.Resolved[i].Batch.Guided || zeros && IsNoNegativePrompt(plan.Requests[i].NegativePrompt) ? null : plan.Requests[i].NegativePrompt ?? "";
+        // Prompt editing and alternation: a scheduled text stands for its scheduled texts, each encoded here.
+        var scheduled = ScheduleTexts(plan, NegativeOf);
+        var promptAt = new int[n];
         for (int i = 0; i < n; i++)
         {
-            if (!plan.Resolved[i].Batch.Guided || zeros && IsNoNegativePrompt(plan.Requests[i].NegativePrompt)) continue;
-            texts.Add(plan.Requests[i].NegativePrompt ?? "");
-            owners.Add(TextOwner.NegativePromptOf(NameOf(i)));
+            promptAt[i] = texts.Count;
+            AddTexts(texts, owners, plan.Requests[i].Prompt ?? throw new ArgumentNullException("images", $"The prompt of {NameOf(i)} is null."),
+                scheduled[i].Prompt, TextOwner.PromptOf(NameOf(i)));
+        }
+        var negativeAt = new int[n];
+        for (int i = 0; i < n; i++)
+        {
+            negativeAt[i] = -1;
+            if (NegativeOf(i) is not { } negative) continue;
+            negativeAt[i] = texts.Count;
+            AddTexts(texts, owners, negative, scheduled[i].Negative, TextOwner.NegativePromptOf(NameOf(i)));
         }
         var encoded = EncodeDistinct(texts, owners, cancellationToken);
         var result = new PromptEmbedding[n];
-        TextEmbedding? zeroEmbedding = null; // sized from this call's embeddings, so no extra encoder run is needed
-        for (int i = 0, negative = n; i < n; i++)
+        var zeroEmbeddings = new Dictionary<int, TextEmbedding>(); // by size (chunk count), from this call's embeddings, so no extra encoder run is needed
+        for (int i = 0; i < n; i++)
         {
+            var cond = encoded[promptAt[i]];
             TextEmbedding? uncond = !plan.Resolved[i].Batch.Guided ? null
-                : zeros && IsNoNegativePrompt(plan.Requests[i].NegativePrompt) ? zeroEmbedding ??= ZerosLike(encoded[i])
-                : encoded[negative++];
-            result[i] = new PromptEmbedding(encoded[i].Hidden, uncond?.Hidden) { ConditionalPooled = encoded[i].Pooled, UnconditionalPooled = uncond?.Pooled };
+                : negativeAt[i] < 0
+                    ? zeroEmbeddings.TryGetValue(cond.Hidden.Length, out var z) ? z : zeroEmbeddings[cond.Hidden.Length] = ZerosLike(cond)
+                : encoded[negativeAt[i]];
+            result[i] = new PromptEmbedding(cond.Hidden, uncond?.Hidden)
+            {
+                ConditionalPooled = cond.Pooled,
+                UnconditionalPooled = uncond?.Pooled,
+                Schedule = ScheduleOf(scheduled[i].Prompt, encoded, promptAt[i], scheduled[i].Calls),
+                NegativeSchedule = negativeAt[i] < 0 ? null : ScheduleOf(scheduled[i].Negative, encoded, negativeAt[i], scheduled[i].Calls),
+            };
         }
         progress?.Report(new DiffusionProgress(DiffusionStage.EncodingText, 1, 1));
         return result;
@@ -275,10 +317,10 @@ public sealed partial class StableDiffusionPipeline : IDisposable
             for (int i = 0; i < rows.Length; i++) (ownersOf[rows[i]] ??= []).Add(owners[i]);
         }
         var all = EncodeTextCore(distinct, ownersOf?.Select(TextOwner.Merge).ToArray(), cancellationToken);
-        int per = all.Hidden.Length / distinct.Count, pooledPer = (all.Pooled?.Length ?? 0) / distinct.Count;
+        int perChunk = all.Hidden.Length / all.ChunkCounts.Sum(), pooledPer = (all.Pooled?.Length ?? 0) / distinct.Count;
         var encoded = new TextEmbedding[distinct.Count];
-        for (int i = 0; i < encoded.Length; i++)
-            encoded[i] = new TextEmbedding(all.Hidden.AsSpan(i * per, per).ToArray(), all.Pooled?.AsSpan(i * pooledPer, pooledPer).ToArray());
+        for (int i = 0, offset = 0; i < encoded.Length; offset += all.ChunkCounts[i++] * perChunk)
+            encoded[i] = new TextEmbedding(all.Hidden.AsSpan(offset, all.ChunkCounts[i] * perChunk).ToArray(), all.Pooled?.AsSpan(i * pooledPer, pooledPer).ToArray());
         var result = new TextEmbedding[texts.Count];
         for (int i = 0; i < result.Length; i++) result[i] = encoded[rows[i]];
         return result;
@@ -288,8 +330,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// The denoising loop from seeded noise to final latents [N, 4, h, w] (text-to-image): the <see cref="ImagePrompt"/>
     /// overload with requests that carry only a seed and a guidance scale.
     /// </summary>
-    /// <param name="conditional">Prompt embeddings [N, 77, D].</param>
-    /// <param name="unconditional">Negative-prompt embeddings [N, 77, D]; needed when any guidance scale is above 1.</param>
+    /// <param name="conditional">Prompt embeddings [N, 77·k, D] (k chunks of 77 positions, as <see cref="EncodeText"/> gives them; one k for all).</param>
+    /// <param name="unconditional">Negative-prompt embeddings [N, 77·k, D]; needed when any guidance scale is above 1.</param>
     /// <param name="seeds">One seed per image.</param>
     /// <param name="guidanceScales">One guidance scale per image.</param>
     /// <param name="options">Size, steps, scheduler, η.</param>
@@ -320,8 +362,8 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// an init image at strength 1 without a mask, start from ε × <see cref="DiffusionScheduler.InitNoiseSigma"/>
     /// without encoding anything, so they give exactly the text-to-image result for the seed.
     /// </remarks>
-    /// <param name="conditional">Prompt embeddings [N, 77, D].</param>
-    /// <param name="unconditional">Negative-prompt embeddings [N, 77, D]; needed when any guidance scale is above 1.</param>
+    /// <param name="conditional">Prompt embeddings [N, 77·k, D] (k chunks of 77 positions, as <see cref="EncodeText"/> gives them; one k for all).</param>
+    /// <param name="unconditional">Negative-prompt embeddings [N, 77·k, D]; needed when any guidance scale is above 1.</param>
     /// <param name="images">One entry per image.</param>
     /// <param name="options">Size, steps, scheduler, η, default guidance; init images and masks are stretched to the size.</param>
     /// <param name="progress">Receives one report per encoded image and per UNet call.</param>
@@ -351,7 +393,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         return plan.Count == 0 ? [] : DenoiseCore(plan, embeddings, progress, cancellationToken);
     }
 
-    /// <summary>Cuts [N, 77, D] prompt and negative-prompt embeddings into each request's rows.</summary>
+    /// <summary>Cuts [N, 77·k, D] prompt and negative-prompt embeddings into each request's rows.</summary>
     private PromptEmbedding[] SplitEmbeddings(ReadOnlySpan<float> conditional, ReadOnlySpan<float> unconditional, GenerationPlan plan)
     {
         int n = plan.Count, seqLen = TextEncoder.SequenceLength;

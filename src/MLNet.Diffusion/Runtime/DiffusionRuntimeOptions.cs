@@ -92,6 +92,24 @@ public sealed class DiffusionRuntimeOptions
     /// </summary>
     public bool EnableOnnxRuntimeTelemetry { get; set; }
 
-    /// <summary>A shallow copy.</summary>
-    public DiffusionRuntimeOptions Clone() => (DiffusionRuntimeOptions)MemberwiseClone();
+    /// <summary>
+    /// Textual-inversion embeddings to load with the model: each <c>.safetensors</c> file's path, and the trigger word
+    /// that stands for it in prompts, or null for the file's own (the file name for AUTOMATIC1111 and SDXL files, as A1111
+    /// names them; each tensor's name for a diffusers <c>learned_embeds</c> file). Default: none. A trigger word found in
+    /// a prompt as a whole word (case-insensitive) inserts the embedding's vectors: an embedding of n vectors takes n token
+    /// positions. Layouts read: A1111's <c>emb_params</c>, SDXL's <c>clip_l</c> and <c>clip_g</c> (each text encoder takes
+    /// the vectors of its width), diffusers' <c>{token: tensor}</c>; PyTorch pickles (<c>.pt</c>, <c>.bin</c>) are refused
+    /// and never opened. The files are read when the model loads, and a model loaded with other embeddings (or files
+    /// changed since) is a different model: it gets its own sessions. Prompts without a trigger word encode exactly as
+    /// without embeddings.
+    /// </summary>
+    public IDictionary<string, string?> TextualInversions { get; set; } = new Dictionary<string, string?>();
+
+    /// <summary>A copy; <see cref="TextualInversions"/> is copied too, so a later change to the original does not reach it.</summary>
+    public DiffusionRuntimeOptions Clone()
+    {
+        var copy = (DiffusionRuntimeOptions)MemberwiseClone();
+        copy.TextualInversions = TextualInversions is null ? new Dictionary<string, string?>() : new Dictionary<string, string?>(TextualInversions);
+        return copy;
+    }
 }

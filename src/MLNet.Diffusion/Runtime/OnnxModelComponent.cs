@@ -25,20 +25,39 @@ internal abstract class OnnxModelComponent : IDisposable
     /// <exception cref="FileNotFoundException">The model file does not exist.</exception>
     /// <exception cref="InvalidDataException">ONNX Runtime cannot load the file.</exception>
     private protected OnnxModelComponent(string componentName, string modelPath, OnnxSessionFactory sessions, bool cudaGraph)
+        : this(componentName, modelPath, sessions, cudaGraph, null)
     {
-        ArgumentNullException.ThrowIfNull(sessions);
-        ComponentName = componentName;
-        ModelPath = modelPath;
-        if (!File.Exists(modelPath))
-            throw new FileNotFoundException($"The {componentName} model '{modelPath}' was not found. A diffusers ONNX export has it at {componentName}/model.onnx.", modelPath);
+    }
+
+    /// <summary>Opens <paramref name="modelPath"/> with <paramref name="initializers"/> in place of the file's initializers of
+    /// the same names. The component owns them from here on, whatever happens: they are disposed after the session.</summary>
+    /// <exception cref="FileNotFoundException">The model file does not exist.</exception>
+    /// <exception cref="InvalidDataException">ONNX Runtime cannot load the file.</exception>
+    private protected OnnxModelComponent(string componentName, string modelPath, OnnxSessionFactory sessions, bool cudaGraph,
+        IReadOnlyList<KeyValuePair<string, OrtValue>>? initializers)
+    {
+        _initializers = initializers;
         try
         {
-            Session = sessions.Create(modelPath, cudaGraph, out bool graph);
-            CudaGraph = graph;
+            ArgumentNullException.ThrowIfNull(sessions);
+            ComponentName = componentName;
+            ModelPath = modelPath;
+            if (!File.Exists(modelPath))
+                throw new FileNotFoundException($"The {componentName} model '{modelPath}' was not found. A diffusers ONNX export has it at {componentName}/model.onnx.", modelPath);
+            try
+            {
+                Session = sessions.Create(modelPath, cudaGraph, out bool graph, initializers);
+                CudaGraph = graph;
+            }
+            catch (OnnxRuntimeException e)
+            {
+                throw new InvalidDataException($"The {componentName} model '{modelPath}' could not be loaded by ONNX Runtime: {e.Message.Trim()}", e);
+            }
         }
-        catch (OnnxRuntimeException e)
+        catch
         {
-            throw new InvalidDataException($"The {componentName} model '{modelPath}' could not be loaded by ONNX Runtime: {e.Message.Trim()}", e);
+            DisposeInitializers();
+            throw;
         }
         Interlocked.Increment(ref s_liveSessions);
         Device = sessions.ActualDevice;
@@ -55,6 +74,15 @@ internal abstract class OnnxModelComponent : IDisposable
     }
 
     private static long s_liveSessions;
+
+    /// <summary>Initializers given to the session in place of the file's; released after it.</summary>
+    private readonly IReadOnlyList<KeyValuePair<string, OrtValue>>? _initializers;
+
+    private void DisposeInitializers()
+    {
+        if (_initializers is null) return;
+        foreach (var (_, value) in _initializers) value.Dispose();
+    }
 
     /// <summary>Sessions created by components and not yet disposed, process-wide (leak tests).</summary>
     internal static long LiveSessions => Interlocked.Read(ref s_liveSessions);
@@ -212,6 +240,7 @@ internal abstract class OnnxModelComponent : IDisposable
         _disposed = true;
         Dispose(true);
         Session.Dispose();
+        DisposeInitializers(); // after the session, which reads them until it is released
         Interlocked.Decrement(ref s_liveSessions);
         GC.SuppressFinalize(this);
     }

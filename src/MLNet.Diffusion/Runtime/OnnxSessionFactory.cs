@@ -66,7 +66,13 @@ internal sealed class OnnxSessionFactory
     /// <paramref name="cudaGraphEnabled"/> tells whether it does: only on CUDA, and only when the CUDA runtime
     /// that fills the graph's fixed buffers can be loaded (<see cref="CudaGraphReason"/> says why not).
     /// </summary>
-    internal InferenceSession Create(string modelPath, bool cudaGraph, out bool cudaGraphEnabled)
+    /// <param name="modelPath">The .onnx file.</param>
+    /// <param name="cudaGraph">Whether to ask for CUDA-graph capture.</param>
+    /// <param name="cudaGraphEnabled">Whether it was granted.</param>
+    /// <param name="initializers">Initializers that replace the file's of the same name
+    /// (<see cref="SessionOptions.AddInitializer"/>); they must outlive the session.</param>
+    internal InferenceSession Create(string modelPath, bool cudaGraph, out bool cudaGraphEnabled,
+        IReadOnlyList<KeyValuePair<string, OrtValue>>? initializers = null)
     {
         cudaGraphEnabled = false;
         if (_options.Device == ExecutionDevice.Cuda && _fallbackReason is null)
@@ -75,7 +81,7 @@ internal sealed class OnnxSessionFactory
             OrtCUDAProviderOptions? provider = null;
             try
             {
-                cuda = NewOptions();
+                cuda = NewOptions(initializers);
                 string? reason = null;
                 bool graph = cudaGraph && CudaRuntime.IsAvailable(out reason);
                 if (cudaGraph) CudaGraphReason = reason;
@@ -104,12 +110,12 @@ internal sealed class OnnxSessionFactory
                 provider?.Dispose();
             }
         }
-        using var cpu = NewOptions();
+        using var cpu = NewOptions(initializers);
         ActualDevice = ExecutionDevice.Cpu;
         return new InferenceSession(modelPath, cpu);
     }
 
-    private SessionOptions NewOptions()
+    private SessionOptions NewOptions(IReadOnlyList<KeyValuePair<string, OrtValue>>? initializers)
     {
         var o = new SessionOptions
         {
@@ -124,6 +130,8 @@ internal sealed class OnnxSessionFactory
         if (!(_options.CpuMemoryArena ?? !_options.LowMemory)) o.EnableCpuMemArena = false;
         o.ExecutionMode = ExecutionMode.ORT_SEQUENTIAL;
         if (_options.InterOpThreads > 0) o.InterOpNumThreads = _options.InterOpThreads;
+        if (initializers is not null)
+            foreach (var (name, value) in initializers) o.AddInitializer(name, value);
         return o;
     }
 }

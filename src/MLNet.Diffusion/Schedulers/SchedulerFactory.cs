@@ -25,6 +25,16 @@ public static class SchedulerFactory
         ("DPMSolverSinglestepScheduler", ["dpm++2s", "dpmsolver-singlestep"], c => new DpmSolverSinglestepScheduler(c)),
     ];
 
+    /// <summary>
+    /// Samplers of flow-matching models (SD3, FLUX), whose transformers predict a velocity rather than noise: chosen by a
+    /// folder's <c>_class_name</c> or their class name, and kept out of <see cref="Names"/> so that no ε- or
+    /// v-prediction model is switched to one.
+    /// </summary>
+    private static readonly (string ClassName, Func<SchedulerConfig, DiffusionScheduler> Create)[] FlowMatching =
+    [
+        ("FlowMatchEulerDiscreteScheduler", c => new FlowMatchEulerDiscreteScheduler(c)),
+    ];
+
     private static readonly (string Key, object? Value) Karras = ("use_karras_sigmas", true);
     private static readonly (string Key, object? Value) SdePlusPlus = ("algorithm_type", "sde-dpmsolver++");
 
@@ -76,6 +86,9 @@ public static class SchedulerFactory
 
     private static Func<SchedulerConfig, DiffusionScheduler>? Find(string name)
     {
+        foreach (var (className, create) in FlowMatching)
+            if (string.Equals(className, name, StringComparison.OrdinalIgnoreCase))
+                return create;
         foreach (var (className, aliases, create) in Registry)
             if (string.Equals(className, name, StringComparison.OrdinalIgnoreCase) || aliases.Any(a => string.Equals(a, name, StringComparison.OrdinalIgnoreCase)))
                 return create;

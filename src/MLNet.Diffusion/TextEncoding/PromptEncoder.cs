@@ -5,7 +5,7 @@ namespace MLNet.Diffusion.TextEncoding;
 /// <summary>
 /// A model's text conditioning: one text encoder (SD 1.x and 2.x; the SDXL refiner's <c>text_encoder_2</c>) or two
 /// (SDXL base and Turbo), each with its own tokenizer. Every prompt is tokenized and encoded by each; the per-token
-/// embeddings are concatenated on the last axis in folder order ([N, 77, D₁ + D₂]), and the pooled embedding is the last
+/// embeddings are concatenated on the last axis in folder order ([N, 77·k, D₁ + D₂] for prompts of k chunks), and the pooled embedding is the last
 /// encoder's (SDXL: <c>text_encoder_2</c>'s <c>text_embeds</c>), as diffusers' <c>StableDiffusionXLPipeline.encode_prompt</c>
 /// builds <c>prompt_embeds</c> and <c>pooled_prompt_embeds</c>.
 /// </summary>
@@ -44,18 +44,33 @@ internal sealed class PromptEncoder : IDisposable
     /// <summary>Whether the last encoder has a pooled output.</summary>
     public bool HasPooled => Encoders[^1].PooledName is not null;
 
-    /// <summary>Encodes prompts: [N·77·D] per-token embeddings and, when the last encoder has them, [N·P] pooled ones.</summary>
+    /// <summary>
+    /// Encodes prompts: per-token embeddings, prompt i's [77·kᵢ·(D₁ + D₂)] after prompt i − 1's (kᵢ chunks of 77 positions,
+    /// <see cref="Tokenization.PromptChunker"/>), and, when the last encoder has them, [N·P] pooled ones (each prompt's
+    /// first chunk's). Both encoders chunk a prompt alike (their tokenizers share CLIP's vocabulary); a difference is refused.
+    /// </summary>
     /// <param name="prompts">The prompts.</param>
     /// <param name="cancellationToken">Checked before each encoder run and passed to it.</param>
     /// <param name="logger">Receives the first encoder's notes on prompts.</param>
     /// <param name="owners">Whose each prompt is, for those notes.</param>
+    /// <param name="checkChunks">Called with each prompt's chunks before any encoder runs; it throws to refuse them.</param>
+    /// <exception cref="ArgumentException">A prompt is too long, or <paramref name="checkChunks"/> refuses it.</exception>
     public EncodedTexts Encode(IReadOnlyList<string> prompts, CancellationToken cancellationToken = default, ILogger? logger = null,
-        IReadOnlyList<TextOwner>? owners = null)
+        IReadOnlyList<TextOwner>? owners = null, Action<TextOwner, Tokenization.PromptChunks>? checkChunks = null)
     {
-        var first = Primary.EncodeWithPooled(prompts, cancellationToken, logger, owners);
-        if (Encoders.Count == 1 || prompts.Count == 0) return first;
-        var second = Encoders[1].EncodeWithPooled(prompts, cancellationToken, null, owners);
-        int rows = prompts.Count * SequenceLength;
+        ArgumentNullException.ThrowIfNull(prompts);
+        if (prompts.Count == 0) return new EncodedTexts([], null, []);
+        var tokens = Primary.Tokenize(prompts, owners, logger, checkChunks);
+        var tokens2 = Encoders.Count == 2 ? Encoders[1].Tokenize(prompts, owners) : null;
+        for (int i = 0; tokens2 is not null && i < tokens.Length; i++)
+            if (tokens[i].ChunkCount != tokens2[i].ChunkCount)
+                throw new InvalidDataException(
+                    $"{(owners?[i] ?? TextOwner.InBatch(i)).SentenceStart} takes {tokens[i].ChunkCount} chunks with {Primary.ComponentName}'s tokenizer and {tokens2[i].ChunkCount} with " +
+                    $"{Encoders[1].ComponentName}'s; their embeddings cannot be concatenated. The two tokenizers should share CLIP's vocabulary.");
+        var first = Primary.EncodeChunks(tokens, cancellationToken);
+        if (tokens2 is null) return first;
+        var second = Encoders[1].EncodeChunks(tokens2, cancellationToken);
+        int rows = first.ChunkCounts.Sum() * SequenceLength;
         int d1 = first.Hidden.Length / rows, d2 = second.Hidden.Length / rows;
         var hidden = new float[rows * (d1 + d2)];
         for (int r = 0; r < rows; r++)
@@ -63,7 +78,7 @@ internal sealed class PromptEncoder : IDisposable
             first.Hidden.AsSpan(r * d1, d1).CopyTo(hidden.AsSpan(r * (d1 + d2), d1));
             second.Hidden.AsSpan(r * d2, d2).CopyTo(hidden.AsSpan(r * (d1 + d2) + d1, d2));
         }
-        return new EncodedTexts(hidden, second.Pooled);
+        return new EncodedTexts(hidden, second.Pooled, first.ChunkCounts);
     }
 
     /// <summary>Disposes every encoder.</summary>

@@ -8,7 +8,7 @@ namespace MLNet.Diffusion.TextEncoding;
 
 /// <summary>
 /// A CLIP text encoder (<c>text_encoder/model.onnx</c>, or SDXL's <c>text_encoder_2/model.onnx</c>): prompts → token ids →
-/// per-token embeddings [N, 77, D] that condition every UNet call, and, when the model has one, a pooled embedding [N, P].
+/// per-token embeddings [N, 77·k, D] (k chunks of 77 positions) that condition every UNet call, and, when the model has one, a pooled embedding [N, P].
 /// The id input may be int32 (diffusers' export) or int64 (Optimum's); D is 768 for SD 1.x, 1024 for SD 2.x, 768 and 1280
 /// for SDXL's two encoders.
 /// </summary>
@@ -20,12 +20,16 @@ namespace MLNet.Diffusion.TextEncoding;
 /// what it has. Pooled: <c>text_embeds</c> (CLIPTextModelWithProjection), else <c>pooler_output</c>, else none.</para>
 /// </remarks>
 /// <remarks>
-/// Prompts longer than the tokenizer's 77 positions (BOS + 75 tokens + EOS) are truncated, as diffusers'
-/// pipelines do, and a warning names the prompt; chunking is not done because CLIP's position embeddings
-/// stop at 77. An image prompt with no tokens (empty, or only spaces) is encoded as the empty prompt, which makes the
+/// Prompts longer than the tokenizer's 77 positions (BOS + 75 tokens + EOS) are split into chunks of 77 as AUTOMATIC1111
+/// does (<see cref="PromptChunker"/>), each encoded as a row of its own, and a note names the prompt. An image prompt with no tokens (empty, or only spaces) is encoded as the empty prompt, which makes the
 /// image unconditional; that is logged too (Information), since it is usually a missing value rather than a choice.
 /// Both notes name each text by its <see cref="TextOwner"/>: the caller's words for it (a data row, an image), so that
 /// this is the one place where prompts are checked and the messages are made.
+/// </remarks>
+/// <remarks>
+/// Textual inversion (<see cref="TextualInversionSet"/>): the encoder is then created with its tokenizer's trigger words
+/// added (ids from the vocabulary size on) and its token-embedding table replaced, in the session only, by one extended
+/// with the embeddings' vectors; the model file is not changed. A trigger's ids count towards the 75 content tokens.
 /// </remarks>
 internal sealed class TextEncoder : OnnxModelComponent
 {
@@ -45,12 +49,30 @@ internal sealed class TextEncoder : OnnxModelComponent
     /// <exception cref="InvalidDataException">The model does not have <c>input_ids</c> (int32/int64, rank 2), or lacks the
     /// hidden state <paramref name="layer"/> asks for; the message lists its outputs.</exception>
     public TextEncoder(string componentName, string modelPath, ClipTokenizer tokenizer, OnnxSessionFactory sessions, TextEncoderLayer layer)
-        : base(componentName, modelPath, sessions)
+        : this(componentName, modelPath, tokenizer, sessions, layer, null)
+    {
+    }
+
+    /// <summary>Loads the encoder <paramref name="componentName"/> with textual-inversion <paramref name="embeddings"/>: its
+    /// tokenizer gets their trigger words and its session an extended token-embedding table (see
+    /// <see cref="TextualInversionSet.ForEncoder"/>); null or none loads it as it is.</summary>
+    /// <exception cref="InvalidDataException">As the other constructor; also when the embeddings cannot be given to this
+    /// encoder (no unambiguous token table, vectors of another width).</exception>
+    public TextEncoder(string componentName, string modelPath, ClipTokenizer tokenizer, OnnxSessionFactory sessions, TextEncoderLayer layer,
+        TextualInversionSet? embeddings)
+        : this(componentName, modelPath, sessions, layer, tokenizer,
+            embeddings is null || !File.Exists(modelPath) ? null : embeddings.ForEncoder(componentName, modelPath, tokenizer)) // a missing file is reported by the base
+    {
+    }
+
+    private TextEncoder(string componentName, string modelPath, OnnxSessionFactory sessions, TextEncoderLayer layer, ClipTokenizer tokenizer,
+        TextualInversionSet.EncoderTable? table)
+        : base(componentName, modelPath, sessions, false, table is null ? null : [new(table.InitializerName, table.Table)])
     {
         try
         {
             ArgumentNullException.ThrowIfNull(tokenizer);
-            Tokenizer = tokenizer;
+            Tokenizer = table?.Tokenizer ?? tokenizer;
             Layer = layer;
             _ids = Require(true, "input_ids", [TensorElementType.Int32, TensorElementType.Int64], 2);
             CheckDimension(_ids, 1, tokenizer.MaxLength, "sequence length");
@@ -126,51 +148,93 @@ internal sealed class TextEncoder : OnnxModelComponent
     /// <summary>Prompts encoded so far, over all runs.</summary>
     public long EncodedPromptCount => Interlocked.Read(ref _rows);
 
-    /// <summary>Encodes prompts into [N, 77, D] embeddings, flattened (the pooled output is not read).</summary>
+    /// <summary>Encodes prompts into [N, 77·k, D] embeddings, flattened (the pooled output is not read).</summary>
     public float[] Encode(IReadOnlyList<string> prompts, CancellationToken cancellationToken = default, ILogger? logger = null,
         IReadOnlyList<TextOwner>? owners = null) => EncodeWithPooled(prompts, cancellationToken, logger, owners).Hidden;
 
-    /// <summary>Encodes prompts into [N, 77, D] embeddings and, when the model has a pooled output, [N, P] pooled embeddings, flattened.</summary>
-    /// <param name="prompts">The prompts; null entries are not allowed, empty ones are (the unconditional prompt).</param>
-    /// <param name="cancellationToken">Checked before the run, and terminates a running one.</param>
-    /// <param name="logger">Receives a warning for each prompt that is truncated, and a note (Information) for each image
-    /// prompt that has no tokens; null for none.</param>
-    /// <param name="owners">Whose each prompt is, for those messages (one per prompt); null names them by their 1-based
-    /// position in the batch and takes none for an image's prompt.</param>
-    /// <exception cref="ArgumentException"><paramref name="owners"/> does not have one entry per prompt.</exception>
-    /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
-    public EncodedTexts EncodeWithPooled(IReadOnlyList<string> prompts, CancellationToken cancellationToken = default, ILogger? logger = null,
-        IReadOnlyList<TextOwner>? owners = null)
+    /// <summary>
+    /// Tokenizes prompts into chunks (<see cref="PromptChunker"/>): a plain prompt as one run, a prompt in the attention
+    /// syntax as its parsed runs.
+    /// </summary>
+    /// <param name="prompts">The prompts; null entries are not allowed.</param>
+    /// <param name="owners">Whose each prompt is (null: by position), for the messages.</param>
+    /// <param name="logger">Receives a note (Information) for each prompt of more than one chunk and for each image
+    /// prompt that has no tokens, and a warning for each prompt cut at <see cref="PromptChunker.MaxChunks"/> chunks; null for none.</param>
+    /// <param name="checkChunks">Called with each prompt's chunks before anything runs; it throws to refuse them (the UNet's
+    /// sequence axis); null for none.</param>
+    /// <exception cref="ArgumentException"><paramref name="owners"/> does not have one entry per prompt, or <paramref name="checkChunks"/> refuses a prompt.</exception>
+    public PromptChunks[] Tokenize(IReadOnlyList<string> prompts, IReadOnlyList<TextOwner>? owners, ILogger? logger = null,
+        Action<TextOwner, PromptChunks>? checkChunks = null)
     {
         ArgumentNullException.ThrowIfNull(prompts);
         if (owners is not null && owners.Count != prompts.Count)
             throw new ArgumentException($"{owners.Count} owners for {prompts.Count} prompts.", nameof(owners));
-        if (prompts.Count == 0) return new EncodedTexts([], null);
+        var chunks = new PromptChunks[prompts.Count];
+        for (int i = 0; i < chunks.Length; i++)
+        {
+            var owner = owners?[i] ?? TextOwner.InBatch(i);
+            var prompt = prompts[i] ?? throw new ArgumentNullException(nameof(prompts), $"{owner.SentenceStart} is null.");
+            var fragments = PromptAttention.IsPlain(prompt) ? [new PromptFragment(prompt, 1.0)] : PromptAttention.Parse(prompt);
+            chunks[i] = PromptChunker.Split(Tokenizer, fragments);
+            checkChunks?.Invoke(owner, chunks[i]);
+            if (logger is not null) Note(logger, prompt, chunks[i], owner);
+        }
+        return chunks;
+    }
+
+    /// <summary>
+    /// Encodes prompts into per-token embeddings and, when the model has a pooled output, pooled embeddings, flattened:
+    /// each prompt's k chunks (<see cref="PromptChunker"/>) are encoded as k rows of one run, each chunk's emphasis applied
+    /// to its own [77, D] block, and the chunks' hidden states follow each other ([77·k, D], AUTOMATIC1111's
+    /// <c>torch.hstack(zs)</c>); the pooled embedding [P] is the first chunk's (A1111's <c>zs[0].pooled</c>). A plain
+    /// prompt of at most 75 tokens is one chunk, encoded exactly as before chunking.
+    /// </summary>
+    /// <param name="prompts">The prompts; null entries are not allowed, empty ones are (the unconditional prompt).</param>
+    /// <param name="cancellationToken">Checked before the run, and terminates a running one.</param>
+    /// <param name="logger">Receives the notes of <see cref="Tokenize"/>; null for none.</param>
+    /// <param name="owners">Whose each prompt is, for those messages (one per prompt); null names them by their 1-based
+    /// position in the batch and takes none for an image's prompt.</param>
+    /// <param name="checkChunks">See <see cref="Tokenize"/>.</param>
+    /// <exception cref="ArgumentException"><paramref name="owners"/> does not have one entry per prompt, or <paramref name="checkChunks"/> refuses a prompt.</exception>
+    /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
+    public EncodedTexts EncodeWithPooled(IReadOnlyList<string> prompts, CancellationToken cancellationToken = default, ILogger? logger = null,
+        IReadOnlyList<TextOwner>? owners = null, Action<TextOwner, PromptChunks>? checkChunks = null)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
+        if (prompts.Count == 0) return new EncodedTexts([], null, []);
+        ThrowIfDisposed();
+        return EncodeChunks(Tokenize(prompts, owners, logger, checkChunks), cancellationToken);
+    }
+
+    /// <summary>Encodes tokenized prompts (<see cref="Tokenize"/>) in one run of Σk rows; see <see cref="EncodeWithPooled"/>.</summary>
+    public EncodedTexts EncodeChunks(IReadOnlyList<PromptChunks> prompts, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
+        if (prompts.Count == 0) return new EncodedTexts([], null, []);
         ThrowIfDisposed();
         cancellationToken.ThrowIfCancellationRequested();
-        int n = prompts.Count, len = SequenceLength;
-        var ids = new int[n * len];
-        float[]? weights = null; // per token, only when a prompt uses the attention syntax
-        for (int i = 0; i < n; i++)
+        int len = SequenceLength, rows = 0;
+        var chunkCounts = new int[prompts.Count];
+        bool weighted = false;
+        for (int i = 0; i < chunkCounts.Length; i++)
         {
-            var prompt = prompts[i] ?? throw new ArgumentNullException(nameof(prompts), $"{(owners?[i] ?? TextOwner.InBatch(i)).SentenceStart} is null.");
-            int tokens;
-            bool truncated;
-            if (PromptAttention.IsPlain(prompt))
-                tokens = Tokenizer.Encode(prompt, ids.AsSpan(i * len, len), out truncated);
-            else
-            {
-                weights ??= CreateUnitWeights(n * len);
-                tokens = Tokenizer.EncodeWeighted(PromptAttention.Parse(prompt), ids.AsSpan(i * len, len), weights.AsSpan(i * len, len), out truncated);
-            }
-            if (logger is not null) Note(logger, prompt, tokens, truncated, owners?[i] ?? TextOwner.InBatch(i));
+            chunkCounts[i] = prompts[i].ChunkCount;
+            rows += chunkCounts[i];
+            weighted |= prompts[i].Weights is not null;
         }
-        using var input = OrtTensor.Create(_ids.ElementType, n, len);
+        var ids = new int[rows * len];
+        float[]? weights = weighted ? CreateUnitWeights(rows * len) : null; // per token, only when a prompt has a weight other than 1
+        for (int i = 0, offset = 0; i < chunkCounts.Length; offset += prompts[i++].Ids.Length)
+        {
+            prompts[i].Ids.CopyTo(ids, offset);
+            prompts[i].Weights?.CopyTo(weights!, offset);
+        }
+        using var input = OrtTensor.Create(_ids.ElementType, rows, len);
         input.Write(ids);
         using var runOptions = new RunOptions();
         using var registration = cancellationToken.Register(() => runOptions.Terminate = true);
         Interlocked.Increment(ref _runs);
-        Interlocked.Add(ref _rows, n);
+        Interlocked.Add(ref _rows, prompts.Count);
         IDisposableReadOnlyCollection<OrtValue> outputs;
         try
         {
@@ -185,24 +249,34 @@ internal sealed class TextEncoder : OnnxModelComponent
         using var _ = outputs;
         var info = outputs[0].GetTensorTypeAndShape();
         var shape = info.Shape;
-        if (shape.Length != 3 || shape[0] != n || shape[1] != len)
-            throw new InvalidDataException($"The {ComponentName} model '{ModelPath}' returned {_hiddenName} of shape [{string.Join(", ", shape)}], expected [{n}, {len}, D].");
+        if (shape.Length != 3 || shape[0] != rows || shape[1] != len)
+            throw new InvalidDataException($"The {ComponentName} model '{ModelPath}' returned {_hiddenName} of shape [{string.Join(", ", shape)}], expected [{rows}, {len}, D].");
         EmbeddingWidth = (int)shape[2];
-        var result = new float[n * len * EmbeddingWidth];
+        var result = new float[rows * len * EmbeddingWidth];
         OrtTensor.ReadFloats(outputs[0], info.ElementDataType, result);
-        if (weights is not null) ApplyEmphasis(result, weights, n, len, EmbeddingWidth);
+        if (weights is not null) ApplyEmphasis(result, weights, rows, len, EmbeddingWidth);
         float[]? pooled = null;
         if (_pooledName is not null)
         {
             var pooledInfo = outputs[1].GetTensorTypeAndShape();
             var pooledShape = pooledInfo.Shape;
-            if (pooledShape.Length != 2 || pooledShape[0] != n)
-                throw new InvalidDataException($"The {ComponentName} model '{ModelPath}' returned {_pooledName} of shape [{string.Join(", ", pooledShape)}], expected [{n}, P].");
+            if (pooledShape.Length != 2 || pooledShape[0] != rows)
+                throw new InvalidDataException($"The {ComponentName} model '{ModelPath}' returned {_pooledName} of shape [{string.Join(", ", pooledShape)}], expected [{rows}, P].");
             PooledWidth = (int)pooledShape[1];
-            pooled = new float[n * PooledWidth];
-            OrtTensor.ReadFloats(outputs[1], pooledInfo.ElementDataType, pooled);
+            var all = new float[rows * PooledWidth];
+            OrtTensor.ReadFloats(outputs[1], pooledInfo.ElementDataType, all);
+            pooled = rows == prompts.Count ? all : FirstChunkRows(all, chunkCounts, PooledWidth);
         }
-        return new EncodedTexts(result, pooled);
+        return new EncodedTexts(result, pooled, chunkCounts);
+    }
+
+    /// <summary>Each prompt's first chunk's row of <paramref name="all"/> (one row of <paramref name="width"/> per chunk).</summary>
+    private static float[] FirstChunkRows(float[] all, int[] chunkCounts, int width)
+    {
+        var first = new float[chunkCounts.Length * width];
+        for (int i = 0, row = 0; i < chunkCounts.Length; row += chunkCounts[i++])
+            all.AsSpan(row * width, width).CopyTo(first.AsSpan(i * width, width));
+        return first;
     }
 
     private static float[] CreateUnitWeights(int length)
@@ -240,14 +314,18 @@ internal sealed class TextEncoder : OnnxModelComponent
         }
     }
 
-    /// <summary>The notes on one prompt: truncated (Warning), or an image prompt with no tokens (Information).</summary>
-    private void Note(ILogger logger, string prompt, int tokens, bool truncated, TextOwner owner)
+    /// <summary>The notes on one prompt: cut at the chunk limit (Warning), more than one chunk (Information), or an image
+    /// prompt with no tokens (Information).</summary>
+    private void Note(ILogger logger, string prompt, PromptChunks chunks, TextOwner owner)
     {
-        int kept = SequenceLength - 2;
-        if (truncated)
-            logger.LogWarning("{Owner} has more than {Kept} tokens; only the first {Kept} are used (CLIP reads {Positions} positions): \"{Prompt}\"",
-                owner.SentenceStart, kept, kept, SequenceLength, prompt.Length > 80 ? prompt[..80] + "…" : prompt);
-        else if (tokens == 0 && owner.IsImagePrompt)
+        int kept = PromptChunker.MaxChunks * (SequenceLength - 2);
+        if (chunks.Truncated)
+            logger.LogWarning("{Owner} has more than {Kept} tokens; only the first {Chunks} chunks ({Kept} tokens at most) are used: \"{Prompt}\"",
+                owner.SentenceStart, kept, PromptChunker.MaxChunks, kept, prompt.Length > 80 ? prompt[..80] + "…" : prompt);
+        else if (chunks.ChunkCount > 1)
+            logger.LogInformation("{Owner} has {Tokens} tokens in {Chunks} chunks (each at most {Kept} tokens, split at BREAK and, as AUTOMATIC1111 does, after a comma near a chunk's end); each chunk is encoded with its own start and end tokens and the embeddings are concatenated: \"{Prompt}\"",
+                owner.SentenceStart, chunks.TokenCount, chunks.ChunkCount, SequenceLength - 2, prompt.Length > 80 ? prompt[..80] + "…" : prompt);
+        else if (chunks.TokenCount == 0 && owner.IsImagePrompt)
             logger.LogInformation("{Owner} is {What}, so its image is unconditional: generated with no prompt to follow.",
                 owner.SentenceStart, prompt.Length == 0 ? "empty" : "only spaces");
     }
@@ -263,5 +341,8 @@ internal enum TextEncoderLayer
     Penultimate,
 }
 
-/// <summary>One encoder run's outputs: per-token embeddings [N·77·D] and, when the model has them, pooled embeddings [N·P].</summary>
-internal sealed record EncodedTexts(float[] Hidden, float[]? Pooled);
+/// <summary>
+/// One encoder run's outputs: per-token embeddings, prompt i's [77·kᵢ·D] after prompt i − 1's, and, when the model has them,
+/// pooled embeddings [N·P] (each prompt's first chunk's); <paramref name="ChunkCounts"/> gives each kᵢ.
+/// </summary>
+internal sealed record EncodedTexts(float[] Hidden, float[]? Pooled, int[] ChunkCounts);

@@ -48,15 +48,41 @@ internal sealed class ClipTokenizer
     /// <summary>The longest vocabulary entry in characters (without the end-of-word suffix): no token covers more of the prepared text.</summary>
     private readonly int _longestToken;
 
-    private ClipTokenizer(BpeTokenizer bpe, int maxLength, int bosId, int eosId, int padId)
+    /// <summary>Words added beyond the vocabulary (textual inversion), or null.</summary>
+    private readonly AddedTokens? _added;
+
+    private ClipTokenizer(BpeTokenizer bpe, int maxLength, int bosId, int eosId, int padId, AddedTokens? added = null)
     {
         _bpe = bpe;
-        _longestToken = Math.Max(1, bpe.Vocabulary.Keys.Max(k => k.EndsWith("</w>", StringComparison.Ordinal) ? k.Length - 4 : k.Length));
+        _added = added is { Count: > 0 } ? added : null;
+        _longestToken = Math.Max(Math.Max(1, bpe.Vocabulary.Keys.Max(k => k.EndsWith("</w>", StringComparison.Ordinal) ? k.Length - 4 : k.Length)),
+            _added?.LongestTrigger ?? 0);
         MaxLength = maxLength;
         BosId = bosId;
         EosId = eosId;
         PadId = padId;
+        CommaId = bpe.Vocabulary.TryGetValue(",</w>", out int comma) ? comma : null;
+        VocabularySize = bpe.Vocabulary.Values.Max() + 1;
     }
+
+    /// <summary>One more than the largest id of the vocabulary: the rows of the text encoder's token-embedding table, and
+    /// the first id an added token takes.</summary>
+    public int VocabularySize { get; }
+
+    /// <summary>The words added beyond the vocabulary, or null.</summary>
+    public AddedTokens? Added => _added;
+
+    /// <summary>This tokenizer with <paramref name="added"/> words (replacing any it had): each, found in a prompt as a whole
+    /// word, becomes its ids (see <see cref="AddedTokens"/>); prompts without them encode as before.</summary>
+    public ClipTokenizer WithAddedTokens(AddedTokens? added) => new(_bpe, MaxLength, BosId, EosId, PadId, added);
+
+    /// <summary>The content ids of prepared text, at most <paramref name="maxCount"/>: the added words' ids where they
+    /// occur, CLIP's BPE everywhere else.</summary>
+    private IReadOnlyList<int> EncodeIds(string prepared, int maxCount) =>
+        _added is null ? Bpe(prepared, maxCount) : _added.Encode(prepared, maxCount, Bpe);
+
+    private IReadOnlyList<int> Bpe(string prepared, int maxCount) =>
+        _bpe.EncodeToIds(prepared, maxCount, out _, out _, considerPreTokenization: true, considerNormalization: false);
 
     /// <summary>How many ids <see cref="Encode(string)"/> gives (77 for CLIP).</summary>
     public int MaxLength { get; }
@@ -66,6 +92,9 @@ internal sealed class ClipTokenizer
 
     /// <summary>The vocabulary's id of the end token (<c>&lt;|endoftext|&gt;</c> unless configured otherwise).</summary>
     public int EosId { get; }
+
+    /// <summary>The id of a comma that ends a word (<c>,&lt;/w&gt;</c>), where a long prompt prefers to be split into chunks; null when the vocabulary lacks it.</summary>
+    public int? CommaId { get; }
 
     /// <summary>The vocabulary's id of the pad token: <see cref="EosId"/> for Stable Diffusion 1.x, the id of <c>"!"</c> for 2.x and SDXL's second tokenizer.</summary>
     public int PadId { get; }
@@ -170,7 +199,7 @@ internal sealed class ClipTokenizer
     /// <param name="truncated">Whether the content had more than <c>MaxLength - 2</c> tokens and was cut.</param>
     /// <returns>The number of content tokens (start, end and padding not counted), counted up to <c>MaxLength - 1</c>:
     /// a value above <c>MaxLength - 2</c> means the prompt was truncated. Counting stops there so that a huge prompt
-    /// costs no more than its first tokens (use <see cref="EncodeContent"/> for the full count).</returns>
+    /// costs no more than its first tokens (use <see cref="EncodeContent(string)"/> for the full count).</returns>
     /// <exception cref="ArgumentNullException"><paramref name="text"/> is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="destination"/> is shorter than <see cref="MaxLength"/>.</exception>
     public int Encode(string text, Span<int> destination, out bool truncated)
@@ -186,7 +215,7 @@ internal sealed class ClipTokenizer
         string prepared = LimitForEncoding(Prepare(text), capacity + 1);
         IReadOnlyList<int> content = prepared.Length == 0
             ? Array.Empty<int>()
-            : _bpe.EncodeToIds(prepared, capacity + 1, out _, out _, considerPreTokenization: true, considerNormalization: false);
+            : EncodeIds(prepared, capacity + 1);
         int kept = Math.Min(content.Count, capacity);
         truncated = content.Count > capacity;
 
@@ -239,7 +268,7 @@ internal sealed class ClipTokenizer
             string prepared = LimitForEncoding(Prepare(fragment.Text), capacity - kept + 1);
             IReadOnlyList<int> ids = prepared.Length == 0
                 ? Array.Empty<int>()
-                : _bpe.EncodeToIds(prepared, capacity - kept + 1, out _, out _, considerPreTokenization: true, considerNormalization: false);
+                : EncodeIds(prepared, capacity - kept + 1);
             int take = Math.Min(ids.Count, capacity - kept);
             for (int i = 0; i < take; i++)
             {
@@ -266,7 +295,22 @@ internal sealed class ClipTokenizer
         string prepared = Prepare(text);
         return prepared.Length == 0
             ? Array.Empty<int>()
-            : _bpe.EncodeToIds(prepared, considerPreTokenization: true, considerNormalization: false);
+            : EncodeIds(prepared, int.MaxValue);
+    }
+
+    /// <summary>Encodes a prompt into its content ids only, as <see cref="EncodeContent(string)"/> does, but at most
+    /// <paramref name="maxTokens"/> + 1 of them (enough to know that the text has more), at a cost that does not grow with the text.</summary>
+    /// <param name="text">The prompt; any string, empty included.</param>
+    /// <param name="maxTokens">How many ids the caller has room for (0 or more).</param>
+    /// <returns>The first content ids, at most <paramref name="maxTokens"/> + 1.</returns>
+    public IReadOnlyList<int> EncodeContent(string text, int maxTokens)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        ArgumentOutOfRangeException.ThrowIfNegative(maxTokens);
+        string prepared = LimitForEncoding(Prepare(text), maxTokens + 1);
+        return prepared.Length == 0
+            ? Array.Empty<int>()
+            : EncodeIds(prepared, maxTokens + 1);
     }
 
     /// <summary>

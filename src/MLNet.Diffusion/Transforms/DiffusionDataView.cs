@@ -268,12 +268,28 @@ internal static class OutputGetters
                     OutputRole.NegativePooledEmbedding => outputs.NegativePooledEmbedding,
                     _ => outputs.Latents,
                 } ?? throw new InvalidOperationException($"Column '{output.Name}' was not computed.");
+                if (output.Role is OutputRole.PromptEmbedding or OutputRole.NegativeEmbedding) CheckOneChunk(output, source, position());
                 var editor = VBufferEditor.Create(ref value, source.Length);
                 source.CopyTo(editor.Values);
                 value = editor.Commit();
             }),
         };
         return (ValueGetter<TValue>)getter;
+    }
+
+    /// <summary>
+    /// The embedding columns hold one chunk of 77 token positions ([77, D]): a long prompt's chunks (more than 75 tokens,
+    /// or <c>BREAK</c>) do not fit, and are refused with the column named rather than cut.
+    /// </summary>
+    private static void CheckOneChunk(OutputColumn output, float[] values, long position)
+    {
+        if (output.Type is not VectorDataViewType { Size: > 0 } type || values.Length == type.Size) return;
+        int chunkLength = type.Dimensions.Length == 2 ? type.Dimensions[0] : 0;
+        string chunks = chunkLength > 0 && values.Length % type.Size == 0 ? $"{values.Length / type.Size} chunks of {chunkLength} positions" : $"{values.Length} values";
+        throw new InvalidOperationException(
+            $"Column '{output.Name}' holds the text embeddings of one chunk of {chunkLength} token positions ({type.Size} values), but the text of row {position + 1} " +
+            $"takes {chunks}: a prompt of more than {chunkLength - 2} tokens, or with BREAK, is split into chunks, which this column cannot carry. " +
+            "Shorten the prompt, or generate with ml.Transforms.GenerateImages (one stage), which encodes and denoises long prompts.");
     }
 
     private static Delegate Typed<TValue, TActual>(OutputColumn output, ValueGetter<TActual> getter)

@@ -145,6 +145,7 @@ internal static class ModelLeases
             FallbackToCpu = options.FallbackToCpu ?? host.FallbackToCpu,
             IntraOpThreads = options.IntraOpThreads,
             LowMemory = options.LowMemory,
+            TextualInversions = options.TextualInversions is null ? new Dictionary<string, string?>() : new Dictionary<string, string?>(options.TextualInversions),
         };
     }
 

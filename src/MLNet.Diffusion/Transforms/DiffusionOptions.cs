@@ -177,6 +177,13 @@ public sealed class DiffusionOptions
     public bool LowMemory { get; set; }
 
     /// <summary>
+    /// Textual-inversion embedding files to load with the model: path → trigger word, or null for the file's own
+    /// (<see cref="DiffusionRuntimeOptions.TextualInversions"/>). Default: none. Saved by <see cref="DiffusionModelSaver"/>
+    /// as given (the files are read again when the model is loaded back).
+    /// </summary>
+    public IDictionary<string, string?> TextualInversions { get; set; } = new Dictionary<string, string?>();
+
+    /// <summary>
     /// Receives progress while batches are generated: the batch's first row and size, and the engine's stage and step
     /// (one report per UNet call). Reports come on the thread that reads the generated column. Not saved by
     /// <see cref="DiffusionModelSaver"/> (pass it again through the <c>configure</c> argument of its <c>Load</c>).
@@ -206,8 +213,13 @@ public sealed class DiffusionOptions
     internal static string PooledColumnOf(string? configured, string embeddingColumn) =>
         string.IsNullOrWhiteSpace(configured) ? embeddingColumn + "Pooled" : configured;
 
-    /// <summary>A shallow copy.</summary>
-    public DiffusionOptions Clone() => (DiffusionOptions)MemberwiseClone();
+    /// <summary>A shallow copy, except that <see cref="TextualInversions"/> is copied.</summary>
+    public DiffusionOptions Clone()
+    {
+        var copy = (DiffusionOptions)MemberwiseClone();
+        copy.TextualInversions = TextualInversions is null ? new Dictionary<string, string?>() : new Dictionary<string, string?>(TextualInversions);
+        return copy;
+    }
 
     internal GenerationOptions ToGenerationOptions(int steps, int? width, int? height) =>
         new()

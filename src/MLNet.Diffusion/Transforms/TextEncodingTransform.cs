@@ -3,6 +3,7 @@ using Microsoft.ML;
 using MLNet.Diffusion.Pipeline;
 using MLNet.Diffusion.TextEncoding;
 using MLNet.Diffusion.Transforms;
+using MLNet.Diffusion.Tokenization;
 
 namespace MLNet.Diffusion;
 
@@ -116,6 +117,25 @@ public sealed class TextEncodingTransformer : DiffusionTransformerBase
 
     internal override IReadOnlyList<OutputColumn> Outputs { get; }
 
+    /// <summary>
+    /// Prompt editing and alternation (<c>[from:to:when]</c>, <c>[a|b]</c>) change the conditioning from one UNet call to the
+    /// next, which one embedding per row cannot hold: this stage refuses them, naming the column and row, rather than
+    /// encoding their brackets as emphasis. The whole <c>GenerateImages</c> stage follows such schedules.
+    /// </summary>
+    private void RefuseScheduledPrompts(IReadOnlyList<ImageSlot> slots, bool prompts, IReadOnlyList<ImageSlot> negativeSlots)
+    {
+        foreach (var (column, slot, text) in (prompts ? slots.Select(s => (PromptColumnName, s, s.Inputs.Prompt)) : [])
+                     .Concat(negativeSlots.Select(s => (Settings.NegativePromptColumnName!, s, s.Inputs.NegativePrompt!))))
+        {
+            if (!PromptSchedule.IsScheduled(text)) continue;
+            string row = Generation.RowName(slot);
+            throw new ArgumentException(
+                    $"{char.ToUpperInvariant(row[0])}{row[1..]}: the text in column '{column}' uses prompt editing or alternation (\"{text}\"), which changes the " +
+                    "conditioning during denoising; the text-encoding stage makes one embedding per row. Generate with the GenerateImages stage, " +
+                    "which encodes and denoises together and follows the schedule, or write a literal bracket as \\[ and \\].");
+        }
+    }
+
     internal override SlotOutputs[] Compute(IReadOnlyList<ImageSlot> slots, OutputSet needed)
     {
         var result = slots.Select(_ => new SlotOutputs()).ToArray();
@@ -134,6 +154,7 @@ public sealed class TextEncodingTransformer : DiffusionTransformerBase
         var negativeSlots = negatives ? slots.Where(s => !StableDiffusionPipeline.IsNoNegativePrompt(s.Inputs.NegativePrompt)).ToArray() : [];
         texts.AddRange(negativeSlots.Select(s => s.Inputs.NegativePrompt));
         owners.AddRange(negativeSlots.Select(s => TextOwner.NegativePromptOf(Generation.RowName(s))));
+        RefuseScheduledPrompts(slots, prompts, negativeSlots);
         var encoded = Generation.Encode(texts, owners, BatchRun.For(slots, Settings));
         int negative = prompts ? result.Length : 0;
         for (int i = 0; i < result.Length; i++)

@@ -13,6 +13,7 @@ public class DemoModelBuilderTests(DemoModelFixture model, ITestOutputHelper out
         "tokenizer/vocab.json", "tokenizer/merges.txt", "tokenizer/tokenizer_config.json", "tokenizer/special_tokens_map.json",
         "text_encoder/model.onnx", "text_encoder/config.json", "unet/model.onnx", "unet/config.json",
         "vae_encoder/model.onnx", "vae_encoder/config.json", "vae_decoder/model.onnx", "vae_decoder/config.json",
+        "controlnet/model.onnx", DemoModelBuilder.OutlineControlNetFolder + "/model.onnx",
         "README.md", DemoModelBuilder.StampFile,
     ];
 

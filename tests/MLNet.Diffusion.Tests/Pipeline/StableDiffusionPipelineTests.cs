@@ -318,14 +318,15 @@ public class StableDiffusionPipelineTests
     }
 
     [Fact]
-    public void LongPromptIsTruncatedWithAWarning()
+    public void LongPromptIsEncodedInChunksWithANote()
     {
         using var folder = TestModelFactory.CreateTemp();
         var logger = new ListLogger();
         using var pipeline = StableDiffusionPipeline.Load(folder.Path, new DiffusionRuntimeOptions { Logger = logger });
         string longPrompt = string.Join(' ', Enumerable.Repeat("red cat", 60));
         pipeline.Generate(longPrompt, 0, new GenerationOptions { Steps = 1 }).Image.Dispose();
-        Assert.Contains(logger.Entries, e => e.Level == LogLevel.Warning && e.Message.Contains("only the first 75"));
+        Assert.Contains(logger.Entries, e => e.Level == LogLevel.Information && e.Message.Contains("has 120 tokens in 2 chunks"));
+        Assert.DoesNotContain(logger.Entries, e => e.Level == LogLevel.Warning);
     }
 
     [Fact]

@@ -82,7 +82,7 @@ internal static class TestModelGraphs
         var g = new OnnxGraphBuilder("oracle_unet");
         var sample = In(g, g.Input("sample", FloatType(o), "batch", o.UnetInChannels, "height", "width"), o);
         var timestep = TimestepInput(g, o);
-        var context = In(g, g.Input("encoder_hidden_states", FloatType(o), "batch", "sequence", d), o);
+        var context = In(g, g.Input("encoder_hidden_states", FloatType(o), "batch", o.UnetSequenceLength is int fixedLength ? fixedLength : "sequence", d), o);
 
         // Target z(c) = tanh(mean_p(c)·W) as [B, 4, 1, 1].
         var pre = g.MatMul(g.ReduceMean(context, [1], keepDims: false), g.Initializer("target_projection", Tables(d).W, d, 4));

@@ -53,6 +53,13 @@ public sealed record TestModelOptions
     /// <summary>"epsilon", "v_prediction" or "sample": the UNet's output form, also written to the scheduler config.</summary>
     public string PredictionType { get; init; } = "epsilon";
 
+    /// <summary>
+    /// The UNet's <c>encoder_hidden_states</c> sequence axis: null (the default) leaves it dynamic ("sequence"), so prompts
+    /// of several chunks of 77 positions condition it; 77 fixes it, as some exports do. The oracle's target is the mean over
+    /// positions, so any length has a closed-form answer (<see cref="TestModelFactory.TargetLatent(ReadOnlySpan{float}, int)"/>).
+    /// </summary>
+    public int? UnetSequenceLength { get; init; }
+
     /// <summary>The VAE encoder's output form.</summary>
     public VaeEncoderForm Encoder { get; init; } = VaeEncoderForm.LatentSample;
 

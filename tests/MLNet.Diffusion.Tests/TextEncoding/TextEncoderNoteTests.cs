@@ -6,7 +6,7 @@ using MLNet.Diffusion.TextEncoding;
 namespace MLNet.Diffusion.Tests.TextEncoding;
 
 /// <summary>
-/// The text encoder's notes on prompts name each prompt as its caller counts (issue 13: the long-prompt warning said
+/// The text encoder's notes on prompts name each prompt as its caller counts (issue 13: the long-prompt note said
 /// "Prompt 1", a position in the encoder's batch, and an empty prompt generated an unconditional image silently).
 /// </summary>
 public sealed class TextEncoderNoteTests : IDisposable
@@ -32,20 +32,20 @@ public sealed class TextEncoderNoteTests : IDisposable
     }
 
     [Fact]
-    public void TheLongPromptWarningNamesTheOwnerTheCallerGives()
+    public void TheLongPromptNoteNamesTheOwnerTheCallerGives()
     {
         var logger = Encode(["blue dog", LongPrompt], [TextOwner.PromptOf("data row 3"), TextOwner.PromptOf("data row 8")]);
-        var warning = Assert.Single(logger.Entries);
-        Assert.Equal(LogLevel.Warning, warning.Level);
-        Assert.StartsWith("The prompt of data row 8 has more than 75 tokens; only the first 75 are used", warning.Message);
+        var note = Assert.Single(logger.Entries);
+        Assert.Equal(LogLevel.Information, note.Level);
+        Assert.StartsWith("The prompt of data row 8 has 120 tokens in 2 chunks", note.Message);
     }
 
     /// <summary>Without owners a text is named by its 1-based position in the batch (the old warning said "Prompt 1" for the second).</summary>
     [Fact]
     public void WithoutOwnersATextIsNamedByItsOneBasedPosition()
     {
-        var warning = Assert.Single(Encode(["blue dog", LongPrompt]).Entries);
-        Assert.StartsWith("Text 2 of the batch has more than 75 tokens", warning.Message);
+        var note = Assert.Single(Encode(["blue dog", LongPrompt]).Entries);
+        Assert.StartsWith("Text 2 of the batch has 120 tokens in 2 chunks", note.Message);
     }
 
     [Fact]

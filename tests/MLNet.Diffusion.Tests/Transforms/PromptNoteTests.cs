@@ -6,7 +6,8 @@ namespace MLNet.Diffusion.Tests.Transforms;
 
 /// <summary>
 /// Messages about a prompt name the data row as users count rows (1-based), not the prompt's place in a batch: a prompt
-/// longer than CLIP's 75 tokens is truncated with a warning, and an empty prompt is noted as an unconditional image.
+/// longer than CLIP's 75 tokens is noted as encoded in chunks, and an empty prompt is noted as an unconditional image.
+/// The staged embedding column holds one chunk, so there the long prompt's row is refused, naming the column.
 /// </summary>
 public sealed class PromptNoteTests(TransformModelFixture model) : IClassFixture<TransformModelFixture>
 {
@@ -18,7 +19,7 @@ public sealed class PromptNoteTests(TransformModelFixture model) : IClassFixture
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
-    public void TruncationAndEmptyPromptMessagesNameTheDataRow(bool staged)
+    public void LongAndEmptyPromptMessagesNameTheDataRow(bool staged)
     {
         var ml = new MLContext();
         var messages = new List<string>();
@@ -29,14 +30,16 @@ public sealed class PromptNoteTests(TransformModelFixture model) : IClassFixture
         if (staged)
         {
             using var encoder = ml.Transforms.EncodePrompts(options).Fit(table);
-            _ = encoder.Transform(table).GetColumn<VBuffer<float>>("PromptEmbedding").ToArray();
+            var refused = Assert.Throws<InvalidOperationException>(() => encoder.Transform(table).GetColumn<VBuffer<float>>("PromptEmbedding").ToArray());
+            Assert.Contains("Column 'PromptEmbedding' holds the text embeddings of one chunk of 77 token positions", refused.Message);
+            Assert.Contains("the text of row 3 takes 2 chunks of 77 positions", refused.Message);
         }
         else
         {
             using var generator = ml.Transforms.GenerateImages(options).Fit(table);
             foreach (var image in generator.Transform(table).GetColumn<MLImage>("Image").ToArray()) image?.Dispose();
         }
-        Assert.Contains(messages, m => m.Contains("The prompt of data row 3 has more than 75 tokens", StringComparison.Ordinal));
+        Assert.Contains(messages, m => m.Contains("The prompt of data row 3 has 120 tokens in 2 chunks", StringComparison.Ordinal));
         Assert.Contains(messages, m => m.Contains("The prompt of data row 4 is only spaces, so its image is unconditional", StringComparison.Ordinal));
         Assert.DoesNotContain(messages, m => m.Contains("of the batch", StringComparison.Ordinal));
     }
