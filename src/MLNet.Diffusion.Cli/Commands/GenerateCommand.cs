@@ -52,6 +52,34 @@ internal sealed class GenerateCommand(CliEnvironment environment) : Command<Gene
         [Description("With --refiner: the fraction of the schedule the model runs before the refiner takes over, strictly between 0 and 1. Default 0.8.")]
         public float? DenoisingEnd { get; init; }
 
+        [CommandOption("--controlnet <DIR>")]
+        [Description("A ControlNet folder (model.onnx, OnnxStack's layout). Repeat for several ControlNets: their residuals are summed. Needs a model with a ControlNet-ready UNet and one --control-image per --controlnet, in order.")]
+        public string[] ControlNets { get; init; } = [];
+
+        [CommandOption("--control-image <PNG>")]
+        [Description("The control image of the --controlnet at the same position (an edge, depth, pose or scribble map; any size: resized to --size).")]
+        public string[] ControlImages { get; init; } = [];
+
+        [CommandOption("--control-scale <S>")]
+        [Description("ControlNet conditioning scale, default 1 (0 turns it off): once for every --controlnet, or once per --controlnet in order.")]
+        public float[] ControlScales { get; init; } = [];
+
+        [CommandOption("--control-start <F>")]
+        [Description("The fraction of the schedule where a ControlNet starts to apply, default 0: once, or once per --controlnet.")]
+        public float[] ControlStarts { get; init; } = [];
+
+        [CommandOption("--control-end <F>")]
+        [Description("The fraction of the schedule where a ControlNet stops applying, default 1: once, or once per --controlnet.")]
+        public float[] ControlEnds { get; init; } = [];
+
+        [CommandOption("--canny <LOW,HIGH>")]
+        [Description("Turn the control image into Canny edges with these thresholds first, e.g. 100,200: once, or once per --controlnet.")]
+        public string[] Canny { get; init; } = [];
+
+        [CommandOption("--guess-mode")]
+        [Description("ControlNet guess mode: the ControlNets see only the prompt's half of guidance and recognise the control image's content without a prompt.")]
+        public bool GuessMode { get; init; }
+
         /// <summary>Where the base hands over to the refiner: --denoising-end, else 0.8 (diffusers' examples).</summary>
         public float ResolvedDenoisingEnd => DenoisingEnd ?? DefaultDenoisingEnd;
 
@@ -73,6 +101,9 @@ internal sealed class GenerateCommand(CliEnvironment environment) : Command<Gene
                 if (InitImage is null && (Strength is not null || Mask is not null))
                     throw new UserException($"{(Mask is not null ? "--mask" : "--strength")} needs --init-image.");
                 OptionParsing.Check(SettingLimits.Strength("--strength", Strength));
+                ControlNetOptions.Validate(ControlNets, ControlImages, ControlScales, ControlStarts, ControlEnds, Canny, GuessMode);
+                if (ControlNets.Length > 0 && Refiner is not null)
+                    throw new UserException("--controlnet cannot be combined with --refiner (a refiner takes no ControlNet).");
                 foreach (var (option, path) in new[] { ("--init-image", InitImage), ("--mask", Mask) })
                     if (path is not null && !File.Exists(path)) throw new UserException($"{option}: the file '{Path.GetFullPath(path)}' does not exist.");
             }
@@ -99,9 +130,13 @@ internal sealed class GenerateCommand(CliEnvironment environment) : Command<Gene
                 Strength = settings.Strength,
             })
             .ToArray();
+        var controlNets = ControlNetOptions.Build(settings.ControlNets, settings.ControlImages, settings.ControlScales, settings.ControlStarts, settings.ControlEnds, settings.Canny, LoadImage!);
+        using var controlImages = new DisposeAll(controlNets.Select(c => c.Image));
         using var pipeline = ModelLocator.Load(settings, environment);
         using var refiner = settings.Refiner is null ? null : ModelLocator.Load(settings.Refiner, "--refiner", settings, environment);
         var options = settings.ToGenerationOptions();
+        options.ControlNets = controlNets;
+        options.ControlGuessMode = settings.GuessMode;
         var outDir = Path.GetFullPath(settings.Out);
         Directory.CreateDirectory(outDir);
         int size = pipeline.DefaultSize;
@@ -139,6 +174,17 @@ internal sealed class GenerateCommand(CliEnvironment environment) : Command<Gene
         foreach (var path in written) environment.Out.WriteLine(path);
         environment.Console.MarkupLineInterpolated($"[green]{written.Count} image(s) in {clock.Elapsed.TotalSeconds:F1} s.[/]");
         return 0;
+    }
+
+    /// <summary>Disposes the control images when the command ends.</summary>
+    private sealed class DisposeAll(IEnumerable<IDisposable?> items) : IDisposable
+    {
+        private readonly IDisposable?[] _items = [.. items];
+
+        public void Dispose()
+        {
+            foreach (var item in _items) item?.Dispose();
+        }
     }
 
     private static MLImage? LoadImage(string option, string? path)

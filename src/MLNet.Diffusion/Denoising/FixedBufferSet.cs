@@ -14,7 +14,7 @@ internal sealed class FixedBufferSet : IDisposable
     private readonly ExecutionDevice _device;
     private readonly UNet _unet;
 
-    internal FixedBufferSet(UNet unet, int graphId, int batch, int h, int w, int sequenceLength, int width, int[] extraWidths)
+    internal FixedBufferSet(UNet unet, int graphId, int batch, int h, int w, int sequenceLength, int width, int[] extraWidths, long[][] residualShapes)
     {
         _device = unet.Device;
         _unet = unet;
@@ -28,12 +28,15 @@ internal sealed class FixedBufferSet : IDisposable
             Output = Add(unet.AllocateDeviceTensor(unet.OutputSpec.ElementType, [batch, unet.OutChannels, h, w]));
             Extras = new OrtValue[unet.Extras.Count];
             for (int i = 0; i < Extras.Length; i++) Extras[i] = Add(unet.AllocateDeviceTensor(unet.Extras[i].Spec.ElementType, [batch, extraWidths[i]]));
+            Residuals = new OrtValue[residualShapes.Length];
+            for (int i = 0; i < Residuals.Length; i++) Residuals[i] = Add(unet.AllocateDeviceTensor(unet.Residuals[i].Spec.ElementType, residualShapes[i]));
             Binding = unet.CreateIoBinding();
             values.Add(Binding);
             Binding.BindInput("sample", Sample);
             Binding.BindInput("timestep", Timestep);
             Binding.BindInput("encoder_hidden_states", Hidden);
             for (int i = 0; i < Extras.Length; i++) Binding.BindInput(unet.Extras[i].Spec.Name, Extras[i]);
+            for (int i = 0; i < Residuals.Length; i++) Binding.BindInput(unet.Residuals[i].Spec.Name, Residuals[i]);
             Binding.BindOutput(unet.OutputSpec.Name, Output);
         }
         catch
@@ -58,6 +61,8 @@ internal sealed class FixedBufferSet : IDisposable
     public OrtValue Output { get; }
     /// <summary>The extra inputs, in <see cref="UNet.Extras"/> order.</summary>
     public OrtValue[] Extras { get; } = [];
+    /// <summary>The ControlNet residual inputs, in <see cref="UNet.Residuals"/> order (uploaded at each step).</summary>
+    public OrtValue[] Residuals { get; } = [];
     public OrtIoBinding Binding { get; }
 
     /// <summary>Held by the binding that uses the set.</summary>
@@ -103,6 +108,7 @@ internal sealed class FixedBufferSet : IDisposable
         Hidden.Dispose();
         Output.Dispose();
         foreach (var extra in Extras) extra?.Dispose();
+        foreach (var residual in Residuals) residual?.Dispose();
         Gate.Dispose();
     }
 }

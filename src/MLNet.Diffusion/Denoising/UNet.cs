@@ -40,6 +40,8 @@ internal sealed class UNet : OnnxModelComponent
                 ?? throw new InvalidDataException($"The unet model '{modelPath}' has no 'out_sample' output (it declares {string.Join(", ", Outputs.Values)}).");
             OutputSpec = Require(false, output, [TensorElementType.Float, TensorElementType.Float16], 4);
             Extras = UNetExtraInputs.Identify(Inputs, modelPath, guidanceEmbeddingWidth);
+            Residuals = ControlResiduals.Identify([.. Inputs.Values.Where(s => s.Rank == 4 && !UNetExtraInputs.CoreInputs.Contains(s.Name))], "unet", modelPath, "input");
+            foreach (var r in Residuals) ControlResiduals.Channels(r, null, modelPath);
             InChannels = SampleSpec.Dimensions[1] > 0 ? SampleSpec.Dimensions[1] : 4;
             if (InChannels is not (4 or 9))
                 throw new InvalidDataException($"The unet model '{modelPath}': sample has {InChannels} channels, expected 4 (text-to-image) or 9 (inpainting).");
@@ -68,6 +70,31 @@ internal sealed class UNet : OnnxModelComponent
 
     /// <summary>The extra inputs, identified (none for SD 1.x and 2.x).</summary>
     public IReadOnlyList<UNetExtraInput> Extras { get; }
+
+    /// <summary>
+    /// The ControlNet residual inputs (a ControlNet-ready UNet: 12 down-block residuals and the mid-block one for SD 1.x/2.x,
+    /// 9 and the mid one for SDXL), down residuals first; empty for a plain UNet. Every binding of such a UNet holds one
+    /// buffer per residual, zero unless a ControlNet writes into it.
+    /// </summary>
+    public IReadOnlyList<ControlResidual> Residuals { get; }
+
+    /// <summary>Whether the UNet takes ControlNet residuals.</summary>
+    public bool TakesControl => Residuals.Count > 0;
+
+    /// <summary>The shape of each residual buffer for a batch of <paramref name="batch"/> rows of latents
+    /// <paramref name="latentHeight"/>×<paramref name="latentWidth"/> (<see cref="ControlResiduals.Factor"/>).</summary>
+    public long[][] ResidualShapes(int batch, int latentHeight, int latentWidth)
+    {
+        var shapes = new long[Residuals.Count][];
+        int downs = Residuals.Count - 1;
+        for (int i = 0; i < shapes.Length; i++)
+        {
+            var r = Residuals[i];
+            int factor = ControlResiduals.Factor(r, downs);
+            shapes[i] = [batch, r.Channels, ControlResiduals.Side(latentHeight, factor), ControlResiduals.Side(latentWidth, factor)];
+        }
+        return shapes;
+    }
 
     /// <summary>The pooled text embedding input (SDXL), or null.</summary>
     public UNetExtraInput? TextEmbeds => Extra(UNetExtraKind.TextEmbeds);
@@ -332,7 +359,7 @@ internal sealed class UNet : OnnxModelComponent
     /// captured CUDA graph refers to their addresses), and entered exclusively: a second generation of the same
     /// shape waits until the first disposes its binding.
     /// </summary>
-    internal FixedBufferSet EnterFixedBuffers(int batch, int h, int w, int sequenceLength, int width, int[] extraWidths)
+    internal FixedBufferSet EnterFixedBuffers(int batch, int h, int w, int sequenceLength, int width, int[] extraWidths, long[][] residualShapes)
     {
         FixedBufferSet set;
         lock (_fixedSets)
@@ -341,7 +368,7 @@ internal sealed class UNet : OnnxModelComponent
             var key = (batch, h, w, sequenceLength, width);
             if (!_fixedSets.TryGetValue(key, out set!))
             {
-                set = new FixedBufferSet(this, _fixedSets.Count, batch, h, w, sequenceLength, width, extraWidths);
+                set = new FixedBufferSet(this, _fixedSets.Count, batch, h, w, sequenceLength, width, extraWidths, residualShapes);
                 _fixedSets.Add(key, set);
             }
         }

@@ -27,6 +27,9 @@ internal sealed class UNetBinding : IDisposable
     private readonly string[] _inputNames;
     private readonly OrtTensor _sample, _timestep, _hidden, _output;
     private readonly OrtTensor[] _extras;
+    private readonly OrtTensor[] _residuals;     // a ControlNet-ready UNet's residual inputs, zero unless a ControlNet writes them
+    private bool _residualsClear = true;
+    private Dictionary<object, IDisposable>? _attachments; // what travels with the binding for reuse (ControlNet bindings)
     private readonly string[] _outputNames;
     private readonly OrtValue[] _inputs, _outputs;
     private readonly OrtIoBinding? _io;          // IoBinding
@@ -51,8 +54,9 @@ internal sealed class UNetBinding : IDisposable
         Batch = batch;
         RunPath = unet.RunPath;
         _outputNames = [unet.OutputSpec.Name];
-        _inputNames = [.. UNetExtraInputs.CoreInputs, .. unet.Extras.Select(e => e.Spec.Name)];
+        _inputNames = [.. UNetExtraInputs.CoreInputs, .. unet.Extras.Select(e => e.Spec.Name), .. unet.Residuals.Select(r => r.Spec.Name)];
         _extras = new OrtTensor[unet.Extras.Count];
+        _residuals = new OrtTensor[unet.Residuals.Count];
         try
         {
             // Inside the try: if a later buffer cannot be made (a batch too large for memory), the earlier ones,
@@ -62,7 +66,9 @@ internal sealed class UNetBinding : IDisposable
             _hidden = OrtTensor.Create(unet.HiddenStatesSpec.ElementType, batch, sequenceLength, width);
             _output = OrtTensor.Create(unet.OutputSpec.ElementType, batch, unet.OutChannels, h, w);
             for (int i = 0; i < _extras.Length; i++) _extras[i] = OrtTensor.Create(unet.Extras[i].Spec.ElementType, batch, extraWidths[i]);
-            _inputs = [_sample.Value, _timestep.Value, _hidden.Value, .. _extras.Select(e => e.Value)];
+            var residualShapes = unet.ResidualShapes(batch, h, w);
+            for (int i = 0; i < _residuals.Length; i++) _residuals[i] = OrtTensor.Create(unet.Residuals[i].Spec.ElementType, residualShapes[i]);
+            _inputs = [_sample.Value, _timestep.Value, _hidden.Value, .. _extras.Select(e => e.Value), .. _residuals.Select(r => r.Value)];
             _outputs = [_output.Value];
             switch (RunPath)
             {
@@ -73,7 +79,7 @@ internal sealed class UNetBinding : IDisposable
                     _rebindEachRun = unet.Device != ExecutionDevice.Cpu;
                     break;
                 case UNetRunPath.FixedBuffers:
-                    _fixed = unet.EnterFixedBuffers(batch, h, w, sequenceLength, width, extraWidths);
+                    _fixed = unet.EnterFixedBuffers(batch, h, w, sequenceLength, width, extraWidths, residualShapes);
                     _holdsGate = true;
                     _fixed.Upload(_hidden, _fixed.Hidden);
                     break;
@@ -181,6 +187,9 @@ internal sealed class UNetBinding : IDisposable
         }
     }
 
+    /// <summary>Writes the timestep (a ControlNet that reads it runs before the UNet); <see cref="Run(float, RunOptions)"/> writes it too.</summary>
+    public void WriteTimestep(float timestep) => _timestep.Fill(timestep);
+
     /// <summary>Writes part of the sample input (for example one CFG half) at <paramref name="offset"/>.</summary>
     public void WriteSample(ReadOnlySpan<float> values, int offset) => _sample.Write(values, offset);
 
@@ -221,6 +230,8 @@ internal sealed class UNetBinding : IDisposable
                 {
                     BindHostInput(0, _sample);
                     BindHostInput(1, _timestep);
+                    int first = 3 + _extras.Length;
+                    for (int i = 0; i < _residuals.Length; i++) BindHostInput(first + i, _residuals[i]);
                 }
                 _unet.RunBound(runOptions, _io!, Batch);
                 // The output is bound to host memory: on a device ONNX Runtime copies the prediction into it after the run.
@@ -230,6 +241,7 @@ internal sealed class UNetBinding : IDisposable
                 var set = _fixed!;
                 set.Upload(_sample, set.Sample);
                 set.Upload(_timestep, set.Timestep);
+                for (int i = 0; i < _residuals.Length; i++) set.Upload(_residuals[i], set.Residuals[i]);
                 if (_unet.CudaGraph && !ReferenceEquals(runOptions, _graphOptions))
                 {
                     runOptions.AddRunConfigEntry("gpu_graph_id", set.GraphId);
@@ -248,6 +260,7 @@ internal sealed class UNetBinding : IDisposable
         _unet.CountCopy(toDevice: true, _timestep.RawBytes.Length);
         _unet.CountCopy(toDevice: true, _hidden.RawBytes.Length);
         foreach (var extra in _extras) _unet.CountCopy(toDevice: true, extra.RawBytes.Length);
+        foreach (var residual in _residuals) _unet.CountCopy(toDevice: true, residual.RawBytes.Length);
         _unet.CountCopy(toDevice: false, _output.RawBytes.Length);
     }
 
@@ -256,6 +269,58 @@ internal sealed class UNetBinding : IDisposable
     {
         _io!.BindInput(_inputNames[index], host.Value);
         _unet.CountCopy(toDevice: true, host.RawBytes.Length);
+    }
+
+    /// <summary>The ControlNet residual buffers (<see cref="UNet.Residuals"/> order), bound as the UNet's inputs: a
+    /// ControlNet's outputs are bound to them (or to views of them), so its residuals reach the UNet without a copy.</summary>
+    internal OrtTensor Residual(int index) => _residuals[index];
+
+    /// <summary>
+    /// The object kept with this binding under <paramref name="key"/>, made by <paramref name="create"/> the first time:
+    /// a ControlNet's binding to this UNet binding's buffers travels with it to the next generation of its shape, so that
+    /// a generation allocates no ControlNet buffers either. Released with the binding's buffers.
+    /// </summary>
+    internal T Attachment<T>(object key, Func<T> create) where T : class, IDisposable
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        _attachments ??= [];
+        if (_attachments.TryGetValue(key, out var existing)) return (T)existing;
+        var created = create();
+        _attachments.Add(key, created);
+        return created;
+    }
+
+    /// <summary>Notes that a ControlNet has written the residuals (so that <see cref="ClearResiduals"/> clears them).</summary>
+    internal void ResidualsWritten() => _residualsClear = false;
+
+    /// <summary>The UNet's extra inputs (<see cref="UNet.Extras"/>).</summary>
+    internal IReadOnlyList<UNetExtraInput> Extras => _unet.Extras;
+
+    /// <summary>The <c>sample</c> buffer (a ControlNet reads the same latent model input).</summary>
+    internal OrtTensor SampleTensor => _sample;
+
+    /// <summary>The <c>timestep</c> buffer.</summary>
+    internal OrtTensor TimestepTensor => _timestep;
+
+    /// <summary>The <c>encoder_hidden_states</c> buffer.</summary>
+    internal OrtTensor HiddenStatesTensor => _hidden;
+
+    /// <summary>The extra input buffer <paramref name="index"/> (<see cref="UNet.Extras"/> order).</summary>
+    internal OrtTensor ExtraTensor(int index) => _extras[index];
+
+    /// <summary>The number of residual buffers (0 for a plain UNet).</summary>
+    public int ResidualCount => _residuals.Length;
+
+    /// <summary>
+    /// Sets every residual to zero (the UNet then predicts as without a ControlNet: diffusers' ControlNets at scale 0),
+    /// unless they are zero already: once per change, not per step.
+    /// </summary>
+    public void ClearResiduals()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_residualsClear) return;
+        foreach (var residual in _residuals) residual.RawBytes.Clear();
+        _residualsClear = true;
     }
 
     /// <summary>
@@ -281,6 +346,9 @@ internal sealed class UNetBinding : IDisposable
         }
         _graphOptions = null;
         _disposed = false;
+        // The last generation's ControlNet may have left residuals: a new one starts from none.
+        _residualsClear = _residuals.Length == 0;
+        ClearResiduals();
     }
 
     /// <summary>Ends the generation's use of the binding: the UNet keeps it for the next generation of its shape, or it is released.</summary>
@@ -324,5 +392,8 @@ internal sealed class UNetBinding : IDisposable
         _hidden?.Dispose();
         _output?.Dispose();
         if (_extras is not null) foreach (var extra in _extras) extra?.Dispose();
+        if (_residuals is not null) foreach (var residual in _residuals) residual?.Dispose();
+        if (_attachments is not null) foreach (var attachment in _attachments.Values) attachment.Dispose();
+        _attachments = null;
     }
 }

@@ -49,24 +49,28 @@ internal static class UNetExtraInputs
     /// <param name="guidanceEmbeddingWidth">unet/config.json's <c>time_cond_proj_dim</c>, or null.</param>
     /// <exception cref="InvalidDataException">An extra input cannot be identified, or two claim one role; the message lists
     /// the inputs found and the ones a Stable Diffusion UNet may have.</exception>
-    public static IReadOnlyList<UNetExtraInput> Identify(IReadOnlyDictionary<string, TensorSpec> inputs, string modelPath, int? guidanceEmbeddingWidth)
+    /// <param name="component">The component's folder name, for messages (<c>unet</c>, <c>controlnet</c>).</param>
+    /// <param name="ignore">Inputs that are not extra inputs (a ControlNet's <c>controlnet_cond</c> and <c>conditioning_scale</c>).</param>
+    public static IReadOnlyList<UNetExtraInput> Identify(IReadOnlyDictionary<string, TensorSpec> inputs, string modelPath, int? guidanceEmbeddingWidth,
+        string component = "unet", IReadOnlyCollection<string>? ignore = null)
     {
         int condWidth = guidanceEmbeddingWidth ?? DefaultGuidanceEmbeddingWidth;
         var found = new List<UNetExtraInput>();
-        foreach (var spec in inputs.Values.Where(s => !CoreInputs.Contains(s.Name)))
+        // Rank-4 inputs beyond the core ones are ControlNet residuals: ControlResiduals identifies them.
+        foreach (var spec in inputs.Values.Where(s => !CoreInputs.Contains(s.Name) && s.Rank != 4 && ignore?.Contains(s.Name) != true))
         {
             var kind = ByName(spec.Name) ?? ByShape(spec, condWidth)
-                ?? throw Refuse(inputs, modelPath, $"its input '{spec.Name}' ({spec}) cannot be identified by name, and its shape does not tell what it carries");
+                ?? throw Refuse(inputs, modelPath, component, $"its input '{spec.Name}' ({spec}) cannot be identified by name, and its shape does not tell what it carries");
             if (spec.Rank != 2 || !spec.IsFloatingPoint)
-                throw Refuse(inputs, modelPath, $"its input '{spec.Name}' ({spec}) is read as {Describe(kind)}, which is a float tensor of rank 2");
+                throw Refuse(inputs, modelPath, component, $"its input '{spec.Name}' ({spec}) is read as {Describe(kind)}, which is a float tensor of rank 2");
             if (found.FirstOrDefault(f => f.Kind == kind) is { } other)
-                throw Refuse(inputs, modelPath, $"both '{other.Spec.Name}' and '{spec.Name}' would be {Describe(kind)}");
+                throw Refuse(inputs, modelPath, component, $"both '{other.Spec.Name}' and '{spec.Name}' would be {Describe(kind)}");
             found.Add(new UNetExtraInput(kind, spec));
         }
         if (found.Any(f => f.Kind == UNetExtraKind.TextEmbeds) != found.Any(f => f.Kind == UNetExtraKind.TimeIds))
-            throw Refuse(inputs, modelPath, "SDXL UNets take the pooled text embedding and the time ids together, and this one has only one of them");
+            throw Refuse(inputs, modelPath, component, "SDXL UNets take the pooled text embedding and the time ids together, and this one has only one of them");
         if (found.FirstOrDefault(f => f.Kind == UNetExtraKind.TimeIds) is { Width: > 0 and not (BaseTimeIds or RefinerTimeIds) } odd)
-            throw Refuse(inputs, modelPath, $"its time ids '{odd.Spec.Name}' hold {odd.Width} values, where SDXL has {BaseTimeIds} (base) or {RefinerTimeIds} (refiner)");
+            throw Refuse(inputs, modelPath, component, $"its time ids '{odd.Spec.Name}' hold {odd.Width} values, where SDXL has {BaseTimeIds} (base) or {RefinerTimeIds} (refiner)");
         return found;
     }
 
@@ -100,8 +104,8 @@ internal static class UNetExtraInputs
         _ => "the guidance embedding (timestep_cond [batch, 256])",
     };
 
-    private static InvalidDataException Refuse(IReadOnlyDictionary<string, TensorSpec> inputs, string modelPath, string problem) =>
-        new($"The unet model '{modelPath}' cannot be used: {problem}. Its inputs: {string.Join(", ", inputs.Values)}. " +
+    private static InvalidDataException Refuse(IReadOnlyDictionary<string, TensorSpec> inputs, string modelPath, string component, string problem) =>
+        new($"The {component} model '{modelPath}' cannot be used: {problem}. Its inputs: {string.Join(", ", inputs.Values)}. " +
             "A Stable Diffusion UNet takes sample, timestep and encoder_hidden_states, plus text_embeds [batch, P] and time_ids [batch, 6 or 5] " +
             "for SDXL, and timestep_cond [batch, 256] for a latent consistency model. Re-export it with those names, or with fixed widths " +
             "so that each extra input can be told by its shape.");

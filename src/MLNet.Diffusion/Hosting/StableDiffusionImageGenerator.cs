@@ -29,6 +29,11 @@ namespace MLNet.Diffusion;
 /// model is the pipeline's folder), <see cref="ImageGenerationOptions.ResponseFormat"/> (the data is always inline;
 /// <see cref="DataContent.Uri"/> gives it as a data URI) and <see cref="ImageGenerationOptions.StreamingCount"/>.
 /// Unset settings come from <see cref="DefaultOptions"/>; with no seed given, a random base seed is drawn.</para>
+/// <para>ControlNets: when <see cref="DefaultOptions"/> has <see cref="GenerationOptions.ControlNets"/>, the request's
+/// <see cref="ImageGenerationRequest.OriginalImages"/> are their control images, one <see cref="DataContent"/> (image/png,
+/// or another format <see cref="ImageLoader"/> reads) per ControlNet in order, and <see cref="ControlScaleProperty"/> sets
+/// the conditioning scale of all of them. The ControlNet folders come from the defaults only: a request cannot name one.
+/// Without ControlNets, original images are refused (image editing is not supported).</para>
 /// <para>Disposing the generator does not dispose the pipeline: the pipeline's owner (the caller, or the
 /// <see cref="IDiffusionPipelineProvider"/> in a service container) does.</para>
 /// </remarks>
@@ -80,6 +85,9 @@ public sealed class StableDiffusionImageGenerator : IImageGenerator
     /// <summary>Additional property: the fraction of the model calls that are guided (number, 0–1; <see cref="GenerationOptions.GuidanceEnd"/>).</summary>
     public const string GuidanceEndProperty = "guidance_end";
 
+    /// <summary>Additional property: the ControlNet conditioning scale of every ControlNet (number; <see cref="ImagePrompt.ControlScale"/>).</summary>
+    public const string ControlScaleProperty = "control_scale";
+
     private readonly ImageGeneratorMetadata _metadata;
     private readonly GenerationOptions _defaults;
     private readonly int _maxBatchSize;
@@ -126,17 +134,39 @@ public sealed class StableDiffusionImageGenerator : IImageGenerator
     }
 
     /// <summary>What a request asks for: <see cref="Count"/> images of one prompt, seeds <see cref="Seed"/> + i.</summary>
-    private readonly record struct Request(string Prompt, string NegativePrompt, long Seed, int Count, GenerationOptions Generation);
+    private readonly record struct Request(string Prompt, string NegativePrompt, long Seed, int Count, GenerationOptions Generation,
+        IReadOnlyList<byte[]> ControlImages, float? ControlScale);
 
     private List<AIContent> Generate(Request request, CancellationToken cancellationToken)
     {
         var contents = new List<AIContent>(Math.Min(request.Count, 64));
+        var controlImages = new List<Microsoft.ML.Data.MLImage>(request.ControlImages.Count);
+        try
+        {
+            for (int k = 0; k < request.ControlImages.Count; k++)
+                controlImages.Add(ImageLoader.Load(request.ControlImages[k], $"ImageGenerationRequest.OriginalImages[{k}] (the control image of ControlNet {k})"));
+            GenerateBatches(request, controlImages, contents, cancellationToken);
+        }
+        finally
+        {
+            foreach (var image in controlImages) image.Dispose();
+        }
+        return contents;
+    }
+
+    private void GenerateBatches(Request request, IReadOnlyList<Microsoft.ML.Data.MLImage> controlImages, List<AIContent> contents, CancellationToken cancellationToken)
+    {
         // Batch by batch, so that memory follows the batch size, not the count.
         for (int start = 0; start < request.Count; start += _maxBatchSize)
         {
             var batch = new ImagePrompt[Math.Min(_maxBatchSize, request.Count - start)];
             for (int i = 0; i < batch.Length; i++)
-                batch[i] = new ImagePrompt(request.Prompt, unchecked(request.Seed + start + i)) { NegativePrompt = request.NegativePrompt };
+                batch[i] = new ImagePrompt(request.Prompt, unchecked(request.Seed + start + i))
+                {
+                    NegativePrompt = request.NegativePrompt,
+                    ControlImages = controlImages.Count == 0 ? null : controlImages,
+                    ControlScale = request.ControlScale,
+                };
             var images = Pipeline.Generate(batch, request.Generation, null, cancellationToken);
             try
             {
@@ -154,7 +184,6 @@ public sealed class StableDiffusionImageGenerator : IImageGenerator
                 foreach (var image in images) image.Image.Dispose();
             }
         }
-        return contents;
     }
 
     /// <summary>Checks the request and the options and resolves them against the defaults.</summary>
@@ -162,8 +191,7 @@ public sealed class StableDiffusionImageGenerator : IImageGenerator
     {
         if (request.Prompt is null)
             throw new ArgumentException("ImageGenerationRequest.Prompt is required (an empty string generates without a prompt).", nameof(request));
-        if (request.OriginalImages?.Any() == true)
-            throw new NotSupportedException("ImageGenerationRequest.OriginalImages is set, but StableDiffusionImageGenerator only generates from text; image editing is not supported.");
+        var controlImages = ControlImagesOf(request);
 
         var generation = _defaults.Clone();
         int count = options?.Count ?? 1;
@@ -204,9 +232,41 @@ public sealed class StableDiffusionImageGenerator : IImageGenerator
             SettingLimits.ThrowIf(SettingLimits.NoiseName($"{prefix}[\"{NoiseProperty}\"]", noise), nameof(options));
             generation.Noise = MLNet.Diffusion.Noise.NoiseKindNames.Parse(noise)!.Value;
         }
+        float? controlScale = null;
+        if (GetNumber(extra, ControlScaleProperty) is double scale)
+        {
+            if (_defaults.ControlNets.Count == 0)
+                throw new ArgumentException($"{prefix}[\"{ControlScaleProperty}\"] is set, but the generator has no ControlNets (GenerationOptions.ControlNets of its defaults).", nameof(options));
+            SettingLimits.ThrowIf(SettingLimits.ControlScale($"{prefix}[\"{ControlScaleProperty}\"]", (float)scale), nameof(options));
+            controlScale = (float)scale;
+        }
         string negative = GetString(extra, NegativePromptProperty) ?? "";
         long seed = GetInteger(extra, SeedProperty) ?? Random.Shared.NextInt64(0, 1L << 32);
-        return new Request(request.Prompt, negative, seed, count, generation);
+        return new Request(request.Prompt, negative, seed, count, generation, controlImages, controlScale);
+    }
+
+    /// <summary>
+    /// The request's original images as the ControlNets' control images (encoded bytes, one per ControlNet of the defaults,
+    /// in order; fewer leave the rest to each <see cref="ControlNetInput.Image"/>), or none.
+    /// </summary>
+    private IReadOnlyList<byte[]> ControlImagesOf(ImageGenerationRequest request)
+    {
+        var originals = request.OriginalImages?.ToArray() ?? [];
+        if (originals.Length == 0) return [];
+        int controlNets = _defaults.ControlNets.Count;
+        if (controlNets == 0)
+            throw new NotSupportedException("ImageGenerationRequest.OriginalImages is set, but StableDiffusionImageGenerator only generates from text; image editing is not supported. " +
+                "Original images are read as control images when the generator's defaults have ControlNets (GenerationOptions.ControlNets).");
+        if (originals.Length > controlNets)
+            throw new ArgumentException($"ImageGenerationRequest.OriginalImages holds {originals.Length} images for the generator's {controlNets} ControlNets; give one control image per ControlNet, in order.", nameof(request));
+        var result = new byte[originals.Length][];
+        for (int k = 0; k < originals.Length; k++)
+        {
+            if (originals[k] is not DataContent { } data || !data.HasTopLevelMediaType("image"))
+                throw new ArgumentException($"ImageGenerationRequest.OriginalImages[{k}] must be a DataContent holding an image (image/png); got {originals[k]?.GetType().Name ?? "null"}{(originals[k] is DataContent d ? $" of {d.MediaType}" : "")}.", nameof(request));
+            result[k] = data.Data.ToArray();
+        }
+        return result;
     }
 
 

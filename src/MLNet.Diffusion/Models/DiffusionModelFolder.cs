@@ -42,6 +42,12 @@ internal sealed class DiffusionModelFolder
     /// <summary><c>unet/model.onnx</c>.</summary>
     public string UnetPath => Inside("unet", "model.onnx");
 
+    /// <summary>
+    /// <c>controlnet/model.onnx</c>, OnnxStack's ControlNet-ready UNet (the UNet with the ControlNet residuals as inputs)
+    /// beside the plain <c>unet/</c>, or null when the folder has none.
+    /// </summary>
+    public string? ControlNetUnetPath => File.Exists(Inside("controlnet", "model.onnx")) ? Inside("controlnet", "model.onnx") : null;
+
     /// <summary><c>vae_decoder/model.onnx</c>.</summary>
     public string VaeDecoderPath => Inside("vae_decoder", "model.onnx");
 
@@ -161,6 +167,7 @@ internal sealed class DiffusionModelFolder
         ModelFolderValidator.CheckOnnx(UnetPath, "unet", paths);
         ModelFolderValidator.CheckOnnx(VaeDecoderPath, "vae_decoder", paths);
         if (VaeEncoderPath is { } encoder) ModelFolderValidator.CheckOnnx(encoder, "vae_encoder", paths);
+        if (ControlNetUnetPath is { } controlUnet) ModelFolderValidator.CheckOnnx(controlUnet, "unet", paths);
     }
 
     /// <summary>A boolean entry of <c>model_index.json</c>, or null when absent or null.</summary>

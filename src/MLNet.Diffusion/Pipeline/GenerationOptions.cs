@@ -124,6 +124,20 @@ public sealed class GenerationOptions
     /// <summary>SDXL refiner: the aesthetic score of the negative half (0–10). Default 2.5, as diffusers.</summary>
     public float NegativeAestheticScore { get; set; } = 2.5f;
 
-    /// <summary>A shallow copy.</summary>
+    /// <summary>
+    /// The ControlNets that steer the generation, in order (empty: none). Each brings its folder, control image, scale and
+    /// window (<see cref="ControlNetInput"/>); their residuals are summed. The model folder needs a ControlNet-ready UNet
+    /// (OnnxStack's <c>controlnet/model.onnx</c> beside <c>unet/</c>, or a <c>unet/</c> that takes the residuals).
+    /// </summary>
+    public IList<ControlNetInput> ControlNets { get; set; } = new List<ControlNetInput>();
+
+    /// <summary>
+    /// Guess mode (diffusers' <c>guess_mode</c>): the ControlNets see only the conditional half of classifier-free guidance,
+    /// the unconditional half gets no residuals, and the down residuals are weighted from 0.1 (shallowest) to 1 (deepest),
+    /// so the ControlNet recognises the control image's content even without a prompt. Default false.
+    /// </summary>
+    public bool ControlGuessMode { get; set; }
+
+    /// <summary>A shallow copy (the <see cref="ControlNets"/> list is shared).</summary>
     public GenerationOptions Clone() => (GenerationOptions)MemberwiseClone();
 }

@@ -1,11 +1,13 @@
 namespace MLNet.Diffusion.Pipeline;
 
 /// <summary>
-/// What images must agree on to share a UNet batch: steps, size, guidance on or off, and the step they start at (the
-/// steps an init image's strength skips; 0 from noise). Seeds, prompts, guidance scales above 1, init images and masks
+/// What images must agree on to share a UNet batch: steps, size, guidance on or off, the step they start at (the
+/// steps an init image's strength skips; 0 from noise) and their own ControlNet scale. Seeds, prompts, guidance scales above 1, init images and masks
 /// may differ within a batch.
 /// </summary>
-internal readonly record struct BatchKey(int Steps, int Width, int Height, bool Guided, int StartStep);
+/// <remarks><see cref="ControlScale"/>: the request's own ControlNet scale (<see cref="ImagePrompt.ControlScale"/>), one per batch
+/// since a ControlNet's <c>conditioning_scale</c> is one value per run.</remarks>
+internal readonly record struct BatchKey(int Steps, int Width, int Height, bool Guided, int StartStep, float? ControlScale = null);
 
 /// <summary>One request's settings resolved against the call's options: its batch and its guidance scale.</summary>
 internal readonly record struct ResolvedRequest(BatchKey Batch, float GuidanceScale);
@@ -43,6 +45,9 @@ internal sealed class GenerationPlan
 
     /// <summary>The UNet batches.</summary>
     public RequestGroup[] Groups { get; }
+
+    /// <summary>The ControlNets of <see cref="GenerationOptions.ControlNets"/>, loaded, in order (empty: none).</summary>
+    public Control.ControlNet[] ControlNets { get; init; } = [];
 
     /// <summary>
     /// The UNet batches, each split by the chunks of 77 token positions its requests' text conditioning takes

@@ -66,4 +66,15 @@ public sealed record ImagePrompt(string Prompt, long Seed = 0)
     /// does the whole hand-off.
     /// </summary>
     public float[]? InitLatents { get; init; }
+
+    /// <summary>
+    /// This image's control images, one per entry of <see cref="GenerationOptions.ControlNets"/> in order (a shorter list, or
+    /// a null entry, takes that ControlNet's <see cref="ControlNetInput.Image"/>). Any size: each is resized to this image's
+    /// generation size. The caller keeps ownership.
+    /// </summary>
+    public IReadOnlyList<MLImage?>? ControlImages { get; init; }
+
+    /// <summary>This image's conditioning scale for every ControlNet, overriding <see cref="ControlNetInput.Scale"/>; null keeps
+    /// each ControlNet's own. Images with different scales run in different UNet batches.</summary>
+    public float? ControlScale { get; init; }
 }

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using MLNet.Diffusion.Control;
 using MLNet.Diffusion.Denoising;
 using MLNet.Diffusion.Models;
 using MLNet.Diffusion.Runtime;
@@ -16,9 +17,16 @@ namespace MLNet.Diffusion.Pipeline;
 /// </summary>
 internal sealed class LoadedModel : IDisposable
 {
+    private readonly OnnxSessionFactory _sessions;
+    private readonly object _controlGate = new();
+    private readonly Dictionary<string, ControlNet> _controlNets = new(StringComparer.Ordinal);
+    private UNet? _controlUNet;
+    private bool _disposed;
+
     private LoadedModel(DiffusionModelFolder folder, SchedulerConfig schedulerConfig, ComponentSlot<PromptEncoder> promptEncoders, UNet unet,
-        ComponentSlot<VaeDecoder> vaeDecoders, ComponentSlot<VaeEncoder>? vaeEncoders, string? fallbackReason)
+        ComponentSlot<VaeDecoder> vaeDecoders, ComponentSlot<VaeEncoder>? vaeEncoders, string? fallbackReason, OnnxSessionFactory sessions)
     {
+        _sessions = sessions;
         Folder = folder;
         SchedulerConfig = schedulerConfig;
         PromptEncoders = promptEncoders;
@@ -136,7 +144,7 @@ internal sealed class LoadedModel : IDisposable
                 if (textEmbeds.Width > 0 && textEncoder.PooledWidth > 0 && textEmbeds.Width != textEncoder.PooledWidth)
                     throw new InvalidDataException($"Model folder '{folder.Directory}': the UNet's {textEmbeds.Spec.Name} takes {textEmbeds.Width} values, but {encoders[^1].ComponentName}'s {encoders[^1].PooledName} gives {textEncoder.PooledWidth}.");
             }
-            var model = new LoadedModel(folder, schedulerConfig, promptEncoders, unet, vaeDecoders, vaeEncoders, sessions.FallbackReason);
+            var model = new LoadedModel(folder, schedulerConfig, promptEncoders, unet, vaeDecoders, vaeEncoders, sessions.FallbackReason, sessions);
             options.Logger?.LogInformation("Loaded {Folder} on {Device}{Fallback}{LowMemory}.", folder.Directory, model.Device,
                 model.FallbackReason is null ? "" : $" ({model.FallbackReason})", onDemand ? "; text encoders and VAE loaded per use (low memory)" : "");
             return model;
@@ -148,11 +156,90 @@ internal sealed class LoadedModel : IDisposable
         }
     }
 
+    /// <summary>
+    /// The ControlNet-ready UNet: <c>unet/</c> itself when it takes the residuals, else OnnxStack's <c>controlnet/model.onnx</c>
+    /// beside it, loaded on first use and kept for the model's lifetime.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The folder has neither.</exception>
+    public UNet ControlUNet
+    {
+        get
+        {
+            if (UNet.TakesControl) return UNet;
+            lock (_controlGate)
+            {
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                if (_controlUNet is not null) return _controlUNet;
+                var path = Folder.ControlNetUnetPath
+                    ?? throw new NotSupportedException($"Model folder '{Folder.Directory}' has no ControlNet-ready UNet: ControlNets need a UNet that takes their residuals, " +
+                        $"either {Path.Combine("controlnet", "model.onnx")} beside unet/ (OnnxStack's layout) or a unet/ exported with the residual inputs " +
+                        $"({ControlResiduals.MidName} and down_block_0_additional_residual …). Export the model with ControlNet support (OnnxStack's converter does).");
+                var unet = new UNet(path, _sessions, Folder.UnetTimeCondProjDim);
+                if (!unet.TakesControl)
+                {
+                    unet.Dispose();
+                    throw new InvalidDataException($"The ControlNet-ready UNet '{path}' takes no ControlNet residuals (its inputs: {string.Join(", ", unet.Inputs.Values)}). Re-export it with the residual inputs.");
+                }
+                return _controlUNet = unet;
+            }
+        }
+    }
+
+    /// <summary>
+    /// The ControlNet of <paramref name="directory"/> (see <see cref="Control.ControlNet.ResolveModelPath"/>), loaded with this model's
+    /// runtime settings on first use, checked against <see cref="ControlUNet"/>, and kept for the model's lifetime.
+    /// </summary>
+    /// <exception cref="InvalidDataException">It does not fit the UNet; the message names the first mismatch.</exception>
+    public ControlNet ControlNet(string directory)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(directory);
+        // Keyed by the folder as given (full path): a generation of a loaded ControlNet neither scans nor opens its file again.
+        string key = Path.GetFullPath(directory);
+        lock (_controlGate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_controlNets.TryGetValue(key, out var loaded)) return loaded;
+        }
+        var path = Control.ControlNet.ResolveModelPath(directory);
+        var unet = ControlUNet;
+        lock (_controlGate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_controlNets.TryGetValue(key, out var net)) return net;
+            net = new ControlNet(path, _sessions);
+            try
+            {
+                net.CheckFits(unet);
+            }
+            catch
+            {
+                net.Dispose();
+                throw;
+            }
+            _controlNets.Add(key, net);
+            return net;
+        }
+    }
+
+    /// <summary>The ControlNets loaded so far (tests and diagnostics).</summary>
+    public IReadOnlyCollection<ControlNet> LoadedControlNets
+    {
+        get { lock (_controlGate) return [.. _controlNets.Values]; }
+    }
+
     /// <summary>Releases every component's session.</summary>
     public void Dispose()
     {
-        PromptEncoders.Dispose();
+        // The UNets first: their idle bindings hold the ControlNets' bindings, released before the ControlNets' sessions.
         UNet.Dispose();
+        lock (_controlGate)
+        {
+            _disposed = true;
+            _controlUNet?.Dispose();
+            foreach (var net in _controlNets.Values) net.Dispose();
+            _controlNets.Clear();
+        }
+        PromptEncoders.Dispose();
         VaeDecoders.Dispose();
         VaeEncoders?.Dispose();
     }

@@ -109,6 +109,42 @@ internal static class SettingLimits
     public static string? AestheticScore(string name, float value) =>
         !(value >= 0 && value <= 10) ? $"{name} must be from 0 to 10; got {Format(value)}." : null;
 
+    /// <summary>A ControlNet conditioning scale: any finite number (0 turns the ControlNet off).</summary>
+    public static string? ControlScale(string name, float? value) =>
+        value is float v && !float.IsFinite(v) ? $"{name} must be a finite number (1 is the strength a ControlNet was trained at, 0 turns it off); got {Format(v)}." : null;
+
+    /// <summary>A ControlNet's window: 0 ≤ start &lt; end ≤ 1 (diffusers' <c>control_guidance_start</c>/<c>_end</c> checks).</summary>
+    public static string? ControlWindow(string startName, string endName, float start, float end)
+    {
+        if (!(start >= 0 && start <= 1)) return $"{startName} must be from 0 to 1 (the fraction of the schedule where the ControlNet starts); got {Format(start)}.";
+        if (!(end >= 0 && end <= 1)) return $"{endName} must be from 0 to 1 (the fraction of the schedule where the ControlNet stops); got {Format(end)}.";
+        return start < end ? null : $"{startName} ({Format(start)}) must be below {endName} ({Format(end)}).";
+    }
+
+    /// <summary>Canny thresholds: finite, 0 ≤ low ≤ high.</summary>
+    public static string? CannyThresholds(string name, (float Low, float High)? value) =>
+        value is var (low, high) && !(float.IsFinite(low) && float.IsFinite(high) && low >= 0 && low <= high)
+            ? $"{name} must be two finite thresholds with 0 ≤ low ≤ high; got {Format(low)}, {Format(high)}." : null;
+
+    /// <summary>Every problem of the ControlNet settings of <paramref name="options"/>, each named <c>{prefix}.ControlNets[i].{Setting}</c>.</summary>
+    public static IEnumerable<string> ControlProblems(GenerationOptions options, string prefix)
+    {
+        if (options.ControlNets is null) yield break;
+        for (int i = 0; i < options.ControlNets.Count; i++)
+        {
+            string name = $"{prefix}.{nameof(options.ControlNets)}[{i}]";
+            if (options.ControlNets[i] is not { } c)
+            {
+                yield return $"{name} is null.";
+                continue;
+            }
+            if (string.IsNullOrWhiteSpace(c.ModelDirectory)) yield return $"{name}.{nameof(c.ModelDirectory)} is empty: give the ControlNet's folder.";
+            if (ControlScale($"{name}.{nameof(c.Scale)}", c.Scale) is { } scale) yield return scale;
+            if (ControlWindow($"{name}.{nameof(c.Start)}", $"{name}.{nameof(c.End)}", c.Start, c.End) is { } window) yield return window;
+            if (CannyThresholds($"{name}.{nameof(c.CannyThresholds)}", c.CannyThresholds) is { } canny) yield return canny;
+        }
+    }
+
     /// <summary>A count from <paramref name="min"/> to <paramref name="max"/>.</summary>
     public static string? Count(string name, int value, int min, int max) =>
         value < min || value > max ? $"{name} must be from {min} to {max}; got {value}." : null;
@@ -154,7 +190,7 @@ internal static class SettingLimits
             AestheticScore($"{prefix}.{nameof(options.AestheticScore)}", options.AestheticScore),
             AestheticScore($"{prefix}.{nameof(options.NegativeAestheticScore)}", options.NegativeAestheticScore),
         ];
-        return problems.OfType<string>();
+        return problems.OfType<string>().Concat(ControlProblems(options, prefix));
     }
 
     /// <summary>Every problem of one image request's own settings (those it leaves null are the call's), each named
@@ -168,6 +204,7 @@ internal static class SettingLimits
             Size($"{prefix}: {nameof(request.Height)}", request.Height),
             request.GuidanceScale is float guidance ? GuidanceScale($"{prefix}: {nameof(request.GuidanceScale)}", guidance) : null,
             Strength($"{prefix}: {nameof(request.Strength)}", request.Strength),
+            ControlScale($"{prefix}: {nameof(request.ControlScale)}", request.ControlScale),
         ];
         return problems.OfType<string>();
     }

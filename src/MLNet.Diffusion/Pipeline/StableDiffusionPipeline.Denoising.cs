@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using Microsoft.ML.OnnxRuntime;
+using MLNet.Diffusion.Control;
 using MLNet.Diffusion.Denoising;
 using MLNet.Diffusion.Noise;
 using MLNet.Diffusion.Pipeline;
@@ -45,7 +46,7 @@ public sealed partial class StableDiffusionPipeline
         finally
         {
             // The low-memory mode keeps nothing between calls: not the bindings the UNet would keep for the next one either.
-            if (_model.Model.LowMemory) UNet.ReleaseIdleBindings();
+            if (_model.Model.LowMemory) DenoisingUNet(plan).ReleaseIdleBindings();
         }
         return result;
     }
@@ -64,6 +65,7 @@ public sealed partial class StableDiffusionPipeline
         ProgressCounter counter, RunOptions runOptions, float[][] result, CancellationToken cancellationToken)
     {
         var rows = group.Members;
+        var unetModel = DenoisingUNet(plan);
         var requests = Array.ConvertAll(rows, i => plan.Requests[i]);
         var guidance = Array.ConvertAll(rows, i => plan.Resolved[i].GuidanceScale);
         var shape = new BatchShape(rows.Length, LatentChannels, group.Key.Height / BatchShape.VaeScale, group.Key.Width / BatchShape.VaeScale,
@@ -80,10 +82,14 @@ public sealed partial class StableDiffusionPipeline
         var plain = shape with { Guided = false };
         bool anyGuided = shape.Guided && (window is null || Array.IndexOf(window, true, begin, calls - begin) >= 0);
         bool anyPlain = !shape.Guided || window is not null && Array.IndexOf(window, false, begin, calls - begin) >= 0;
-        using var guidedUnet = anyGuided ? BindConditioned(shape, rows, embeddings, guidance, group.Key, plan.Options) : null;
-        using var plainUnet = anyPlain ? BindConditioned(plain, rows, embeddings, guidance, group.Key, plan.Options) : null;
+        using var guidedUnet = anyGuided ? BindConditioned(unetModel, shape, rows, embeddings, guidance, group.Key, plan.Options) : null;
+        using var plainUnet = anyPlain ? BindConditioned(unetModel, plain, rows, embeddings, guidance, group.Key, plan.Options) : null;
         var buffers = guidedUnet ?? plainUnet!;
         var scheduled = ScheduledConditioning.For(rows, embeddings, shape, PooledExtraIndex()); // prompt editing, alternation
+
+        // The ControlNets, per binding: they read the binding's buffers and write its residuals.
+        var guidedControl = guidedUnet is null ? null : BindControl(plan, group, requests, guidedUnet, shape, begin, calls);
+        var plainControl = plainUnet is null ? null : BindControl(plan, group, requests, plainUnet, plain, begin, calls);
 
         // Prepare the latents: each image's own generator draws its initial noise first, as in text-to-image.
         var generators = Array.ConvertAll(requests, r => NoiseFactory.Create(plan.Options.Noise, r.Seed));
@@ -114,6 +120,7 @@ public sealed partial class StableDiffusionPipeline
             var (unet, unetShape) = guide ? (guidedUnet!, shape) : (plainUnet!, plain);
             scheduled?.Apply(scheduler.StepIndex, unet, guide);                  // a scheduled row's conditioning, where it changes
             var input = ScaleModelInput(scheduler, latents, unet, unetShape, modelInput);  // latent_model_input
+            (guide ? guidedControl : plainControl)?.Step(scheduler.StepIndex - begin, t, runOptions); // down/mid residuals = Σ controlnet(…)
             var unetOutput = unet.Run(t, runOptions);                            // noise_pred = unet(latent_model_input, t, …)
             var noisePrediction = unetOutput[..shape.LatentLength];
             if (guide)                                                           // noise_pred = uncond + g·(text − uncond)
@@ -124,11 +131,11 @@ public sealed partial class StableDiffusionPipeline
             // One vectorised pass each over the model output and the new latents: a NaN or ±Infinity (fp16 overflow)
             // is reported at the call where it appears rather than decoded into a black image.
             NonFiniteLatentsException.ThrowIfNonFinite(noisePrediction, DiffusionStage.Denoising, "UNet output", call, calls, t, shape.ImageLength, rows,
-                source: new NonFiniteSource(UNet, input, modelOutput: unetOutput, derivedBy: guide ? "classifier-free guidance" : null, scheduler: scheduler));
+                source: new NonFiniteSource(unetModel, input, modelOutput: unetOutput, derivedBy: guide ? "classifier-free guidance" : null, scheduler: scheduler));
             scheduler.Step(noisePrediction, latents, noise);                     // latents = scheduler.step(noise_pred, t, latents)
             if (known is not null) KeepInitImageOutsideMasks(scheduler, calls, images, initialNoise, known, latents, shape);
             NonFiniteLatentsException.ThrowIfNonFinite(latents, DiffusionStage.Denoising, "latents after the scheduler step", call, calls, t, shape.ImageLength, rows,
-                source: new NonFiniteSource(UNet, modelOutput: noisePrediction, derivedBy: "the scheduler step", scheduler: scheduler));
+                source: new NonFiniteSource(unetModel, modelOutput: noisePrediction, derivedBy: "the scheduler step", scheduler: scheduler));
             counter.Step();
         }
         // The results leave the scratch arrays before the bindings go back to the UNet.
@@ -140,9 +147,9 @@ public sealed partial class StableDiffusionPipeline
     /// conditioning written once: the text embeddings and the extra inputs (an inpainting UNet's mask channels follow once
     /// the init images are encoded).
     /// </summary>
-    private UNetBinding BindConditioned(BatchShape shape, int[] rows, PromptEmbedding[] embeddings, float[] guidance, BatchKey key, GenerationOptions options)
+    private UNetBinding BindConditioned(UNet model, BatchShape shape, int[] rows, PromptEmbedding[] embeddings, float[] guidance, BatchKey key, GenerationOptions options)
     {
-        var unet = UNet.Bind(shape.ModelBatch, shape.LatentHeight, shape.LatentWidth, shape.SequenceLength, shape.EmbeddingWidth, ExtraWidths(rows, embeddings));
+        var unet = model.Bind(shape.ModelBatch, shape.LatentHeight, shape.LatentWidth, shape.SequenceLength, shape.EmbeddingWidth, ExtraWidths(model, rows, embeddings));
         try
         {
             WriteHiddenStates(unet, shape, rows, embeddings);
@@ -154,6 +161,45 @@ public sealed partial class StableDiffusionPipeline
             unet.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The UNet a plan denoises with: the ControlNet-ready one when the call has ControlNets, else the folder's UNet.</summary>
+    private UNet DenoisingUNet(GenerationPlan plan) => plan.ControlNets.Length > 0 ? _model.Model.ControlUNet : UNet;
+
+    /// <summary>
+    /// The ControlNets of a batch for one UNet binding, with their control images written once (each row's image, resized
+    /// to the batch's size; with guidance both halves get it, diffusers' <c>torch.cat([image] * 2)</c>, except in guess
+    /// mode, where the ControlNets see the conditional half only), their windows and their scales. Null without ControlNets.
+    /// </summary>
+    private static ControlSet? BindControl(GenerationPlan plan, RequestGroup group, ImagePrompt[] requests, UNetBinding unet, BatchShape shape, int begin, int calls)
+    {
+        var nets = plan.ControlNets;
+        if (nets.Length == 0) return null;
+        var options = plan.Options;
+        bool conditionalOnly = options.ControlGuessMode && shape.Guided;
+        var windows = new bool[nets.Length][];
+        var scales = new float[nets.Length];
+        for (int k = 0; k < nets.Length; k++)
+        {
+            var input = options.ControlNets[k];
+            windows[k] = ControlWindow.For(input.Start, input.End, calls - begin);
+            scales[k] = group.Key.ControlScale ?? input.Scale;
+        }
+        // The ControlNets' bindings travel with the UNet binding (reused by the next generation of its shape).
+        var set = new ControlSet(nets, unet, conditionalOnly, options.ControlGuessMode, windows, scales);
+        for (int k = 0; k < nets.Length; k++)
+        {
+            var binding = set.Bindings[k];
+            var prepared = new Dictionary<Microsoft.ML.Data.MLImage, float[]>(ReferenceEqualityComparer.Instance);
+            for (int j = 0; j < requests.Length; j++)
+            {
+                var image = ControlImageOf(requests[j], k, options)!;
+                if (!prepared.TryGetValue(image, out var pixels))
+                    prepared.Add(image, pixels = ControlImagePreprocessing.Apply(image, shape.Width, shape.Height, options.ControlNets[k].CannyThresholds));
+                for (int row = j; row < binding.Batch; row += shape.Images) binding.WriteCond(pixels, row);
+            }
+        }
+        return set;
     }
 
     /// <summary>
@@ -261,17 +307,17 @@ public sealed partial class StableDiffusionPipeline
     }
 
     /// <summary>The width of each of the UNet's extra inputs: the pooled embeddings', SDXL's 6 or 5 time ids, the guidance embedding's.</summary>
-    private int[]? ExtraWidths(int[] rows, PromptEmbedding[] embeddings)
+    private int[]? ExtraWidths(UNet model, int[] rows, PromptEmbedding[] embeddings)
     {
-        if (UNet.Extras.Count == 0) return null;
-        var widths = new int[UNet.Extras.Count];
+        if (model.Extras.Count == 0) return null;
+        var widths = new int[model.Extras.Count];
         for (int i = 0; i < widths.Length; i++)
         {
-            var extra = UNet.Extras[i];
+            var extra = model.Extras[i];
             widths[i] = extra.Kind switch
             {
                 UNetExtraKind.TextEmbeds => embeddings[rows[0]].ConditionalPooled?.Length
-                    ?? throw new ArgumentException($"The unet model '{UNet.ModelPath}' takes a pooled text embedding ({extra.Spec}), and image {rows[0]} has none: " +
+                    ?? throw new ArgumentException($"The unet model '{model.ModelPath}' takes a pooled text embedding ({extra.Spec}), and image {rows[0]} has none: " +
                         "SDXL-family models need the pooled prompt embeddings as well as the per-token ones.", nameof(embeddings)),
                 UNetExtraKind.TimeIds => extra.Width > 0 ? extra.Width : Folder.RequiresAestheticsScore ? UNetExtraInputs.RefinerTimeIds : UNetExtraInputs.BaseTimeIds,
                 _ => extra.Width > 0 ? extra.Width : Folder.UnetTimeCondProjDim ?? UNetExtraInputs.DefaultGuidanceEmbeddingWidth,
@@ -288,7 +334,7 @@ public sealed partial class StableDiffusionPipeline
     /// </summary>
     private void WriteExtras(UNetBinding unet, BatchShape shape, int[] rows, PromptEmbedding[] embeddings, float[] guidance, BatchKey key, GenerationOptions options)
     {
-        for (int i = 0; i < UNet.Extras.Count; i++)
+        for (int i = 0; i < unet.Extras.Count; i++)
         {
             var values = new float[unet.ExtraLength(i)];
             int width = values.Length / shape.ModelBatch, conditional = shape.Guided ? shape.Images : 0;
@@ -297,7 +343,7 @@ public sealed partial class StableDiffusionPipeline
                 var e = embeddings[rows[j]];
                 var row = values.AsSpan((conditional + j) * width, width);
                 var negativeRow = shape.Guided ? values.AsSpan(j * width, width) : default;
-                switch (UNet.Extras[i].Kind)
+                switch (unet.Extras[i].Kind)
                 {
                     case UNetExtraKind.TextEmbeds:
                         CopyPooled(e.ConditionalPooled, row, rows[j], "prompt");

@@ -14,6 +14,7 @@ public sealed partial class StableDiffusionPipeline
         ArgumentNullException.ThrowIfNull(images);
         ArgumentNullException.ThrowIfNull(options);
         ValidateCommon(options);
+        var controlNets = LoadControlNets(options);
         var resolved = new ResolvedRequest[images.Count];
         for (int i = 0; i < images.Count; i++)
         {
@@ -47,10 +48,45 @@ public sealed partial class StableDiffusionPipeline
             // A latent consistency model is distilled with guidance: its guidance embedding carries the scale and the
             // UNet runs once per image (diffusers' LatentConsistencyModelPipeline does no classifier-free guidance).
             bool guided = guidance > 1 && UNet.TimestepCond is null;
-            resolved[i] = new ResolvedRequest(new BatchKey(steps, width, height, guided, start), guidance);
+            if (controlNets.Length > 0) CheckControlImages(p, i, options);
+            float? controlScale = controlNets.Length > 0 ? p.ControlScale : null;
+            resolved[i] = new ResolvedRequest(new BatchKey(steps, width, height, guided, start, controlScale), guidance);
         }
-        return new GenerationPlan(images, resolved, options);
+        return new GenerationPlan(images, resolved, options) { ControlNets = controlNets };
     }
+
+    /// <summary>
+    /// The call's ControlNets, loaded (once per model and folder) and checked against the ControlNet-ready UNet before
+    /// anything runs: a ControlNet that does not fit is refused here, naming the first mismatch.
+    /// </summary>
+    private Control.ControlNet[] LoadControlNets(GenerationOptions options)
+    {
+        if (options.ControlNets is not { Count: > 0 } inputs) return [];
+        if (InpaintingUNet)
+            throw new NotSupportedException($"The unet model '{UNet.ModelPath}' is an inpainting UNet; ControlNets are supported with 4-channel UNets only.");
+        if (options.DenoisingStart is not null)
+            throw new NotSupportedException("ControlNets cannot be combined with GenerationOptions.DenoisingStart (an SDXL refiner takes no ControlNet).");
+        var nets = new Control.ControlNet[inputs.Count];
+        for (int k = 0; k < nets.Length; k++) nets[k] = _model.Model.ControlNet(inputs[k].ModelDirectory);
+        return nets;
+    }
+
+    /// <summary>Every ControlNet has a control image for request <paramref name="i"/>: its own or the ControlNet's, readable.</summary>
+    private static void CheckControlImages(ImagePrompt p, int i, GenerationOptions options)
+    {
+        if (p.ControlImages is { } own && own.Count > options.ControlNets.Count)
+            throw new ArgumentException($"Image {i}: ControlImages has {own.Count} images for {options.ControlNets.Count} ControlNets (GenerationOptions.ControlNets); give one per ControlNet, in order.", "images");
+        for (int k = 0; k < options.ControlNets.Count; k++)
+        {
+            var image = ControlImageOf(p, k, options)
+                ?? throw new ArgumentException($"Image {i}: ControlNet {k} ('{options.ControlNets[k].ModelDirectory}') has no control image: set ControlNetInput.Image, or this request's ControlImages[{k}].", "images");
+            CheckImage(image, i, $"control image of ControlNet {k}");
+        }
+    }
+
+    /// <summary>The control image of ControlNet <paramref name="k"/> for a request: its own, else the ControlNet's.</summary>
+    private static Microsoft.ML.Data.MLImage? ControlImageOf(ImagePrompt p, int k, GenerationOptions options) =>
+        p.ControlImages is { } own && k < own.Count && own[k] is { } image ? image : options.ControlNets[k].Image;
 
     /// <summary>A refiner request (<see cref="GenerationOptions.DenoisingStart"/>): latents of the generation size and nothing else to start from.</summary>
     private void CheckHandOff(ImagePrompt p, int i, GenerationOptions options, int width, int height)

@@ -53,6 +53,31 @@ internal sealed class OrtTensor : IDisposable
     /// <summary>Whether this tensor has exactly <paramref name="type"/> and <paramref name="shape"/>.</summary>
     public bool Matches(TensorElementType type, ReadOnlySpan<long> shape) => type == ElementType && shape.SequenceEqual(Shape);
 
+    /// <summary>
+    /// A tensor value over part of this tensor's memory: <paramref name="shape"/>'s values from value
+    /// <paramref name="offset"/> on (for example the conditional half of a guided batch), sharing the memory, so that what
+    /// one model writes there another reads without a copy. The caller disposes the view before this tensor.
+    /// </summary>
+    public OrtValue View(int offset, long[] shape)
+    {
+        long n = 1;
+        foreach (var d in shape) n *= d;
+        if (offset < 0 || offset + n > Length)
+            throw new ArgumentException($"A view of [{string.Join(", ", shape)}] at {offset} does not fit a tensor of {Length} values.", nameof(shape));
+        var info = OrtMemoryInfo.DefaultInstance;
+        int count = (int)n;
+        return ElementType switch
+        {
+            TensorElementType.Float => OrtValue.CreateTensorValueFromMemory(info, _f32.AsMemory(offset, count), shape),
+            TensorElementType.Float16 => OrtValue.CreateTensorValueFromMemory(info, _f16.AsMemory(offset, count), shape),
+            TensorElementType.Int32 => OrtValue.CreateTensorValueFromMemory(info, _i32.AsMemory(offset, count), shape),
+            _ => OrtValue.CreateTensorValueFromMemory(info, _i64.AsMemory(offset, count), shape),
+        };
+    }
+
+    /// <summary>The values themselves as float16 (empty unless the element type is float16).</summary>
+    public Span<Half> Halves => _f16 is null ? default : AsHalf(_f16);
+
     /// <summary>Writes floats (converted to the element type).</summary>
     public void Write(ReadOnlySpan<float> source, int offset = 0)
     {

@@ -137,7 +137,7 @@ internal sealed class BatchedGeneration
 
     /// <summary>
     /// The engine request of a slot: its row's prompt texts (empty when the transform reads embeddings instead), seed,
-    /// steps, guidance scale, init image, mask and strength. The row's values are checked here, so that an error names the
+    /// steps, guidance scale, init image, mask, strength, control image and control scale. The row's values are checked here, so that an error names the
     /// row and the column; what the row leaves out is the options'. Init images and masks are added to
     /// <paramref name="owned"/>, for the caller to dispose.
     /// </summary>
@@ -149,8 +149,12 @@ internal sealed class BatchedGeneration
         if (row.GuidanceScale is float guidance && SettingLimits.GuidanceScale($"{DataRow(slot)}: the guidance scale column '{_options.GuidanceScaleColumnName}'", guidance) is { } badGuidance)
             throw new ArgumentOutOfRangeException(_options.GuidanceScaleColumnName, badGuidance + " (NaN takes DiffusionOptions.GuidanceScale)");
         var (init, mask, strength) = ImageInputsOf(slot);
+        if (SettingLimits.ControlScale($"{DataRow(slot)}: the control scale column '{_options.ControlScaleColumnName}'", row.ControlScale) is { } badScale)
+            throw new ArgumentOutOfRangeException(_options.ControlScaleColumnName, badScale + " (NaN takes each ControlNetInput.Scale)");
         return new ImagePrompt(row.Prompt, SeedOf(slot))
         {
+            ControlImages = row.ControlImage is null ? null : [Materialize(row.ControlImage, owned)],
+            ControlScale = row.ControlScale,
             NegativePrompt = row.NegativePrompt,
             Steps = row.Steps,
             GuidanceScale = row.GuidanceScale,

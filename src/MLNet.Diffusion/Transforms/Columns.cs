@@ -21,6 +21,8 @@ internal enum InputRole
     InitImage,
     Mask,
     Strength,
+    ControlImage,
+    ControlScale,
 }
 
 /// <summary>
@@ -85,6 +87,13 @@ internal sealed class InputColumn
         if (options.InitImageColumnName is { } init) yield return Image(InputRole.InitImage, init);
         if (options.MaskColumnName is { } mask) yield return Image(InputRole.Mask, mask);
         if (options.StrengthColumnName is { } strength) yield return Single(InputRole.Strength, strength);
+    }
+
+    /// <summary>The ControlNet columns the options name: each row's control image (for the first ControlNet) and scale.</summary>
+    public static IEnumerable<InputColumn> Control(DiffusionOptions options)
+    {
+        if (options.ControlImageColumnName is { } image) yield return Image(InputRole.ControlImage, image);
+        if (options.ControlScaleColumnName is { } scale) yield return Single(InputRole.ControlScale, scale);
     }
 
     /// <summary>

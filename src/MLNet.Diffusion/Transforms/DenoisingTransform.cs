@@ -77,6 +77,7 @@ public sealed class DenoisingTransformer : DiffusionTransformerBase
         if (options.GuidanceScaleColumnName is { } guidance) inputs.Add(InputColumn.Single(InputRole.GuidanceScale, guidance));
         if (options.StepsColumnName is { } steps) inputs.Add(InputColumn.Int32(InputRole.Steps, steps));
         inputs.AddRange(InputColumn.ImageToImage(options));
+        inputs.AddRange(InputColumn.Control(options));
         Inputs = inputs;
         Outputs = [new OutputColumn(OutputRole.Latents, outputColumn, new VectorDataViewType(NumberDataViewType.Single, Generation.LatentDimensions)), .. ImageIndexColumn()];
     }

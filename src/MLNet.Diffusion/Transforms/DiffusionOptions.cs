@@ -111,6 +111,31 @@ public sealed class DiffusionOptions
     /// </summary>
     public float? Strength { get; set; }
 
+    /// <summary>
+    /// The ControlNets that steer generation (<see cref="GenerationOptions.ControlNets"/>); empty (default): none. Not saved
+    /// by <see cref="DiffusionModelSaver"/>, since they hold images (pass them again through the <c>configure</c> argument of
+    /// its <c>Load</c>).
+    /// </summary>
+    [JsonIgnore]
+    public IList<ControlNetInput> ControlNets { get; set; } = new List<ControlNetInput>();
+
+    /// <summary>ControlNet guess mode (<see cref="GenerationOptions.ControlGuessMode"/>). Default false.</summary>
+    public bool ControlGuessMode { get; set; }
+
+    /// <summary>
+    /// An image column (<c>MLImage</c>) with each row's control image for the first of <see cref="ControlNets"/> (any size:
+    /// resized to the generation size); a null or empty image takes that ControlNet's <see cref="ControlNetInput.Image"/>.
+    /// Needs <see cref="ControlNets"/>. Null (default): none.
+    /// </summary>
+    public string? ControlImageColumnName { get; set; }
+
+    /// <summary>
+    /// A Single column with each row's ControlNet conditioning scale for every ControlNet (NaN takes each
+    /// <see cref="ControlNetInput.Scale"/>); rows with different scales run in different UNet batches. Needs
+    /// <see cref="ControlNets"/>. Null (default): none.
+    /// </summary>
+    public string? ControlScaleColumnName { get; set; }
+
     /// <summary>The Int32 output column that numbers a row's images when <see cref="ImagesPerPrompt"/> &gt; 1. Default "ImageIndex".</summary>
     public string ImageIndexColumnName { get; set; } = DiffusionColumnNames.ImageIndex;
 
@@ -203,6 +228,7 @@ public sealed class DiffusionOptions
             GuidanceIntervalLow = GuidanceIntervalLow, GuidanceIntervalHigh = GuidanceIntervalHigh, GuidanceEnd = GuidanceEnd, VaeTiling = VaeTiling, Noise = Noise,
             OriginalWidth = OriginalWidth, OriginalHeight = OriginalHeight, CropTop = CropTop, CropLeft = CropLeft, TargetWidth = TargetWidth,
             TargetHeight = TargetHeight, AestheticScore = AestheticScore, NegativeAestheticScore = NegativeAestheticScore,
+            ControlNets = [.. ControlNets ?? []], ControlGuessMode = ControlGuessMode,
         };
 
     /// <summary>Guidance only for noise levels σ above this (<see cref="GenerationOptions.GuidanceIntervalLow"/>); null: no lower end.</summary>
@@ -259,6 +285,10 @@ public sealed class DiffusionOptions
             throw new ArgumentException($"MaskColumnName ('{MaskColumnName}') needs InitImageColumnName: a mask says what to repaint in an init image.", nameof(MaskColumnName));
         if (InitImageColumnName is null && StrengthColumnName is not null)
             throw new ArgumentException($"StrengthColumnName ('{StrengthColumnName}') needs InitImageColumnName: strength says how much of an init image is regenerated.", nameof(StrengthColumnName));
+        foreach (var (column, name) in new[] { (ControlImageColumnName, nameof(ControlImageColumnName)), (ControlScaleColumnName, nameof(ControlScaleColumnName)) })
+            if (column is not null && ControlNets is not { Count: > 0 })
+                throw new ArgumentException($"{name} ('{column}') needs DiffusionOptions.ControlNets: the column steers a ControlNet, and none is set " +
+                    "(for a saved model, set them in the configure argument of DiffusionModelSaver.Load).", name);
         if (ImagesPerPrompt > 1 && string.IsNullOrWhiteSpace(ImageIndexColumnName))
             throw new ArgumentException("ImageIndexColumnName must name a column when ImagesPerPrompt is above 1.", nameof(ImageIndexColumnName));
     }

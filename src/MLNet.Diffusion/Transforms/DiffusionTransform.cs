@@ -141,6 +141,7 @@ public sealed class DiffusionTransformer : DiffusionTransformerBase
         if (options.GuidanceScaleColumnName is { } guidance) inputs.Add(InputColumn.Single(InputRole.GuidanceScale, guidance));
         if (options.StepsColumnName is { } steps) inputs.Add(InputColumn.Int32(InputRole.Steps, steps));
         inputs.AddRange(InputColumn.ImageToImage(options));
+        inputs.AddRange(InputColumn.Control(options));
         Inputs = inputs;
         var outputs = new List<OutputColumn>();
         if (options.PromptEmbeddingColumnName is { } embedding)

@@ -123,6 +123,7 @@ public abstract class DiffusionEstimatorBase<TTransformer> : IEstimator<TTransfo
         if (_options.GuidanceScaleColumnName is { } guidance) yield return InputColumn.Single(InputRole.GuidanceScale, guidance);
         if (_options.StepsColumnName is { } steps) yield return InputColumn.Int32(InputRole.Steps, steps);
         foreach (var column in InputColumn.ImageToImage(_options)) yield return column;
+        foreach (var column in InputColumn.Control(_options)) yield return column;
     }
 }
 

@@ -100,6 +100,8 @@ internal sealed class RowInputs
     public ImagePixels? InitImage { get; set; }
     public ImagePixels? Mask { get; set; }
     public float? Strength { get; set; }
+    public ImagePixels? ControlImage { get; set; }
+    public float? ControlScale { get; set; }
 }
 
 /// <summary>One output image position: input row <paramref name="Row"/> (0-based position in the input view), its image <paramref name="ImageIndex"/>.</summary>

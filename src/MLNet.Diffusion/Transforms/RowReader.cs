@@ -77,6 +77,22 @@ internal sealed class RowReader
                 float v = 0;
                 return r => { get(ref v); r.Strength = float.IsNaN(v) ? null : v; };
             }
+            case InputRole.ControlScale:
+            {
+                var get = row.GetGetter<float>(column);
+                float v = 0;
+                return r => { get(ref v); r.ControlScale = float.IsNaN(v) ? null : v; };
+            }
+            case InputRole.ControlImage:
+            {
+                var get = row.GetGetter<MLImage>(column);
+                MLImage image = null!;
+                return r =>
+                {
+                    get(ref image);
+                    r.ControlImage = ImagePixels.CopyOrNull(image);
+                };
+            }
             case InputRole.InitImage or InputRole.Mask:
             {
                 // ML.NET's image getters dispose the image passed back in and hand out a new one, so the pixels are

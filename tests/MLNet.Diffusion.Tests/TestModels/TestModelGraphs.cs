@@ -72,7 +72,11 @@ internal static class TestModelGraphs
         return g;
     }
 
-    internal static OnnxGraphBuilder Unet(TestModelOptions o, double[] alphasCumprod)
+    /// <param name="o">The model's options.</param>
+    /// <param name="alphasCumprod">ᾱ of the scheduler config.</param>
+    /// <param name="adjustTarget">Declares further inputs and returns a new target from the target z(c) [B, 4, 1, 1]
+    /// (the ControlNet-ready test UNet adds its residuals' shift); null keeps z(c).</param>
+    internal static OnnxGraphBuilder Unet(TestModelOptions o, double[] alphasCumprod, Func<OnnxGraphBuilder, string, string>? adjustTarget = null)
     {
         int d = o.EmbeddingWidth;
         var g = new OnnxGraphBuilder("oracle_unet");
@@ -83,6 +87,7 @@ internal static class TestModelGraphs
         // Target z(c) = tanh(mean_p(c)·W) as [B, 4, 1, 1].
         var pre = g.MatMul(g.ReduceMean(context, [1], keepDims: false), g.Initializer("target_projection", Tables(d).W, d, 4));
         var target = g.Unsqueeze(g.Node("Tanh", [pre]), 2, 3);
+        if (adjustTarget is not null) target = adjustTarget(g, target);
 
         string x, z;
         if (o.UnetInChannels == 9)

@@ -176,7 +176,11 @@ internal static class XlTestModelGraphs
     }
 
     /// <summary>The oracle UNet: ε̂ = (x − √ᾱ·z)/√(1 − ᾱ) with z = tanh(mean_p(c)·W + pooled·Wp + time_ids·Wt + cond·Wg).</summary>
-    internal static OnnxGraphBuilder Unet(XlTestModelOptions o, double[] alphasCumprod)
+    /// <param name="o">The model's options.</param>
+    /// <param name="alphasCumprod">ᾱ of the scheduler config.</param>
+    /// <param name="adjustTarget">Declares further inputs and returns a new target from z [B, 4, 1, 1] (the ControlNet-ready
+    /// test UNet adds its residuals' shift); null keeps z.</param>
+    internal static OnnxGraphBuilder Unet(XlTestModelOptions o, double[] alphasCumprod, Func<OnnxGraphBuilder, string, string>? adjustTarget = null)
     {
         object batch = o.UnetStaticBatch is int b ? b : "batch";
         object height = o.UnetStaticLatentSize ? o.ResolvedSampleSize : "height";
@@ -204,6 +208,7 @@ internal static class XlTestModelGraphs
             pre = g.Add(pre, g.MatMul(value, g.Initializer(g.Fresh(kind.ToString().ToLowerInvariant() + "_projection"), table, n, 4)));
         }
         var z = g.Unsqueeze(g.Tanh(pre), 2, 3);
+        if (adjustTarget is not null) z = adjustTarget(g, z);
 
         var (sqrtA, sqrtB) = TestModelGraphs.NoiseLevels(g, timestep, alphasCumprod);
         var eps = g.Div(g.Sub(x, g.Mul(g.Reshape(sqrtA, -1, 1, 1, 1), z)), g.Reshape(sqrtB, -1, 1, 1, 1));
