@@ -7,7 +7,8 @@ namespace MLNet.Diffusion.Control;
 /// A control image as a ControlNet reads it (diffusers' <c>control_image_processor</c>: <c>do_convert_rgb</c>, no
 /// normalisation): RGB planes [3, height, width] from 0 to 1, at the generation size. An image of another size is
 /// stretched with <see cref="ImageResampler.Bilinear"/> (diffusers resizes with PIL's Lanczos filter; at the generation
-/// size, the usual case, the values are the same: byte / 255). Alpha is ignored.
+/// size, the usual case, the values are the same: byte / 255). Alpha is ignored. With Canny thresholds the image becomes
+/// its edge map (<see cref="CannyEdges"/>: white edges on black, what Canny ControlNets were trained on).
 /// </summary>
 internal static class ControlImagePreprocessing
 {
@@ -20,11 +21,10 @@ internal static class ControlImagePreprocessing
     public static float[] Apply(MLImage image, int width, int height, (float Low, float High)? canny)
     {
         ArgumentNullException.ThrowIfNull(image);
-        // The call site of the Canny preprocessor: with thresholds the image is to become its edge map here. Until that
-        // preprocessor is wired in, the thresholds are checked (SettingLimits.CannyThresholds) and the image passes as it is.
-        _ = canny;
         var planes = UnitPlanes(image);
-        return image.Width == width && image.Height == height ? planes : ImageResampler.Bilinear(planes, 3, image.Width, image.Height, width, height);
+        if (image.Width != width || image.Height != height) planes = ImageResampler.Bilinear(planes, 3, image.Width, image.Height, width, height);
+        // Edges are found at the generation size, so that they are one pixel wide where the ControlNet reads them.
+        return canny is { } t ? CannyEdges.Detect(planes, width, height, t.Low, t.High) : planes;
     }
 
     /// <summary>An image at its own size as RGB planes from 0 to 1 (byte / 255).</summary>

@@ -1,3 +1,5 @@
+using MLNet.Diffusion.Pipeline;
+
 namespace MLNet.Diffusion.Imaging;
 
 /// <summary>
@@ -20,7 +22,7 @@ namespace MLNet.Diffusion.Imaging;
 internal static class CannyEdges
 {
     /// <summary>The thresholds ControlNet's Canny annotator uses.</summary>
-    public const double DefaultLow = 100, DefaultHigh = 200;
+    public const float DefaultLow = 100, DefaultHigh = 200;
 
     /// <summary>The Gaussian blur's standard deviation in pixels by default (Canny's paper and most tutorials use 1–1.4).</summary>
     public const double DefaultBlurSigma = 1.0;
@@ -29,16 +31,16 @@ internal static class CannyEdges
     /// Finds the edges of an image given as three channel-major planes (R, G, B) of values in [0, 1] and returns an
     /// image of the same layout with edges white (1) on black (0), ready to feed a ControlNet.
     /// </summary>
-    /// <exception cref="ArgumentException">The planes do not match the size, or the thresholds are negative, not finite,
-    /// or <paramref name="low"/> exceeds <paramref name="high"/>.</exception>
+    /// <exception cref="ArgumentException">The planes do not match the size, or the thresholds break
+    /// <see cref="SettingLimits.CannyThresholds"/> (negative, not finite, or low above high).</exception>
     public static float[] Detect(ReadOnlySpan<float> rgbPlanes, int width, int height,
-        double low = DefaultLow, double high = DefaultHigh, double blurSigma = DefaultBlurSigma)
+        float low = DefaultLow, float high = DefaultHigh, double blurSigma = DefaultBlurSigma)
     {
         if (width < 1 || height < 1)
             throw new ArgumentException($"The image size must be positive (got {width}×{height}).");
         if (rgbPlanes.Length != 3L * width * height)
             throw new ArgumentException($"{rgbPlanes.Length} values do not form three planes of {width}×{height}.", nameof(rgbPlanes));
-        ValidateThresholds(low, high);
+        if (SettingLimits.CannyThresholds("The Canny thresholds", (low, high)) is { } problem) throw new ArgumentException(problem);
         if (!double.IsFinite(blurSigma) || blurSigma < 0)
             throw new ArgumentOutOfRangeException(nameof(blurSigma), blurSigma, "The blur's standard deviation must be 0 (no blur) or a positive number of pixels.");
 
@@ -53,16 +55,6 @@ internal static class CannyEdges
         for (int i = 0; i < n; i++)
             if (edges[i]) result[i] = result[n + i] = result[2 * n + i] = 1f;
         return result;
-    }
-
-    /// <summary>Checks a low/high threshold pair: finite, non-negative, low ≤ high.</summary>
-    /// <exception cref="ArgumentException">The pair is not usable; the message says which value and why.</exception>
-    public static void ValidateThresholds(double low, double high)
-    {
-        if (!double.IsFinite(low) || low < 0 || !double.IsFinite(high) || high < 0)
-            throw new ArgumentException($"Canny thresholds must be finite and non-negative (got low {low}, high {high}).");
-        if (low > high)
-            throw new ArgumentException($"The low Canny threshold ({low}) must not exceed the high one ({high}).");
     }
 
     /// <summary>The edge map of a luminance image (0–255 scale): Sobel, non-maximum suppression, hysteresis.</summary>

@@ -1,3 +1,4 @@
+using Microsoft.ML.Data;
 using Microsoft.ML.OnnxRuntime;
 using MLNet.Diffusion.ModelBuilder.Demo;
 using MLNet.Diffusion.Noise;
@@ -67,6 +68,43 @@ public sealed class DemoControlNetTests(DemoModelFixture model)
         for (int i = 0; i < onnx.Length; i++) max = Math.Max(max, Math.Abs(onnx[i] - reference[i]));
         Assert.True(max < 1e-3 * scale + 1e-4, $"max difference {max} (output scale {scale})");
         Assert.NotEqual(model.RunUnet(sample, [950f], hidden), onnx);
+    }
+
+    [Theory]
+    [InlineData(DemoShape.Star, DemoSize.Large, DemoPosition.Center, 1)]
+    [InlineData(DemoShape.Triangle, DemoSize.Small, DemoPosition.TopLeft, 2)]
+    [InlineData(DemoShape.Square, DemoSize.Large, DemoPosition.BottomRight, 3)]
+    public void TheEngineDrawsTheShapeWhoseOutlineIsGiven(DemoShape shape, DemoSize size, DemoPosition position, long seed)
+    {
+        // The prompt names a colour and background but no shape: the outline alone decides shape, size and place.
+        var traced = DemoDataset.Items.First(i => i.Shape == shape && i.Size == size && i.Position == position);
+        using var control = ToImage(Outline(traced));
+        var options = new GenerationOptions { Steps = 20, GuidanceScale = 7.5f };
+        options.ControlNets.Add(new ControlNetInput(Path.Combine(model.Folder, DemoModelBuilder.OutlineControlNetFolder), control));
+        using var steered = model.Pipeline.Generate("a red thing on a white background", seed, options);
+        var (item, distance) = DemoImages.Nearest(steered.Latents, model.DatasetLatents);
+        Assert.True(DemoLatentTable.GeometryIndex(item) == DemoLatentTable.GeometryIndex(traced),
+            $"outline of a {size} {shape} at {position}: drew \"{item.Caption}\" (relative latent distance {distance:F3})");
+        Assert.Equal("red", DemoDataset.ShapeColours[item.Colour].Name);
+
+        // Scale 0 turns the ControlNet off: the plain UNet's image for the same seed.
+        options.ControlNets[0].Scale = 0;
+        using var off = model.Pipeline.Generate("a red thing on a white background", seed, options);
+        using var plain = model.Pipeline.Generate("a red thing on a white background", seed, new GenerationOptions { Steps = 20, GuidanceScale = 7.5f });
+        Assert.Equal(plain.Latents, off.Latents);
+    }
+
+    /// <summary>Planes [3, 256, 256] from 0 to 1 as an RGBA image.</summary>
+    private static MLImage ToImage(float[] planes)
+    {
+        int n = DemoDataset.ImageSize, plane = n * n;
+        var rgba = new byte[4 * plane];
+        for (int i = 0; i < plane; i++)
+        {
+            for (int c = 0; c < 3; c++) rgba[4 * i + c] = (byte)Math.Round(255 * planes[c * plane + i]);
+            rgba[4 * i + 3] = 255;
+        }
+        return MLImage.CreateFromPixels(n, n, MLPixelFormat.Rgba32, rgba);
     }
 
     /// <summary>The ControlNet's per-geometry scores for a control image ([3, 256, 256], 0–1).</summary>

@@ -126,12 +126,13 @@ public sealed class CannyEdgesTests
     }
 
     [Theory]
-    [InlineData(200, 100, "must not exceed")]
-    [InlineData(-1, 100, "non-negative")]
-    [InlineData(double.NaN, 100, "finite")]
-    public void BadThresholdsAreRefusedWithTheValues(double low, double high, string expected)
+    [InlineData(200f, 100f, "got 200, 100")]
+    [InlineData(-1f, 100f, "got -1, 100")]
+    [InlineData(float.NaN, 100f, "got NaN, 100")]
+    public void BadThresholdsAreRefusedWithTheValues(float low, float high, string expected)
     {
         var error = Assert.Throws<ArgumentException>(() => CannyEdges.Detect(new float[3 * 4 * 4], 4, 4, low, high));
+        Assert.Contains("0 ≤ low ≤ high", error.Message);
         Assert.Contains(expected, error.Message);
     }
 
@@ -151,7 +152,7 @@ public sealed class CannyEdgesTests
     }
 
     private static bool[,] Detect(Func<int, int, bool> inside, double contrast = 1.0, double sigma = CannyEdges.DefaultBlurSigma,
-        double low = CannyEdges.DefaultLow, double high = CannyEdges.DefaultHigh) =>
+        float low = CannyEdges.DefaultLow, float high = CannyEdges.DefaultHigh) =>
         ToGrid(CannyEdges.Detect(Render(inside, contrast), Size, Size, low, high, sigma));
 
     private static float[] Render(Func<int, int, bool> inside, double contrast)
