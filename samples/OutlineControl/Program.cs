@@ -1,4 +1,4 @@
-// Outline to image with a ControlNet: draws a rough yellow star on a white canvas, lets Canny find its outline, and
+// Outline to image with a ControlNet: draws a rough blue-ink star on a white canvas, lets Canny find its outline, and
 // steers generation with that outline, so the prompt only says what the picture is about and the ControlNet says where
 // its shape lies and which shape it is. Uses the built-in demo model and its outline ControlNet (built on first run into
 // .demo-model/), or a Stable Diffusion ONNX folder and a Canny ControlNet folder given as the first two arguments.
@@ -17,7 +17,7 @@ string outDir = SampleSupport.OutputFolder("outline-control");
 
 using var pipeline = StableDiffusionPipeline.Load(modelDir);
 int size = pipeline.DefaultSize;
-using var sketch = SampleSupport.WobblyStar(size, 0.5f * size, 0.5f * size, 0.2f * size, (240, 200, 40));
+using var sketch = SampleSupport.WobblyStar(size, 0.5f * size, 0.52f * size, 0.225f * size, (30, 50, 150)); // blue ink on white
 sketch.Save(Path.Combine(outDir, "sketch.png"));
 
 // Without the ControlNet the prompt leaves the shape open; with it, the sketch's outline decides it.

@@ -69,7 +69,7 @@ internal static class SampleSupport
 
     /// <summary>
     /// A rough five-pointed star on a white <paramref name="size"/>² canvas: outer points at <paramref name="radius"/> from
-    /// (<paramref name="cx"/>, <paramref name="cy"/>), the first pointing up, inner corners at 0.55 of it, each corner moved by
+    /// (<paramref name="cx"/>, <paramref name="cy"/>), the first pointing up, inner corners at 0.6 of it, each corner moved by
     /// a pixel or two as a hand would (<paramref name="seed"/>).
     /// </summary>
     public static MLImage WobblyStar(int size, float cx, float cy, float radius, (byte R, byte G, byte B) colour, int seed = 1)
@@ -78,7 +78,7 @@ internal static class SampleSupport
         var corners = new (double X, double Y)[10];
         for (int i = 0; i < 10; i++)
         {
-            double r = radius * (i % 2 == 0 ? 1 : 0.55) + random.NextDouble() * 3 - 1.5;
+            double r = radius * (i % 2 == 0 ? 1 : 0.6) + random.NextDouble() * 3 - 1.5;
             double angle = -Math.PI / 2 + i * Math.PI / 5;
             corners[i] = (cx + r * Math.Cos(angle), cy + r * Math.Sin(angle));
         }

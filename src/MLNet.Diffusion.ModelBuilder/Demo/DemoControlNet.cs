@@ -10,10 +10,10 @@ namespace MLNet.Diffusion.ModelBuilder.Demo;
 /// </summary>
 /// <remarks>
 /// <para>The ControlNet reads <c>controlnet_cond</c> [B, 3, 256, 256] as brightness m (the channels' mean) averaged over
-/// each 4×4 patch, and scores each of the 40 dataset geometries g (shape × size × position) by how much brighter the
-/// image is along g's outline than on average: s_g = <see cref="Sharpness"/> · (Σ m·E_g − m̄)/(m̄ + 0.01), where E_g is
-/// g's outline map (a Gaussian of the signed distance to the outline, 2 px wide, averaged over each patch and normalised
-/// to sum 1). The scores travel in the mid-block residual and the last down residual ([B, 40, 4, 4], the same score over
+/// each 4×4 patch, and scores each of the 40 dataset geometries g (shape × size × position) by the correlation of m with
+/// g's outline map E_g (a Gaussian of the signed distance to the outline, 3 px wide, averaged over each patch):
+/// s_g = <see cref="Sharpness"/> · (m − m̄)·Ê_g / ‖m − m̄‖, Ê_g being E_g centred and of unit length. Lines off the
+/// outline lower the score as much as lines on it raise it, and a black image scores 0. The scores travel in the mid-block residual and the last down residual ([B, 40, 4, 4], the same score over
 /// the 4×4 positions); the other eleven down residuals are zeros of one channel.</para>
 /// <para>The ControlNet-ready UNet is the demo UNet with the 13 residual inputs, whose log prior gains the mid residual's
 /// score of each image's geometry (its mean over positions). Zero residuals give the plain demo UNet's answer, and since
@@ -21,11 +21,11 @@ namespace MLNet.Diffusion.ModelBuilder.Demo;
 /// </remarks>
 public static class DemoControlNet
 {
-    /// <summary>Log-prior per unit of relative brightness along an outline.</summary>
-    public const float Sharpness = 1.5f;
+    /// <summary>Log-prior per unit of correlation between the control image and an outline (−1 to 1).</summary>
+    public const float Sharpness = 24f;
 
     /// <summary>The width (standard deviation, pixels) of an outline in the outline maps.</summary>
-    public const double OutlineWidth = 2;
+    public const double OutlineWidth = 3;
 
     /// <summary>The number of down-block residuals (SD 1.x pattern).</summary>
     public const int DownCount = 12;
@@ -35,7 +35,8 @@ public static class DemoControlNet
 
     private const int Cells = DemoDataset.ImageSize / Patch, Latent = DemoUnet.LatentSize;
 
-    /// <summary>The outline maps E ([64·64, 40]): column g is geometry g's outline averaged over each 4×4 patch, summing to 1.</summary>
+    /// <summary>The outline maps Ê ([64·64, 40]): column g is geometry g's outline averaged over each 4×4 patch, centred and
+    /// scaled to unit length, so that a product with a centred image is a correlation.</summary>
     public static float[] OutlineMaps()
     {
         int count = DemoLatentTable.GeometryCount;
@@ -55,9 +56,10 @@ public static class DemoControlNet
         var result = new float[Cells * Cells * count];
         for (int g = 0; g < count; g++)
         {
-            double total = 0;
-            for (int c = 0; c < Cells * Cells; c++) total += maps[c, g];
-            for (int c = 0; c < Cells * Cells; c++) result[c * count + g] = (float)(maps[c, g] / total);
+            double mean = 0, norm = 0;
+            for (int c = 0; c < Cells * Cells; c++) mean += maps[c, g] / (Cells * Cells);
+            for (int c = 0; c < Cells * Cells; c++) norm += (maps[c, g] - mean) * (maps[c, g] - mean);
+            for (int c = 0; c < Cells * Cells; c++) result[c * count + g] = (float)((maps[c, g] - mean) / Math.Sqrt(norm));
         }
         return result;
     }
@@ -98,9 +100,11 @@ public static class DemoControlNet
 
         var brightness = g.Node("AveragePool", [g.ReduceMean(cond, [1])], ("kernel_shape", new long[] { Patch, Patch }), ("strides", new long[] { Patch, Patch }));
         var m = g.Reshape(brightness, 0, Cells * Cells);                                  // [B, 4096]
-        var mean = g.ReduceMean(m, [1]);                                                  // [B, 1]
-        var along = g.MatMul(m, g.Initializer("outline_maps", OutlineMaps(), Cells * Cells, count)); // [B, 40]
-        var score = g.Mul(g.Div(g.Sub(along, mean), g.Add(mean, g.Scalar(0.01f))), g.Scalar(Sharpness));
+        var centred = g.Sub(m, g.ReduceMean(m, [1]));
+        var length = g.Sqrt(g.Add(g.ReduceSum(g.Mul(centred, centred), [1]), g.Scalar(1e-6f)));   // [B, 1]
+        var correlation = g.Div(g.MatMul(centred, g.Initializer("outline_maps", OutlineMaps(), Cells * Cells, count)), length); // [B, 40]
+        var score = g.Mul(correlation, g.Scalar(Sharpness));
+        var mean = g.ReduceMean(m, [1]);                                                  // [B, 1], for the zero residuals
         var perGeometry = g.Reshape(score, 0, count, 1, 1);
         int side = ResidualSide(DownCount);
         var spread = g.Mul(perGeometry, g.Initializer("ones_mid", Enumerable.Repeat(1f, count * side * side).ToArray(), 1, count, side, side));
