@@ -15,7 +15,7 @@ internal static class DemoRows
     public const int Steps = 4;
 
     /// <summary>The settings of every test job.</summary>
-    public static GenerationSettings Settings => new() { ModelDirectory = Model, Steps = Steps, GuidanceScale = 7.5f };
+    public static JobSettings Settings => new() { ModelDirectory = Model, Steps = Steps, GuidanceScale = 7.5f };
 
     /// <summary>Rows 0..count-1 with prompts in turn and seed 1000 + row.</summary>
     public static GenerationRow[] Make(int count) =>

@@ -44,6 +44,33 @@ public sealed class JobGrainTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task An_item_leased_to_a_silo_that_is_killed_is_re_issued_once_membership_declares_the_silo_dead()
+    {
+        await using var cluster = await DiffusionCluster.StartAsync(3, workers: false);
+        using var folder = new OutputFolder();
+        var spec = new JobSpec { Rows = DemoRows.Make(8), Settings = DemoRows.Settings, BatchSize = 4, OutputDirectory = folder.Path, LeaseTimeout = TimeSpan.FromMinutes(10) };
+        var job = cluster.GrainFactory.GetGrain<IGenerationJobGrain>("membership");
+        var started = await job.Start(spec);
+        var victim = cluster.SecondarySilos.First(s => s.SiloAddress.ToString() != started.Host);
+        var leased = await job.Lease("victim-worker", victim.SiloAddress);
+        Assert.NotNull(leased);
+
+        await cluster.KillSiloAsync(victim);
+        var clock = Stopwatch.StartNew();
+        JobProgress progress;
+        while ((progress = await job.GetProgress()).ReissuedItems == 0)
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(40), $"the dead silo's item was not re-issued: {progress}");
+            await Task.Delay(100);
+        }
+        output.WriteLine($"re-issued {clock.Elapsed.TotalSeconds:F1} s after the kill (lease timeout 10 min)");
+
+        var again = await job.Lease("other", cluster.Primary!.SiloAddress);
+        var next = await job.Lease("other", cluster.Primary!.SiloAddress);
+        Assert.Contains(leased.ItemId, new[] { again!.ItemId, next!.ItemId });
+    }
+
+    [Fact]
     public async Task A_job_started_again_over_its_folder_makes_only_the_rows_not_in_the_manifest()
     {
         await using var cluster = await DiffusionCluster.StartAsync(1, workers: false);

@@ -22,7 +22,9 @@ public sealed class ScaleOutTests(ITestOutputHelper output)
         var clock = Stopwatch.StartNew();
         var started = await job.Start(spec);
 
-        // Every one of the three workers holds an item, the victim's included: its item must be re-issued.
+        // Every one of the three workers holds an item, the victim's included. In-process, the victim's engine call may still
+        // finish and hand its result in as the silo goes down; otherwise its item is re-issued (JobGrainTests checks that
+        // path on its own).
         var progress = await WaitFor(job, p => p.CommittedRows >= rowCount / 4 && p.InFlightItems == 3, TimeSpan.FromSeconds(60));
         var victim = cluster.SecondarySilos.First(s => s.SiloAddress.ToString() != started.Host);
         await cluster.KillSiloAsync(victim);
@@ -33,7 +35,6 @@ public sealed class ScaleOutTests(ITestOutputHelper output)
         Assert.Equal(JobStatus.Completed, end.Status);
         Assert.Equal(rowCount, end.CommittedRows);
         Assert.Equal(0, end.FailedRows);
-        Assert.True(end.ReissuedItems >= 1, "the killed silo's item was not re-issued");
 
         var lines = folder.ManifestLines();
         Assert.Equal(Enumerable.Range(0, rowCount), lines.Select(l => int.Parse(l[0], CultureInfo.InvariantCulture)).Order());
@@ -103,7 +104,7 @@ public sealed class ScaleOutTests(ITestOutputHelper output)
         await using var cluster = await DiffusionCluster.StartAsync(3);
         using var folder = new OutputFolder();
         var missing = Path.Combine(folder.Path, "no-such-model");
-        var spec = new JobSpec { Rows = DemoRows.Make(8), Settings = new GenerationSettings { ModelDirectory = missing, Steps = 2 }, OutputDirectory = folder.Path };
+        var spec = new JobSpec { Rows = DemoRows.Make(8), Settings = new JobSettings { ModelDirectory = missing, Steps = 2 }, OutputDirectory = folder.Path };
         var job = cluster.GrainFactory.GetGrain<IGenerationJobGrain>("no-model");
         await job.Start(spec);
 

@@ -8,7 +8,7 @@ public sealed class JobSpec
     [Id(0)] public GenerationRow[] Rows { get; init; } = [];
 
     /// <summary>The settings every row shares.</summary>
-    [Id(1)] public GenerationSettings Settings { get; init; } = new();
+    [Id(1)] public JobSettings Settings { get; init; } = new();
 
     /// <summary>Rows per work item (one engine call, one UNet batch). Results do not depend on it.</summary>
     [Id(2)] public int BatchSize { get; init; } = 8;

@@ -14,7 +14,7 @@ public sealed class WorkItem
     [Id(2)] public long LeaseId { get; init; }
 
     /// <summary>The job's settings.</summary>
-    [Id(3)] public GenerationSettings Settings { get; init; } = new();
+    [Id(3)] public JobSettings Settings { get; init; } = new();
 
     /// <summary>The rows to generate, in one engine call.</summary>
     [Id(4)] public GenerationRow[] Rows { get; init; } = [];

@@ -13,7 +13,7 @@ public sealed class WorkResult
     /// <summary>Set when the worker could not take the item at all (its model does not load): the item goes back to the queue.</summary>
     [Id(2)] public string? WorkerError { get; init; }
 
-    /// <summary>The manifest's settings cell for these rows (see <see cref="GenerationSettings.Describe"/>).</summary>
+    /// <summary>The manifest's settings cell for these rows (see <see cref="JobSettings.Describe"/>).</summary>
     [Id(3)] public string SettingsText { get; init; } = "";
 
     /// <summary>One result per row of the item, in its order.</summary>

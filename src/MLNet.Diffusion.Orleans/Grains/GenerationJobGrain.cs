@@ -5,7 +5,7 @@ namespace MLNet.Diffusion.Orleans;
 /// <summary>
 /// The job's state lives in this activation (rows, items, leases) and in its output folder (what is committed). If the
 /// activation is lost (its silo died), starting the job again with the same spec rebuilds it from the folder's manifest:
-/// only uncommitted rows are made again. A check every quarter lease timeout re-issues items whose lease ran out or whose
+/// only uncommitted rows are made again. A check every quarter lease timeout (at most a second) re-issues items whose lease ran out or whose
 /// worker's silo membership no longer lists as active.
 /// </summary>
 internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, IClusterMembershipService membership, ILocalSiloDetails silo)
@@ -42,7 +42,8 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
         _status = _items.Count == 0 ? JobStatus.Completed : JobStatus.Running;
         if (_status == JobStatus.Running)
         {
-            var period = TimeSpan.FromTicks(Math.Max(TimeSpan.FromMilliseconds(100).Ticks, spec.LeaseTimeout.Ticks / 4));
+            // A quarter of the lease timeout, at most a second (membership changes are noticed within a second).
+            var period = TimeSpan.FromTicks(Math.Clamp(spec.LeaseTimeout.Ticks / 4, TimeSpan.FromMilliseconds(100).Ticks, TimeSpan.FromSeconds(1).Ticks));
             _timer = this.RegisterGrainTimer(CheckLeases, new GrainTimerCreationOptions(period, period) { KeepAlive = true });
             await GrainFactory.GetGrain<IJobRegistryGrain>(0).Add(this.GetPrimaryKeyString());
         }
@@ -98,6 +99,7 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
             else _sink.Fail(source, row.Error ?? "The worker returned neither an image nor an error.");
             _settledRows++;
         }
+        _sink.Flush();
         if (!_itemDone[result.ItemId])
         {
             _itemDone[result.ItemId] = true;

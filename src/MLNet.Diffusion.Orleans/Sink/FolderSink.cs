@@ -6,7 +6,7 @@ namespace MLNet.Diffusion.Orleans;
 
 /// <summary>
 /// A job's output folder on shared storage, written as the CLI's batch writes it: each image goes to a temporary file in
-/// the folder, is flushed to disk and renamed over <c>NNNNN.png</c>; then its manifest line is appended and flushed. A row
+/// the folder, is flushed to disk and renamed over <c>NNNNN.png</c>; then its manifest line is appended, and the lines of a work item are flushed to disk together. A row
 /// is committed exactly when its line is in the manifest and its file exists, and it is committed once: a second result for
 /// a committed row (an item made twice after a re-issue) is dropped. Failed rows get a line in <c>failures.csv</c>.
 /// Opening reads the manifest back (dropping a cut-off last line and lines whose file is gone), so a job started again
@@ -69,7 +69,11 @@ internal sealed class FolderSink : IDisposable
         return new FolderSink(directory, manifest, failures, committed, Math.Max(5, tableRows.ToString(CultureInfo.InvariantCulture).Length));
     }
 
-    /// <summary>Commits <paramref name="row"/>'s image unless the row is already committed; returns whether it did.</summary>
+    /// <summary>
+    /// Commits <paramref name="row"/>'s image unless the row is already committed; returns whether it did. The image is on
+    /// disk when this returns; its manifest line is written but reaches the disk at the next <see cref="Flush"/> (one
+    /// flush per work item: a crash before it loses the line, and the row is made again, never twice in the manifest).
+    /// </summary>
     public bool Commit(GenerationRow row, byte[] png, string settings, double seconds)
     {
         if (_committed[row.Row]) return false;
@@ -89,7 +93,7 @@ internal sealed class FolderSink : IDisposable
         {
             if (File.Exists(temporary)) File.Delete(temporary);
         }
-        Append(_manifest, ManifestCsv.Line(row, settings, file, seconds));
+        _manifest.Write(Encoding.UTF8.GetBytes(ManifestCsv.Line(row, settings, file, seconds)));
         _committed[row.Row] = true;
         CommittedCount++;
         return true;
@@ -103,6 +107,9 @@ internal sealed class FolderSink : IDisposable
         _failed[row.Row] = true;
         FailedCount++;
     }
+
+    /// <summary>Flushes the manifest lines written since the last flush to disk.</summary>
+    public void Flush() => _manifest.Flush(flushToDisk: true);
 
     /// <summary>Closes the files.</summary>
     public void Dispose()

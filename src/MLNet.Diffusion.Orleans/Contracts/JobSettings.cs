@@ -7,7 +7,7 @@ namespace MLNet.Diffusion.Orleans;
 /// settings. Workers load the model named here once per silo and device.
 /// </summary>
 [GenerateSerializer, Immutable]
-public sealed class GenerationSettings
+public sealed class JobSettings
 {
     /// <summary>The model folder, as every worker sees it (the same path on every machine).</summary>
     [Id(0)] public string ModelDirectory { get; init; } = "";
@@ -27,12 +27,21 @@ public sealed class GenerationSettings
     /// <summary>The scheduler's name, or null for the model folder's.</summary>
     [Id(5)] public string? Scheduler { get; init; }
 
+    /// <summary>DDIM's η (0: deterministic DDIM).</summary>
+    [Id(6)] public float Eta { get; init; }
+
+    /// <summary>Guidance rescale φ, 0 to 1.</summary>
+    [Id(7)] public float GuidanceRescale { get; init; }
+
     /// <summary>The engine's options for these settings.</summary>
-    public GenerationOptions ToOptions() => new() { Steps = Steps, GuidanceScale = GuidanceScale, Width = Width, Height = Height, Scheduler = Scheduler };
+    public GenerationOptions ToOptions() => new()
+    {
+        Steps = Steps, GuidanceScale = GuidanceScale, Width = Width, Height = Height, Scheduler = Scheduler, Eta = Eta, GuidanceRescale = GuidanceRescale,
+    };
 
     /// <summary>
     /// The manifest's settings cell for images made by <paramref name="pipeline"/> with these settings, in the CLI batch's
-    /// format (<c>model=NAME size=WxH steps=N guidance=G scheduler=S</c>), so a folder a cluster filled reads like one the
+    /// format (<c>model=NAME size=WxH steps=N guidance=G scheduler=S</c>, then <c>eta=</c> and <c>rescale=</c> when not 0), so a folder a cluster filled reads like one the
     /// CLI filled.
     /// </summary>
     public string Describe(StableDiffusionPipeline pipeline)
@@ -40,7 +49,10 @@ public sealed class GenerationSettings
         ArgumentNullException.ThrowIfNull(pipeline);
         int width = Width ?? pipeline.DefaultSize, height = Height ?? pipeline.DefaultSize;
         var model = Path.GetFileName(ModelDirectory.TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar));
-        return string.Create(CultureInfo.InvariantCulture,
+        var text = string.Create(CultureInfo.InvariantCulture,
             $"model={model} size={width}x{height} steps={Steps} guidance={GuidanceScale} scheduler={Scheduler ?? pipeline.SchedulerConfig.ClassName}");
+        if (Eta != 0) text += string.Create(CultureInfo.InvariantCulture, $" eta={Eta}");
+        if (GuidanceRescale != 0) text += string.Create(CultureInfo.InvariantCulture, $" rescale={GuidanceRescale}");
+        return text;
     }
 }
