@@ -97,7 +97,7 @@ public sealed class JobGrainTests(ITestOutputHelper output)
         await using var cluster = await DiffusionCluster.StartAsync(1, workers: false);
         using var folder = new OutputFolder();
         var silo = cluster.Primary!.SiloAddress;
-        const int items = 300;
+        const int items = 3000;
         var spec = new JobSpec { Rows = DemoRows.Make(items), Settings = DemoRows.Settings, BatchSize = 1, OutputDirectory = folder.Path };
         var job = cluster.GrainFactory.GetGrain<IGenerationJobGrain>("rate");
         await job.Start(spec);

@@ -52,8 +52,8 @@ public sealed class ThroughputBenchmark(ITestOutputHelper output)
                     using var image = images[i];
                     sink.Commit(batch[i], PngBytes.Of(image.Image), "bench", 0);
                 }
-                sink.Flush();
             }
+            sink.DrainAsync().GetAwaiter().GetResult();
             return rows.Count / clock.Elapsed.TotalSeconds;
         }
         finally

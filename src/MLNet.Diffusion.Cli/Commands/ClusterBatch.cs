@@ -76,6 +76,11 @@ internal static class ClusterBatch
             environment.Error.WriteLine($"Cancelled: {end.CommittedRows} of {end.TotalRows} rows are done. Run the same command again to continue.");
             return Program.Cancelled;
         }
+        if (end.Status == JobStatus.Failed)
+        {
+            environment.Error.WriteLine("error: " + CliEnvironment.OneLine(end.SinkError ?? "the job failed"));
+            return Program.IoError;
+        }
         if (end.FailedRows > 0)
         {
             environment.Error.WriteLine($"error: {end.FailedRows} row(s) failed; each is in {Path.Combine(outDir, "failures.csv")} with its message. The other {end.CommittedRows} rows are done.");

@@ -14,6 +14,9 @@ public enum JobStatus
 
     /// <summary>Cancelled: no new item is handed out; items in flight are committed when they come back.</summary>
     Cancelled,
+
+    /// <summary>The output folder could not be written (<see cref="JobProgress.SinkError"/> says why): no new item is handed out.</summary>
+    Failed,
 }
 
 /// <summary>A snapshot of a job's progress.</summary>
@@ -50,8 +53,14 @@ public sealed class JobProgress
     /// <summary>The silo that holds the job.</summary>
     [Id(9)] public string Host { get; init; } = "";
 
-    /// <summary>Whether the job is over (completed, or cancelled with nothing in flight).</summary>
-    public bool IsFinished => Status == JobStatus.Completed || (Status == JobStatus.Cancelled && InFlightItems == 0);
+    /// <summary>Rows accepted for the output folder and not yet on disk.</summary>
+    [Id(10)] public int PendingWrites { get; init; }
+
+    /// <summary>Why the output folder could not be written, naming it; null while it can.</summary>
+    [Id(11)] public string? SinkError { get; init; }
+
+    /// <summary>Whether the job is over: completed, failed, or cancelled with nothing in flight and everything taken written.</summary>
+    public bool IsFinished => Status is JobStatus.Completed or JobStatus.Failed || (Status == JobStatus.Cancelled && InFlightItems == 0 && PendingWrites == 0);
 
     /// <inheritdoc />
     public override string ToString() =>

@@ -20,7 +20,7 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
     private FolderSink? _sink;
     private JobStatus _status = JobStatus.NotStarted;
     private long _nextLease;
-    private int _reissued, _duplicates, _settledRows;
+    private int _reissued, _duplicates, _settledRows, _itemsDone;
     private string? _lastWorkerError;
     private IGrainTimer? _timer;
 
@@ -99,13 +99,25 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
             else _sink.Fail(source, row.Error ?? "The worker returned neither an image nor an error.");
             _settledRows++;
         }
-        _sink.Flush();
         if (!_itemDone[result.ItemId])
         {
             _itemDone[result.ItemId] = true;
+            _itemsDone++;
             _leases.Remove(result.ItemId); // a re-issued copy still out is no longer needed; its results will be duplicates
         }
-        if (_status == JobStatus.Running && _itemDone.All(d => d)) { _status = JobStatus.Completed; await Finish(); }
+        if (_sink.Error is { } error && _status == JobStatus.Running)
+        {
+            _status = JobStatus.Failed;
+            _pending.Clear();
+            logger.LogError("Job {Job}: {Error}", this.GetPrimaryKeyString(), error);
+            await Finish();
+        }
+        if (_status == JobStatus.Running && _itemsDone == _items.Count)
+        {
+            await _sink.DrainAsync();
+            _status = _sink.Error is null ? JobStatus.Completed : JobStatus.Failed;
+            await Finish();
+        }
         return Progress();
     }
 
@@ -149,11 +161,13 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
         TotalRows = _spec?.Rows.Length ?? 0,
         CommittedRows = _sink?.CommittedCount ?? 0,
         FailedRows = _sink?.FailedCount ?? 0,
-        PendingItems = _pending.Count(i => !_itemDone[i]),
+        PendingItems = _status == JobStatus.Running ? _items.Count - _itemsDone - _leases.Count : 0, // an item not done is queued or leased
         InFlightItems = _leases.Count,
         ReissuedItems = _reissued,
         DuplicateRows = _duplicates,
         LastWorkerError = _lastWorkerError,
+        PendingWrites = _sink?.PendingWrites ?? 0,
+        SinkError = _sink?.Error,
         Host = silo.SiloAddress.ToString(),
     };
 

@@ -6,11 +6,14 @@ namespace MLNet.Diffusion.Orleans;
 
 /// <summary>
 /// A job's output folder on shared storage, written as the CLI's batch writes it: each image goes to a temporary file in
-/// the folder, is flushed to disk and renamed over <c>NNNNN.png</c>; then its manifest line is appended, and the lines of a work item are flushed to disk together. A row
+/// the folder, is flushed to disk and renamed over <c>NNNNN.png</c>; then its manifest line is appended and flushed. A row
 /// is committed exactly when its line is in the manifest and its file exists, and it is committed once: a second result for
-/// a committed row (an item made twice after a re-issue) is dropped. Failed rows get a line in <c>failures.csv</c>.
-/// Opening reads the manifest back (dropping a cut-off last line and lines whose file is gone), so a job started again
-/// over the same folder goes on where it stopped. One job grain writes a folder at a time.
+/// a committed row (an item made twice after a re-issue) is dropped by <see cref="Commit"/>, which decides at once. The
+/// writing itself runs on a background writer, off the job grain's turn, as group commits: it takes every image queued,
+/// writes them in parallel (each flushed and renamed), then appends their lines with one flush. A crash loses at most the
+/// queued rows, which a restarted job makes again. Failed rows get a line in <c>failures.csv</c>. Opening reads the
+/// manifest back (dropping a cut-off last line and lines whose file is gone), so a job started again over the same folder
+/// goes on where it stopped. One job grain writes a folder at a time.
 /// </summary>
 internal sealed class FolderSink : IDisposable
 {
@@ -25,6 +28,13 @@ internal sealed class FolderSink : IDisposable
     private readonly BitArray _committed;
     private readonly BitArray _failed;
     private readonly int _digits;
+    private readonly System.Threading.Channels.Channel<Pending> _queue =
+        System.Threading.Channels.Channel.CreateUnbounded<Pending>(new() { SingleReader = true, SingleWriter = true });
+    private readonly Task _writer;
+    private int _written, _queued;
+    private volatile string? _error;
+
+    private sealed record Pending(GenerationRow Row, byte[] Png, string Settings, double Seconds);
 
     private FolderSink(string directory, FileStream manifest, FileStream failures, BitArray committed, int digits)
     {
@@ -34,11 +44,18 @@ internal sealed class FolderSink : IDisposable
         _committed = committed;
         _failed = new BitArray(committed.Length);
         _digits = digits;
-        foreach (bool done in committed) if (done) CommittedCount++;
+        foreach (bool done in committed) if (done) _written++;
+        _writer = Task.Run(WriteLoop);
     }
 
-    /// <summary>Rows committed (including those found when opening).</summary>
-    public int CommittedCount { get; private set; }
+    /// <summary>Rows whose image and manifest line are on disk (including those found when opening).</summary>
+    public int CommittedCount => Volatile.Read(ref _written);
+
+    /// <summary>Rows accepted by <see cref="Commit"/> and not yet on disk.</summary>
+    public int PendingWrites => Volatile.Read(ref _queued);
+
+    /// <summary>Why the writer stopped (a full disk, a folder removed), naming the file; null while it works.</summary>
+    public string? Error => _error;
 
     /// <summary>Rows recorded as failed since opening.</summary>
     public int FailedCount { get; private set; }
@@ -70,13 +87,55 @@ internal sealed class FolderSink : IDisposable
     }
 
     /// <summary>
-    /// Commits <paramref name="row"/>'s image unless the row is already committed; returns whether it did. The image is on
-    /// disk when this returns; its manifest line is written but reaches the disk at the next <see cref="Flush"/> (one
-    /// flush per work item: a crash before it loses the line, and the row is made again, never twice in the manifest).
+    /// Takes <paramref name="row"/>'s image for writing unless the row is already taken or failed; returns whether it took
+    /// it. The writer puts it on disk (see the class summary): <see cref="CommittedCount"/> counts it then.
     /// </summary>
     public bool Commit(GenerationRow row, byte[] png, string settings, double seconds)
     {
-        if (_committed[row.Row]) return false;
+        if (_committed[row.Row] || _failed[row.Row]) return false;
+        _committed[row.Row] = true;
+        Interlocked.Increment(ref _queued);
+        _queue.Writer.TryWrite(new Pending(row, png, settings, seconds));
+        return true;
+    }
+
+    /// <summary>Waits until every image taken so far is on disk (or the writer failed: see <see cref="Error"/>).</summary>
+    public async Task DrainAsync()
+    {
+        while (PendingWrites > 0 && _error is null) await Task.Delay(5);
+    }
+
+    private async Task WriteLoop()
+    {
+        var batch = new List<Pending>();
+        while (await _queue.Reader.WaitToReadAsync())
+        {
+            while (batch.Count < 1024 && _queue.Reader.TryRead(out var next)) batch.Add(next);
+            if (_error is null)
+            {
+                try
+                {
+                    var files = new string[batch.Count];
+                    Parallel.For(0, batch.Count, i => files[i] = WriteImage(batch[i].Row, batch[i].Png));
+                    var lines = new StringBuilder();
+                    for (int i = 0; i < batch.Count; i++) lines.Append(ManifestCsv.Line(batch[i].Row, batch[i].Settings, files[i], batch[i].Seconds));
+                    Append(_manifest, lines.ToString());
+                    Interlocked.Add(ref _written, batch.Count);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException or AggregateException)
+                {
+                    var inner = e is AggregateException a ? a.InnerExceptions[0] : e;
+                    _error = $"Cannot write the output folder '{_directory}': {inner.Message} Free space or fix the folder, then start the job again (committed rows are kept).";
+                }
+            }
+            Interlocked.Add(ref _queued, -batch.Count);
+            batch.Clear();
+        }
+    }
+
+    /// <summary>Writes one image atomically (temporary file, flushed, renamed); returns its file name.</summary>
+    private string WriteImage(GenerationRow row, byte[] png)
+    {
         var file = row.Row.ToString("D" + _digits, CultureInfo.InvariantCulture) + ".png";
         var target = Path.Combine(_directory, file);
         var temporary = Path.Combine(_directory, $".{file}.{Guid.NewGuid():N}{TemporarySuffix}");
@@ -93,10 +152,7 @@ internal sealed class FolderSink : IDisposable
         {
             if (File.Exists(temporary)) File.Delete(temporary);
         }
-        _manifest.Write(Encoding.UTF8.GetBytes(ManifestCsv.Line(row, settings, file, seconds)));
-        _committed[row.Row] = true;
-        CommittedCount++;
-        return true;
+        return file;
     }
 
     /// <summary>Records <paramref name="row"/> as failed with <paramref name="error"/>, once.</summary>
@@ -108,12 +164,11 @@ internal sealed class FolderSink : IDisposable
         FailedCount++;
     }
 
-    /// <summary>Flushes the manifest lines written since the last flush to disk.</summary>
-    public void Flush() => _manifest.Flush(flushToDisk: true);
-
-    /// <summary>Closes the files.</summary>
+    /// <summary>Lets the writer finish what it took, then closes the files.</summary>
     public void Dispose()
     {
+        _queue.Writer.TryComplete();
+        _writer.Wait();
         _manifest.Dispose();
         _failures.Dispose();
     }
