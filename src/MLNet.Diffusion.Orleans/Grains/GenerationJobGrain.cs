@@ -121,6 +121,12 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
         return Progress();
     }
 
+    public async Task<WorkItem?> CompleteAndLease(WorkResult result, string worker, SiloAddress workerSilo)
+    {
+        await Complete(result);
+        return result.WorkerError is null ? await Lease(worker, workerSilo) : null;
+    }
+
     private async Task CheckLeases(CancellationToken cancellationToken)
     {
         if (_status != JobStatus.Running || _spec is null) return;

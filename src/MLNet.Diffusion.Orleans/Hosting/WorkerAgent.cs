@@ -7,7 +7,7 @@ namespace MLNet.Diffusion.Orleans;
 /// <summary>
 /// Runs on every silo that serves devices: one loop per device pulls work items from the running jobs (through
 /// <see cref="IJobRegistryGrain"/>), runs them on this silo's <see cref="IGenerationWorkerGrain"/> of that device, and hands
-/// the results back to the job. Pulling keeps each device busy with one item at a time and lets a job's leases, not the
+/// the results back to the job, taking that job's next item in the same call. Pulling keeps each device busy with one item at a time and lets a job's leases, not the
 /// worker, decide what is made again after a failure. A worker whose model does not load reports it to the job and takes no
 /// work from that job for <see cref="WorkerAgentOptions.LoadFailureBackoff"/>.
 /// </summary>
@@ -24,11 +24,13 @@ public sealed class WorkerAgent(IGrainFactory grains, ILocalSiloDetails silo, IO
         var registry = grains.GetGrain<IJobRegistryGrain>(0);
         var avoid = new Dictionary<string, DateTime>(StringComparer.Ordinal);
         string name = $"{silo.SiloAddress}/{device}";
+        IGenerationJobGrain? job = null;
+        WorkItem? item = null;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
-                var (job, item) = await NextItem(registry, name, avoid);
+                if (item is null) (job, item) = await NextItem(registry, name, avoid);
                 if (item is null)
                 {
                     await Task.Delay(options.Value.PollInterval, stoppingToken);
@@ -36,7 +38,8 @@ public sealed class WorkerAgent(IGrainFactory grains, ILocalSiloDetails silo, IO
                 }
                 var result = await worker.Run(item);
                 if (result.WorkerError is not null) avoid[item.JobId] = DateTime.UtcNow + options.Value.LoadFailureBackoff;
-                await job!.Complete(result);
+                item = null;
+                item = await job!.CompleteAndLease(result, name, silo.SiloAddress); // the same job's next item, if any
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
@@ -45,6 +48,7 @@ public sealed class WorkerAgent(IGrainFactory grains, ILocalSiloDetails silo, IO
             catch (Exception e)
             {
                 // A job or the registry unreachable for a moment (a silo leaving): the lease of any item held times out.
+                item = null;
                 logger.LogWarning(e, "Worker {Worker}: {Message}", name, e.Message);
                 await Task.Delay(options.Value.PollInterval, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             }
