@@ -42,6 +42,11 @@ public sealed class CliClusterTests(ITestOutputHelper output)
             Assert.Equal(0, again);
             Assert.Contains("All 12 rows done", secondText, StringComparison.Ordinal);
             Assert.Equal(lines, File.ReadAllLines(Path.Combine(outDir, "manifest.csv")));
+
+            // The local batch reads the folder the cluster filled as its own: every row done, nothing made again.
+            var (local, localText) = Run([.. batch.Where((_, i) => i is not 2 and not 3)]);
+            Assert.Equal(0, local);
+            Assert.Contains("All 12 rows of prompts.csv are done", localText, StringComparison.Ordinal);
         }
         finally
         {
