@@ -90,6 +90,10 @@ public static class Program
             config.AddCommand<BatchCommand>("batch")
                 .WithDescription("Generate an image per row of a CSV/TSV table, with a manifest; rerun to resume after an interruption.")
                 .WithExample("batch", "prompts.csv", "--prompt-column", "prompt", "--batch-size", "4", "--out", "images");
+            config.AddCommand<WorkerCommand>("worker")
+                .WithDescription("Run a cluster worker: an Orleans silo that serves generation work on its devices, for batch --cluster.")
+                .WithExample("worker")
+                .WithExample("worker", "--silo-port", "11112", "--gateway-port", "30001", "--primary-port", "11111");
             config.AddCommand<GridCommand>("grid")
                 .WithDescription("Generate a contact sheet (prompts x seeds) as one labelled PNG, with a legend in NAME.json.")
                 .WithExample("grid", "\"a red circle\"", "\"a blue square\"", "--seeds", "4")

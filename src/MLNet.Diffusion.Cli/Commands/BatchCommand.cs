@@ -52,6 +52,10 @@ internal sealed class BatchCommand(CliEnvironment environment) : Command<BatchCo
         [CommandOption("-o|--out <DIR>")]
         [Description("Output folder for the images and manifest.csv. Default: <table name>-images in the current folder.")]
         public string? Out { get; init; }
+
+        [CommandOption("--cluster <CONN>")]
+        [Description("Send the rows to a cluster of `mlnet-diffusion worker` silos: localhost or localhost:PORT,PORT (gateway ports). The same command again reattaches or resumes.")]
+        public string? Cluster { get; init; }
     }
 
     /// <summary>A pending row as the ML.NET pipeline sees it.</summary>
@@ -65,6 +69,7 @@ internal sealed class BatchCommand(CliEnvironment environment) : Command<BatchCo
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
+        if (settings.Cluster is not null) return ClusterBatch.Run(settings, environment);
         var token = environment.CancellationToken;
         var console = environment.Console;
         var ml = new MLContext(seed: 0);

@@ -1,0 +1,28 @@
+namespace MLNet.Diffusion.Orleans;
+
+/// <summary>A generation job over a table: its rows, settings, how they are split and where results go.</summary>
+[GenerateSerializer, Immutable]
+public sealed class JobSpec
+{
+    /// <summary>The table's rows (each with its own <see cref="GenerationRow.Row"/> index, unique within the job).</summary>
+    [Id(0)] public GenerationRow[] Rows { get; init; } = [];
+
+    /// <summary>The settings every row shares.</summary>
+    [Id(1)] public JobSettings Settings { get; init; } = new();
+
+    /// <summary>Rows per work item (one engine call, one UNet batch). Results do not depend on it.</summary>
+    [Id(2)] public int BatchSize { get; init; } = 8;
+
+    /// <summary>
+    /// The output folder, on storage the job's silo can write: an image per row (written to a temporary file, flushed, then
+    /// renamed) and <c>manifest.csv</c> in the CLI batch's format, a line appended and flushed per finished row; failed rows go
+    /// to <c>failures.csv</c> (row, prompt, seed, error).
+    /// </summary>
+    [Id(3)] public string OutputDirectory { get; init; } = "";
+
+    /// <summary>
+    /// How long a worker may hold an item before it is handed to another (an item of a silo that membership declares dead is
+    /// re-issued at once). It must exceed the time one batch takes on the slowest device.
+    /// </summary>
+    [Id(4)] public TimeSpan LeaseTimeout { get; init; } = TimeSpan.FromMinutes(5);
+}

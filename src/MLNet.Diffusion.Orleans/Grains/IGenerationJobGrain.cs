@@ -1,0 +1,30 @@
+namespace MLNet.Diffusion.Orleans;
+
+/// <summary>
+/// Owns one generation job (key: the job id): splits its rows into work items, leases them to workers, re-issues the items
+/// of workers that time out or whose silo leaves the cluster, commits each row exactly once to the job's output folder,
+/// reports progress and can be cancelled.
+/// </summary>
+public interface IGenerationJobGrain : IGrainWithStringKey
+{
+    /// <summary>
+    /// Starts the job, or reattaches to it: while the job is known the call only returns its progress (a client that restarted
+    /// calls it again with the same spec). Rows already in the output folder's manifest are not made again.
+    /// </summary>
+    Task<JobProgress> Start(JobSpec spec);
+
+    /// <summary>The job's progress.</summary>
+    Task<JobProgress> GetProgress();
+
+    /// <summary>Cancels the job: nothing more is handed out; items in flight are committed when they come back.</summary>
+    Task<JobProgress> Cancel();
+
+    /// <summary>Leases the next work item to <paramref name="worker"/> on <paramref name="silo"/>, or returns null when there is none to hand out.</summary>
+    Task<WorkItem?> Lease(string worker, SiloAddress silo);
+
+    /// <summary>Takes a worker's results: commits the rows not yet committed, drops the rest, releases the lease.</summary>
+    Task<JobProgress> Complete(WorkResult result);
+
+    /// <summary><see cref="Complete"/> then <see cref="Lease"/> in one call: a busy worker's one round trip per item.</summary>
+    Task<WorkItem?> CompleteAndLease(WorkResult result, string worker, SiloAddress silo);
+}
