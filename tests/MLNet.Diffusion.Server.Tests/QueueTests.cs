@@ -10,7 +10,9 @@ namespace MLNet.Diffusion.Server.Tests;
 public sealed class QueueTests
 {
     /// <summary>A generation long enough to be caught running (the demo model at 256², 900 steps), under a task id.</summary>
-    private static string Long(string taskId) => $$"""{"prompt": "a long one", "steps": 900, "seed": 1, "force_task_id": "{{taskId}}"}""";
+    /// <summary>A request that runs for seconds even on a fast machine (8 images of 900 demo steps, about 5 s here), so that
+    /// the tests can see it running; each test interrupts or cancels it.</summary>
+    private static string Long(string taskId) => $$"""{"prompt": "a long one", "steps": 900, "batch_size": 8, "seed": 1, "force_task_id": "{{taskId}}"}""";
 
     [Fact]
     public async Task Beyond_the_running_slot_and_the_backlog_a_request_is_a_429_with_Retry_After()
