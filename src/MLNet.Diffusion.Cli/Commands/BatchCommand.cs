@@ -5,6 +5,7 @@ using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Runtime;
 using Microsoft.ML.Transforms.Image;
+using MLNet.Diffusion.Batch;
 using MLNet.Diffusion.Cli.Csv;
 using MLNet.Diffusion.Cli.Output;
 using MLNet.Diffusion.Models;

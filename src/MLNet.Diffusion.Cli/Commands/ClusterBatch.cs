@@ -2,6 +2,7 @@ using System.Globalization;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using MLNet.Diffusion.Batch;
 using MLNet.Diffusion.Cli.Csv;
 using MLNet.Diffusion.Orleans;
 using MLNet.Diffusion.Cli.Output;

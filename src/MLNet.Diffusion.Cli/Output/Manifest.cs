@@ -1,6 +1,7 @@
 using System.Collections;
 using System.Globalization;
 using System.Text;
+using MLNet.Diffusion.Batch;
 using MLNet.Diffusion.Cli.Csv;
 
 namespace MLNet.Diffusion.Cli.Output;
@@ -37,11 +38,11 @@ internal sealed record ManifestEntry(int Row, string Prompt, string NegativeProm
 /// </summary>
 internal sealed class Manifest : IDisposable
 {
-    /// <summary>The manifest's file name.</summary>
-    public const string FileName = "manifest.csv";
+    /// <summary>The manifest's file name (<see cref="BatchManifestFormat.FileName"/>).</summary>
+    public const string FileName = BatchManifestFormat.FileName;
 
-    /// <summary>The header line's columns.</summary>
-    public static readonly string[] Columns = ["row", "prompt", "negative_prompt", "seed", "settings", "file", "seconds"];
+    /// <summary>The header line's columns (<see cref="BatchManifestFormat.Columns"/>).</summary>
+    public static string[] Columns => BatchManifestFormat.Columns;
 
     private readonly FileStream _stream;
     private readonly State _state;

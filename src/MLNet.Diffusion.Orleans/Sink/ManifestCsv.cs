@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using MLNet.Diffusion.Batch;
 
 namespace MLNet.Diffusion.Orleans;
 
@@ -12,11 +13,11 @@ namespace MLNet.Diffusion.Orleans;
 /// </summary>
 internal static class ManifestCsv
 {
-    /// <summary>The manifest's file name.</summary>
-    public const string FileName = "manifest.csv";
+    /// <summary>The manifest's file name (<see cref="BatchManifestFormat.FileName"/>).</summary>
+    public const string FileName = BatchManifestFormat.FileName;
 
     /// <summary>The header's columns.</summary>
-    public static readonly string[] Columns = ["row", "prompt", "negative_prompt", "seed", "settings", "file", "seconds"];
+    public static string[] Columns => BatchManifestFormat.Columns;
 
     /// <summary>The failures file's columns.</summary>
     public static readonly string[] FailureColumns = ["row", "prompt", "seed", "error"];
@@ -30,20 +31,8 @@ internal static class ManifestCsv
     public static string FailureLine(GenerationRow row, string error) => Record(
         row.Row.ToString(CultureInfo.InvariantCulture), Guard(row.Prompt), row.Seed.ToString(CultureInfo.InvariantCulture), Guard(error));
 
-    /// <summary>A record of <paramref name="fields"/>, comma-separated, quoted where needed, ending with a line feed.</summary>
-    public static string Record(params string[] fields)
-    {
-        var s = new StringBuilder();
-        for (int i = 0; i < fields.Length; i++)
-        {
-            if (i > 0) s.Append(',');
-            var f = fields[i];
-            bool quote = f.Length > 0 && (f.Contains(',') || f.Contains('"') || f.Contains('\n') || f.Contains('\r') || char.IsWhiteSpace(f[0]) || char.IsWhiteSpace(f[^1]));
-            if (quote) s.Append('"').Append(f.Replace("\"", "\"\"", StringComparison.Ordinal)).Append('"');
-            else s.Append(f);
-        }
-        return s.Append('\n').ToString();
-    }
+    /// <summary>One CSV line (<see cref="CsvWriter.FormatRecord"/>).</summary>
+    public static string Record(params string[] fields) => CsvWriter.FormatRecord(fields);
 
     /// <summary>
     /// The records of a CSV text (RFC 4180), with whether each ended with a line break: a last record cut off mid-write is
@@ -87,15 +76,8 @@ internal static class ManifestCsv
         }
     }
 
-    /// <summary>The cell as written, with the formula guard's apostrophe removed.</summary>
-    public static string Unguard(string cell) => cell.StartsWith('\'') && NeedsGuard(cell) ? cell[1..] : cell;
+    /// <summary>The cell as written, with the formula guard's apostrophe removed (<see cref="FormulaGuard.Restore"/>).</summary>
+    public static string Unguard(string cell) => FormulaGuard.Restore(cell);
 
-    private static string Guard(string cell) => NeedsGuard(cell) ? "'" + cell : cell;
-
-    private static bool NeedsGuard(string cell)
-    {
-        int i = 0;
-        while (i < cell.Length && cell[i] == '\'') i++;
-        return i < cell.Length && cell[i] is '=' or '+' or '-' or '@' or '\t' or '\r';
-    }
+    private static string Guard(string cell) => FormulaGuard.Neutralise(cell);
 }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
+using MLNet.Diffusion.Batch;
 using MLNet.Diffusion.Cli.Csv;
 using MLNet.Diffusion.Cli.Output;
 using MLNet.Diffusion.Tests.TestModels;

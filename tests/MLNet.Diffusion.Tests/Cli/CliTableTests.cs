@@ -1,6 +1,7 @@
 using System.Text;
 using CsCheck;
 using MLNet.Diffusion.Cli;
+using MLNet.Diffusion.Batch;
 using MLNet.Diffusion.Cli.Csv;
 using MLNet.Diffusion.Cli.Output;
 using MLNet.Diffusion.Tests.TestModels;

@@ -1,4 +1,4 @@
-namespace MLNet.Diffusion.Cli.Csv;
+namespace MLNet.Diffusion.Batch;
 
 /// <summary>
 /// Keeps spreadsheet programs from running text cells of a CSV file as formulas (CSV injection). A cell that starts with

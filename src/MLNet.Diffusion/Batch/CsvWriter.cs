@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace MLNet.Diffusion.Cli.Csv;
+namespace MLNet.Diffusion.Batch;
 
 /// <summary>Formats RFC 4180 records: a field is quoted when it holds the separator, a quote, a line break or edge spaces.</summary>
 internal static class CsvWriter
