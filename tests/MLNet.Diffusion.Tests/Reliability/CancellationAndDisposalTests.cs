@@ -108,19 +108,36 @@ public class CancellationAndDisposalTests(ITestOutputHelper output)
         foreach (var image in pipeline.Decode(latents, 1, 8, 8)) image.Dispose();
         var call = clock.Elapsed;
 
-        using var cts = new CancellationTokenSource();
-        var cancelledAt = TimeSpan.Zero;
-        using var stamp = cts.Token.Register(() => cancelledAt = clock.Elapsed);
-        var progress = new SynchronousProgress(p =>
+        // The cancellation is timed to land a quarter into the decoder call. When both cores spin in ONNX Runtime the timer
+        // thread can be starved until the call has ended; then the generation rightly finishes, which is allowed only when
+        // the cancellation came after it, and the attempt is made again.
+        for (int attempt = 1; ; attempt++)
         {
-            if (p.Stage == DiffusionStage.Denoising && p.Step == p.Total) cts.CancelAfter(call / 4);
-        });
-        clock.Restart();
-        var e = Assert.ThrowsAny<OperationCanceledException>(() => pipeline.Generate(Prompt, 1, oneCall, progress, cts.Token));
-        var latency = clock.Elapsed - cancelledAt;
-        output.WriteLine($"VAE decoder call {call.TotalMilliseconds:F0} ms; returned {latency.TotalMilliseconds:F0} ms after the cancellation");
-        Assert.Contains("VAE decoding", e.Message);
-        Assert.True(latency < call * 0.5, $"cancellation took {latency.TotalMilliseconds:F0} ms of a {call.TotalMilliseconds:F0} ms call");
+            using var cts = new CancellationTokenSource();
+            var cancelledAt = TimeSpan.Zero;
+            using var stamp = cts.Token.Register(() => cancelledAt = clock.Elapsed);
+            var progress = new SynchronousProgress(p =>
+            {
+                if (p.Stage == DiffusionStage.Denoising && p.Step == p.Total) cts.CancelAfter(call / 4);
+            });
+            clock.Restart();
+            try
+            {
+                pipeline.Generate(Prompt, 1, oneCall, progress, cts.Token).Image.Dispose();
+            }
+            catch (OperationCanceledException e)
+            {
+                var latency = clock.Elapsed - cancelledAt;
+                output.WriteLine($"VAE decoder call {call.TotalMilliseconds:F0} ms; returned {latency.TotalMilliseconds:F0} ms after the cancellation (attempt {attempt})");
+                Assert.Contains("VAE decoding", e.Message);
+                Assert.True(latency < call * 0.5, $"cancellation took {latency.TotalMilliseconds:F0} ms of a {call.TotalMilliseconds:F0} ms call");
+                break;
+            }
+            var finished = clock.Elapsed;
+            Assert.True(cancelledAt == TimeSpan.Zero || cancelledAt >= finished,
+                $"the token was cancelled at {cancelledAt.TotalMilliseconds:F0} ms, yet the generation finished at {finished.TotalMilliseconds:F0} ms without stopping");
+            Assert.True(attempt < 5, "in 5 attempts the timed cancellation never landed inside the decoder call");
+        }
         pipeline.Generate(Prompt, 1, oneCall).Image.Dispose();
     }
 
