@@ -29,14 +29,14 @@ public sealed class QueueTests
         var error = (await ServerHost.JsonAsync(refused)).GetProperty("error");
         Assert.Equal("rate_limit_exceeded", error.GetProperty("code").GetString());
 
-        // The progress of the running job, then A1111's interrupt: it answers with what it finished (nothing), and the
-        // waiting request runs.
+        // The progress of the running job, then A1111's interrupt: it answers with the images of the batches it finished
+        // (not all eight), and the waiting request runs.
         var progress = await ServerHost.JsonAsync(await host.Client.GetAsync("/sdapi/v1/progress?id_task=first"));
         Assert.Equal("first", progress.GetProperty("state").GetProperty("job").GetString());
         Assert.Equal(2, progress.GetProperty("state").GetProperty("job_count").GetInt32());
         await host.Client.PostAsync("/sdapi/v1/interrupt", null);
         var first = await ServerHost.JsonAsync(await running);
-        Assert.Empty(first.GetProperty("images").EnumerateArray());
+        Assert.InRange(first.GetProperty("images").GetArrayLength(), 0, 7);
         Assert.True(JsonDocument.Parse(first.GetProperty("info").GetString()!).RootElement.GetProperty("interrupted").GetBoolean());
         var second = await waiting;
         Assert.Equal(HttpStatusCode.OK, second.StatusCode);
