@@ -13,6 +13,7 @@ import io, json, os, random
 import sentencepiece as spm
 
 here = os.path.dirname(os.path.abspath(__file__))
+os.chdir(here)  # relative names only: the trainer stores its model prefix in the model file
 rng = random.Random(20261205)
 words = ("a photo of an astronaut riding horse on the moon castle in mountains at sunset painting by monet "
          "cat dog sitting under tree with flowers city street night rain neon lights portrait old man woman "
@@ -30,11 +31,11 @@ for _ in range(4000):
     lines.append(line)
 
 spm.SentencePieceTrainer.train(
-    sentence_iterator=iter(lines), model_prefix=os.path.join(here, "t5_test"), model_type="unigram", vocab_size=400,
+    sentence_iterator=iter(lines), model_prefix="t5_test", model_type="unigram", vocab_size=400,
     normalization_rule_name="nmt_nfkc", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, byte_fallback=False,
     character_coverage=0.9995, add_dummy_prefix=True, remove_extra_whitespaces=True, split_digits=False,
     input_sentence_size=0, shuffle_input_sentence=False, num_threads=1, minloglevel=2)
-os.remove(os.path.join(here, "t5_test.vocab"))
+os.remove("t5_test.vocab")
 
 sp = spm.SentencePieceProcessor(model_file=os.path.join(here, "t5_test.model"))
 prompts = [
