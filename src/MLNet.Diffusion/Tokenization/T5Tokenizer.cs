@@ -4,7 +4,7 @@ namespace MLNet.Diffusion.Tokenization;
 
 /// <summary>
 /// T5's tokenizer: a SentencePiece Unigram model (Kudo, "Subword Regularization", ACL 2018) read from the folder's
-/// <c>spiece.model</c>. The text is normalised as the model says (<see cref="SentencePieceNormalizer"/>), segmented into
+/// <c>spiece.model</c>, or from its <c>tokenizer.json</c> when it has only that (<see cref="UnigramTokenizerJson"/>). The text is normalised as the model says (<see cref="SentencePieceNormalizer"/>), segmented into
 /// the pieces of highest total log-probability (Viterbi), a run of unknown characters becomes one unknown id, and the
 /// end-of-sequence id closes the sequence, as transformers' <c>T5Tokenizer</c> does (no start token).
 /// </summary>
@@ -55,13 +55,21 @@ internal sealed class T5Tokenizer
         _pieces = pieces.GetAlternateLookup<ReadOnlySpan<char>>();
     }
 
-    /// <summary>Loads <c>spiece.model</c> from a tokenizer folder.</summary>
+    /// <summary>
+    /// Loads a tokenizer folder: its <c>spiece.model</c> (SentencePiece's own file, preferred when both are there), else its
+    /// <c>tokenizer.json</c> (Hugging Face tokenizers' Unigram form of the same model). Either gives the same ids.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">The folder has neither file.</exception>
+    /// <exception cref="InvalidDataException">The file is malformed; the message names it (and, for JSON, the key).</exception>
+    /// <exception cref="NotSupportedException">The file describes a tokenizer of another kind.</exception>
     public static T5Tokenizer Load(string tokenizerDirectory)
     {
         string path = Path.Combine(tokenizerDirectory, ModelFileName);
-        if (!File.Exists(path))
-            throw new FileNotFoundException($"The T5 tokenizer folder '{tokenizerDirectory}' has no {ModelFileName} (SentencePiece model).", path);
-        return new T5Tokenizer(SentencePieceModel.Load(path), path);
+        if (File.Exists(path)) return new T5Tokenizer(SentencePieceModel.Load(path), path);
+        string json = Path.Combine(tokenizerDirectory, UnigramTokenizerJson.FileName);
+        if (File.Exists(json)) return new T5Tokenizer(UnigramTokenizerJson.Load(json), json);
+        throw new FileNotFoundException(
+            $"The T5 tokenizer folder '{tokenizerDirectory}' has neither {ModelFileName} (SentencePiece model) nor {UnigramTokenizerJson.FileName} (Hugging Face tokenizers); a diffusers export has one of them.", path);
     }
 
     /// <summary>The vocabulary size (ids are below it).</summary>
@@ -89,17 +97,31 @@ internal sealed class T5Tokenizer
     public int[] Encode(string text, int maxLength, out bool truncated)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxLength, 1);
-        var ids = Encode(text);
         var result = new int[maxLength];
-        Array.Fill(result, PadId);
-        truncated = ids.Length > maxLength;
-        if (truncated)
-        {
-            ids.AsSpan(0, maxLength - 1).CopyTo(result);
-            result[^1] = _model.EosId;
-        }
-        else ids.CopyTo(result, 0);
+        truncated = Encode(text, result) > 0;
         return result;
+    }
+
+    /// <summary>
+    /// Writes the ids of <paramref name="text"/> into all of <paramref name="destination"/> as <see cref="Encode(string, int, out bool)"/>
+    /// does with <c>maxLength</c> = its length: the content ids, the end-of-sequence id, then the padding id; a text too
+    /// long keeps its first <c>length − 1</c> ids and the end-of-sequence id.
+    /// </summary>
+    /// <returns>How many of the text's ids were dropped (0 when it fits).</returns>
+    /// <exception cref="ArgumentException"><paramref name="destination"/> is empty.</exception>
+    public int Encode(string text, Span<int> destination)
+    {
+        if (destination.IsEmpty) throw new ArgumentException("At least one position is needed, for the end-of-sequence id.", nameof(destination));
+        var ids = Encode(text);
+        destination.Fill(PadId);
+        if (ids.Length <= destination.Length)
+        {
+            ids.CopyTo(destination);
+            return 0;
+        }
+        ids.AsSpan(0, destination.Length - 1).CopyTo(destination);
+        destination[^1] = _model.EosId;
+        return ids.Length - destination.Length;
     }
 
     /// <summary>The best segmentation of normalised text, as ids, with runs of unknown ids merged.</summary>
