@@ -58,7 +58,11 @@ internal static class UnigramTokenizerJson
             var root = document.RootElement;
             if (root.ValueKind != JsonValueKind.Object) throw Malformed(source, "(root)", "an object");
             var model = Property(root, "model", JsonValueKind.Object, source, "model");
-            string type = Property(model, "type", JsonValueKind.String, source, "model.type").GetString()!;
+            // Files written by early tokenizers releases may leave model.type out; a Unigram model is then known by its
+            // [piece, score] vocabulary, as the library itself tells the models apart.
+            string type = model.TryGetProperty("type", out _) ? Property(model, "type", JsonValueKind.String, source, "model.type").GetString()!
+                : model.TryGetProperty("vocab", out var v) && v.ValueKind == JsonValueKind.Array ? "Unigram"
+                : Property(model, "type", JsonValueKind.String, source, "model.type").GetString()!; // reports it missing
             if (type != "Unigram")
                 throw new NotSupportedException($"'{source}': model.type is \"{type}\"; a T5 tokenizer is a SentencePiece Unigram model (\"Unigram\").");
 

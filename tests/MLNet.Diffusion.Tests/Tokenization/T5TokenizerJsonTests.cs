@@ -57,6 +57,15 @@ public sealed class T5TokenizerJsonTests
     }
 
     [Fact]
+    public void AModelWithoutItsTypeIsKnownByItsVocabulary()
+    {
+        var json = JsonNode.Parse(File.ReadAllText(JsonPath))!;
+        json["model"]!.AsObject().Remove("type");
+        var model = UnigramTokenizerJson.Parse(Encoding.UTF8.GetBytes(json.ToJsonString()), "untyped/tokenizer.json");
+        Assert.Equal([49, 43, 11, 1], new T5Tokenizer(model, "untyped/tokenizer.json").Encode("a photo of"));
+    }
+
+    [Fact]
     public void SpieceModelIsPreferredWhenBothAreThere()
     {
         using var folder = new TempFolder();
@@ -77,6 +86,7 @@ public sealed class T5TokenizerJsonTests
     [Theory]
     [InlineData("model", null, "has no model")]
     [InlineData("model.type", "\"BPE\"", "model.type is \"BPE\"")]
+    [InlineData("model.type", "7", "model.type is not a JSON string")]
     [InlineData("model.unk_id", "null", "model.unk_id is not a JSON number")]
     [InlineData("model.unk_id", "400", "model.unk_id 400 is not an id of its 400 pieces")]
     [InlineData("model.vocab", "[[\"a\"]]", "model.vocab[0] is not a [piece, score] pair")]
