@@ -42,7 +42,7 @@ internal static class ModelLocator
         return new DiffusionRuntimeOptions
         {
             Device = device, DeviceId = id, Logger = new StderrLogger(environment), EnableOnnxRuntimeTelemetry = telemetry, LowMemory = settings.LowMemory,
-            TextualInversions = settings.ParsedEmbeddings,
+            TextualInversions = settings.ParsedEmbeddings, WithoutT5 = settings.NoT5, MaxSequenceLength = settings.MaxSequenceLength,
         };
     }
 

@@ -33,6 +33,14 @@ internal class ModelSettings : CliSettings
     [Description("Load the text encoders and the VAE only for their stage and release them after it (only the UNet stays loaded), without ONNX Runtime's CPU memory arena: a lower peak, the same images, some load time per call.")]
     public bool LowMemory { get; init; }
 
+    [CommandOption("--no-t5")]
+    [Description("Stable Diffusion 3: run without the T5 encoder (text_encoder_3, about 9.5 GB in float16); zeros take its place and prompts condition through CLIP only. FLUX.1 needs T5 and refuses this.")]
+    public bool NoT5 { get; init; }
+
+    [CommandOption("--max-sequence-length <TOKENS>")]
+    [Description("SD3 and FLUX.1: T5 tokens per prompt, 1 to 512; longer prompts are cut. Default: the transformer's fixed length, else 256 (SD3, FLUX.1-schnell) or 512 (FLUX.1-dev).")]
+    public int? MaxSequenceLength { get; init; }
+
     [CommandOption("--embedding <FILE>")]
     [Description("A textual-inversion embedding to load with the model: FILE or FILE=TOKEN, a .safetensors file (A1111, SDXL clip_l/clip_g or diffusers layout; .pt pickles are refused) and the trigger word that inserts it in prompts (default: the file name without its extension). Repeat for several.")]
     public string[]? Embeddings { get; init; }
@@ -82,6 +90,7 @@ internal class ModelSettings : CliSettings
         {
             return ValidationResult.Error(e.Message);
         }
+        if (Pipeline.SettingLimits.MaxSequenceLength("--max-sequence-length", MaxSequenceLength) is { } problem) return ValidationResult.Error(problem);
         return base.Validate();
     }
 }

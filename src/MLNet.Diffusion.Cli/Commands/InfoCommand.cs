@@ -19,7 +19,7 @@ namespace MLNet.Diffusion.Cli.Commands;
 /// </summary>
 internal sealed class InfoCommand(CliEnvironment environment) : Command<ModelSettings>
 {
-    private static readonly string[] Components = ["text_encoder", "text_encoder_2", "unet", "vae_decoder", "vae_encoder"];
+    private static readonly string[] Components = ["text_encoder", "text_encoder_2", "text_encoder_3", "unet", "transformer", "vae_decoder", "vae_encoder"];
 
     public override int Execute(CommandContext context, ModelSettings settings, CancellationToken cancellationToken)
     {
@@ -39,6 +39,8 @@ internal sealed class InfoCommand(CliEnvironment environment) : Command<ModelSet
         {
             cancellationToken.ThrowIfCancellationRequested();
             var path = Path.Combine(folder.Directory, component, "model.onnx");
+            if (component is "text_encoder_3" or "transformer" && folder.FlowFamily is null) continue;
+            if (component == "unet" && folder.DenoiserName != "unet") continue;
             if (!File.Exists(path))
             {
                 console.MarkupLineInterpolated($"[bold]{component}[/]  (none)");
@@ -58,15 +60,15 @@ internal sealed class InfoCommand(CliEnvironment environment) : Command<ModelSet
             }
             using (session)
             {
-                if (component == "unet")
+                if (component == folder.DenoiserName)
                 {
                     var specs = session.InputMetadata.ToDictionary(p => p.Key, p => TensorSpec.From(p.Key, p.Value), StringComparer.Ordinal);
                     // The engine's identification, so that info names the roles generate will use, and refuses what it refuses.
-                    extras = UNetExtraInputs.Identify(specs, path, folder.UnetTimeCondProjDim);
+                    extras = UNetExtraInputs.Identify(specs, path, folder.UnetTimeCondProjDim, component);
                     if (specs.TryGetValue("encoder_hidden_states", out var states) && states.Rank == 3 && states.Dimensions[2] > 0)
                         unetEmbeddingWidth = states.Dimensions[2];
                 }
-                else if (component.StartsWith("text_encoder", StringComparison.Ordinal))
+                else if (component.StartsWith("text_encoder", StringComparison.Ordinal) && folder.TextEncoders.Any(e => e.Name == component))
                 {
                     int width = session.OutputMetadata.TryGetValue("last_hidden_state", out var last) && last.IsTensor && last.Dimensions.Length == 3 ? last.Dimensions[2] : 0;
                     encodersWidth += width;
@@ -77,7 +79,7 @@ internal sealed class InfoCommand(CliEnvironment environment) : Command<ModelSet
                     {
                         var type = node.IsTensor ? TensorSpec.ElementName(node.ElementDataType) : node.OnnxValueType.ToString();
                         console.MarkupLineInterpolated($"  {kind,-6} {name,-24} {type,-8} {Shape(node)}");
-                        if (component == "unet" && kind == "input" && name == "sample" && node.IsTensor && node.Dimensions.Length == 4 && node.Dimensions[2] > 0)
+                        if (component == folder.DenoiserName && kind == "input" && name is "sample" or "hidden_states" && node.IsTensor && node.Dimensions.Length == 4 && node.Dimensions[2] > 0)
                             unetLatentSize = node.Dimensions[2];
                     }
             }
@@ -85,7 +87,7 @@ internal sealed class InfoCommand(CliEnvironment environment) : Command<ModelSet
 
         // The engine's family rule (LoadedModel.FamilyOf) on the metadata: the encoders' width first, else the UNet's.
         int embeddingWidth = encoderWidthsKnown && encodersWidth > 0 ? encodersWidth : unetEmbeddingWidth;
-        var family = LoadedModel.FamilyOf(extras.FirstOrDefault(e => e.Kind == UNetExtraKind.TimeIds), folder.RequiresAestheticsScore, embeddingWidth);
+        var family = folder.FlowFamily ?? LoadedModel.FamilyOf(extras.FirstOrDefault(e => e.Kind == UNetExtraKind.TimeIds), folder.RequiresAestheticsScore, embeddingWidth);
         // The engine's reader (Python's -Infinity and NaN literals, the schedule checks), and the engine's load-time check
         // of the scheduler, so that info accepts and refuses the folders that generate does.
         var scheduler = SchedulerConfig.Load(folder.SchedulerConfigPath);
@@ -96,11 +98,15 @@ internal sealed class InfoCommand(CliEnvironment environment) : Command<ModelSet
             console.MarkupLineInterpolated($"        latent consistency (guidance embedding): one UNet row per image, no classifier-free guidance");
         if (string.Equals(scheduler.GetString("timestep_spacing", ""), "trailing", StringComparison.Ordinal))
             console.MarkupLineInterpolated($"        Turbo-style schedule (timestep_spacing trailing): 1 to 4 steps, guidance off (-g 0)");
+        if (family == ModelFamily.Flux)
+            console.MarkupLineInterpolated($"        {(extras.Any(e => e.Kind == UNetExtraKind.Guidance) ? "FLUX.1-dev: the guidance scale is an input (default T5 length 512)" : "FLUX.1-schnell: no guidance, 1 to 4 steps (default T5 length 256)")}; one row per image, no classifier-free guidance");
+        if (family == ModelFamily.StableDiffusion3)
+            console.MarkupLineInterpolated($"        T5 encoder: {(folder.T5Encoder is null ? "none in the folder: zeros take its place (77 tokens through CLIP only)" : "text_encoder_3 (--no-t5 runs without it; --max-sequence-length sets its tokens, default 256)")}");
         if (extras.Count == 0)
-            console.MarkupLineInterpolated($"  unet extra inputs: none (sample, timestep, encoder_hidden_states only)");
+            console.MarkupLineInterpolated($"  {folder.DenoiserName} extra inputs: none (sample, timestep, encoder_hidden_states only)");
         foreach (var extra in extras)
             console.MarkupLineInterpolated(
-                $"  unet input {extra.Spec.Name,-24} → {DescribeInput(extra)} (identified by {(UNetExtraInputs.ByName(extra.Spec.Name) is not null ? "name" : "shape")})");
+                $"  {folder.DenoiserName} input {extra.Spec.Name,-24} → {DescribeInput(extra)} (identified by {(UNetExtraInputs.ByName(extra.Spec.Name) is not null ? "name" : "shape")})");
 
         console.WriteLine();
         foreach (var encoder in folder.TextEncoders)
@@ -108,16 +114,22 @@ internal sealed class InfoCommand(CliEnvironment environment) : Command<ModelSet
             var tokenizer = ClipTokenizer.Load(encoder.TokenizerDirectory);
             console.MarkupLineInterpolated($"[bold]{Path.GetFileName(encoder.TokenizerDirectory)}[/]  {Path.GetRelativePath(folder.Directory, encoder.TokenizerDirectory)}/ (max length {tokenizer.MaxLength}, pad id {tokenizer.PadId})");
         }
+        if (folder.T5Encoder is { } t5)
+        {
+            var tokenizer = T5Tokenizer.Load(t5.TokenizerDirectory);
+            console.MarkupLineInterpolated($"[bold]{Path.GetFileName(t5.TokenizerDirectory)}[/]  {Path.GetRelativePath(folder.Directory, t5.TokenizerDirectory)}/ (T5 SentencePiece, {tokenizer.VocabularySize} pieces, EOS id {tokenizer.EosId}, pad id {tokenizer.PadId})");
+        }
 
         console.WriteLine();
         console.MarkupLineInterpolated($"[bold]scheduler[/]  {scheduler.ClassName ?? "(no _class_name)"} ({Path.GetRelativePath(folder.Directory, folder.SchedulerConfigPath)})");
         foreach (var key in scheduler.Keys.Where(k => k != "_class_name"))
             console.MarkupLineInterpolated($"  {key,-28} {scheduler.GetRawText(key)}");
 
-        int defaultSize = folder.UnetSampleSize is int s ? s * 8 : unetLatentSize is int l ? l * 8 : 512;
-        string sizeSource = folder.UnetSampleSize is not null ? "unet/config.json sample_size × 8" : unetLatentSize is not null ? "the UNet's fixed sample size × 8" : "no size given: SD's 512";
+        int defaultSize = folder.UnetSampleSize is int s ? s * 8 : unetLatentSize is int l ? l * 8 : family == ModelFamily.Flux ? 1024 : 512;
+        string sizeSource = folder.UnetSampleSize is not null ? $"{folder.DenoiserName}/config.json sample_size × 8" : unetLatentSize is not null ? $"the {folder.DenoiserName}'s fixed sample size × 8"
+            : family == ModelFamily.Flux ? "no size given: FLUX.1's 1024" : "no size given: SD's 512";
         console.WriteLine();
-        console.MarkupLineInterpolated($"[bold]VAE scaling factor[/]  {folder.VaeScalingFactor.ToString(CultureInfo.InvariantCulture)}");
+        console.MarkupLineInterpolated($"[bold]VAE scaling factor[/]  {folder.VaeScalingFactor.ToString(CultureInfo.InvariantCulture)}{(folder.VaeShiftFactor != 0 ? $", shift factor {folder.VaeShiftFactor.ToString(CultureInfo.InvariantCulture)}" : "")}");
         console.MarkupLineInterpolated($"[bold]Default size[/]        {defaultSize}x{defaultSize} ({sizeSource})");
         console.MarkupLineInterpolated($"[bold]Device[/]              {sessions.ActualDevice}{(sessions.FallbackReason is { } why ? $" (CUDA not used: {why})" : "")}");
         return 0;
@@ -126,6 +138,8 @@ internal sealed class InfoCommand(CliEnvironment environment) : Command<ModelSet
     private static string DescribeFamily(ModelFamily family, int embeddingWidth) => family switch
     {
         ModelFamily.StableDiffusionXL => "SDXL base (two text encoders, pooled embeddings, 6 time ids)",
+        ModelFamily.StableDiffusion3 => "Stable Diffusion 3 (flow-matching transformer; CLIP-L, CLIP-G and T5 conditioning; 16 latent channels)",
+        ModelFamily.Flux => "FLUX.1 (flow-matching transformer over 2×2-packed latents; T5 and CLIP-L pooled conditioning; 16 latent channels)",
         ModelFamily.StableDiffusionXLRefiner => "SDXL refiner (second text encoder, pooled embedding, 5 time ids with the aesthetic score)",
         ModelFamily.StableDiffusion2 => $"SD 2.x (one text encoder, {Width(embeddingWidth)})",
         _ => $"SD 1.x (one text encoder, {Width(embeddingWidth)})",
@@ -142,6 +156,9 @@ internal sealed class InfoCommand(CliEnvironment environment) : Command<ModelSet
             UNetExtraInputs.BaseTimeIds => "time ids: original size, crop, target size",
             _ => "time ids (symbolic width)",
         },
+        UNetExtraKind.ImageIds => "image token positions (FLUX.1's img_ids)",
+        UNetExtraKind.TextIds => "text token positions (FLUX.1's txt_ids)",
+        UNetExtraKind.Guidance => "distilled guidance scale (FLUX.1-dev's guidance)",
         _ => "guidance embedding (LCM's timestep_cond)",
     };
 

@@ -22,19 +22,19 @@ internal sealed class FixedBufferSet : IDisposable
         var values = new List<IDisposable>();
         try
         {
-            Sample = Add(unet.AllocateDeviceTensor(unet.SampleSpec.ElementType, [batch, unet.InChannels, h, w]));
+            Sample = Add(unet.AllocateDeviceTensor(unet.SampleSpec.ElementType, unet.SampleShape(batch, h, w)));
             Timestep = Add(unet.AllocateDeviceTensor(unet.TimestepSpec.ElementType, unet.TimestepSpec.Rank == 0 ? [] : [batch]));
             Hidden = Add(unet.AllocateDeviceTensor(unet.HiddenStatesSpec.ElementType, [batch, sequenceLength, width]));
-            Output = Add(unet.AllocateDeviceTensor(unet.OutputSpec.ElementType, [batch, unet.OutChannels, h, w]));
+            Output = Add(unet.AllocateDeviceTensor(unet.OutputSpec.ElementType, unet.OutputShape(batch, h, w)));
             Extras = new OrtValue[unet.Extras.Count];
-            for (int i = 0; i < Extras.Length; i++) Extras[i] = Add(unet.AllocateDeviceTensor(unet.Extras[i].Spec.ElementType, [batch, extraWidths[i]]));
+            for (int i = 0; i < Extras.Length; i++) Extras[i] = Add(unet.AllocateDeviceTensor(unet.Extras[i].Spec.ElementType, unet.Extras[i].Shape(batch, extraWidths[i])));
             Residuals = new OrtValue[residualShapes.Length];
             for (int i = 0; i < Residuals.Length; i++) Residuals[i] = Add(unet.AllocateDeviceTensor(unet.Residuals[i].Spec.ElementType, residualShapes[i]));
             Binding = unet.CreateIoBinding();
             values.Add(Binding);
-            Binding.BindInput("sample", Sample);
-            Binding.BindInput("timestep", Timestep);
-            Binding.BindInput("encoder_hidden_states", Hidden);
+            Binding.BindInput(unet.SampleSpec.Name, Sample);
+            Binding.BindInput(unet.TimestepSpec.Name, Timestep);
+            Binding.BindInput(unet.HiddenStatesSpec.Name, Hidden);
             for (int i = 0; i < Extras.Length; i++) Binding.BindInput(unet.Extras[i].Spec.Name, Extras[i]);
             for (int i = 0; i < Residuals.Length; i++) Binding.BindInput(unet.Residuals[i].Spec.Name, Residuals[i]);
             Binding.BindOutput(unet.OutputSpec.Name, Output);

@@ -29,22 +29,46 @@ internal sealed class UNet : OnnxModelComponent
     /// <param name="modelPath">unet/model.onnx.</param>
     /// <param name="sessions">Creates the session.</param>
     /// <param name="guidanceEmbeddingWidth">unet/config.json's <c>time_cond_proj_dim</c>, when given.</param>
-    public UNet(string modelPath, OnnxSessionFactory sessions, int? guidanceEmbeddingWidth = null) : base("unet", modelPath, sessions, sessions?.Options.EnableCudaGraph ?? false)
+    /// <param name="componentName">The component's folder: <c>unet</c>, or <c>transformer</c> for SD3 and FLUX.1.</param>
+    /// <param name="latentChannels">The VAE's latent channels (vae config <c>latent_channels</c>), when given: a packed
+    /// transformer's token width is 4 × this.</param>
+    public UNet(string modelPath, OnnxSessionFactory sessions, int? guidanceEmbeddingWidth = null, string componentName = "unet", int? latentChannels = null)
+        : base(componentName, modelPath, sessions, sessions?.Options.EnableCudaGraph ?? false)
     {
         try
         {
-            SampleSpec = Require(true, "sample", [TensorElementType.Float, TensorElementType.Float16], 4);
+            // A diffusion transformer (SD3, FLUX.1) names its latents hidden_states: [B, 16, h, w], or FLUX's 2×2-packed
+            // tokens [B, (h/2)(w/2), 64].
+            IsTransformer = componentName == "transformer" || !Inputs.ContainsKey("sample") && Inputs.ContainsKey(UNetExtraInputs.TransformerSampleName);
+            string sampleName = IsTransformer ? UNetExtraInputs.TransformerSampleName : "sample";
+            SampleSpec = Require(true, sampleName, [TensorElementType.Float, TensorElementType.Float16], IsTransformer ? [3, 4] : [4]);
+            IsPacked = SampleSpec.Rank == 3;
             TimestepSpec = Require(true, "timestep", [TensorElementType.Float, TensorElementType.Float16, TensorElementType.Int64, TensorElementType.Int32], 0, 1);
             HiddenStatesSpec = Require(true, "encoder_hidden_states", [TensorElementType.Float, TensorElementType.Float16], 3);
-            var output = FirstOutput("out_sample") ?? (Outputs.Count == 1 ? Outputs.Keys.First() : null)
-                ?? throw new InvalidDataException($"The unet model '{modelPath}' has no 'out_sample' output (it declares {string.Join(", ", Outputs.Values)}).");
-            OutputSpec = Require(false, output, [TensorElementType.Float, TensorElementType.Float16], 4);
-            Extras = UNetExtraInputs.Identify(Inputs, modelPath, guidanceEmbeddingWidth);
-            Residuals = ControlResiduals.Identify([.. Inputs.Values.Where(s => s.Rank == 4 && !UNetExtraInputs.CoreInputs.Contains(s.Name))], "unet", modelPath, "input");
+            string outputName = IsTransformer ? "out_hidden_states" : "out_sample";
+            var output = FirstOutput(outputName) ?? (Outputs.Count == 1 ? Outputs.Keys.First() : null)
+                ?? throw new InvalidDataException($"The {componentName} model '{modelPath}' has no '{outputName}' output (it declares {string.Join(", ", Outputs.Values)}).");
+            OutputSpec = Require(false, output, [TensorElementType.Float, TensorElementType.Float16], SampleSpec.Rank);
+            Extras = UNetExtraInputs.Identify(Inputs, modelPath, guidanceEmbeddingWidth, componentName);
+            Residuals = IsTransformer ? []
+                : ControlResiduals.Identify([.. Inputs.Values.Where(s => s.Rank == 4 && !UNetExtraInputs.CoreInputs.Contains(s.Name))], "unet", modelPath, "input");
             foreach (var r in Residuals) ControlResiduals.Channels(r, null, modelPath);
-            InChannels = SampleSpec.Dimensions[1] > 0 ? SampleSpec.Dimensions[1] : 4;
-            if (InChannels is not (4 or 9))
-                throw new InvalidDataException($"The unet model '{modelPath}': sample has {InChannels} channels, expected 4 (text-to-image) or 9 (inpainting).");
+            if (IsPacked)
+            {
+                int tokenWidth = SampleSpec.Dimensions[2] > 0 ? SampleSpec.Dimensions[2] : 4 * (latentChannels ?? FluxLatentChannels);
+                if (tokenWidth % (LatentPacking.Patch * LatentPacking.Patch) != 0 || latentChannels is { } c && tokenWidth != 4 * c)
+                    throw new InvalidDataException($"The {componentName} model '{modelPath}': {SampleSpec} holds tokens of {tokenWidth} values, which are not 2×2 patches of " +
+                        $"{latentChannels?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "the latents'"} channels (FLUX.1: 64 = 4 × 16).");
+                InChannels = tokenWidth / (LatentPacking.Patch * LatentPacking.Patch);
+            }
+            else
+            {
+                InChannels = SampleSpec.Dimensions[1] > 0 ? SampleSpec.Dimensions[1] : latentChannels ?? (IsTransformer ? Sd3LatentChannels : 4);
+                if (!IsTransformer && InChannels is not (4 or 9))
+                    throw new InvalidDataException($"The unet model '{modelPath}': sample has {InChannels} channels, expected 4 (text-to-image) or 9 (inpainting).");
+                if (IsTransformer && latentChannels is { } c && InChannels != c)
+                    throw new InvalidDataException($"The {componentName} model '{modelPath}': hidden_states has {InChannels} channels, but the VAE's latents have {c}.");
+            }
             EmbeddingWidth = HiddenStatesSpec.Dimensions[2] > 0 ? HiddenStatesSpec.Dimensions[2] : 0;
             var options = sessions!.Options;
             _deviceId = options.DeviceId;
@@ -59,8 +83,37 @@ internal sealed class UNet : OnnxModelComponent
         }
     }
 
-    /// <summary>The <c>sample</c> input.</summary>
+    /// <summary>The <c>sample</c> input (a transformer's <c>hidden_states</c>).</summary>
     public TensorSpec SampleSpec { get; }
+
+    /// <summary>Whether the denoiser is a diffusion transformer (SD3, FLUX.1: <c>hidden_states</c> → <c>out_hidden_states</c>).</summary>
+    public bool IsTransformer { get; }
+
+    /// <summary>Whether the latents reach the model as FLUX.1's 2×2-packed tokens [B, (h/2)(w/2), 4C] (<see cref="LatentPacking"/>).</summary>
+    public bool IsPacked { get; }
+
+    /// <summary>SD3's latent channels (its VAE's), when neither the model nor the VAE's config says.</summary>
+    public const int Sd3LatentChannels = 16;
+
+    /// <summary>FLUX.1's latent channels (its VAE's), when neither the model nor the VAE's config says.</summary>
+    public const int FluxLatentChannels = 16;
+
+    /// <summary>
+    /// What the <c>timestep</c> input receives per unit of the scheduler's timestep: 1 (UNets and SD3 take 1000·σ), or
+    /// 1/1000 for FLUX.1 (recognised by its position ids), whose pipeline passes σ itself (diffusers' <c>FluxPipeline</c>:
+    /// <c>timestep=timestep / 1000</c>; the model multiplies by 1000 inside).
+    /// </summary>
+    public float TimestepScale => Extra(UNetExtraKind.ImageIds) is null ? 1f : 1f / 1000f;
+
+    /// <summary>The sample buffer's shape for a batch: [B, C, h, w], or [B, (h/2)(w/2), 4C] packed.</summary>
+    public long[] SampleShape(int batch, int latentHeight, int latentWidth) => IsPacked
+        ? [batch, latentHeight / LatentPacking.Patch * (latentWidth / LatentPacking.Patch), InChannels * LatentPacking.Patch * LatentPacking.Patch]
+        : [batch, InChannels, latentHeight, latentWidth];
+
+    /// <summary>The output buffer's shape for a batch: [B, C, h, w], or [B, (h/2)(w/2), 4C] packed.</summary>
+    public long[] OutputShape(int batch, int latentHeight, int latentWidth) => IsPacked
+        ? SampleShape(batch, latentHeight, latentWidth)
+        : [batch, OutChannels, latentHeight, latentWidth];
 
     /// <summary>The <c>timestep</c> input (float/int64; rank 0 or [batch]).</summary>
     public TensorSpec TimestepSpec { get; }
@@ -120,8 +173,20 @@ internal sealed class UNet : OnnxModelComponent
     /// <summary>The conditioning width D when the model fixes it, else 0.</summary>
     public int EmbeddingWidth { get; }
 
-    /// <summary>Latent channels of the output (4).</summary>
-    public int OutChannels => OutputSpec.Dimensions[1] > 0 ? OutputSpec.Dimensions[1] : 4;
+    /// <summary>Latent channels of the output (4; 16 for SD3 and FLUX.1).</summary>
+    public int OutChannels => IsPacked || IsTransformer && OutputSpec.Dimensions[1] <= 0 ? InChannels : OutputSpec.Dimensions[1] > 0 ? OutputSpec.Dimensions[1] : 4;
+
+    /// <summary>The latent channels the denoising works on: the output's (4, or 16 for SD3 and FLUX.1; an inpainting UNet takes 9 in, gives 4).</summary>
+    public int LatentChannels => OutChannels;
+
+    /// <summary>The guidance-scale input (FLUX.1-dev's <c>guidance</c>), or null.</summary>
+    public UNetExtraInput? Guidance => Extra(UNetExtraKind.Guidance);
+
+    /// <summary>
+    /// Whether the model runs once per image whatever the guidance scale (no classifier-free guidance): a latent consistency
+    /// model (the scale reaches it as <c>timestep_cond</c>) and FLUX.1 (dev takes the scale as <c>guidance</c>; schnell none).
+    /// </summary>
+    public bool TakesGuidanceWithoutCfg => TimestepCond is not null || Guidance is not null || Extra(UNetExtraKind.ImageIds) is not null;
 
     /// <summary>How bindings pass their buffers to ONNX Runtime (from <see cref="DiffusionRuntimeOptions.UseIoBinding"/>
     /// and <see cref="DiffusionRuntimeOptions.EnableCudaGraph"/>).</summary>
@@ -141,6 +206,18 @@ internal sealed class UNet : OnnxModelComponent
     /// asked for, in pixels.</exception>
     public void CheckImageSize(int width, int height)
     {
+        if (IsPacked)
+        {
+            if (width % (PixelsPerLatent * LatentPacking.Patch) != 0 || height % (PixelsPerLatent * LatentPacking.Patch) != 0)
+                throw new ArgumentException($"The {ComponentName} model '{ModelPath}' takes 2×2 patches of latents (FLUX.1), so the image width and height must be multiples of " +
+                    $"{PixelsPerLatent * LatentPacking.Patch} pixels; {width}×{height} was asked for. Ask for {width / 16 * 16}×{height / 16 * 16} or another multiple of 16.");
+            int fixedTokens = SampleSpec.Dimensions[1];
+            int tokens = height / (PixelsPerLatent * LatentPacking.Patch) * (width / (PixelsPerLatent * LatentPacking.Patch));
+            if (fixedTokens > 0 && fixedTokens != tokens)
+                throw new ArgumentException($"The {ComponentName} model '{ModelPath}' fixes its image tokens to {fixedTokens} ({SampleSpec}), but {width}×{height} pixels make {tokens} " +
+                    "(one per 16×16 pixels). Ask for a size of that many tokens, or use a transformer exported with a dynamic token axis.");
+            return;
+        }
         int fixedHeight = SampleSpec.Dimensions[2] > 0 ? SampleSpec.Dimensions[2] * PixelsPerLatent : 0;
         int fixedWidth = SampleSpec.Dimensions[3] > 0 ? SampleSpec.Dimensions[3] * PixelsPerLatent : 0;
         if ((fixedHeight == 0 || fixedHeight == height) && (fixedWidth == 0 || fixedWidth == width)) return;

@@ -31,6 +31,7 @@ internal sealed class UNetBinding : IDisposable
     private bool _residualsClear = true;
     private Dictionary<object, IDisposable>? _attachments; // what travels with the binding for reuse (ControlNet bindings)
     private readonly string[] _outputNames;
+    private readonly float _timestepScale;       // FLUX.1 takes σ where the scheduler counts 1000·σ (UNet.TimestepScale)
     private readonly OrtValue[] _inputs, _outputs;
     private readonly OrtIoBinding? _io;          // IoBinding
     private readonly bool _rebindEachRun;        // IoBinding on a device: ORT copies host inputs when they are bound
@@ -54,18 +55,19 @@ internal sealed class UNetBinding : IDisposable
         Batch = batch;
         RunPath = unet.RunPath;
         _outputNames = [unet.OutputSpec.Name];
-        _inputNames = [.. UNetExtraInputs.CoreInputs, .. unet.Extras.Select(e => e.Spec.Name), .. unet.Residuals.Select(r => r.Spec.Name)];
+        _inputNames = [unet.SampleSpec.Name, unet.TimestepSpec.Name, unet.HiddenStatesSpec.Name, .. unet.Extras.Select(e => e.Spec.Name), .. unet.Residuals.Select(r => r.Spec.Name)];
+        _timestepScale = unet.TimestepScale;
         _extras = new OrtTensor[unet.Extras.Count];
         _residuals = new OrtTensor[unet.Residuals.Count];
         try
         {
             // Inside the try: if a later buffer cannot be made (a batch too large for memory), the earlier ones,
             // pinned and holding native OrtValues, are released now rather than by finalizers.
-            _sample = OrtTensor.Create(unet.SampleSpec.ElementType, batch, unet.InChannels, h, w);
+            _sample = OrtTensor.Create(unet.SampleSpec.ElementType, unet.SampleShape(batch, h, w));
             _timestep = unet.TimestepSpec.Rank == 0 ? OrtTensor.Create(unet.TimestepSpec.ElementType) : OrtTensor.Create(unet.TimestepSpec.ElementType, batch);
             _hidden = OrtTensor.Create(unet.HiddenStatesSpec.ElementType, batch, sequenceLength, width);
-            _output = OrtTensor.Create(unet.OutputSpec.ElementType, batch, unet.OutChannels, h, w);
-            for (int i = 0; i < _extras.Length; i++) _extras[i] = OrtTensor.Create(unet.Extras[i].Spec.ElementType, batch, extraWidths[i]);
+            _output = OrtTensor.Create(unet.OutputSpec.ElementType, unet.OutputShape(batch, h, w));
+            for (int i = 0; i < _extras.Length; i++) _extras[i] = OrtTensor.Create(unet.Extras[i].Spec.ElementType, unet.Extras[i].Shape(batch, extraWidths[i]));
             var residualShapes = unet.ResidualShapes(batch, h, w);
             for (int i = 0; i < _residuals.Length; i++) _residuals[i] = OrtTensor.Create(unet.Residuals[i].Spec.ElementType, residualShapes[i]);
             _inputs = [_sample.Value, _timestep.Value, _hidden.Value, .. _extras.Select(e => e.Value), .. _residuals.Select(r => r.Value)];
@@ -188,7 +190,7 @@ internal sealed class UNetBinding : IDisposable
     }
 
     /// <summary>Writes the timestep (a ControlNet that reads it runs before the UNet); <see cref="Run(float, RunOptions)"/> writes it too.</summary>
-    public void WriteTimestep(float timestep) => _timestep.Fill(timestep);
+    public void WriteTimestep(float timestep) => _timestep.Fill(timestep * _timestepScale);
 
     /// <summary>Writes part of the sample input (for example one CFG half) at <paramref name="offset"/>.</summary>
     public void WriteSample(ReadOnlySpan<float> values, int offset) => _sample.Write(values, offset);
@@ -218,7 +220,7 @@ internal sealed class UNetBinding : IDisposable
 
     private void RunCore(float timestep, RunOptions runOptions)
     {
-        _timestep.Fill(timestep);
+        _timestep.Fill(timestep * _timestepScale);
         switch (RunPath)
         {
             case UNetRunPath.SessionRun:

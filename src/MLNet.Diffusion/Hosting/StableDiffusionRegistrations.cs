@@ -76,5 +76,6 @@ internal sealed class StableDiffusionRegistrations
         : a.UseIoBinding != b.UseIoBinding ? $"UseIoBinding ({a.UseIoBinding} vs {b.UseIoBinding})"
         : a.EnableCudaGraph != b.EnableCudaGraph ? $"EnableCudaGraph ({a.EnableCudaGraph} vs {b.EnableCudaGraph})"
         : a.LowMemory != b.LowMemory ? $"LowMemory ({a.LowMemory} vs {b.LowMemory})"
+        : a.WithoutT5 != b.WithoutT5 ? $"WithoutT5 ({a.WithoutT5} vs {b.WithoutT5})"
         : null;
 }

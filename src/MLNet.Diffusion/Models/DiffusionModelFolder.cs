@@ -39,8 +39,35 @@ internal sealed class DiffusionModelFolder
     /// <summary><c>model_index.json</c>'s <c>requires_aesthetics_score</c> (the SDXL refiner: time ids end with an aesthetic score).</summary>
     public bool RequiresAestheticsScore { get; private set; }
 
-    /// <summary><c>unet/model.onnx</c>.</summary>
-    public string UnetPath => Inside("unet", "model.onnx");
+    /// <summary>
+    /// The denoiser's model file: <c>unet/model.onnx</c>, or <c>transformer/model.onnx</c> in a folder of a diffusion
+    /// transformer (Stable Diffusion 3, FLUX.1) that has no <c>unet/</c>.
+    /// </summary>
+    public string UnetPath => Inside(DenoiserName, "model.onnx");
+
+    /// <summary>The denoiser's folder name: <c>unet</c>, or <c>transformer</c> for SD3 and FLUX.1 (<see cref="UnetPath"/>).</summary>
+    public string DenoiserName { get; private set; } = "unet";
+
+    /// <summary>
+    /// The flow-matching family the folder holds (<see cref="ModelFamily.StableDiffusion3"/> or <see cref="ModelFamily.Flux"/>),
+    /// from <c>model_index.json</c>'s pipeline class or <c>transformer/config.json</c>'s class; null for a UNet folder.
+    /// </summary>
+    public ModelFamily? FlowFamily { get; private set; }
+
+    /// <summary>
+    /// The T5 encoder: SD3's <c>text_encoder_3</c> (with <c>tokenizer_3/</c>) or FLUX's <c>text_encoder_2</c> (with
+    /// <c>tokenizer_2/</c>), when the folder has it (SD3 runs without it); null otherwise.
+    /// </summary>
+    public TextEncoderFiles? T5Encoder { get; private set; }
+
+    /// <summary>The VAE's <c>shift_factor</c> (SD3 0.0609, FLUX.1 0.1159): latents are decoded as z / scaling + shift; 0 when not given.</summary>
+    public float VaeShiftFactor { get; private set; }
+
+    /// <summary>The VAE's <c>latent_channels</c> (4; 16 for SD3 and FLUX.1), when its config gives it.</summary>
+    public int? VaeLatentChannels { get; private set; }
+
+    /// <summary><c>transformer/config.json</c>'s <c>guidance_embeds</c> (FLUX.1-dev: the guidance scale is an input), when given.</summary>
+    public bool? TransformerGuidanceEmbeds { get; private set; }
 
     /// <summary>
     /// <c>controlnet/model.onnx</c>, OnnxStack's ControlNet-ready UNet (the UNet with the ControlNet residuals as inputs)
@@ -97,15 +124,44 @@ internal sealed class DiffusionModelFolder
             ModelFolderValidator.CheckIndex(doc.RootElement, index);
             if (doc.RootElement.TryGetProperty("_class_name", out var cls) && cls.ValueKind == JsonValueKind.String)
                 PipelineClassName = cls.GetString();
-            bool xl = PipelineClassName?.Contains("XL", StringComparison.Ordinal) == true || doc.RootElement.TryGetProperty("text_encoder_2", out _);
+            FlowFamily = FlowFamilyOf(PipelineClassName);
+            bool xl = FlowFamily is null && (PipelineClassName?.Contains("XL", StringComparison.Ordinal) == true || doc.RootElement.TryGetProperty("text_encoder_2", out _));
             ForceZerosForEmptyPrompt = ReadBool(doc.RootElement, "force_zeros_for_empty_prompt", index) ?? xl;
             RequiresAestheticsScore = ReadBool(doc.RootElement, "requires_aesthetics_score", index) ?? false;
         }
+        if (!File.Exists(Inside("unet", "model.onnx")) && File.Exists(Inside("transformer", "model.onnx")))
+        {
+            DenoiserName = "transformer";
+            ReadTransformerConfig(paths);
+        }
+        if (DenoiserName == "unet" && FlowFamily is { } claimed)
+            throw new FileNotFoundException($"Model folder '{Directory}' is a {claimed} folder (model_index.json names {PipelineClassName}) but has no " +
+                $"'{Path.Combine("transformer", "model.onnx")}': SD3 and FLUX.1 exports keep their diffusion transformer there.", Inside("transformer", "model.onnx"));
+        if (DenoiserName == "transformer" && FlowFamily is null)
+            throw new InvalidDataException($"Model folder '{Directory}' has a transformer/ but neither model_index.json's _class_name ({PipelineClassName ?? "absent"}) " +
+                "nor transformer/config.json's names SD3 (StableDiffusion3Pipeline, SD3Transformer2DModel) or FLUX.1 (FluxPipeline, FluxTransformer2DModel). Add the export's model_index.json.");
         var encoders = new List<TextEncoderFiles>(2);
-        foreach (var (encoderName, tokenizerName) in (ReadOnlySpan<(string, string)>)[("text_encoder", "tokenizer"), ("text_encoder_2", "tokenizer_2")])
+        // FLUX.1's text_encoder_2 is its T5 encoder; SD3's T5 is text_encoder_3: neither is a CLIP encoder.
+        var clipPairs = FlowFamily == ModelFamily.Flux ? [("text_encoder", "tokenizer")] : (ReadOnlySpan<(string, string)>)[("text_encoder", "tokenizer"), ("text_encoder_2", "tokenizer_2")];
+        foreach (var (encoderName, tokenizerName) in clipPairs)
             if (File.Exists(Inside(encoderName, "model.onnx")) || encoderName == "text_encoder" && !File.Exists(Inside("text_encoder_2", "model.onnx")))
                 encoders.Add(new TextEncoderFiles(encoderName, Inside(encoderName, "model.onnx"), Inside(tokenizerName)));
         TextEncoders = encoders;
+        var (t5Name, t5Tokenizer) = FlowFamily == ModelFamily.Flux ? ("text_encoder_2", "tokenizer_2") : ("text_encoder_3", "tokenizer_3");
+        if (FlowFamily is not null && File.Exists(Inside(t5Name, "model.onnx")))
+            T5Encoder = new TextEncoderFiles(t5Name, Inside(t5Name, "model.onnx"), Inside(t5Tokenizer));
+        if (FlowFamily == ModelFamily.Flux && T5Encoder is null)
+            throw new FileNotFoundException($"Model folder '{Directory}' has no T5 encoder: FLUX.1 conditions on it, expected '{Path.Combine("text_encoder_2", "model.onnx")}' with its tokenizer in tokenizer_2/.",
+                Inside("text_encoder_2", "model.onnx"));
+        if (T5Encoder is { } t5)
+        {
+            RequireFile(t5.ModelPath, "T5 encoder");
+            string spiece = Inside(t5Tokenizer, Tokenization.T5Tokenizer.ModelFileName), json = Inside(t5Tokenizer, "tokenizer.json");
+            if (!File.Exists(spiece) && !File.Exists(json))
+                throw new FileNotFoundException($"Model folder '{Directory}' has no T5 tokenizer: expected '{Path.Combine(t5Tokenizer, Tokenization.T5Tokenizer.ModelFileName)}' or '{Path.Combine(t5Tokenizer, "tokenizer.json")}'.", spiece);
+            foreach (var file in new[] { spiece, json })
+                if (File.Exists(file)) paths.CheckFile(file, ModelFolderValidator.MaxTokenizerFileBytes, "T5 tokenizer file");
+        }
         foreach (var e in encoders)
         {
             string tokenizer = Path.GetFileName(e.TokenizerDirectory);
@@ -143,6 +199,18 @@ internal sealed class DiffusionModelFolder
                     throw new InvalidDataException($"'{vaeConfig}': scaling_factor must be a positive number of at most {ModelFolderValidator.MaxScalingFactor}, found {s.GetRawText()}.");
                 VaeScalingFactor = s.GetSingle();
             }
+            if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("latent_channels", out var lc) && lc.ValueKind != JsonValueKind.Null)
+            {
+                if (lc.ValueKind != JsonValueKind.Number || !lc.TryGetInt32(out var channels) || channels is < 1 or > 64)
+                    throw new InvalidDataException($"'{vaeConfig}': latent_channels must be an integer from 1 to 64 (4 for SD 1.x, 2.x and SDXL, 16 for SD3 and FLUX.1), found {lc.GetRawText()}.");
+                VaeLatentChannels = channels;
+            }
+            if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("shift_factor", out var shift) && shift.ValueKind != JsonValueKind.Null)
+            {
+                if (shift.ValueKind != JsonValueKind.Number || !float.IsFinite(shift.GetSingle()) || Math.Abs(shift.GetSingle()) > ModelFolderValidator.MaxScalingFactor)
+                    throw new InvalidDataException($"'{vaeConfig}': shift_factor must be a number from −{ModelFolderValidator.MaxScalingFactor} to {ModelFolderValidator.MaxScalingFactor}, found {shift.GetRawText()}.");
+                VaeShiftFactor = shift.GetSingle();
+            }
             break;
         }
         var unetConfig = Inside("unet", "config.json");
@@ -164,10 +232,42 @@ internal sealed class DiffusionModelFolder
         }
 
         foreach (var e in encoders) ModelFolderValidator.CheckOnnx(e.ModelPath, e.Name, paths);
-        ModelFolderValidator.CheckOnnx(UnetPath, "unet", paths);
+        if (T5Encoder is { } t5Files) ModelFolderValidator.CheckOnnx(t5Files.ModelPath, t5Files.Name, paths);
+        ModelFolderValidator.CheckOnnx(UnetPath, DenoiserName, paths);
         ModelFolderValidator.CheckOnnx(VaeDecoderPath, "vae_decoder", paths);
         if (VaeEncoderPath is { } encoder) ModelFolderValidator.CheckOnnx(encoder, "vae_encoder", paths);
         if (ControlNetUnetPath is { } controlUnet) ModelFolderValidator.CheckOnnx(controlUnet, "unet", paths);
+    }
+
+    /// <summary>The flow-matching family a pipeline or transformer class names (diffusers' class names), or null.</summary>
+    internal static ModelFamily? FlowFamilyOf(string? className) => className switch
+    {
+        null => null,
+        _ when className.Contains("StableDiffusion3", StringComparison.Ordinal) || className.StartsWith("SD3", StringComparison.Ordinal) => ModelFamily.StableDiffusion3,
+        _ when className.Contains("Flux", StringComparison.Ordinal) => ModelFamily.Flux,
+        _ => null,
+    };
+
+    /// <summary>
+    /// <c>transformer/config.json</c>: its class names the family when <c>model_index.json</c> does not; <c>sample_size</c>
+    /// (SD3: 128) gives the default size, and <c>guidance_embeds</c> tells FLUX.1-dev from schnell.
+    /// </summary>
+    private void ReadTransformerConfig(ModelFolderPaths paths)
+    {
+        var config = Inside("transformer", "config.json");
+        if (!File.Exists(config)) return;
+        using var doc = ReadJson(config, paths, ModelFolderValidator.MaxConfigBytes, "transformer configuration");
+        var root = doc.RootElement;
+        if (root.ValueKind != JsonValueKind.Object) return;
+        if (root.TryGetProperty("_class_name", out var cls) && cls.ValueKind == JsonValueKind.String)
+            FlowFamily ??= FlowFamilyOf(cls.GetString());
+        if (root.TryGetProperty("sample_size", out var s) && s.ValueKind != JsonValueKind.Null)
+        {
+            if (s.ValueKind != JsonValueKind.Number || !s.TryGetInt32(out var size) || size < 1 || size > ModelFolderValidator.MaxLatentSize)
+                throw new InvalidDataException($"'{config}': sample_size must be an integer from 1 to {ModelFolderValidator.MaxLatentSize} (images of at most 4096 pixels), found {s.GetRawText()}.");
+            UnetSampleSize = size;
+        }
+        TransformerGuidanceEmbeds = ReadBool(root, "guidance_embeds", config);
     }
 
     /// <summary>A boolean entry of <c>model_index.json</c>, or null when absent or null.</summary>

@@ -12,7 +12,7 @@ namespace MLNet.Diffusion.Pipeline;
 
 /// <summary>
 /// A model folder's components, loaded once: the scheduler configuration, the tokenizers and text encoders (one, or
-/// SDXL's two), the UNet and the VAE. Every <see cref="StableDiffusionPipeline"/> over the same folder and runtime settings shares one, through
+/// SDXL's two; SD3's and FLUX.1's with their T5 encoder), the denoiser (a UNet, or SD3's and FLUX.1's transformer) and the VAE. Every <see cref="StableDiffusionPipeline"/> over the same folder and runtime settings shares one, through
 /// <see cref="LoadedModelStore"/>; the store disposes it when the last of them is disposed.
 /// </summary>
 internal sealed class LoadedModel : IDisposable
@@ -65,7 +65,7 @@ internal sealed class LoadedModel : IDisposable
     /// The family, from the components: UNet time ids make SDXL (5 of them, or symbolic ones in a folder that requires aesthetic scores: the refiner); else the
     /// embedding width tells SD 2.x (1024) from SD 1.x.
     /// </summary>
-    public ModelFamily Family => FamilyOf(UNet.TimeIds, Folder.RequiresAestheticsScore,
+    public ModelFamily Family => Folder.FlowFamily ?? FamilyOf(UNet.TimeIds, Folder.RequiresAestheticsScore,
         PromptEncoder.EmbeddingWidth > 0 ? PromptEncoder.EmbeddingWidth : UNet.EmbeddingWidth);
 
     /// <summary>The family rule of <see cref="Family"/> on a UNet's identified time ids (null when it has none), the folder's
@@ -97,6 +97,7 @@ internal sealed class LoadedModel : IDisposable
         {
             // SDXL's encoders (both of the base model, the refiner's one) condition on their penultimate hidden state.
             var layer = folder.HasSecondTextEncoder ? TextEncoderLayer.Penultimate : TextEncoderLayer.Last;
+            int jointWidth = 0; // SD3 and FLUX.1: the transformer's conditioning width, once it is loaded
             PromptEncoder LoadPromptEncoder()
             {
                 var encoders = new List<TextEncoder>();
@@ -113,7 +114,23 @@ internal sealed class LoadedModel : IDisposable
                     foreach (var encoder in encoders) encoder.Dispose();
                     throw;
                 }
-                return new PromptEncoder(encoders);
+                if (folder.FlowFamily is not { } flow) return new PromptEncoder(encoders);
+                T5TextEncoder? t5 = null;
+                try
+                {
+                    if (folder.T5Encoder is { } t5Files && !options.WithoutT5)
+                        t5 = new T5TextEncoder(t5Files.Name, t5Files.ModelPath, T5Tokenizer.Load(t5Files.TokenizerDirectory), sessions);
+                    else if (flow == ModelFamily.Flux)
+                        throw new NotSupportedException($"Model folder '{folder.Directory}': FLUX.1 conditions on its T5 encoder (text_encoder_2), so it cannot run without it; " +
+                            "leave DiffusionRuntimeOptions.WithoutT5 (the CLI's --no-t5) off for FLUX.1 models.");
+                    return new PromptEncoder(encoders, flow == ModelFamily.Flux ? ConditioningLayout.Flux : ConditioningLayout.StableDiffusion3, t5, jointWidth);
+                }
+                catch
+                {
+                    t5?.Dispose();
+                    foreach (var encoder in encoders) encoder.Dispose();
+                    throw;
+                }
             }
             // Low memory: each on-demand component is loaded once here, to check the folder and read its description, and
             // released before the next one loads, so loading never holds more than the UNet and one other component.
@@ -125,15 +142,21 @@ internal sealed class LoadedModel : IDisposable
                 loaded.Add(slot);
                 return slot;
             }
+            // The denoiser first: a transformer's conditioning width is what SD3 pads CLIP's embeddings to.
+            var unet = new UNet(folder.UnetPath, sessions, folder.UnetTimeCondProjDim, folder.DenoiserName, folder.VaeLatentChannels);
+            loaded.Add(unet);
+            jointWidth = unet.IsTransformer ? unet.EmbeddingWidth : 0;
             var promptEncoders = Slot(LoadPromptEncoder);
             var textEncoder = promptEncoders.Description;
             var encoders = textEncoder.Encoders;
-            var unet = new UNet(folder.UnetPath, sessions, folder.UnetTimeCondProjDim);
-            loaded.Add(unet);
-            var vaeDecoders = Slot(() => new VaeDecoder(folder.VaeDecoderPath, sessions, folder.VaeScalingFactor));
+            var vaeDecoders = Slot(() => new VaeDecoder(folder.VaeDecoderPath, sessions, folder.VaeScalingFactor, folder.VaeShiftFactor));
             ComponentSlot<VaeEncoder>? vaeEncoders = null;
             if (folder.VaeEncoderPath is { } encoderPath)
-                vaeEncoders = Slot(() => new VaeEncoder(encoderPath, sessions, folder.VaeScalingFactor));
+                vaeEncoders = Slot(() => new VaeEncoder(encoderPath, sessions, folder.VaeScalingFactor, folder.VaeShiftFactor));
+            if (unet.IsTransformer && folder.FlowFamily is null)
+                throw new InvalidDataException($"Model folder '{folder.Directory}': its denoiser '{folder.UnetPath}' is a diffusion transformer, but the folder does not say whether it is SD3 or FLUX.1.");
+            if (vaeDecoders.Description.LatentChannels is int vaeChannels && vaeChannels != unet.LatentChannels)
+                throw new InvalidDataException($"Model folder '{folder.Directory}': the VAE decoder takes latents of {vaeChannels} channels, but the {folder.DenoiserName} makes {unet.LatentChannels}. The components come from different models.");
             if (textEncoder.EmbeddingWidth > 0 && unet.EmbeddingWidth > 0 && textEncoder.EmbeddingWidth != unet.EmbeddingWidth)
                 throw new InvalidDataException($"Model folder '{folder.Directory}': the text encoder{(encoders.Count > 1 ? "s give" : " gives")} embeddings of width {textEncoder.EmbeddingWidth} " +
                     $"({string.Join(" + ", encoders.Select(e => $"{e.ComponentName} {e.EmbeddingWidth}"))}) but the UNet's encoder_hidden_states takes {unet.EmbeddingWidth}.");

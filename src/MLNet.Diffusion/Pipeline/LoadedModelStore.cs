@@ -76,7 +76,7 @@ internal static class LoadedModelStore
     /// <summary>What makes two loads one: the folder (<see cref="ModelFolderPath"/>) and how its sessions run.</summary>
     private readonly record struct Key(string Directory, ExecutionDevice Device, int DeviceId, bool FallbackToCpu, int IntraOpThreads,
         int InterOpThreads, bool UseIoBinding, bool EnableCudaGraph, bool ForceFixedBuffers, GraphOptimizationLevel GraphOptimizationLevel, bool LowMemory, bool CpuMemoryArena,
-        string TextualInversions)
+        string TextualInversions, bool WithoutT5)
     {
         /// <remarks>On the CPU the CUDA-only settings (device id, fallback, CUDA graphs) change nothing, so they are left out:
         /// an <c>MLContext</c> (whose <c>FallbackToCpu</c> is false by default) and a container (true) share one CPU model.</remarks>
@@ -85,7 +85,7 @@ internal static class LoadedModelStore
             bool cuda = o.Device != ExecutionDevice.Cpu;
             return new(ModelFolderPath.Normalize(directory), o.Device, cuda ? o.DeviceId : 0, cuda && o.FallbackToCpu, o.IntraOpThreads,
                 o.InterOpThreads, o.UseIoBinding, cuda && o.EnableCudaGraph, o.ForceFixedBuffers, o.GraphOptimizationLevel, o.LowMemory, o.CpuMemoryArena ?? !o.LowMemory,
-                TextEncoding.TextualInversionSet.IdentityOf(o.TextualInversions));
+                TextEncoding.TextualInversionSet.IdentityOf(o.TextualInversions), o.WithoutT5);
         }
 
         public bool Equals(Key other) =>
@@ -93,11 +93,11 @@ internal static class LoadedModelStore
             && FallbackToCpu == other.FallbackToCpu && IntraOpThreads == other.IntraOpThreads && InterOpThreads == other.InterOpThreads
             && UseIoBinding == other.UseIoBinding && EnableCudaGraph == other.EnableCudaGraph && ForceFixedBuffers == other.ForceFixedBuffers
             && GraphOptimizationLevel == other.GraphOptimizationLevel && LowMemory == other.LowMemory && CpuMemoryArena == other.CpuMemoryArena
-            && TextualInversions == other.TextualInversions;
+            && TextualInversions == other.TextualInversions && WithoutT5 == other.WithoutT5;
 
         public override int GetHashCode() =>
             HashCode.Combine(ModelFolderPath.Comparer.GetHashCode(Directory), Device, DeviceId, FallbackToCpu, IntraOpThreads,
-                InterOpThreads, HashCode.Combine(UseIoBinding, EnableCudaGraph, ForceFixedBuffers, GraphOptimizationLevel, LowMemory, CpuMemoryArena, TextualInversions));
+                InterOpThreads, HashCode.Combine(UseIoBinding, EnableCudaGraph, ForceFixedBuffers, GraphOptimizationLevel, LowMemory, CpuMemoryArena, TextualInversions, WithoutT5));
     }
 
     /// <summary>A hold on a shared model; disposing it releases the hold (once).</summary>

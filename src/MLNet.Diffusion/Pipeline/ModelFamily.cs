@@ -21,4 +21,12 @@ public enum ModelFamily
 
     /// <summary>The SDXL refiner: the second text encoder only, and 5 time ids (original size, crop, aesthetic score).</summary>
     StableDiffusionXLRefiner,
+
+    /// <summary>Stable Diffusion 3 and 3.5: a diffusion transformer (MMDiT) trained by flow matching, conditioned on CLIP-L
+    /// and CLIP-G (penultimate hidden states, pooled projections) and, optionally, T5; 16 latent channels.</summary>
+    StableDiffusion3,
+
+    /// <summary>FLUX.1 (schnell and dev): a flow-matching transformer over 2×2-packed latents, conditioned on T5's hidden
+    /// states and CLIP-L's pooled output; dev takes the guidance scale as an input instead of classifier-free guidance.</summary>
+    Flux,
 }

@@ -145,6 +145,13 @@ internal static class SettingLimits
         }
     }
 
+    /// <summary>The most T5 tokens per prompt (diffusers' SD3 and FLUX pipelines refuse a <c>max_sequence_length</c> above 512).</summary>
+    public const int MaxT5Tokens = 512;
+
+    /// <summary>T5's tokens per prompt (SD3, FLUX.1): null (the model's default) or 1 to <see cref="MaxT5Tokens"/>.</summary>
+    public static string? MaxSequenceLength(string name, int? value) =>
+        value is < 1 or > MaxT5Tokens ? $"{name} must be from 1 to {MaxT5Tokens} T5 tokens (diffusers' max_sequence_length), or unset for the model's default; got {value}." : null;
+
     /// <summary>A count from <paramref name="min"/> to <paramref name="max"/>.</summary>
     public static string? Count(string name, int value, int min, int max) =>
         value < min || value > max ? $"{name} must be from {min} to {max}; got {value}." : null;
@@ -217,6 +224,7 @@ internal static class SettingLimits
         if (DeviceId($"{prefix}.{nameof(options.DeviceId)}", options.DeviceId) is { } deviceId) yield return deviceId;
         if (Threads($"{prefix}.{nameof(options.IntraOpThreads)}", options.IntraOpThreads) is { } intra) yield return intra;
         if (Threads($"{prefix}.{nameof(options.InterOpThreads)}", options.InterOpThreads) is { } inter) yield return inter;
+        if (MaxSequenceLength($"{prefix}.{nameof(options.MaxSequenceLength)}", options.MaxSequenceLength) is { } t5) yield return t5;
     }
 
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> with the first problem, if there is one.</summary>

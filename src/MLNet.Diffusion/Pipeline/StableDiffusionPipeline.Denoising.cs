@@ -22,7 +22,7 @@ public sealed partial class StableDiffusionPipeline
         for (int g = 0; g < schedulers.Length; g++)
         {
             var key = groups[g].Key;
-            schedulers[g] = CreateScheduler(plan.Options, key.Steps);
+            schedulers[g] = CreateScheduler(plan.Options, key.Steps, key.Width, key.Height);
             var (begin, end) = CallRange(schedulers[g], key, plan.Options);
             totalCalls += end - begin;
             totalEncodes += groups[g].Members.Count(i => NeedsEncoding(plan.Requests[i], key.StartStep));
@@ -68,8 +68,8 @@ public sealed partial class StableDiffusionPipeline
         var unetModel = DenoisingUNet(plan);
         var requests = Array.ConvertAll(rows, i => plan.Requests[i]);
         var guidance = Array.ConvertAll(rows, i => plan.Resolved[i].GuidanceScale);
-        var shape = new BatchShape(rows.Length, LatentChannels, group.Key.Height / BatchShape.VaeScale, group.Key.Width / BatchShape.VaeScale,
-            TextEncoder.SequenceLength * group.Chunks, ConditioningWidth, group.Key.Guided);
+        var shape = new BatchShape(rows.Length, UNet.LatentChannels, group.Key.Height / BatchShape.VaeScale, group.Key.Width / BatchShape.VaeScale,
+            ConditioningLength * group.Chunks, ConditioningWidth, group.Key.Guided);
 
         // Prepare the timesteps: an init image starts at the first call of its start step (diffusers' get_timesteps), a
         // refiner at its denoising_start, and a base that hands over stops at its denoising_end.
@@ -97,6 +97,9 @@ public sealed partial class StableDiffusionPipeline
         var initialNoise = buffers.Scratch(0, shape.LatentLength);
         noise.Fill(initialNoise);
         var images = PrepareImages(rows, requests, startStep, shape, generators, counter, plan.Options.VaeTiling, cancellationToken);
+        // FLUX.1 denoises 2×2-packed latents: the noise (drawn unpacked, as diffusers draws it) and init latents are packed
+        // once here, and the loop runs on the packed layout (the scheduler's step is element-wise).
+        if (unetModel.IsPacked) PackLatents(shape, buffers.Scratch(5, shape.LatentLength), initialNoise, images);
         if (InpaintingUNet)
         {
             if (guidedUnet is not null) WriteInpaintingChannels(guidedUnet, shape, images);
@@ -138,8 +141,30 @@ public sealed partial class StableDiffusionPipeline
                 source: new NonFiniteSource(unetModel, modelOutput: noisePrediction, derivedBy: "the scheduler step", scheduler: scheduler));
             counter.Step();
         }
-        // The results leave the scratch arrays before the bindings go back to the UNet.
-        for (int j = 0; j < rows.Length; j++) result[rows[j]] = latents.AsSpan(j * shape.ImageLength, shape.ImageLength).ToArray();
+        // The results leave the scratch arrays before the bindings go back to the UNet (FLUX.1's unpacked to [16, h, w]).
+        for (int j = 0; j < rows.Length; j++)
+        {
+            var final = latents.AsSpan(j * shape.ImageLength, shape.ImageLength);
+            result[rows[j]] = new float[shape.ImageLength];
+            if (unetModel.IsPacked) LatentPacking.Unpack(final, result[rows[j]], 1, shape.Channels, shape.LatentHeight, shape.LatentWidth);
+            else final.CopyTo(result[rows[j]]);
+        }
+    }
+
+    /// <summary>
+    /// FLUX.1's latent layout for a batch: the initial noise and the init images' latents, drawn and encoded as [N, 16, h, w],
+    /// become [N, (h/2)(w/2), 64] tokens (diffusers' <c>_pack_latents</c> in <c>prepare_latents</c>), in place through
+    /// <paramref name="scratch"/>.
+    /// </summary>
+    private static void PackLatents(BatchShape shape, float[] scratch, float[] initialNoise, ImageConditioning images)
+    {
+        initialNoise.CopyTo(scratch, 0);
+        LatentPacking.Pack(scratch, initialNoise, shape.Images, shape.Channels, shape.LatentHeight, shape.LatentWidth);
+        if (images.Latents is { } init)
+        {
+            init.CopyTo(scratch, 0);
+            LatentPacking.Pack(scratch, init, shape.Images, shape.Channels, shape.LatentHeight, shape.LatentWidth);
+        }
     }
 
     /// <summary>
@@ -149,7 +174,7 @@ public sealed partial class StableDiffusionPipeline
     /// </summary>
     private UNetBinding BindConditioned(UNet model, BatchShape shape, int[] rows, PromptEmbedding[] embeddings, float[] guidance, BatchKey key, GenerationOptions options)
     {
-        var unet = model.Bind(shape.ModelBatch, shape.LatentHeight, shape.LatentWidth, shape.SequenceLength, shape.EmbeddingWidth, ExtraWidths(model, rows, embeddings));
+        var unet = model.Bind(shape.ModelBatch, shape.LatentHeight, shape.LatentWidth, shape.SequenceLength, shape.EmbeddingWidth, ExtraWidths(model, shape, rows, embeddings));
         try
         {
             WriteHiddenStates(unet, shape, rows, embeddings);
@@ -221,16 +246,26 @@ public sealed partial class StableDiffusionPipeline
         for (int j = 0; j < requests.Length; j++) requests[j].InitLatents!.CopyTo(latents, j * shape.ImageLength);
     }
 
-    /// <summary>The latent channels of SD 1.x and 2.x (the VAE's <c>latent_channels</c>).</summary>
-    private const int LatentChannels = 4;
+    /// <summary>The latent channels of the UNets that inpaint with a mask (SD 1.x, 2.x, SDXL: the VAE's <c>latent_channels</c>).</summary>
+    private const int MaskedLatentChannels = 4;
+
+    /// <summary>The positions of one prompt's conditioning in the denoiser (one chunk of a CLIP prompt): 77, SD3's 77 + T, FLUX.1's T.</summary>
+    internal int ConditioningLength => PromptEncoder.ConditioningLength(T5Length);
 
     /// <summary>Whether the UNet is an inpainting UNet (sample = latents ++ mask ++ masked-image latents).</summary>
     private bool InpaintingUNet => UNet.InChannels == 9;
 
-    private DiffusionScheduler CreateScheduler(GenerationOptions options, int steps)
+    private DiffusionScheduler CreateScheduler(GenerationOptions options, int steps, int width, int height)
     {
         var scheduler = SchedulerFactory.Create(options.Scheduler, SchedulerConfig);
         if (scheduler is DdimScheduler ddim) ddim.Eta = options.Eta;
+        if (scheduler is FlowMatchEulerDiscreteScheduler flow)
+        {
+            // diffusers' FLUX pipelines pass σ = linspace(1, 1/n, n); both SD3's and FLUX's pipelines pass μ from the image's
+            // token count (2×2 patches of latents) when the configuration shifts dynamically.
+            flow.UsePipelineSigmas = Family == ModelFamily.Flux;
+            if (flow.UsesDynamicShifting) flow.Mu = flow.ResolutionShift(height / BatchShape.VaeScale / LatentPacking.Patch * (width / BatchShape.VaeScale / LatentPacking.Patch));
+        }
         scheduler.SetTimesteps(steps);
         return scheduler;
     }
@@ -265,10 +300,10 @@ public sealed partial class StableDiffusionPipeline
         {
             var e = embeddings[rows[j]];
             var negative = shape.Guided ? e.Unconditional ?? _unconditional.Value.Hidden : null;
-            int chunk = TextEncoder.SequenceLength * shape.EmbeddingWidth;
+            int chunk = ConditioningLength * shape.EmbeddingWidth;
             if (length == 0 || !FitsChunks(e.Conditional, chunk, length) || negative is not null && !FitsChunks(negative, chunk, length))
                 throw new ArgumentException($"Image {rows[j]}: its prompt embeddings have {e.Conditional.Length} values and its negative-prompt embeddings {negative?.Length ?? 0}; " +
-                    $"the images of one batch need {shape.SequenceLength} × {shape.EmbeddingWidth} = {length} each (or whole chunks of {TextEncoder.SequenceLength} × {shape.EmbeddingWidth}, padded).", nameof(embeddings));
+                    $"the images of one batch need {shape.SequenceLength} × {shape.EmbeddingWidth} = {length} each (or whole chunks of {ConditioningLength} × {shape.EmbeddingWidth}, padded).", nameof(embeddings));
             WritePadded(unet, e.Conditional, null, conditional + j * length, length);
             if (negative is not null) WritePadded(unet, negative, e.Unconditional is null ? negative : null, j * length, length);
         }
@@ -293,7 +328,7 @@ public sealed partial class StableDiffusionPipeline
     /// </summary>
     private int ConditioningWidth => PromptEncoder.EmbeddingWidth > 0 ? PromptEncoder.EmbeddingWidth
         : UNet.EmbeddingWidth > 0 ? UNet.EmbeddingWidth
-        : _emptyPrompt.Value.Hidden.Length / TextEncoder.SequenceLength;
+        : _emptyPrompt.Value.Hidden.Length / ConditioningLength;
 
     /// <summary>
     /// The chunks of 77 positions a request's conditioning takes in the UNet: its prompt's, or with guidance its negative
@@ -301,13 +336,13 @@ public sealed partial class StableDiffusionPipeline
     /// </summary>
     private int ConditioningChunks(PromptEmbedding e, bool guided)
     {
-        int chunk = TextEncoder.SequenceLength * ConditioningWidth;
+        int chunk = ConditioningLength * ConditioningWidth;
         int chunks = Math.Max(1, e.Conditional.Length / chunk);
         return guided && e.Unconditional is { } negative ? Math.Max(chunks, negative.Length / chunk) : chunks;
     }
 
     /// <summary>The width of each of the UNet's extra inputs: the pooled embeddings', SDXL's 6 or 5 time ids, the guidance embedding's.</summary>
-    private int[]? ExtraWidths(UNet model, int[] rows, PromptEmbedding[] embeddings)
+    private int[]? ExtraWidths(UNet model, BatchShape shape, int[] rows, PromptEmbedding[] embeddings)
     {
         if (model.Extras.Count == 0) return null;
         var widths = new int[model.Extras.Count];
@@ -320,6 +355,9 @@ public sealed partial class StableDiffusionPipeline
                     ?? throw new ArgumentException($"The unet model '{model.ModelPath}' takes a pooled text embedding ({extra.Spec}), and image {rows[0]} has none: " +
                         "SDXL-family models need the pooled prompt embeddings as well as the per-token ones.", nameof(embeddings)),
                 UNetExtraKind.TimeIds => extra.Width > 0 ? extra.Width : Folder.RequiresAestheticsScore ? UNetExtraInputs.RefinerTimeIds : UNetExtraInputs.BaseTimeIds,
+                UNetExtraKind.ImageIds => shape.LatentHeight / LatentPacking.Patch * (shape.LatentWidth / LatentPacking.Patch),
+                UNetExtraKind.TextIds => ConditioningLength,
+                UNetExtraKind.Guidance => 1,
                 _ => extra.Width > 0 ? extra.Width : Folder.UnetTimeCondProjDim ?? UNetExtraInputs.DefaultGuidanceEmbeddingWidth,
             };
         }
@@ -336,6 +374,15 @@ public sealed partial class StableDiffusionPipeline
     {
         for (int i = 0; i < unet.Extras.Count; i++)
         {
+            switch (unet.Extras[i].Kind)
+            {
+                case UNetExtraKind.ImageIds: // the same positions for every row (an export's batch axis, where it has one, is 1)
+                    unet.SetExtra(i, LatentPacking.ImageIds(shape.LatentHeight, shape.LatentWidth));
+                    continue;
+                case UNetExtraKind.TextIds:  // zeros (diffusers' FluxPipeline: txt_ids = torch.zeros(T, 3))
+                    unet.SetExtra(i, new float[unet.ExtraLength(i)]);
+                    continue;
+            }
             var values = new float[unet.ExtraLength(i)];
             int width = values.Length / shape.ModelBatch, conditional = shape.Guided ? shape.Images : 0;
             for (int j = 0; j < rows.Length; j++)
@@ -352,6 +399,10 @@ public sealed partial class StableDiffusionPipeline
                     case UNetExtraKind.TimeIds:
                         MicroConditioning.Write(options, key.Width, key.Height, negative: false, row);
                         if (shape.Guided) MicroConditioning.Write(options, key.Width, key.Height, negative: true, negativeRow);
+                        break;
+                    case UNetExtraKind.Guidance:             // FLUX.1-dev: the scale itself (the model multiplies it by 1000)
+                        row[0] = guidance[j];
+                        if (shape.Guided) negativeRow[0] = guidance[j];
                         break;
                     default:
                         GuidanceScaleEmbedding.Write(guidance[j], row);

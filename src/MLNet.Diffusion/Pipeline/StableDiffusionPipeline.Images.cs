@@ -193,13 +193,13 @@ public sealed partial class StableDiffusionPipeline
     /// <summary>latents = known + m·(latents − known) per masked row: the known latents where the mask is 0.</summary>
     private static void BlendOutsideMasks(Span<float> latents, ReadOnlySpan<float> known, ImageConditioning images, int hw)
     {
-        int per = LatentChannels * hw;
+        int per = MaskedLatentChannels * hw;
         var masks = images.LatentMasks!;
         for (int i = 0; i < images.BlendRows.Length; i++)
         {
             if (!images.BlendRows[i]) continue;
             var m = masks.AsSpan(i * hw, hw);
-            for (int ch = 0; ch < LatentChannels; ch++)
+            for (int ch = 0; ch < MaskedLatentChannels; ch++)
             {
                 int o = i * per + ch * hw;
                 for (int p = 0; p < hw; p++)

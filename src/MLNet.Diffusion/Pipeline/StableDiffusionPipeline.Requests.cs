@@ -33,13 +33,15 @@ public sealed partial class StableDiffusionPipeline
                     throw new ArgumentException($"Image {i}: a Mask needs an InitImage (the image whose white mask region is repainted); this request has none.", nameof(images));
                 if (p.Strength is float s)
                     throw new ArgumentException($"Image {i}: Strength ({s}) applies to an InitImage; this request has none.", nameof(images));
-                if (UNet.InChannels != LatentChannels)
+                if (InpaintingUNet)
                     throw new NotSupportedException($"The unet model '{UNet.ModelPath}' is an inpainting UNet ({UNet.InChannels} input channels); text-to-image needs a 4-channel UNet. Give image {i} an InitImage (and a Mask) to inpaint.");
             }
             else
             {
                 CheckImage(p.InitImage, i, "InitImage");
                 if (p.Mask is not null) CheckImage(p.Mask, i, "Mask");
+                if (p.Mask is not null && UNet.IsTransformer)
+                    throw new NotSupportedException($"Image {i}: inpainting (a Mask) is not supported with {Family} models; image-to-image (an InitImage with a Strength, no Mask) is.");
                 RequireEncoder(i);
                 if (p.Mask is { } mask && (mask.Width != p.InitImage.Width || mask.Height != p.InitImage.Height))
                     throw new ArgumentException($"Image {i}: the Mask is {mask.Width}×{mask.Height} but the InitImage is {p.InitImage.Width}×{p.InitImage.Height}; the mask must have the init image's size.", nameof(images));
@@ -47,7 +49,8 @@ public sealed partial class StableDiffusionPipeline
             }
             // A latent consistency model is distilled with guidance: its guidance embedding carries the scale and the
             // UNet runs once per image (diffusers' LatentConsistencyModelPipeline does no classifier-free guidance).
-            bool guided = guidance > 1 && UNet.TimestepCond is null;
+            // FLUX.1 is distilled too: dev takes the scale as its guidance input, schnell none (diffusers' FluxPipeline).
+            bool guided = guidance > 1 && !UNet.TakesGuidanceWithoutCfg;
             if (controlNets.Length > 0) CheckControlImages(p, i, options);
             float? controlScale = controlNets.Length > 0 ? p.ControlScale : null;
             resolved[i] = new ResolvedRequest(new BatchKey(steps, width, height, guided, start, controlScale), guidance);
@@ -62,6 +65,8 @@ public sealed partial class StableDiffusionPipeline
     private Control.ControlNet[] LoadControlNets(GenerationOptions options)
     {
         if (options.ControlNets is not { Count: > 0 } inputs) return [];
+        if (UNet.IsTransformer)
+            throw new NotSupportedException($"ControlNets are supported with UNet models (SD 1.x, 2.x, SDXL); this is a {Family} model, whose ControlNets take another contract.");
         if (InpaintingUNet)
             throw new NotSupportedException($"The unet model '{UNet.ModelPath}' is an inpainting UNet; ControlNets are supported with 4-channel UNets only.");
         if (options.DenoisingStart is not null)
@@ -99,6 +104,7 @@ public sealed partial class StableDiffusionPipeline
             throw new ArgumentException($"Image {i}: InitLatents cannot be combined with an InitImage, Mask or Strength; the hand-off point is GenerationOptions.DenoisingStart.", "images");
         if (InpaintingUNet)
             throw new NotSupportedException($"The unet model '{UNet.ModelPath}' is an inpainting UNet; the base → refiner hand-off (InitLatents) needs a 4-channel UNet.");
+        int LatentChannels = UNet.LatentChannels;
         int expected = LatentChannels * (height / BatchShape.VaeScale) * (width / BatchShape.VaeScale);
         if (latents.Length != expected)
             throw new ArgumentException($"Image {i}: InitLatents has {latents.Length} values, but a {width}×{height} image has {LatentChannels}×{height / BatchShape.VaeScale}×{width / BatchShape.VaeScale} = {expected} latents. Generate the base image at the same size.", "images");

@@ -28,7 +28,7 @@ public sealed partial class StableDiffusionPipeline
             if (!promptScheduled && !negativeScheduled) continue;
             int steps = plan.Resolved[i].Batch.Steps;
             callsOfSteps ??= [];
-            if (!callsOfSteps.TryGetValue(steps, out int calls)) callsOfSteps[steps] = calls = CreateScheduler(plan.Options, steps).CallCount;
+            if (!callsOfSteps.TryGetValue(steps, out int calls)) callsOfSteps[steps] = calls = CreateScheduler(plan.Options, steps, plan.Resolved[i].Batch.Width, plan.Resolved[i].Batch.Height).CallCount;
             result[i] = new RequestTexts(promptScheduled ? PromptSchedule.Parse(prompt!, calls) : null, negativeScheduled ? PromptSchedule.Parse(negative!, calls) : null, calls);
         }
         return result;

@@ -28,10 +28,11 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     private readonly Lazy<TextEmbedding> _emptyPrompt;
     private readonly Lazy<TextEmbedding> _unconditional;
 
-    private StableDiffusionPipeline(LoadedModelStore.Lease model, ILogger? logger)
+    private StableDiffusionPipeline(LoadedModelStore.Lease model, ILogger? logger, int? maxSequenceLength)
     {
         _model = model;
         _logger = logger;
+        T5Length = model.Model.PromptEncoder.Layout == ConditioningLayout.Clip ? 0 : ResolveT5Length(maxSequenceLength);
         _emptyPrompt = new(EncodeEmptyPrompt, LazyThreadSafetyMode.ExecutionAndPublication);
         _unconditional = new(UnconditionalDefault, LazyThreadSafetyMode.ExecutionAndPublication);
     }
@@ -52,8 +53,44 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(modelDirectory);
         options ??= new DiffusionRuntimeOptions();
-        return new(LoadedModelStore.Acquire(modelDirectory, options), options.Logger);
+        SettingLimits.ThrowIf(SettingLimits.MaxSequenceLength($"{nameof(DiffusionRuntimeOptions)}.{nameof(DiffusionRuntimeOptions.MaxSequenceLength)}", options.MaxSequenceLength), nameof(options));
+        var lease = LoadedModelStore.Acquire(modelDirectory, options);
+        try
+        {
+            return new(lease, options.Logger, options.MaxSequenceLength);
+        }
+        catch
+        {
+            lease.Dispose();
+            throw;
+        }
     }
+
+    /// <summary>
+    /// T5's tokens per prompt (SD3, FLUX.1; 0 for the CLIP families): the requested length, else the one the transformer's
+    /// fixed sequence axis implies, else the family's default (256 for SD3 and FLUX.1-schnell, 512 for FLUX.1-dev, as their
+    /// model cards use). A request that contradicts a fixed axis is refused, naming the model file.
+    /// </summary>
+    internal int T5Length { get; }
+
+    private int ResolveT5Length(int? requested)
+    {
+        var encoder = _model.Model.PromptEncoder;
+        int clipPart = encoder.ConditioningLength(0), fixedLength = UNet.FixedSequenceLength;
+        int? fixedT5 = fixedLength > 0 ? fixedLength - clipPart : encoder.T5?.FixedSequenceLength > 0 ? encoder.T5.FixedSequenceLength : null;
+        if (encoder.T5 is null) return fixedT5 ?? requested ?? DefaultT5Length; // SD3 without T5: its zeros have 77 positions whatever T is
+        if (fixedT5 is int t && requested is int r && r != t)
+            throw new ArgumentException($"The {UNet.ComponentName} model '{UNet.ModelPath}' fixes encoder_hidden_states' sequence axis to {fixedLength} positions, " +
+                $"so it takes {t} T5 tokens; {r} were asked for. Leave the max sequence length unset (DiffusionRuntimeOptions.MaxSequenceLength, the CLI's --max-sequence-length) or set it to {t}.");
+        if (fixedT5 is int f && f is < 1 or > SettingLimits.MaxT5Tokens)
+            throw new InvalidDataException($"The {UNet.ComponentName} model '{UNet.ModelPath}' fixes encoder_hidden_states' sequence axis to {fixedLength} positions, which leaves {f} for T5 (1 to {SettingLimits.MaxT5Tokens}).");
+        int length = fixedT5 ?? requested ?? DefaultT5Length;
+        encoder.T5.CheckSequenceLength(length);
+        return length;
+    }
+
+    /// <summary>256 for SD3 and FLUX.1-schnell, 512 for FLUX.1-dev (which takes the guidance scale as an input).</summary>
+    private int DefaultT5Length => Family == ModelFamily.Flux && UNet.Guidance is not null ? 512 : 256;
 
     /// <summary>The model folder, checked and opened.</summary>
     internal DiffusionModelFolder Folder => _model.Model.Folder;
@@ -83,14 +120,14 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// <summary>The shared model's components (tests: whether on-demand ones are loaded).</summary>
     internal LoadedModel Model => _model.Model;
 
-    /// <summary>The model's family (SD 1.x, 2.x, SDXL or the SDXL refiner), read from its components.</summary>
+    /// <summary>The model's family (SD 1.x, 2.x, SDXL, the SDXL refiner, SD3 or FLUX.1), read from its components.</summary>
     public ModelFamily Family => _model.Model.Family;
 
     /// <summary>
     /// Whether the UNet takes a guidance-scale embedding (<c>timestep_cond</c>: a latent consistency model). Such a model runs
     /// once per image at any guidance scale (no classifier-free guidance); the scale reaches it through the embedding.
     /// </summary>
-    public bool UsesGuidanceEmbedding => UNet.TimestepCond is not null;
+    public bool UsesGuidanceEmbedding => UNet.TakesGuidanceWithoutCfg;
 
     /// <summary>The device the components run on.</summary>
     public ExecutionDevice Device => _model.Model.Device;
@@ -98,8 +135,11 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// <summary>Why the requested CUDA device was not used, if it was not.</summary>
     public string? FallbackReason => _model.Model.FallbackReason;
 
-    /// <summary>The default image size: the UNet's <c>sample_size</c> × 8, else its fixed input size × 8, else 512.</summary>
-    public int DefaultSize => Folder.UnetSampleSize is int s ? s * 8 : UNet.SampleSpec.Dimensions[2] > 0 ? UNet.SampleSpec.Dimensions[2] * 8 : 512;
+    /// <summary>The default image size: the denoiser's <c>sample_size</c> × 8, else its fixed input size × 8, else 1024 for
+    /// FLUX.1 (diffusers' <c>default_sample_size</c> 128), else 512.</summary>
+    public int DefaultSize => Folder.UnetSampleSize is int s ? s * 8
+        : !UNet.IsPacked && UNet.SampleSpec.Dimensions[2] > 0 ? UNet.SampleSpec.Dimensions[2] * 8
+        : Family == ModelFamily.Flux ? 1024 : 512;
 
     /// <summary>Generates one image.</summary>
     public GeneratedImage Generate(string prompt, long seed = 0, GenerationOptions? options = null, IProgress<DiffusionProgress>? progress = null, CancellationToken cancellationToken = default) =>
@@ -218,7 +258,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         // The UNet's sequence axis decides whether a prompt may take more than one chunk: refused before any model runs.
         int chunkLength = encoder.SequenceLength;
         var embeddings = encoder.Encode(prompts, cancellationToken, _logger, owners,
-            (owner, chunks) => UNet.CheckPromptLength(owner.SentenceStart, chunks.TokenCount, chunks.ChunkCount, chunkLength));
+            (owner, chunks) => UNet.CheckPromptLength(owner.SentenceStart, chunks.TokenCount, chunks.ChunkCount, chunkLength), T5Length);
         if (embeddings.Hidden.Length > 0)
         {
             int chunkRows = embeddings.ChunkCounts.Sum();
@@ -396,7 +436,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     /// <summary>Cuts [N, 77·k, D] prompt and negative-prompt embeddings into each request's rows.</summary>
     private PromptEmbedding[] SplitEmbeddings(ReadOnlySpan<float> conditional, ReadOnlySpan<float> unconditional, GenerationPlan plan)
     {
-        int n = plan.Count, seqLen = TextEncoder.SequenceLength;
+        int n = plan.Count, seqLen = ConditioningLength;
         if (conditional.Length == 0 || conditional.Length % (n * seqLen) != 0)
             throw new ArgumentException($"Prompt embeddings have {conditional.Length} values, which is not {n} × {seqLen} × D.", nameof(conditional));
         if (plan.Resolved.Any(r => r.Batch.Guided) && unconditional.Length != conditional.Length)
@@ -415,6 +455,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         if (latentHeight < 1 || latentWidth < 1 || latentHeight > 512 || latentWidth > 512)
             throw new ArgumentOutOfRangeException(latentHeight < 1 || latentHeight > 512 ? nameof(latentHeight) : nameof(latentWidth),
                 $"Latent height and width must be from 1 to 512 (images of 8 to 4096 pixels); got {latentHeight}×{latentWidth}.");
+        int LatentChannels = UNet.LatentChannels;
         if (count < 1 || latents.Length != (long)count * LatentChannels * latentHeight * latentWidth)
             throw new ArgumentException($"{latents.Length} latent values do not form [{count}, {LatentChannels}, {latentHeight}, {latentWidth}].", nameof(latents));
         int per = latents.Length / count;

@@ -105,6 +105,22 @@ public sealed class DiffusionRuntimeOptions
     /// </summary>
     public IDictionary<string, string?> TextualInversions { get; set; } = new Dictionary<string, string?>();
 
+    /// <summary>
+    /// Stable Diffusion 3 without its T5 encoder: the folder's <c>text_encoder_3</c> is not loaded (T5-XXL alone takes about
+    /// 9.5 GB in float16) and zeros take the place of its embeddings, as diffusers does when <c>text_encoder_3=None</c>.
+    /// Prompts then condition through the two CLIP encoders only (77 tokens). FLUX.1 cannot run without T5 and refuses
+    /// this. Ignored by other families. Default false. The CLI's <c>--no-t5</c>.
+    /// </summary>
+    public bool WithoutT5 { get; set; }
+
+    /// <summary>
+    /// T5's tokens per prompt for SD3 and FLUX.1 (diffusers' <c>max_sequence_length</c>, 1 to 512): longer prompts are cut
+    /// there, shorter ones padded. Null: the transformer's fixed sequence axis where its export fixes one, else 256 for SD3
+    /// and FLUX.1-schnell and 512 for FLUX.1-dev (the values their model cards use). Ignored by other families. The CLI's
+    /// <c>--max-sequence-length</c>.
+    /// </summary>
+    public int? MaxSequenceLength { get; set; }
+
     /// <summary>A copy; <see cref="TextualInversions"/> is copied too, so a later change to the original does not reach it.</summary>
     public DiffusionRuntimeOptions Clone()
     {

@@ -26,7 +26,7 @@ namespace MLNet.Diffusion.TextEncoding;
 internal sealed class T5TextEncoder : OnnxModelComponent
 {
     /// <summary>The longest sequence accepted: diffusers' SD3 and FLUX pipelines refuse a <c>max_sequence_length</c> above 512.</summary>
-    public const int MaxSequenceLength = 512;
+    public const int MaxSequenceLength = Pipeline.SettingLimits.MaxT5Tokens;
 
     private const string IdsName = "input_ids", MaskName = "attention_mask";
     private readonly TensorSpec _ids;
@@ -153,7 +153,7 @@ internal sealed class T5TextEncoder : OnnxModelComponent
         if (FixedSequenceLength > 0 && maxSequenceLength != FixedSequenceLength)
             throw new ArgumentException(
                 $"The {ComponentName} model '{ModelPath}' fixes input_ids axis 1 (the sequence length) to {FixedSequenceLength}, but a maximum sequence length of {maxSequenceLength} was asked for. " +
-                $"Use --max-sequence-length {FixedSequenceLength} (the MaxSequenceLength option), the model's value, or an export with a dynamic sequence axis.",
+                $"Use --max-sequence-length {FixedSequenceLength} (DiffusionRuntimeOptions.MaxSequenceLength), the model's value, or an export with a dynamic sequence axis.",
                 nameof(maxSequenceLength));
     }
 }

@@ -162,10 +162,13 @@ internal sealed class TextEncoder : OnnxModelComponent
     /// prompt that has no tokens, and a warning for each prompt cut at <see cref="PromptChunker.MaxChunks"/> chunks; null for none.</param>
     /// <param name="checkChunks">Called with each prompt's chunks before anything runs; it throws to refuse them (the UNet's
     /// sequence axis); null for none.</param>
+    /// <param name="oneChunk">Cut every prompt to one chunk of 77 positions instead of splitting it, as diffusers' SD3 and FLUX
+    /// pipelines truncate their CLIP prompts (the T5 encoder reads the rest); a note names each prompt cut.</param>
     /// <exception cref="ArgumentException"><paramref name="owners"/> does not have one entry per prompt, or <paramref name="checkChunks"/> refuses a prompt.</exception>
     public PromptChunks[] Tokenize(IReadOnlyList<string> prompts, IReadOnlyList<TextOwner>? owners, ILogger? logger = null,
-        Action<TextOwner, PromptChunks>? checkChunks = null)
+        Action<TextOwner, PromptChunks>? checkChunks = null, bool oneChunk = false)
     {
+        if (oneChunk) return TokenizeOneChunk(prompts, owners, logger);
         ArgumentNullException.ThrowIfNull(prompts);
         if (owners is not null && owners.Count != prompts.Count)
             throw new ArgumentException($"{owners.Count} owners for {prompts.Count} prompts.", nameof(owners));
@@ -178,6 +181,42 @@ internal sealed class TextEncoder : OnnxModelComponent
             chunks[i] = PromptChunker.Split(Tokenizer, fragments);
             checkChunks?.Invoke(owner, chunks[i]);
             if (logger is not null) Note(logger, prompt, chunks[i], owner);
+        }
+        return chunks;
+    }
+
+    /// <summary>
+    /// Each prompt as one chunk: a plain prompt as <see cref="ClipTokenizer.Encode(string, Span{int}, out bool)"/> cuts it (the
+    /// first 75 tokens, as the tokenizer's truncation in diffusers), a prompt in the attention syntax as its first chunk.
+    /// </summary>
+    private PromptChunks[] TokenizeOneChunk(IReadOnlyList<string> prompts, IReadOnlyList<TextOwner>? owners, ILogger? logger)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
+        var chunks = new PromptChunks[prompts.Count];
+        int length = SequenceLength;
+        for (int i = 0; i < chunks.Length; i++)
+        {
+            var owner = owners?[i] ?? TextOwner.InBatch(i);
+            var prompt = prompts[i] ?? throw new ArgumentNullException(nameof(prompts), $"{owner.SentenceStart} is null.");
+            bool cut;
+            if (PromptAttention.IsPlain(prompt))
+            {
+                var ids = new int[length];
+                int tokens = Tokenizer.Encode(prompt, ids, out cut);
+                chunks[i] = new PromptChunks(ids, null, 1, tokens);
+            }
+            else
+            {
+                var all = PromptChunker.Split(Tokenizer, PromptAttention.Parse(prompt));
+                cut = all.ChunkCount > 1;
+                chunks[i] = new PromptChunks(all.Ids[..length], all.Weights?[..length], 1, all.TokenCount);
+            }
+            if (logger is null) continue;
+            if (cut)
+                logger.LogWarning("{Owner} has more than {Kept} tokens; {Component} reads only the first {Kept} (the T5 encoder reads the whole prompt): \"{Prompt}\"",
+                    owner.SentenceStart, length - 2, ComponentName, length - 2, prompt.Length > 80 ? prompt[..80] + "…" : prompt);
+            else if (chunks[i].TokenCount == 0 && owner.IsImagePrompt)
+                Note(logger, prompt, chunks[i], owner);
         }
         return chunks;
     }

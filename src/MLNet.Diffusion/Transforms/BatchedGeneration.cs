@@ -22,7 +22,8 @@ internal sealed class BatchedGeneration
         Width = options.Width ?? pipeline.DefaultSize;
         Height = options.Height ?? pipeline.DefaultSize;
         _generation = options.ToGenerationOptions(options.Steps, Width, Height);
-        SequenceLength = pipeline.TextEncoder.SequenceLength;
+        SequenceLength = pipeline.ConditioningLength; // 77 (SD3: 77 + T, FLUX.1: T)
+        LatentChannels = pipeline.UNet.LatentChannels;
         if (options.InitImageColumnName is { } init && pipeline.VaeEncoder is null)
             throw new InvalidOperationException(
                 $"The init-image column '{init}' needs a VAE encoder, and the model folder '{pipeline.Folder.Directory}' has no vae_encoder/model.onnx. Export the model with its encoder, or leave DiffusionOptions.InitImageColumnName null.");
@@ -43,7 +44,8 @@ internal sealed class BatchedGeneration
     public int SequenceLength { get; }
     public int EmbeddingWidth { get; }
     public int[] EmbeddingDimensions => [SequenceLength, EmbeddingWidth];
-    public int[] LatentDimensions => [4, LatentHeight, LatentWidth];
+    public int LatentChannels { get; }
+    public int[] LatentDimensions => [LatentChannels, LatentHeight, LatentWidth];
 
     /// <summary>The pooled text embedding's width P when the model's UNet takes one (SDXL: <c>text_embeds</c>), else 0.</summary>
     public int PooledWidth { get; }

@@ -104,7 +104,7 @@ public sealed class DenoisingTransformer : DiffusionTransformerBase
             $"or name the column that holds them with DiffusionOptions.{option}");
 
     /// <summary>The latents' size: 4·h·w.</summary>
-    public int LatentSize => 4 * Generation.LatentHeight * Generation.LatentWidth;
+    public int LatentSize => Generation.LatentChannels * Generation.LatentHeight * Generation.LatentWidth;
 
     internal override int ImagesPerRow => Settings.ImagesPerPrompt;
 

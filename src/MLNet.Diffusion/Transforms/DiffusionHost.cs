@@ -145,6 +145,8 @@ internal static class ModelLeases
             FallbackToCpu = options.FallbackToCpu ?? host.FallbackToCpu,
             IntraOpThreads = options.IntraOpThreads,
             LowMemory = options.LowMemory,
+            WithoutT5 = options.WithoutT5,
+            MaxSequenceLength = options.MaxSequenceLength,
             TextualInversions = options.TextualInversions is null ? new Dictionary<string, string?>() : new Dictionary<string, string?>(options.TextualInversions),
         };
     }

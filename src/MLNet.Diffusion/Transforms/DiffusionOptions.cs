@@ -176,6 +176,13 @@ public sealed class DiffusionOptions
     /// loaded, without ONNX Runtime's CPU arena (<see cref="DiffusionRuntimeOptions.LowMemory"/>). Default false.</summary>
     public bool LowMemory { get; set; }
 
+    /// <summary>Stable Diffusion 3 without its T5 encoder: zeros take its place (<see cref="DiffusionRuntimeOptions.WithoutT5"/>). Default false.</summary>
+    public bool WithoutT5 { get; set; }
+
+    /// <summary>T5's tokens per prompt for SD3 and FLUX.1, 1 to 512, or null for the model's default
+    /// (<see cref="DiffusionRuntimeOptions.MaxSequenceLength"/>).</summary>
+    public int? MaxSequenceLength { get; set; }
+
     /// <summary>
     /// Textual-inversion embedding files to load with the model: path → trigger word, or null for the file's own
     /// (<see cref="DiffusionRuntimeOptions.TextualInversions"/>). Default: none. Saved by <see cref="DiffusionModelSaver"/>
@@ -281,6 +288,7 @@ public sealed class DiffusionOptions
         SettingLimits.ThrowIf(SettingLimits.Strength($"{type}.{nameof(Strength)}", Strength), nameof(Strength));
         if (GpuDeviceId is int gpu) SettingLimits.ThrowIf(SettingLimits.DeviceId($"{type}.{nameof(GpuDeviceId)}", gpu), nameof(GpuDeviceId));
         SettingLimits.ThrowIf(SettingLimits.Threads($"{type}.{nameof(IntraOpThreads)}", IntraOpThreads), nameof(IntraOpThreads));
+        SettingLimits.ThrowIf(SettingLimits.MaxSequenceLength($"{type}.{nameof(MaxSequenceLength)}", MaxSequenceLength), nameof(MaxSequenceLength));
         if (InitImageColumnName is null && MaskColumnName is not null)
             throw new ArgumentException($"MaskColumnName ('{MaskColumnName}') needs InitImageColumnName: a mask says what to repaint in an init image.", nameof(MaskColumnName));
         if (InitImageColumnName is null && StrengthColumnName is not null)

@@ -5,7 +5,7 @@ using MLNet.Diffusion.Runtime;
 namespace MLNet.Diffusion.Vae;
 
 /// <summary>
-/// The VAE decoder (<c>vae_decoder/model.onnx</c>): latents / scaling factor → RGB in [−1, 1]
+/// The VAE decoder (<c>vae_decoder/model.onnx</c>): latents / scaling factor (+ shift factor, SD3 and FLUX.1) → RGB in [−1, 1]
 /// (<c>latent_sample</c> [B, 4, h, w] → <c>sample</c> [B, 3, 8h, 8w]). Images are decoded one at a time,
 /// as diffusers' ONNX pipeline does, and a large image in overlapping tiles (<see cref="VaeTiling"/>,
 /// <see cref="LatentTiles"/>), which bounds memory as the image grows.
@@ -19,10 +19,13 @@ internal sealed class VaeDecoder : OnnxModelComponent
     /// <param name="modelPath">The .onnx file.</param>
     /// <param name="sessions">Creates the session.</param>
     /// <param name="scalingFactor">The VAE scaling factor (0.18215 for SD 1.x/2.x, 0.13025 for SDXL).</param>
-    public VaeDecoder(string modelPath, OnnxSessionFactory sessions, float scalingFactor) : base("vae_decoder", modelPath, sessions)
+    /// <param name="shiftFactor">The VAE shift factor (SD3 0.0609, FLUX.1 0.1159), added after the division: diffusers'
+    /// <c>latents / vae.config.scaling_factor + vae.config.shift_factor</c>; 0 for the other families.</param>
+    public VaeDecoder(string modelPath, OnnxSessionFactory sessions, float scalingFactor, float shiftFactor = 0f) : base("vae_decoder", modelPath, sessions)
     {
         try
         {
+            ShiftFactor = float.IsFinite(shiftFactor) ? shiftFactor : throw new ArgumentOutOfRangeException(nameof(shiftFactor), shiftFactor, "The VAE shift factor must be a finite number.");
             if (!(scalingFactor > 0) || !float.IsFinite(scalingFactor))
                 throw new ArgumentOutOfRangeException(nameof(scalingFactor), scalingFactor, "The VAE scaling factor must be a positive number.");
             ScalingFactor = scalingFactor;
@@ -40,6 +43,12 @@ internal sealed class VaeDecoder : OnnxModelComponent
 
     /// <summary>Latents are divided by this before decoding.</summary>
     public float ScalingFactor { get; }
+
+    /// <summary>Added to the latents after the division (SD3, FLUX.1; else 0).</summary>
+    public float ShiftFactor { get; }
+
+    /// <summary>The latent channels the model declares (4; 16 for SD3 and FLUX.1), or null when symbolic.</summary>
+    public int? LatentChannels => _input.Dimensions[1] > 0 ? _input.Dimensions[1] : null;
 
     /// <summary>The tile side in latents for an axis the model does not fix (<see cref="LatentTiles.DefaultTile"/>;
     /// smaller in tests).</summary>
@@ -85,6 +94,7 @@ internal sealed class VaeDecoder : OnnxModelComponent
         using var input = OrtTensor.Create(_input.ElementType, 1, channels, latentHeight, latentWidth);
         var scaled = new float[latents.Length];
         System.Numerics.Tensors.TensorPrimitives.Multiply(latents, 1f / ScalingFactor, scaled);
+        if (ShiftFactor != 0) System.Numerics.Tensors.TensorPrimitives.Add(scaled, ShiftFactor, scaled);
         input.Write(scaled);
         using var runOptions = new RunOptions();
         using var registration = cancellationToken.Register(() => runOptions.Terminate = true);
@@ -128,6 +138,7 @@ internal sealed class VaeDecoder : OnnxModelComponent
                 for (int y = 0; y < tileHeight; y++)
                 {
                     System.Numerics.Tensors.TensorPrimitives.Multiply(latents.Slice((c * latentHeight + top + y) * latentWidth + left, tileWidth), inverse, latentRow);
+                    if (ShiftFactor != 0) System.Numerics.Tensors.TensorPrimitives.Add(latentRow, ShiftFactor, latentRow);
                     input.Write(latentRow, (c * tileHeight + y) * tileWidth);
                 }
             }

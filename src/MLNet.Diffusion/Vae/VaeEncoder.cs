@@ -20,10 +20,16 @@ internal sealed class VaeEncoder : OnnxModelComponent
     private readonly bool _parameters;
 
     /// <summary>Loads the encoder and checks its contract.</summary>
-    public VaeEncoder(string modelPath, OnnxSessionFactory sessions, float scalingFactor) : base("vae_encoder", modelPath, sessions)
+    /// <param name="modelPath">The .onnx file.</param>
+    /// <param name="sessions">Creates the session.</param>
+    /// <param name="scalingFactor">The VAE scaling factor.</param>
+    /// <param name="shiftFactor">The VAE shift factor (SD3, FLUX.1): latents are (z − shift) · scaling, diffusers'
+    /// <c>(image_latents - vae.config.shift_factor) * vae.config.scaling_factor</c>; 0 for the other families.</param>
+    public VaeEncoder(string modelPath, OnnxSessionFactory sessions, float scalingFactor, float shiftFactor = 0f) : base("vae_encoder", modelPath, sessions)
     {
         try
         {
+            ShiftFactor = float.IsFinite(shiftFactor) ? shiftFactor : throw new ArgumentOutOfRangeException(nameof(shiftFactor), shiftFactor, "The VAE shift factor must be a finite number.");
             if (!(scalingFactor > 0) || !float.IsFinite(scalingFactor))
                 throw new ArgumentOutOfRangeException(nameof(scalingFactor), scalingFactor, "The VAE scaling factor must be a positive number.");
             ScalingFactor = scalingFactor;
@@ -31,7 +37,9 @@ internal sealed class VaeEncoder : OnnxModelComponent
             _output = FirstOutput("latent_sample", "latent_parameters") ?? (Outputs.Count == 1 ? Outputs.Keys.First() : null)
                 ?? throw new InvalidDataException($"The vae_encoder model '{modelPath}' has neither 'latent_sample' nor 'latent_parameters' output (it declares {string.Join(", ", Outputs.Values)}).");
             _parameters = _output == "latent_parameters";
-            Require(false, _output, [TensorElementType.Float, TensorElementType.Float16], 4);
+            var output = Require(false, _output, [TensorElementType.Float, TensorElementType.Float16], 4);
+            int declared = output.Dimensions[1];
+            LatentChannels = declared > 0 ? (_parameters ? declared / 2 : declared) : 4;
         }
         catch
         {
@@ -42,6 +50,12 @@ internal sealed class VaeEncoder : OnnxModelComponent
 
     /// <summary>Encoder latents are multiplied by this.</summary>
     public float ScalingFactor { get; }
+
+    /// <summary>Subtracted from the encoder's latents before scaling (SD3, FLUX.1; else 0).</summary>
+    public float ShiftFactor { get; }
+
+    /// <summary>The latent channels C (the model's output channels, halved for <c>latent_parameters</c>; 4 when symbolic).</summary>
+    public int LatentChannels { get; }
 
     /// <summary>Whether the model returns mean and log-variance (Optimum's <c>latent_parameters</c>) rather than a sample.</summary>
     public bool ReturnsDistribution => _parameters;
@@ -59,7 +73,7 @@ internal sealed class VaeEncoder : OnnxModelComponent
     /// <summary>The encoder's downsampling factor: pixels per latent along each axis (SD's VAE, every version).</summary>
     private const int PixelsPerLatent = 8;
 
-    /// <summary>Encodes one image [3, H, W] in [−1, 1] into scaled latents [4, H/8, W/8], whole or in overlapping tiles.</summary>
+    /// <summary>Encodes one image [3, H, W] in [−1, 1] into scaled latents [C, H/8, W/8], whole or in overlapping tiles.</summary>
     /// <param name="pixels">The image, channel-major.</param>
     /// <param name="height">H.</param>
     /// <param name="width">W.</param>
@@ -89,7 +103,7 @@ internal sealed class VaeEncoder : OnnxModelComponent
         var raw = tiles is null
             ? EncodeWhole(pixels, height, width, out latentHeight, out latentWidth, cancellationToken)
             : EncodeTiles(pixels, tiles, out latentHeight, out latentWidth, cancellationToken, onTile);
-        int n = 4 * latentHeight * latentWidth;
+        int n = LatentChannels * latentHeight * latentWidth;
         var latents = new float[n];
         if (_parameters)
         {
@@ -104,12 +118,13 @@ internal sealed class VaeEncoder : OnnxModelComponent
         {
             raw.AsSpan(0, n).CopyTo(latents);
         }
+        if (ShiftFactor != 0) System.Numerics.Tensors.TensorPrimitives.Subtract(latents, ShiftFactor, latents);
         System.Numerics.Tensors.TensorPrimitives.Multiply(latents, ScalingFactor, latents);
         return latents;
     }
 
-    /// <summary>The channels of the model's output: 8 (mean ++ log-variance) or 4 (a sample).</summary>
-    private int OutputChannels => _parameters ? 8 : 4;
+    /// <summary>The channels of the model's output: 2C (mean ++ log-variance) or C (a sample).</summary>
+    private int OutputChannels => _parameters ? 2 * LatentChannels : LatentChannels;
 
     /// <summary>One run over the whole image; returns the model's output [C, h, w] (a sample, or mean ++ log-variance).</summary>
     private float[] EncodeWhole(ReadOnlySpan<float> pixels, int height, int width, out int latentHeight, out int latentWidth, CancellationToken cancellationToken)
