@@ -78,7 +78,7 @@ public sealed partial class StableDiffusionPipeline : IDisposable
         var encoder = _model.Model.PromptEncoder;
         int clipPart = encoder.ConditioningLength(0), fixedLength = UNet.FixedSequenceLength;
         int? fixedT5 = fixedLength > 0 ? fixedLength - clipPart : encoder.T5?.FixedSequenceLength > 0 ? encoder.T5.FixedSequenceLength : null;
-        if (encoder.T5 is null) return fixedT5 ?? requested ?? DefaultT5Length; // SD3 without T5: its zeros have 77 positions whatever T is
+        if (encoder.T5 is null) return fixedT5 ?? requested ?? DefaultT5Length; // SD3 without T5: zeros of T positions
         if (fixedT5 is int t && requested is int r && r != t)
             throw new ArgumentException($"The {UNet.ComponentName} model '{UNet.ModelPath}' fixes encoder_hidden_states' sequence axis to {fixedLength} positions, " +
                 $"so it takes {t} T5 tokens; {r} were asked for. Leave the max sequence length unset (DiffusionRuntimeOptions.MaxSequenceLength, the CLI's --max-sequence-length) or set it to {t}.");

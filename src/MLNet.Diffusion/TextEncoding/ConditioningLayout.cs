@@ -11,7 +11,7 @@ internal enum ConditioningLayout
 
     /// <summary>
     /// Stable Diffusion 3: CLIP-L's and CLIP-G's penultimate hidden states concatenated to [77, D₁ + D₂], zero-padded to the
-    /// joint width J, then T5's [T, J] appended on the sequence axis: [77 + T, J] (without T5, zeros [77, J] take its
+    /// joint width J, then T5's [T, J] appended on the sequence axis: [77 + T, J] (without T5, zeros [T, J] take its
     /// place); pooled = CLIP-L's and CLIP-G's <c>text_embeds</c> concatenated (diffusers'
     /// <c>StableDiffusion3Pipeline.encode_prompt</c>).
     /// </summary>

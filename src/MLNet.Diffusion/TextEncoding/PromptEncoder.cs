@@ -46,9 +46,6 @@ internal sealed class PromptEncoder : IDisposable
     /// <summary>The T5 encoder, or null.</summary>
     public T5TextEncoder? T5 { get; }
 
-    /// <summary>The positions SD3 gives T5's place when the folder has no T5 encoder: diffusers' zeros of the CLIP tokenizer's length (77).</summary>
-    public int MissingT5Length => SequenceLength;
-
     /// <summary>The encoders, in concatenation order.</summary>
     public IReadOnlyList<TextEncoder> Encoders { get; }
 
@@ -60,12 +57,13 @@ internal sealed class PromptEncoder : IDisposable
 
     /// <summary>
     /// The positions of one prompt's conditioning (one chunk of a CLIP prompt): 77 for the CLIP layout, 77 + T for SD3
-    /// (77 + 77 without T5), T for FLUX.1, with T = <paramref name="t5Length"/> T5 tokens.
+    /// (without T5 too: zeros of T positions, as diffusers' <c>_get_t5_prompt_embeds</c> returns them since it sizes them by
+    /// <c>max_sequence_length</c>), T for FLUX.1, with T = <paramref name="t5Length"/> T5 tokens.
     /// </summary>
     public int ConditioningLength(int t5Length) => Layout switch
     {
         ConditioningLayout.Clip => SequenceLength,
-        ConditioningLayout.StableDiffusion3 => SequenceLength + (T5 is null ? MissingT5Length : t5Length),
+        ConditioningLayout.StableDiffusion3 => SequenceLength + t5Length,
         _ => t5Length,
     };
 
