@@ -367,7 +367,7 @@ public static class FlowTestModelFactory
             {
                 int ch = e / 4;
                 float r = 2 * imageIds[token * 3 + 1] + e / 2 % 2, q = 2 * imageIds[token * 3 + 2] + e % 2;
-                mu[token * PackedChannels + e] = z[ch] + t.RowGain[ch] / PositionScale * r + t.ColumnGain[ch] / PositionScale * q;
+                mu[token * PackedChannels + e] = z[ch] + t.RowGain[ch] * (r / PositionScale) + t.ColumnGain[ch] * (q / PositionScale);
             }
         return mu;
     }
