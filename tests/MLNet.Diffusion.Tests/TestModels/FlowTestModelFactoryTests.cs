@@ -169,6 +169,36 @@ public class FlowTestModelFactoryTests
             Assert.False(Directory.Exists(Path.Combine(model.Path, part)), part);
         }
         Assert.True(File.Exists(Path.Combine(model.Path, "text_encoder_2", "model.onnx")));
+
+        // Without T5, T zero rows of width Dj take its place (diffusers' encode_prompt), which changes μ through the mean.
+        var o = model.Options;
+        const int t = 16;
+        int dj = o.JointAttentionDim;
+        var (without, pooled) = FlowTestModelFactory.Sd3ConditioningForPrompt("a photo of a cat", t, false, o);
+        var (with, pooledWith) = FlowTestModelFactory.Sd3ConditioningForPrompt("a photo of a cat", t, true, o);
+        Assert.Equal((77 + t) * dj, without.Length);
+        Assert.Equal(pooled, pooledWith);
+        Assert.All(without.AsSpan(77 * dj).ToArray(), v => Assert.Equal(0f, v));
+        Assert.Equal(without.AsSpan(0, 77 * dj).ToArray(), with.AsSpan(0, 77 * dj).ToArray());
+        // The CLIP rows: CLIP-L's penultimate state, then CLIP-G's, then zeros up to Dj.
+        var ids = FlowTestModelFactory.ClipTokenIds(XlTextEncoder.TextEncoder, "a photo of a cat");
+        var ids2 = FlowTestModelFactory.ClipTokenIds(XlTextEncoder.TextEncoder2, "a photo of a cat");
+        var l = FlowTestModelFactory.ClipPenultimateHiddenState(XlTextEncoder.TextEncoder, ids, o);
+        var g = FlowTestModelFactory.ClipPenultimateHiddenState(XlTextEncoder.TextEncoder2, ids2, o);
+        Assert.Equal(l.AsSpan(5 * o.ClipLWidth, o.ClipLWidth).ToArray(), without.AsSpan(5 * dj, o.ClipLWidth).ToArray());
+        Assert.Equal(g.AsSpan(5 * o.ClipGWidth, o.ClipGWidth).ToArray(), without.AsSpan(5 * dj + o.ClipLWidth, o.ClipGWidth).ToArray());
+        Assert.All(without.AsSpan(5 * dj + o.ClipLWidth + o.ClipGWidth, dj - o.ClipLWidth - o.ClipGWidth).ToArray(), v => Assert.Equal(0f, v));
+        Assert.True(MaxDifference(FlowTestModelFactory.TargetLatents(without, pooled, 0, 2, 2, o), FlowTestModelFactory.TargetLatents(with, pooled, 0, 2, 2, o)) > 0.01);
+    }
+
+    [Fact]
+    public void InvalidOptionsAreRefusedWithTheReason()
+    {
+        var narrow = Assert.Throws<ArgumentException>(() => FlowTestModelFactory.CreateTemp(new FlowTestModelOptions { JointAttentionDim = 64 }));
+        Assert.Contains("JointAttentionDim", narrow.Message);
+        var odd = Assert.Throws<ArgumentException>(() => FlowTestModelFactory.CreateTemp(new FlowTestModelOptions { Family = FlowTestFamily.FluxSchnell, SampleSize = 7 }));
+        Assert.Contains("even", odd.Message);
+        Assert.Throws<ArgumentException>(() => FlowTestModelFactory.CreateTemp(new FlowTestModelOptions { Family = FlowTestFamily.FluxDev, IncludeT5 = false }));
     }
 
     [Theory]
