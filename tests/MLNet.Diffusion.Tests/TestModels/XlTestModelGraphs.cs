@@ -99,13 +99,16 @@ internal static class XlTestModelGraphs
     /// <summary>
     /// text_encoder (<paramref name="encoder"/> 1: <c>last_hidden_state</c>, <c>pooler_output</c>, hidden states) or
     /// text_encoder_2 (2: <c>text_embeds</c>, <c>last_hidden_state</c>, hidden states), in Optimum's output order.
+    /// A positive <paramref name="projectionWidth"/> makes text_encoder a CLIPTextModelWithProjection too (SD3's CLIP-L):
+    /// its outputs are then those of text_encoder_2, with encoder 1's tables and its own projection [D1 × P].
     /// </summary>
-    internal static OnnxGraphBuilder TextEncoder(XlTestModelOptions o, int encoder)
+    internal static OnnxGraphBuilder TextEncoder(XlTestModelOptions o, int encoder, int projectionWidth = 0)
     {
+        bool projected = encoder == 2 || projectionWidth > 0;
         bool second = encoder == 2;
         var t = second
             ? Encoder(2, o.TextEncoder2Width, o.TextEncoder2Layers, o.ResolvedPooledWidth)
-            : Encoder(1, o.TextEncoderWidth, o.TextEncoderLayers, 0);
+            : Encoder(1, o.TextEncoderWidth, o.TextEncoderLayers, projectionWidth);
         bool hiddenStates = second ? o.TextEncoder2HiddenStates : o.ResolvedTextEncoderHiddenStates;
         var idType = second ? o.TextEncoder2IdType : o.TextEncoderIdType;
         int d = t.Width, len = TestTokenizer.MaxLength;
@@ -141,9 +144,9 @@ internal static class XlTestModelGraphs
         var oneHot = g.Unsqueeze(g.Cast(g.Node("Equal", [positions, eos]), OnnxElementType.Float), 1);
         var pooled = g.Reshape(g.MatMul(oneHot, last), 0, -1);
 
-        if (second)
+        if (projected)
         {
-            int p = o.ResolvedPooledWidth;
+            int p = second ? o.ResolvedPooledWidth : projectionWidth;
             Out(g, o, g.MatMul(pooled, g.Initializer("text_projection", t.Projection!, d, p)), "text_embeds", "batch", p);
             Out(g, o, last, "last_hidden_state", "batch", len, d);
         }
