@@ -91,7 +91,7 @@ internal sealed class InfoCommand(CliEnvironment environment) : Command<ModelSet
         // The engine's reader (Python's -Infinity and NaN literals, the schedule checks), and the engine's load-time check
         // of the scheduler, so that info accepts and refuses the folders that generate does.
         var scheduler = SchedulerConfig.Load(folder.SchedulerConfigPath);
-        SchedulerFactory.Create(null, scheduler).SetTimesteps(1);
+        SchedulerFactory.CheckLoads(scheduler);
         console.WriteLine();
         console.MarkupLineInterpolated($"[bold]Family[/]  {DescribeFamily(family, embeddingWidth)}");
         if (extras.Any(e => e.Kind == UNetExtraKind.TimestepCond))

@@ -88,7 +88,7 @@ internal sealed class LoadedModel : IDisposable
         var folder = DiffusionModelFolder.Open(directory);
         var schedulerConfig = SchedulerConfig.Load(folder.SchedulerConfigPath);
         // Fail at load time on an unknown or broken scheduler, including keys read only when timesteps are set.
-        SchedulerFactory.Create(null, schedulerConfig).SetTimesteps(1);
+        SchedulerFactory.CheckLoads(schedulerConfig);
         var tokenizers = folder.TextEncoders.Select(e => ClipTokenizer.Load(e.TokenizerDirectory)).ToArray();
         var embeddings = TextualInversionSet.Load(options.TextualInversions);
         var sessions = new OnnxSessionFactory(options);

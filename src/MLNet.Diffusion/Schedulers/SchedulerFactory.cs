@@ -66,6 +66,20 @@ public static class SchedulerFactory
     public static IReadOnlyList<string> Names { get; } = [.. ShortNames, .. Registry.Select(r => r.ClassName)];
 
     /// <summary>
+    /// Checks a folder's configuration when it loads: creates its scheduler and sets one step, so that a key read only then
+    /// fails at load time (a dynamically shifted flow-matching schedule with the μ of its base image size).
+    /// </summary>
+    /// <exception cref="InvalidDataException">A key has a value the scheduler rejects.</exception>
+    /// <exception cref="NotSupportedException">The configuration asks for an option this implementation lacks.</exception>
+    internal static void CheckLoads(SchedulerConfig config)
+    {
+        var scheduler = Create(null, config);
+        if (scheduler is FlowMatchEulerDiscreteScheduler { UsesDynamicShifting: true } flow)
+            flow.Mu = flow.ResolutionShift((int)config.GetDouble("base_image_seq_len", 256));
+        scheduler.SetTimesteps(1);
+    }
+
+    /// <summary>
     /// Creates the scheduler named <paramref name="name"/>, or the one the configuration's <c>_class_name</c>
     /// names when <paramref name="name"/> is null or empty.
     /// </summary>
