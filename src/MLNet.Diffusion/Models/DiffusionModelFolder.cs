@@ -144,7 +144,8 @@ internal sealed class DiffusionModelFolder
         // FLUX.1's text_encoder_2 is its T5 encoder; SD3's T5 is text_encoder_3: neither is a CLIP encoder.
         var clipPairs = FlowFamily == ModelFamily.Flux ? [("text_encoder", "tokenizer")] : (ReadOnlySpan<(string, string)>)[("text_encoder", "tokenizer"), ("text_encoder_2", "tokenizer_2")];
         foreach (var (encoderName, tokenizerName) in clipPairs)
-            if (File.Exists(Inside(encoderName, "model.onnx")) || encoderName == "text_encoder" && !File.Exists(Inside("text_encoder_2", "model.onnx")))
+            if (File.Exists(Inside(encoderName, "model.onnx")) || encoderName == "text_encoder" && !File.Exists(Inside("text_encoder_2", "model.onnx"))
+                || FlowFamily == ModelFamily.StableDiffusion3) // SD3 needs both CLIP encoders: a missing one is named below
                 encoders.Add(new TextEncoderFiles(encoderName, Inside(encoderName, "model.onnx"), Inside(tokenizerName)));
         TextEncoders = encoders;
         var (t5Name, t5Tokenizer) = FlowFamily == ModelFamily.Flux ? ("text_encoder_2", "tokenizer_2") : ("text_encoder_3", "tokenizer_3");

@@ -230,6 +230,39 @@ public sealed class FlowFamilyTests
         Assert.False(lowMemory.Model.PromptEncoders.IsLoaded);
     }
 
+    public static TheoryData<FlowTestFamily, string, string> BrokenFolders => new()
+    {
+        { FlowTestFamily.FluxSchnell, "text_encoder_2", "has no T5 encoder" },
+        { FlowTestFamily.Sd3, "tokenizer_3/spiece.model", "has no T5 tokenizer" },
+        { FlowTestFamily.Sd3, "transformer", "has no 'transformer" },
+        { FlowTestFamily.Sd3, "text_encoder_2", "second text encoder" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BrokenFolders))]
+    public void ABrokenFlowFolderIsRefusedAtLoadNamingWhatIsMissing(FlowTestFamily family, string removed, string expected)
+    {
+        using var dir = new Cli.TempDir();
+        var path = FlowTestModelFactory.CreateWithout(dir["model"], removed, new FlowTestModelOptions { Family = family });
+        var error = Assert.Throws<FileNotFoundException>(() => StableDiffusionPipeline.Load(path));
+        Assert.Contains(expected, error.Message);
+    }
+
+    [Fact]
+    public void ATransformerFolderThatDoesNotSayItsFamilyIsRefused()
+    {
+        using var dir = new Cli.TempDir();
+        var path = FlowTestModelFactory.Create(dir["model"], new FlowTestModelOptions());
+        File.Delete(Path.Combine(path, "model_index.json"));
+        File.WriteAllText(Path.Combine(path, "transformer", "config.json"), "{\"_class_name\": \"SomeTransformer\"}");
+        var error = Assert.Throws<InvalidDataException>(() => StableDiffusionPipeline.Load(path));
+        Assert.Contains("neither model_index.json's _class_name", error.Message);
+        // The transformer's own class is enough without model_index.json.
+        File.WriteAllText(Path.Combine(path, "transformer", "config.json"), "{\"_class_name\": \"SD3Transformer2DModel\"}");
+        using var pipeline = StableDiffusionPipeline.Load(path);
+        Assert.Equal(ModelFamily.StableDiffusion3, pipeline.Family);
+    }
+
     private static Microsoft.ML.Data.MLImage SolidImage(int width, int height, byte r, byte g, byte b)
     {
         var pixels = new byte[width * height * 4];
