@@ -23,6 +23,7 @@ internal sealed class CliHelpProvider(ICommandAppSettings settings) : HelpProvid
     /// <summary>The section's text: the short names, then what else is accepted.</summary>
     internal static string SchedulerList =>
         $"{string.Join(", ", SchedulerFactory.ShortNames)}; or a diffusers class name (EulerDiscreteScheduler, …). " +
+        $"SD3 and FLUX.1 (flow matching): {string.Join(", ", SchedulerFactory.FlowMatchingNames)}. " +
         "Without --scheduler, the model's scheduler_config.json chooses.";
 
     /// <inheritdoc/>

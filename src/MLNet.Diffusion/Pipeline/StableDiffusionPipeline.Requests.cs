@@ -14,6 +14,7 @@ public sealed partial class StableDiffusionPipeline
         ArgumentNullException.ThrowIfNull(images);
         ArgumentNullException.ThrowIfNull(options);
         ValidateCommon(options);
+        CheckSchedulerKind(options.Scheduler);
         var controlNets = LoadControlNets(options);
         var resolved = new ResolvedRequest[images.Count];
         for (int i = 0; i < images.Count; i++)
@@ -56,6 +57,22 @@ public sealed partial class StableDiffusionPipeline
             resolved[i] = new ResolvedRequest(new BatchKey(steps, width, height, guided, start, controlScale), guidance);
         }
         return new GenerationPlan(images, resolved, options) { ControlNets = controlNets };
+    }
+
+    /// <summary>
+    /// A flow-matching transformer (SD3, FLUX.1) predicts a velocity and a UNet predicts noise (or v): a scheduler chosen
+    /// for the call must step along what the model predicts, so the other kind is refused before any model runs.
+    /// </summary>
+    private void CheckSchedulerKind(string? scheduler)
+    {
+        if (string.IsNullOrWhiteSpace(scheduler)) return; // the folder's own
+        bool flow = Schedulers.SchedulerFactory.IsFlowMatching(scheduler, SchedulerConfig);
+        if (UNet.IsTransformer && !flow)
+            throw new ArgumentException($"The scheduler '{scheduler}' steps along predicted noise, but this {Family} model's transformer predicts a velocity (flow matching): " +
+                $"choose {string.Join(" or ", Schedulers.SchedulerFactory.FlowMatchingNames)}, or leave the scheduler unset for the folder's.", "options");
+        if (!UNet.IsTransformer && flow)
+            throw new ArgumentException($"The scheduler '{scheduler}' is a flow-matching sampler for SD3 and FLUX.1 transformers, but this {Family} model's UNet predicts noise: " +
+                "choose one of the other schedulers, or leave the scheduler unset for the folder's.", "options");
     }
 
     /// <summary>

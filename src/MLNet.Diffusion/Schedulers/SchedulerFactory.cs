@@ -30,10 +30,26 @@ public static class SchedulerFactory
     /// folder's <c>_class_name</c> or their class name, and kept out of <see cref="Names"/> so that no ε- or
     /// v-prediction model is switched to one.
     /// </summary>
-    private static readonly (string ClassName, Func<SchedulerConfig, DiffusionScheduler> Create)[] FlowMatching =
+    private static readonly (string ClassName, string Alias, Func<SchedulerConfig, DiffusionScheduler> Create)[] FlowMatching =
     [
-        ("FlowMatchEulerDiscreteScheduler", c => new FlowMatchEulerDiscreteScheduler(c)),
+        ("FlowMatchEulerDiscreteScheduler", "flow-euler", c => new FlowMatchEulerDiscreteScheduler(c)),
+        ("FlowMatchHeunDiscreteScheduler", "flow-heun", c => new FlowMatchHeunDiscreteScheduler(c)),
     ];
+
+    /// <summary>The flow-matching samplers' short names (<c>flow-euler</c>, <c>flow-heun</c>): for SD3 and FLUX.1 only.</summary>
+    internal static IReadOnlyList<string> FlowMatchingNames { get; } = [.. FlowMatching.Select(f => f.Alias)];
+
+    /// <summary>
+    /// Whether the scheduler <paramref name="name"/> (null: the configuration's class) is a flow-matching sampler, which
+    /// steps along a predicted velocity: the one kind a flow-matching transformer can use, and the one kind a noise- or
+    /// v-predicting UNet cannot.
+    /// </summary>
+    internal static bool IsFlowMatching(string? name, SchedulerConfig config)
+    {
+        string? requested = string.IsNullOrWhiteSpace(name) ? config.ClassName : name.Trim();
+        return requested is not null && FlowMatching.Any(f => string.Equals(f.ClassName, requested, StringComparison.OrdinalIgnoreCase)
+            || string.Equals(f.Alias, requested, StringComparison.OrdinalIgnoreCase));
+    }
 
     private static readonly (string Key, object? Value) Karras = ("use_karras_sigmas", true);
     private static readonly (string Key, object? Value) SdePlusPlus = ("algorithm_type", "sde-dpmsolver++");
@@ -94,14 +110,15 @@ public static class SchedulerFactory
             if (string.Equals(alias, requested, StringComparison.OrdinalIgnoreCase))
                 return Find(className)!(config.With(settings));
         var create = Find(requested)
-            ?? throw new ArgumentException($"Unknown scheduler '{requested}'{(name is null ? $" (named by {config.Source ?? "the configuration"})" : "")}. Known: {string.Join(", ", Names)}.", nameof(name));
+            ?? throw new ArgumentException($"Unknown scheduler '{requested}'{(name is null ? $" (named by {config.Source ?? "the configuration"})" : "")}. Known: {string.Join(", ", Names)}; " +
+                $"for SD3 and FLUX.1: {string.Join(", ", FlowMatchingNames)}.", nameof(name));
         return create(config);
     }
 
     private static Func<SchedulerConfig, DiffusionScheduler>? Find(string name)
     {
-        foreach (var (className, create) in FlowMatching)
-            if (string.Equals(className, name, StringComparison.OrdinalIgnoreCase))
+        foreach (var (className, alias, create) in FlowMatching)
+            if (string.Equals(className, name, StringComparison.OrdinalIgnoreCase) || string.Equals(alias, name, StringComparison.OrdinalIgnoreCase))
                 return create;
         foreach (var (className, aliases, create) in Registry)
             if (string.Equals(className, name, StringComparison.OrdinalIgnoreCase) || aliases.Any(a => string.Equals(a, name, StringComparison.OrdinalIgnoreCase)))

@@ -1,4 +1,4 @@
-"""Reference schedules for FlowMatchEulerDiscreteScheduler, computed with the operations and dtypes of diffusers'
+"""Reference schedules for FlowMatchEulerDiscreteScheduler (and FlowMatchHeunDiscreteScheduler, below), computed with the operations and dtypes of diffusers'
 scheduling_flow_match_euler_discrete.py (__init__, set_timesteps, time_shift, stretch_shift_to_terminal, step,
 scale_noise) and of the SD3/FLUX pipelines (calculate_shift; FLUX passes sigmas = linspace(1, 1/n, n)).
 diffusers itself is not installed here, so this script restates those lines with torch and numpy, keeping each
@@ -89,8 +89,56 @@ noised = sigmas[k] * x + (1.0 - sigmas[k]) * x0
 numerics = {"config": sd3, "steps": 28, "index": k, "sample": floats(x), "velocity": floats(v), "original": floats(x0),
             "stepped": floats(stepped), "noised": floats(noised)}
 
+# FlowMatchHeunDiscreteScheduler (diffusers' scheduling_flow_match_heun_discrete.py): the Euler class's static-shift
+# spacing, each σ after the first taken twice (2n − 1 calls), and Heun's step on a velocity: a first-order call stores
+# x, v and dt = σ_next − σ and steps x + v·dt; its correction call averages the two velocities and steps from the stored x.
+def heun_schedule(cfg, steps):
+    n_train, shift = cfg.get("num_train_timesteps", 1000), cfg.get("shift", 1.0)
+    sigma_min, sigma_max = init_sigmas(n_train, shift, False)
+    timesteps = np.linspace(sigma_max * n_train, sigma_min * n_train, steps)
+    sigmas = timesteps / n_train
+    sigmas = shift * sigmas / (1 + (shift - 1) * sigmas)
+    sigmas = torch.from_numpy(sigmas).to(dtype=torch.float32)
+    timesteps = sigmas * n_train
+    timesteps = torch.cat([timesteps[:1], timesteps[1:].repeat_interleave(2)])
+    sigmas = torch.cat([sigmas, torch.zeros(1)])
+    sigmas = torch.cat([sigmas[:1], sigmas[1:-1].repeat_interleave(2), sigmas[-1:]])
+    return sigmas, timesteps
+
+def heun_run(cfg, steps, x, velocities):
+    sigmas, timesteps = heun_schedule(cfg, steps)
+    sample = x.clone().to(torch.float32)
+    prev_derivative = dt = stored = None
+    for i in range(len(timesteps)):
+        v = velocities[i]
+        first_order = prev_derivative is None
+        if first_order:
+            sigma, sigma_next = sigmas[i], sigmas[i + 1]
+            denoised = sample - v * sigma
+            derivative = (sample - denoised) / sigma
+            dt = sigma_next - sigma
+            prev_derivative, stored = derivative, sample
+            sample = sample + derivative * dt
+        else:
+            sigma, sigma_next = sigmas[i - 1], sigmas[i]
+            denoised = sample - v * sigma_next
+            derivative = (sample - denoised) / sigma_next
+            derivative = 0.5 * (prev_derivative + derivative)
+            sample = stored + derivative * dt
+            prev_derivative = dt = stored = None
+    return sigmas, timesteps, sample
+
+heun_cases = []
+for name, cfg, steps in [("sd3-heun-10", sd3, 10), ("sd3-heun-1", sd3, 1), ("schnell-heun-4", {"num_train_timesteps": 1000, "shift": 1.0}, 4)]:
+    g = torch.Generator("cpu").manual_seed(11)
+    x = torch.randn(16, generator=g)
+    velocities = [torch.randn(16, generator=g) for _ in range(2 * steps - 1)]
+    sigmas, timesteps, final = heun_run(cfg, steps, x, velocities)
+    heun_cases.append({"name": name, "config": cfg, "steps": steps, "sigmas": floats(sigmas), "timesteps": floats(timesteps),
+                       "sample": floats(x), "velocities": [floats(v) for v in velocities], "final": floats(final)})
+
 here = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(here, "flow_match_reference.json"), "w") as f:
     json.dump({"source": "make_flow_match_reference.py (torch %s, numpy %s)" % (torch.__version__, np.__version__),
-               "cases": cases, "step": numerics}, f, indent=1)
+               "cases": cases, "step": numerics, "heun": heun_cases}, f, indent=1)
 print(len(cases), "cases")
