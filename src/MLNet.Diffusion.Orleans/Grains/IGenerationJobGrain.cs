@@ -27,4 +27,13 @@ public interface IGenerationJobGrain : IGrainWithStringKey
 
     /// <summary><see cref="Complete"/> then <see cref="Lease"/> in one call: a busy worker's one round trip per item.</summary>
     Task<WorkItem?> CompleteAndLease(WorkResult result, string worker, SiloAddress silo);
+
+    /// <summary>
+    /// <see cref="CompleteAndLease"/> for several workers of one silo in one call: result <c>i</c> came from
+    /// <c>workers[i]</c>, whose next item is element <c>i</c> of the answer (null when there is none, or when that result
+    /// carries a <see cref="WorkResult.WorkerError"/>). A silo's agent groups the completions that arrive while its previous
+    /// call is under way, so the grain takes one call per group, not per item.
+    /// </summary>
+    /// <exception cref="ArgumentException">The arrays differ in length.</exception>
+    Task<WorkItem?[]> CompleteAndLeaseMany(WorkResult[] results, string[] workers, SiloAddress silo);
 }
