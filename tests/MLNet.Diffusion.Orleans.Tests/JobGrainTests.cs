@@ -144,6 +144,31 @@ public sealed class JobGrainTests(ITestOutputHelper output)
         Assert.Equal(Enumerable.Range(0, items).Select(i => i.ToString(CultureInfo.InvariantCulture)), folder.ManifestLines().Select(l => int.Parse(l[0], CultureInfo.InvariantCulture)).Order().Select(r => r.ToString(CultureInfo.InvariantCulture)));
     }
 
+    [Fact]
+    public async Task A_client_waiting_for_progress_is_answered_when_a_result_arrives_not_at_the_end_of_its_wait()
+    {
+        await using var cluster = await DiffusionCluster.StartAsync(1, workers: false);
+        using var folder = new OutputFolder();
+        var silo = cluster.Primary!.SiloAddress;
+        var spec = new JobSpec { Rows = DemoRows.Make(8), Settings = DemoRows.Settings, BatchSize = 4, OutputDirectory = folder.Path };
+        var job = cluster.GrainFactory.GetGrain<IGenerationJobGrain>("wait");
+        var started = await job.Start(spec);
+        var item = (await job.Lease("w", silo))!;
+
+        var clock = Stopwatch.StartNew();
+        var waiting = job.WaitForProgress(started.Version, TimeSpan.FromSeconds(10));
+        await Task.Delay(200);
+        Assert.False(waiting.IsCompleted); // nothing changed yet
+        await job.Complete(Result(item, marker: 1)); // the wait runs interleaved: this call is not held up by it
+        var changed = await waiting;
+
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(8), $"the wait ended after {clock.Elapsed.TotalSeconds:F1} s, not when the result came");
+        Assert.True(changed.Version > started.Version);
+        Assert.Equal(1, changed.PendingItems);
+        var stale = await job.WaitForProgress(started.Version, TimeSpan.FromSeconds(10)); // an old version: answered at once
+        Assert.Equal(changed.Version, stale.Version);
+    }
+
     /// <summary>A device loop as <see cref="WorkerAgent"/> runs it: lease, "make" the item, hand it in and take the next.</summary>
     internal static async Task<int> Device(IGenerationJobGrain job, CompletionReporter reporter, string name, SiloAddress silo)
     {

@@ -31,6 +31,8 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
     private int _reissued, _duplicates, _settledRows, _itemsDone;
     private string? _lastWorkerError;
     private IGrainTimer? _timer;
+    private long _version;
+    private TaskCompletionSource? _changed;
 
     public async Task<JobProgress> Start(JobSpec spec)
     {
@@ -64,12 +66,36 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
 
     public Task<JobProgress> GetProgress() => Task.FromResult(Progress());
 
+    public async Task<JobProgress> WaitForProgress(long seenVersion, TimeSpan maxWait)
+    {
+        var wait = TimeSpan.FromTicks(Math.Clamp(maxWait.Ticks, 0, TimeSpan.FromSeconds(10).Ticks));
+        if (seenVersion == _version && wait > TimeSpan.Zero)
+        {
+            _changed ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            // Continues on the activation's scheduler (captured context), as every turn of the grain does.
+            await _changed.Task.WaitAsync(wait).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing | ConfigureAwaitOptions.ContinueOnCapturedContext);
+        }
+        return Progress();
+    }
+
+    /// <summary>Marks a change of the job's state and wakes the clients waiting for one.</summary>
+    private void Changed()
+    {
+        _version++;
+        if (_changed is { } changed)
+        {
+            _changed = null;
+            changed.TrySetResult();
+        }
+    }
+
     public async Task<JobProgress> Cancel()
     {
         if (_status == JobStatus.Running)
         {
             _status = JobStatus.Cancelled;
             _pending.Clear();
+            Changed();
             await Finish();
         }
         return Progress();
@@ -81,6 +107,7 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
     {
         ArgumentNullException.ThrowIfNull(result);
         Settle(result);
+        Changed();
         await EndIfOver();
         return Progress();
     }
@@ -89,6 +116,7 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
     {
         ArgumentNullException.ThrowIfNull(result);
         Settle(result);
+        Changed();
         var next = result.WorkerError is null ? NextItem(worker, workerSilo) : null;
         await EndIfOver();
         return next;
@@ -101,6 +129,7 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
         if (results.Length != workers.Length)
             throw new ArgumentException($"{results.Length} results came with {workers.Length} worker names; send one name per result.", nameof(workers));
         foreach (var result in results) Settle(result);
+        Changed();
         var next = new WorkItem?[results.Length];
         for (int i = 0; i < results.Length; i++) next[i] = results[i].WorkerError is null ? NextItem(workers[i], workerSilo) : null;
         await EndIfOver();
@@ -175,6 +204,7 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
         {
             _status = JobStatus.Failed;
             _pending.Clear();
+            Changed();
             logger.LogError("Job {Job}: {Error}", this.GetPrimaryKeyString(), error);
             return Finish();
         }
@@ -191,6 +221,7 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
         await _sink!.DrainAsync();
         if (_status != JobStatus.Running) return;
         _status = _sink.Error is null ? JobStatus.Completed : JobStatus.Failed;
+        Changed();
         if (_sink.Error is { } error) logger.LogError("Job {Job}: {Error}", this.GetPrimaryKeyString(), error);
         try
         {
@@ -206,6 +237,7 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
     {
         if (_status != JobStatus.Running || _spec is null) return;
         long now = DateTime.UtcNow.Ticks;
+        int reissued = _reissued;
         var snapshot = membership.CurrentSnapshot;
         for (int item = 0; item < _leaseId.Length && _inFlight > 0; item++)
         {
@@ -220,6 +252,7 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
             logger.LogInformation("Job {Job}: item {Item} of {Worker} re-issued ({Reason}).", this.GetPrimaryKeyString(), item, worker,
                 siloGone ? "its silo left the cluster" : "its lease timed out");
         }
+        if (_reissued != reissued) Changed();
         // The registry keeps its list in memory: if its silo died, this puts the job back on the new activation's list.
         try
         {
@@ -252,6 +285,7 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
         PendingWrites = _sink?.PendingWrites ?? 0,
         SinkError = _sink?.Error,
         Host = silo.SiloAddress.ToString(),
+        Version = _version,
     };
 
     private static void Validate(JobSpec spec)

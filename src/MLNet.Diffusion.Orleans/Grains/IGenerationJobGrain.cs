@@ -1,3 +1,5 @@
+using Orleans.Concurrency;
+
 namespace MLNet.Diffusion.Orleans;
 
 /// <summary>
@@ -15,6 +17,14 @@ public interface IGenerationJobGrain : IGrainWithStringKey
 
     /// <summary>The job's progress.</summary>
     Task<JobProgress> GetProgress();
+
+    /// <summary>
+    /// The job's progress once it differs from version <paramref name="seenVersion"/> (<see cref="JobProgress.Version"/>), or
+    /// after <paramref name="maxWait"/> (at most 10 s), whichever comes first: a client follows the job without polling
+    /// and learns that it finished at once. Runs interleaved with the job's other calls.
+    /// </summary>
+    [AlwaysInterleave]
+    Task<JobProgress> WaitForProgress(long seenVersion, TimeSpan maxWait);
 
     /// <summary>Cancels the job: nothing more is handed out; items in flight are committed when they come back.</summary>
     Task<JobProgress> Cancel();
