@@ -169,6 +169,39 @@ public sealed class JobGrainTests(ITestOutputHelper output)
         Assert.Equal(changed.Version, stale.Version);
     }
 
+    [Fact]
+    public async Task While_the_folder_holds_more_unwritten_bytes_than_allowed_no_item_is_handed_out()
+    {
+        await using var cluster = await DiffusionCluster.StartAsync(1, workers: false);
+        using var folder = new OutputFolder();
+        var silo = cluster.Primary!.SiloAddress;
+        // Two one-byte images reach the limit: the next item is held back in the same call, and handed out once they are
+        // on disk. The folder's writer runs beside the grain and could, on a stalled machine, write both images between
+        // the commit and the next lease of that one call, so the check is made on up to five fresh jobs.
+        bool heldBack = false;
+        for (int attempt = 0; attempt < 5 && !heldBack; attempt++)
+        {
+            var spec = new JobSpec { Rows = DemoRows.Make(8), Settings = DemoRows.Settings, BatchSize = 2, OutputDirectory = Path.Combine(folder.Path, "job" + attempt.ToString(CultureInfo.InvariantCulture)), MaxPendingWriteBytes = 2 };
+            var job = cluster.GrainFactory.GetGrain<IGenerationJobGrain>("backpressure" + attempt.ToString(CultureInfo.InvariantCulture));
+            await job.Start(spec);
+            var item = (await job.Lease("w", silo))!;
+            heldBack = await job.CompleteAndLease(Result(item, marker: 1), "w", silo) is null;
+            if (!heldBack) continue;
+            WorkItem? next = null;
+            var clock = Stopwatch.StartNew();
+            while (next is null)
+            {
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), "no item was handed out after the writes ended");
+                await Task.Delay(20);
+                next = await job.Lease("w", silo);
+            }
+            Assert.Equal(2, (await job.GetProgress()).CommittedRows);
+        }
+        Assert.True(heldBack, "the next item was handed out while the folder held more unwritten bytes than allowed");
+        await Assert.ThrowsAsync<ArgumentException>(() => cluster.GrainFactory.GetGrain<IGenerationJobGrain>("bad").Start(
+            new JobSpec { Rows = DemoRows.Make(1), Settings = DemoRows.Settings, OutputDirectory = folder.Path + "-bad", MaxPendingWriteBytes = 0 }));
+    }
+
     /// <summary>A device loop as <see cref="WorkerAgent"/> runs it: lease, "make" the item, hand it in and take the next.</summary>
     internal static async Task<int> Device(IGenerationJobGrain job, CompletionReporter reporter, string name, SiloAddress silo)
     {

@@ -140,6 +140,7 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
     private WorkItem? NextItem(string worker, SiloAddress workerSilo)
     {
         if (_status != JobStatus.Running || _spec is null) return null;
+        if (_sink!.PendingBytes >= _spec.MaxPendingWriteBytes) return null; // the folder is behind: workers ask again shortly
         while (_pending.TryDequeue(out int item))
         {
             if (_itemDone[item]) continue;
@@ -291,6 +292,7 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
     private static void Validate(JobSpec spec)
     {
         if (spec.BatchSize < 1) throw new ArgumentException($"JobSpec.BatchSize is {spec.BatchSize}; it must be 1 or more.", nameof(spec));
+        if (spec.MaxPendingWriteBytes <= 0) throw new ArgumentException($"JobSpec.MaxPendingWriteBytes is {spec.MaxPendingWriteBytes}; it must be positive (default 256 MiB).", nameof(spec));
         if (spec.LeaseTimeout <= TimeSpan.Zero) throw new ArgumentException($"JobSpec.LeaseTimeout is {spec.LeaseTimeout}; it must be positive.", nameof(spec));
         if (string.IsNullOrWhiteSpace(spec.OutputDirectory)) throw new ArgumentException("JobSpec.OutputDirectory is empty; name a folder every silo can write.", nameof(spec));
         if (string.IsNullOrWhiteSpace(spec.Settings.ModelDirectory)) throw new ArgumentException("JobSpec.Settings.ModelDirectory is empty; name a model folder every worker can read.", nameof(spec));
