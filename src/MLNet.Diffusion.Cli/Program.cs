@@ -10,8 +10,8 @@ namespace MLNet.Diffusion.Cli;
 
 /// <summary>
 /// The <c>mlnet-diffusion</c> command-line tool: <c>generate</c>, <c>batch</c>, <c>grid</c>, <c>info</c> and <c>serve</c>.
-/// Exit codes: 0 success, 1 a failure while running, 2 a bad command line or input, 74 an output file that could not be
-/// read or written, 130 cancelled (Ctrl+C).
+/// Exit codes: 0 success, 1 a failure while running, 2 a bad command line or input, 69 a cluster that cannot be reached,
+/// 74 an output file that could not be read or written, 130 cancelled (Ctrl+C).
 /// </summary>
 public static class Program
 {
@@ -30,6 +30,10 @@ public static class Program
     /// finished stays finished, and the same command continues once the folder is fixed.
     /// </summary>
     public const int IoError = 74;
+
+    /// <summary>Exit code: the cluster named by <c>--cluster</c> could not be reached within <c>--connect-timeout</c> (no worker
+    /// on a localhost port, a Redis server or membership database that does not answer); sysexits.h's <c>EX_UNAVAILABLE</c>.</summary>
+    public const int ClusterUnavailable = 69;
 
     /// <summary>Exit code: cancelled with Ctrl+C (128 + SIGINT, as shells report it).</summary>
     public const int Cancelled = 130;
@@ -93,7 +97,8 @@ public static class Program
             config.AddCommand<WorkerCommand>("worker")
                 .WithDescription("Run a cluster worker: an Orleans silo that serves generation work on its devices, for batch --cluster.")
                 .WithExample("worker")
-                .WithExample("worker", "--silo-port", "11112", "--gateway-port", "30001", "--primary-port", "11111");
+                .WithExample("worker", "--silo-port", "11112", "--gateway-port", "30001", "--primary-port", "11111")
+                .WithExample("worker", "--cluster", "redis://cache1:6379", "--worker-device", "cuda:0", "--worker-device", "cuda:1");
             config.AddCommand<GridCommand>("grid")
                 .WithDescription("Generate a contact sheet (prompts x seeds) as one labelled PNG, with a legend in NAME.json.")
                 .WithExample("grid", "\"a red circle\"", "\"a blue square\"", "--seeds", "4")

@@ -58,18 +58,94 @@ public sealed class CliClusterTests(ITestOutputHelper output)
     [Fact]
     public void Batch_refuses_a_cluster_it_cannot_connect_to_by_name()
     {
-        var (code, text) = Run(["batch", "missing.csv", "--cluster", "redis://somewhere"]);
+        var (code, text) = Run(["batch", "missing.csv", "--cluster", "mongodb://somewhere"]);
         Assert.Equal(Program.UsageError, code);
-        Assert.Contains("redis://somewhere", text, StringComparison.Ordinal);
-        Assert.Contains("localhost", text, StringComparison.Ordinal);
+        Assert.Contains("mongodb://somewhere", text, StringComparison.Ordinal);
+        Assert.Contains("redis://", text, StringComparison.Ordinal);
+        Assert.Contains("adonet:", text, StringComparison.Ordinal);
     }
 
-    private static (int Code, string Text) Run(string[] args)
+    [Theory]
+    [InlineData("mongodb://db:27017", "not a cluster connection")]
+    [InlineData("adonet:Npgsql", "--connection-string")] // no connection string
+    [InlineData("adonet:Oracle.DataAccess.Client", "adonet:Npgsql")]
+    [InlineData("localhost:30001", "--primary-port")]
+    public void Worker_refuses_a_bad_cluster_option_before_it_starts(string cluster, string expected)
+    {
+        var (code, text) = Run(["worker", "--cluster", cluster], variables: _ => null);
+        Assert.Equal(Program.UsageError, code);
+        Assert.Contains(expected, text, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Worker_refuses_a_primary_port_with_redis_clustering()
+    {
+        var (code, text) = Run(["worker", "--cluster", "redis://cache1:6379", "--primary-port", "11111"]);
+        Assert.Equal(Program.UsageError, code);
+        Assert.Contains("--primary-port", text, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Worker_refuses_an_advertised_address_that_is_not_an_ip_address()
+    {
+        var (code, text) = Run(["worker", "--cluster", "redis://cache1:6379", "--advertise", "gpu-box-1"]);
+        Assert.Equal(Program.UsageError, code);
+        Assert.Contains("gpu-box-1", text, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("redis://127.0.0.1:{0},connectTimeout=1000", null)]
+    [InlineData("adonet:Npgsql", "Host=127.0.0.1;Port={0};Timeout=2;Username=orleans;Password=x;Database=orleans")]
+    public void Worker_whose_membership_store_does_not_answer_exits_69_within_its_connect_timeout(string cluster, string? connectionString)
+    {
+        int port = ClosedPort();
+        string[] args = ["worker", "--cluster", string.Format(CultureInfo.InvariantCulture, cluster, port), "--silo-port", Text(FreePort()), "--gateway-port", Text(FreePort()), "--connect-timeout", "10"];
+        if (connectionString is not null) args = [.. args, "--connection-string", string.Format(CultureInfo.InvariantCulture, connectionString, port)];
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+
+        var (code, text) = Run(args);
+
+        output.WriteLine($"{clock.Elapsed.TotalSeconds:F1} s: {text}");
+        Assert.Equal(Program.ClusterUnavailable, code);
+        Assert.Contains("Cannot reach cluster", text, StringComparison.Ordinal);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(120), $"it took {clock.Elapsed.TotalSeconds:F0} s to give up"); // a generous bound over the 10 s timeout
+    }
+
+    [Fact]
+    public void Batch_whose_cluster_does_not_answer_exits_69_within_its_connect_timeout()
+    {
+        using var folder = new OutputFolder();
+        var table = Path.Combine(folder.Path, "prompts.csv");
+        File.WriteAllText(table, "prompt\na red circle\n");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+
+        var (code, text) = Run(["batch", table, "--cluster", $"redis://127.0.0.1:{Text(ClosedPort())},connectTimeout=1000", "--connect-timeout", "5", "--out", Path.Combine(folder.Path, "out")]);
+
+        output.WriteLine($"{clock.Elapsed.TotalSeconds:F1} s: {text}");
+        Assert.Equal(Program.ClusterUnavailable, code);
+        Assert.Contains("Redis", text, StringComparison.Ordinal);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(120), $"it took {clock.Elapsed.TotalSeconds:F0} s to give up");
+    }
+
+    [Fact]
+    public void The_connection_string_of_an_adonet_cluster_comes_from_the_environment_when_not_on_the_command_line()
+    {
+        var environment = new CliEnvironment(TextWriter.Null, TextWriter.Null, default,
+            name => name == ClusterConnection.ConnectionStringVariable ? "Host=db;Database=orleans" : null);
+        var connection = MLNet.Diffusion.Cli.Commands.ClusterArguments.Resolve("adonet:npgsql", null, null, environment);
+        Assert.Equal("Npgsql", connection.Invariant);
+        Assert.Equal("Host=db;Database=orleans", connection.StoreConnectionString);
+    }
+
+    private static (int Code, string Text) Run(string[] args, Func<string, string?>? variables = null)
     {
         var writer = new StringWriter();
-        int code = Program.Run(args, writer, writer);
+        int code = Program.Run(args, new CliEnvironment(writer, writer, default, variables));
         return (code, writer.ToString());
     }
+
+    /// <summary>A loopback port nothing listens on (taken, then given back).</summary>
+    private static int ClosedPort() => FreePort();
 
     private static string Text(int port) => port.ToString(CultureInfo.InvariantCulture);
 

@@ -13,6 +13,7 @@ using MLNet.Diffusion.Pipeline;
 using MLNet.Diffusion.Runtime;
 using MLNet.Diffusion.Schedulers;
 using MLNet.Diffusion.Transforms;
+using MLNet.Diffusion.Orleans;
 using Spectre.Console;
 using Spectre.Console.Cli;
 
@@ -55,8 +56,22 @@ internal sealed class BatchCommand(CliEnvironment environment) : Command<BatchCo
         public string? Out { get; init; }
 
         [CommandOption("--cluster <CONN>")]
-        [Description("Send the rows to a cluster of `mlnet-diffusion worker` silos: localhost or localhost:PORT,PORT (gateway ports). The same command again reattaches or resumes.")]
+        [Description("Send the rows to a cluster of `mlnet-diffusion worker` silos: localhost, localhost:PORT,PORT (gateway ports), redis://HOST:PORT or adonet:Npgsql / adonet:Microsoft.Data.SqlClient (with --connection-string). The same command again reattaches or resumes.")]
         public string? Cluster { get; init; }
+
+        [CommandOption("--connection-string <TEXT>")]
+        [Description("With --cluster adonet:…: the membership database's connection string. Default: the MLND_CLUSTER_CONNECTION_STRING variable.")]
+        public string? ConnectionString { get; init; }
+
+        [CommandOption("--cluster-id <ID>")]
+        [Description("With --cluster: the cluster's id, the same on every worker and client of one cluster.")]
+        [DefaultValue(ClusterConnection.DefaultClusterId)]
+        public string ClusterId { get; init; } = ClusterConnection.DefaultClusterId;
+
+        [CommandOption("--connect-timeout <SECONDS>")]
+        [Description("With --cluster: give up (exit 69) when the cluster cannot be reached within this many seconds.")]
+        [DefaultValue(30.0)]
+        public double ConnectTimeout { get; init; } = 30;
     }
 
     /// <summary>A pending row as the ML.NET pipeline sees it.</summary>

@@ -24,7 +24,8 @@ internal static class ClusterBatch
     public static int Run(BatchCommand.Settings settings, CliEnvironment environment)
     {
         var console = environment.Console;
-        var connection = ClusterConnection.Parse(settings.Cluster!);
+        var connection = ClusterArguments.Resolve(settings.Cluster!, settings.ConnectionString, settings.ClusterId, environment);
+        var timeout = ClusterArguments.Timeout(settings.ConnectTimeout);
         RefuseLocalOnlyOptions(settings);
         var tablePath = Path.GetFullPath(settings.Table);
         var table = PromptTable.Open(tablePath, settings.PromptColumn, settings.NegativeColumn, settings.SeedColumn, settings.Negative ?? "", settings.Seed);
@@ -53,14 +54,8 @@ internal static class ClusterBatch
         builder.Logging.SetMinimumLevel(environment.Verbose ? LogLevel.Information : LogLevel.Warning);
         builder.UseOrleansClient(connection.Configure);
         using var host = builder.Build();
-        try
-        {
-            host.StartAsync(environment.CancellationToken).GetAwaiter().GetResult();
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            throw new UserException($"Cannot reach the cluster at {settings.Cluster} ({e.Message}); start `mlnet-diffusion worker` first, or check --cluster.");
-        }
+        if (ClusterArguments.StartOrReport(() => connection.StartAsync(host, timeout, environment.CancellationToken), environment) is int unreachable)
+            return unreachable;
         var grains = host.Services.GetRequiredService<IClusterClient>();
         string jobId = "batch:" + outDir;
         console.MarkupLineInterpolated($"[grey]{rows.Length} rows of {Path.GetFileName(tablePath)} to cluster {settings.Cluster} as job {jobId} (batches of {settings.BatchSize}).[/]");

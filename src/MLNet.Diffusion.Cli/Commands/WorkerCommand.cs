@@ -8,7 +8,10 @@ namespace MLNet.Diffusion.Cli.Commands;
 
 /// <summary>
 /// <c>worker</c>: runs an Orleans silo that serves generation work items on its devices (and holds job grains), until
-/// Ctrl+C. On one machine the first worker is the primary; others join it with <c>--primary-port</c>.
+/// Ctrl+C. On one machine (localhost clustering, the default) the first worker is the primary; others join it with
+/// <c>--primary-port</c>. Across machines, every worker names the same Redis server or membership database with
+/// <c>--cluster</c> (see <see cref="ClusterConnection"/>). Exit codes: 0 stopped with Ctrl+C, 2 a bad option value, 69 the
+/// membership store could not be reached within <c>--connect-timeout</c>.
 /// </summary>
 internal sealed class WorkerCommand(CliEnvironment environment) : Command<WorkerCommand.Settings>
 {
@@ -25,8 +28,31 @@ internal sealed class WorkerCommand(CliEnvironment environment) : Command<Worker
         public int GatewayPort { get; init; } = ClusterConnection.DefaultGatewayPort;
 
         [CommandOption("--primary-port <PORT>")]
-        [Description("Join the cluster whose primary silo listens on this silo port of this machine; leave out on the first worker.")]
+        [Description("Localhost clustering: join the cluster whose primary silo listens on this silo port of this machine; leave out on the first worker.")]
         public int? PrimaryPort { get; init; }
+
+        [CommandOption("--cluster <CONN>")]
+        [Description("The cluster's membership store: localhost (one machine, the default), redis://HOST:PORT or adonet:Npgsql / adonet:Microsoft.Data.SqlClient (with --connection-string).")]
+        [DefaultValue("localhost")]
+        public string Cluster { get; init; } = "localhost";
+
+        [CommandOption("--connection-string <TEXT>")]
+        [Description("With --cluster adonet:…: the membership database's connection string. Default: the MLND_CLUSTER_CONNECTION_STRING variable.")]
+        public string? ConnectionString { get; init; }
+
+        [CommandOption("--cluster-id <ID>")]
+        [Description("The cluster's id, the same on every worker and client of one cluster.")]
+        [DefaultValue(ClusterConnection.DefaultClusterId)]
+        public string ClusterId { get; init; } = ClusterConnection.DefaultClusterId;
+
+        [CommandOption("--advertise <IP>")]
+        [Description("With redis:// or adonet: clustering: the address other machines reach this worker at. Default: this host's first address.")]
+        public string? Advertise { get; init; }
+
+        [CommandOption("--connect-timeout <SECONDS>")]
+        [Description("Give up (exit 69) when the cluster's membership store cannot be reached within this many seconds.")]
+        [DefaultValue(30.0)]
+        public double ConnectTimeout { get; init; } = 30;
 
         [CommandOption("--worker-device <DEVICE>")]
         [Description("A device to serve: cpu or cuda:N. Repeat for several (one worker each). Default: cpu.")]
@@ -41,6 +67,9 @@ internal sealed class WorkerCommand(CliEnvironment environment) : Command<Worker
             try
             {
                 foreach (var device in Devices ?? []) WorkerDevice.RuntimeOptions(device);
+                ClusterArguments.Timeout(ConnectTimeout);
+                if (Advertise is not null && !System.Net.IPAddress.TryParse(Advertise, out _))
+                    return ValidationResult.Error($"--advertise is '{Advertise}'; give an IP address of this machine, such as 10.0.0.5.");
             }
             catch (ArgumentException e)
             {
@@ -52,8 +81,15 @@ internal sealed class WorkerCommand(CliEnvironment environment) : Command<Worker
 
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
+        var cluster = ClusterArguments.Resolve(settings.Cluster, settings.ConnectionString, settings.ClusterId, environment);
+        if (cluster.Kind == ClusteringKind.Localhost && cluster.GatewayPorts is not [ClusterConnection.DefaultGatewayPort])
+            throw new UserException($"--cluster {settings.Cluster}: a worker takes localhost without ports; choose its ports with --silo-port and --gateway-port, and join another with --primary-port.");
+        if (cluster.Kind != ClusteringKind.Localhost && settings.PrimaryPort is not null)
+            throw new UserException($"--primary-port was given with --cluster {settings.Cluster}: with {cluster.Kind} clustering workers find each other through the membership store; leave --primary-port out.");
         var options = new WorkerHostOptions
         {
+            Cluster = cluster,
+            AdvertisedAddress = settings.Advertise is null ? null : System.Net.IPAddress.Parse(settings.Advertise),
             SiloPort = settings.SiloPort,
             GatewayPort = settings.GatewayPort,
             PrimarySiloPort = settings.PrimaryPort,
@@ -61,10 +97,11 @@ internal sealed class WorkerCommand(CliEnvironment environment) : Command<Worker
         };
         foreach (var device in settings.Devices ?? []) options.Devices.Add(device);
         using var host = WorkerHost.Create(options);
-        host.StartAsync(environment.CancellationToken).GetAwaiter().GetResult();
+        if (ClusterArguments.StartOrReport(() => cluster.StartAsync(host, ClusterArguments.Timeout(settings.ConnectTimeout), environment.CancellationToken), environment) is int unreachable)
+            return unreachable;
         var devices = options.Devices.Count == 0 ? WorkerDevice.Cpu : string.Join(", ", options.Devices);
         environment.Console.MarkupLineInterpolated(
-            $"Worker silo on port {settings.SiloPort}, gateway {settings.GatewayPort}, serving {devices}{(settings.PrimaryPort is int p ? $", joined the primary on port {p}" : " (primary)")}. Ctrl+C stops it.");
+            $"Worker silo on port {settings.SiloPort}, gateway {settings.GatewayPort}, serving {devices}{Joined(settings, cluster)}. Ctrl+C stops it.");
         try
         {
             Task.Delay(Timeout.Infinite, environment.CancellationToken).GetAwaiter().GetResult();
@@ -76,4 +113,10 @@ internal sealed class WorkerCommand(CliEnvironment environment) : Command<Worker
         environment.Error.WriteLine("Worker stopped.");
         return Program.Success;
     }
+
+    private static string Joined(Settings settings, ClusterConnection cluster) => cluster.Kind switch
+    {
+        ClusteringKind.Localhost => settings.PrimaryPort is int p ? $", joined the primary on port {p}" : " (primary)",
+        _ => $", cluster '{cluster.ClusterId}' through {cluster.Kind} membership",
+    };
 }

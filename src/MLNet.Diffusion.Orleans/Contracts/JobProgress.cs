@@ -59,6 +59,12 @@ public sealed class JobProgress
     /// <summary>Why the output folder could not be written, naming it; null while it can.</summary>
     [Id(11)] public string? SinkError { get; init; }
 
+    /// <summary>
+    /// Counts the job grain's changes (results taken, status changes): <see cref="IGenerationJobGrain.WaitForProgress"/> with
+    /// this value returns at the next change. Rows reaching the disk do not change it.
+    /// </summary>
+    [Id(12)] public long Version { get; init; }
+
     /// <summary>Whether the job is over: completed, failed, or cancelled with nothing in flight and everything taken written.</summary>
     public bool IsFinished => Status is JobStatus.Completed or JobStatus.Failed || (Status == JobStatus.Cancelled && InFlightItems == 0 && PendingWrites == 0);
 

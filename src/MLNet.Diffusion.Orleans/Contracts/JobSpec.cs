@@ -25,4 +25,10 @@ public sealed class JobSpec
     /// re-issued at once). It must exceed the time one batch takes on the slowest device.
     /// </summary>
     [Id(4)] public TimeSpan LeaseTimeout { get; init; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// Image bytes the job's silo may hold for the output folder before it hands out more items (default 256 MiB): when the
+    /// folder's storage is slower than the workers, the job slows to the storage's pace instead of filling its silo's memory.
+    /// </summary>
+    [Id(5)] public long MaxPendingWriteBytes { get; init; } = 256L << 20;
 }

@@ -6,7 +6,9 @@ namespace MLNet.Diffusion.Orleans;
 /// The job's state lives in this activation (rows, items, leases) and in its output folder (what is committed). If the
 /// activation is lost (its silo died), starting the job again with the same spec rebuilds it from the folder's manifest:
 /// only uncommitted rows are made again. A check every quarter lease timeout (at most a second) re-issues items whose lease ran out or whose
-/// worker's silo membership no longer lists as active.
+/// worker's silo membership no longer lists as active. A completion costs O(its rows) on the grain's turn and allocates only the
+/// next item: leases live in arrays indexed by item, the exactly-once decision is a bit per row, and the folder is written by
+/// the sink's background writer (nothing is persisted on the turn; a lost activation is rebuilt from the manifest).
 /// </summary>
 internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, IClusterMembershipService membership, ILocalSiloDetails silo)
     : Grain, IGenerationJobGrain
@@ -16,15 +18,21 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
     private List<GenerationRow[]> _items = [];
     private bool[] _itemDone = [];
     private readonly Queue<int> _pending = new();
-    private readonly Dictionary<int, ItemLease> _leases = [];
+    // Leases by item (O(1) per lease and completion, no allocation): lease id (0: not leased), deadline, holder.
+    private long[] _leaseId = [];
+    private long[] _leaseDeadline = [];
+    private string?[] _leaseWorker = [];
+    private SiloAddress?[] _leaseSilo = [];
+    private int _inFlight;
     private FolderSink? _sink;
     private JobStatus _status = JobStatus.NotStarted;
+    private bool _draining;
     private long _nextLease;
     private int _reissued, _duplicates, _settledRows, _itemsDone;
     private string? _lastWorkerError;
     private IGrainTimer? _timer;
-
-    private sealed record ItemLease(long LeaseId, string Worker, SiloAddress Silo, DateTime Deadline);
+    private long _version;
+    private TaskCompletionSource? _changed;
 
     public async Task<JobProgress> Start(JobSpec spec)
     {
@@ -37,6 +45,10 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
         var todo = spec.Rows.Where(r => !_sink.IsCommitted(r.Row)).ToArray();
         _items = [.. todo.Chunk(spec.BatchSize)];
         _itemDone = new bool[_items.Count];
+        _leaseId = new long[_items.Count];
+        _leaseDeadline = new long[_items.Count];
+        _leaseWorker = new string?[_items.Count];
+        _leaseSilo = new SiloAddress?[_items.Count];
         for (int i = 0; i < _items.Count; i++) _pending.Enqueue(i);
         _settledRows = spec.Rows.Length - todo.Length;
         _status = _items.Count == 0 ? JobStatus.Completed : JobStatus.Running;
@@ -54,42 +66,117 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
 
     public Task<JobProgress> GetProgress() => Task.FromResult(Progress());
 
+    public async Task<JobProgress> WaitForProgress(long seenVersion, TimeSpan maxWait)
+    {
+        var wait = TimeSpan.FromTicks(Math.Clamp(maxWait.Ticks, 0, TimeSpan.FromSeconds(10).Ticks));
+        if (seenVersion == _version && wait > TimeSpan.Zero)
+        {
+            _changed ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            // Continues on the activation's scheduler (captured context), as every turn of the grain does.
+            await _changed.Task.WaitAsync(wait).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing | ConfigureAwaitOptions.ContinueOnCapturedContext);
+        }
+        return Progress();
+    }
+
+    /// <summary>Marks a change of the job's state and wakes the clients waiting for one.</summary>
+    private void Changed()
+    {
+        _version++;
+        if (_changed is { } changed)
+        {
+            _changed = null;
+            changed.TrySetResult();
+        }
+    }
+
     public async Task<JobProgress> Cancel()
     {
         if (_status == JobStatus.Running)
         {
             _status = JobStatus.Cancelled;
             _pending.Clear();
+            Changed();
             await Finish();
         }
         return Progress();
     }
 
-    public Task<WorkItem?> Lease(string worker, SiloAddress workerSilo)
-    {
-        if (_status != JobStatus.Running || _spec is null) return Task.FromResult<WorkItem?>(null);
-        while (_pending.TryDequeue(out int item))
-        {
-            if (_itemDone[item]) continue;
-            long leaseId = ++_nextLease;
-            _leases[item] = new ItemLease(leaseId, worker, workerSilo, DateTime.UtcNow + _spec.LeaseTimeout);
-            return Task.FromResult<WorkItem?>(new WorkItem { JobId = this.GetPrimaryKeyString(), ItemId = item, LeaseId = leaseId, Settings = _spec.Settings, Rows = _items[item] });
-        }
-        return Task.FromResult<WorkItem?>(null);
-    }
+    public Task<WorkItem?> Lease(string worker, SiloAddress workerSilo) => Task.FromResult(NextItem(worker, workerSilo));
 
     public async Task<JobProgress> Complete(WorkResult result)
     {
         ArgumentNullException.ThrowIfNull(result);
-        if (_spec is null || _sink is null || result.ItemId < 0 || result.ItemId >= _items.Count) return Progress();
-        bool current = _leases.TryGetValue(result.ItemId, out var lease) && lease.LeaseId == result.LeaseId;
-        if (current) _leases.Remove(result.ItemId);
+        Settle(result);
+        Changed();
+        await EndIfOver();
+        return Progress();
+    }
+
+    public async Task<WorkItem?> CompleteAndLease(WorkResult result, string worker, SiloAddress workerSilo)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        Settle(result);
+        Changed();
+        var next = result.WorkerError is null ? NextItem(worker, workerSilo) : null;
+        await EndIfOver();
+        return next;
+    }
+
+    public async Task<WorkItem?[]> CompleteAndLeaseMany(WorkResult[] results, string[] workers, SiloAddress workerSilo)
+    {
+        ArgumentNullException.ThrowIfNull(results);
+        ArgumentNullException.ThrowIfNull(workers);
+        if (results.Length != workers.Length)
+            throw new ArgumentException($"{results.Length} results came with {workers.Length} worker names; send one name per result.", nameof(workers));
+        foreach (var result in results) Settle(result);
+        Changed();
+        var next = new WorkItem?[results.Length];
+        for (int i = 0; i < results.Length; i++) next[i] = results[i].WorkerError is null ? NextItem(workers[i], workerSilo) : null;
+        await EndIfOver();
+        return next;
+    }
+
+    /// <summary>The next pending item, leased to <paramref name="worker"/>; null when there is none.</summary>
+    private WorkItem? NextItem(string worker, SiloAddress workerSilo)
+    {
+        if (_status != JobStatus.Running || _spec is null) return null;
+        if (_sink!.PendingBytes >= _spec.MaxPendingWriteBytes) return null; // the folder is behind: workers ask again shortly
+        while (_pending.TryDequeue(out int item))
+        {
+            if (_itemDone[item]) continue;
+            if (_leaseId[item] == 0) _inFlight++;
+            long leaseId = ++_nextLease;
+            _leaseId[item] = leaseId;
+            _leaseDeadline[item] = DateTime.UtcNow.Ticks + _spec.LeaseTimeout.Ticks;
+            _leaseWorker[item] = worker;
+            _leaseSilo[item] = workerSilo;
+            return new WorkItem { JobId = this.GetPrimaryKeyString(), ItemId = item, LeaseId = leaseId, Settings = _spec.Settings, Rows = _items[item] };
+        }
+        return null;
+    }
+
+    private void Release(int item)
+    {
+        if (_leaseId[item] == 0) return;
+        _leaseId[item] = 0;
+        _leaseWorker[item] = null;
+        _leaseSilo[item] = null;
+        _inFlight--;
+    }
+
+    /// <summary>Takes one result on the grain's turn: its rows go to the sink (which writes them off the turn), its lease is released.</summary>
+    private void Settle(WorkResult result)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        if (_spec is null || _sink is null || result.ItemId < 0 || result.ItemId >= _items.Count) return;
+        bool current = _leaseId[result.ItemId] == result.LeaseId;
+        if (current) Release(result.ItemId);
         if (result.WorkerError is not null)
         {
             _lastWorkerError = result.WorkerError;
             logger.LogWarning("Job {Job}: {Error}", this.GetPrimaryKeyString(), result.WorkerError);
             if (current && !_itemDone[result.ItemId] && _status == JobStatus.Running) _pending.Enqueue(result.ItemId);
-            return Progress();
+            return;
         }
         foreach (var row in result.Rows)
         {
@@ -103,46 +190,70 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
         {
             _itemDone[result.ItemId] = true;
             _itemsDone++;
-            _leases.Remove(result.ItemId); // a re-issued copy still out is no longer needed; its results will be duplicates
+            Release(result.ItemId); // a re-issued copy still out is no longer needed; its results will be duplicates
         }
-        if (_sink.Error is { } error && _status == JobStatus.Running)
+    }
+
+    /// <summary>
+    /// Fails the job when the sink failed; once every item is settled, waits for the sink's writes off the turn (the worker
+    /// that handed in the last item does not wait for the disk) and then completes the job.
+    /// </summary>
+    private Task EndIfOver()
+    {
+        if (_sink is null || _status != JobStatus.Running) return Task.CompletedTask;
+        if (_sink.Error is { } error)
         {
             _status = JobStatus.Failed;
             _pending.Clear();
+            Changed();
             logger.LogError("Job {Job}: {Error}", this.GetPrimaryKeyString(), error);
-            await Finish();
+            return Finish();
         }
-        if (_status == JobStatus.Running && _itemsDone == _items.Count)
+        if (_itemsDone == _items.Count && !_draining)
         {
-            await _sink.DrainAsync();
-            _status = _sink.Error is null ? JobStatus.Completed : JobStatus.Failed;
-            await Finish();
+            _draining = true;
+            _ = DrainThenComplete(); // runs on the activation's scheduler, between calls
         }
-        return Progress();
+        return Task.CompletedTask;
     }
 
-    public async Task<WorkItem?> CompleteAndLease(WorkResult result, string worker, SiloAddress workerSilo)
+    private async Task DrainThenComplete()
     {
-        await Complete(result);
-        return result.WorkerError is null ? await Lease(worker, workerSilo) : null;
+        await _sink!.DrainAsync();
+        if (_status != JobStatus.Running) return;
+        _status = _sink.Error is null ? JobStatus.Completed : JobStatus.Failed;
+        Changed();
+        if (_sink.Error is { } error) logger.LogError("Job {Job}: {Error}", this.GetPrimaryKeyString(), error);
+        try
+        {
+            await Finish();
+        }
+        catch (Exception e) when (e is TimeoutException or OrleansException)
+        {
+            logger.LogWarning("Job {Job}: the job registry cannot be reached ({Message}); workers drop the job when it hands out nothing.", this.GetPrimaryKeyString(), e.Message);
+        }
     }
 
     private async Task CheckLeases(CancellationToken cancellationToken)
     {
         if (_status != JobStatus.Running || _spec is null) return;
-        var now = DateTime.UtcNow;
+        long now = DateTime.UtcNow.Ticks;
+        int reissued = _reissued;
         var snapshot = membership.CurrentSnapshot;
-        foreach (var (item, lease) in _leases.ToArray())
+        for (int item = 0; item < _leaseId.Length && _inFlight > 0; item++)
         {
-            bool siloGone = snapshot.GetSiloStatus(lease.Silo) is SiloStatus.Dead or SiloStatus.ShuttingDown or SiloStatus.Stopping;
-            if (!siloGone && lease.Deadline > now) continue;
-            _leases.Remove(item);
+            if (_leaseId[item] == 0) continue;
+            bool siloGone = snapshot.GetSiloStatus(_leaseSilo[item]!) is SiloStatus.Dead or SiloStatus.ShuttingDown or SiloStatus.Stopping;
+            if (!siloGone && _leaseDeadline[item] > now) continue;
+            var worker = _leaseWorker[item];
+            Release(item);
             if (_itemDone[item]) continue;
             _pending.Enqueue(item);
             _reissued++;
-            logger.LogInformation("Job {Job}: item {Item} of {Worker} re-issued ({Reason}).", this.GetPrimaryKeyString(), item, lease.Worker,
+            logger.LogInformation("Job {Job}: item {Item} of {Worker} re-issued ({Reason}).", this.GetPrimaryKeyString(), item, worker,
                 siloGone ? "its silo left the cluster" : "its lease timed out");
         }
+        if (_reissued != reissued) Changed();
         // The registry keeps its list in memory: if its silo died, this puts the job back on the new activation's list.
         try
         {
@@ -167,19 +278,21 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
         TotalRows = _spec?.Rows.Length ?? 0,
         CommittedRows = _sink?.CommittedCount ?? 0,
         FailedRows = _sink?.FailedCount ?? 0,
-        PendingItems = _status == JobStatus.Running ? _items.Count - _itemsDone - _leases.Count : 0, // an item not done is queued or leased
-        InFlightItems = _leases.Count,
+        PendingItems = _status == JobStatus.Running ? _items.Count - _itemsDone - _inFlight : 0, // an item not done is queued or leased
+        InFlightItems = _inFlight,
         ReissuedItems = _reissued,
         DuplicateRows = _duplicates,
         LastWorkerError = _lastWorkerError,
         PendingWrites = _sink?.PendingWrites ?? 0,
         SinkError = _sink?.Error,
         Host = silo.SiloAddress.ToString(),
+        Version = _version,
     };
 
     private static void Validate(JobSpec spec)
     {
         if (spec.BatchSize < 1) throw new ArgumentException($"JobSpec.BatchSize is {spec.BatchSize}; it must be 1 or more.", nameof(spec));
+        if (spec.MaxPendingWriteBytes <= 0) throw new ArgumentException($"JobSpec.MaxPendingWriteBytes is {spec.MaxPendingWriteBytes}; it must be positive (default 256 MiB).", nameof(spec));
         if (spec.LeaseTimeout <= TimeSpan.Zero) throw new ArgumentException($"JobSpec.LeaseTimeout is {spec.LeaseTimeout}; it must be positive.", nameof(spec));
         if (string.IsNullOrWhiteSpace(spec.OutputDirectory)) throw new ArgumentException("JobSpec.OutputDirectory is empty; name a folder every silo can write.", nameof(spec));
         if (string.IsNullOrWhiteSpace(spec.Settings.ModelDirectory)) throw new ArgumentException("JobSpec.Settings.ModelDirectory is empty; name a model folder every worker can read.", nameof(spec));

@@ -1,3 +1,5 @@
+using Orleans.Concurrency;
+
 namespace MLNet.Diffusion.Orleans;
 
 /// <summary>
@@ -16,6 +18,14 @@ public interface IGenerationJobGrain : IGrainWithStringKey
     /// <summary>The job's progress.</summary>
     Task<JobProgress> GetProgress();
 
+    /// <summary>
+    /// The job's progress once it differs from version <paramref name="seenVersion"/> (<see cref="JobProgress.Version"/>), or
+    /// after <paramref name="maxWait"/> (at most 10 s), whichever comes first: a client follows the job without polling
+    /// and learns that it finished at once. Runs interleaved with the job's other calls.
+    /// </summary>
+    [AlwaysInterleave]
+    Task<JobProgress> WaitForProgress(long seenVersion, TimeSpan maxWait);
+
     /// <summary>Cancels the job: nothing more is handed out; items in flight are committed when they come back.</summary>
     Task<JobProgress> Cancel();
 
@@ -27,4 +37,13 @@ public interface IGenerationJobGrain : IGrainWithStringKey
 
     /// <summary><see cref="Complete"/> then <see cref="Lease"/> in one call: a busy worker's one round trip per item.</summary>
     Task<WorkItem?> CompleteAndLease(WorkResult result, string worker, SiloAddress silo);
+
+    /// <summary>
+    /// <see cref="CompleteAndLease"/> for several workers of one silo in one call: result <c>i</c> came from
+    /// <c>workers[i]</c>, whose next item is element <c>i</c> of the answer (null when there is none, or when that result
+    /// carries a <see cref="WorkResult.WorkerError"/>). A silo's agent groups the completions that arrive while its previous
+    /// call is under way, so the grain takes one call per group, not per item.
+    /// </summary>
+    /// <exception cref="ArgumentException">The arrays differ in length.</exception>
+    Task<WorkItem?[]> CompleteAndLeaseMany(WorkResult[] results, string[] workers, SiloAddress silo);
 }

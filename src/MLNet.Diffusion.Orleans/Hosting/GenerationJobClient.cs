@@ -13,7 +13,7 @@ public static class GenerationJobClient
     /// <param name="jobId">The job's id: the same id reattaches.</param>
     /// <param name="spec">The job.</param>
     /// <param name="progress">Receives the job's progress at every poll.</param>
-    /// <param name="pollInterval">How often progress is read.</param>
+    /// <param name="pollInterval">The longest wait between two progress reports (the job answers at once when it changes: <see cref="IGenerationJobGrain.WaitForProgress"/>); also how soon a cancellation is passed on.</param>
     /// <param name="cancellationToken">Cancels the job (not only the wait): the call returns once items in flight are back.</param>
     public static async Task<JobProgress> RunAsync(IGrainFactory grains, string jobId, JobSpec spec, IProgress<JobProgress>? progress = null,
         TimeSpan? pollInterval = null, CancellationToken cancellationToken = default)
@@ -35,15 +35,15 @@ public static class GenerationJobClient
                 state = await job.Cancel();
                 continue;
             }
-            await Task.Delay(interval, CancellationToken.None).WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             try
             {
-                state = await job.GetProgress();
+                state = await job.WaitForProgress(state.Version, interval);
                 if (state.Status == JobStatus.NotStarted && !cancelled) state = await job.Start(spec); // its silo died: resume from the manifest
             }
             catch (Exception e) when (e is TimeoutException or OrleansException)
             {
-                // The job's silo is leaving; the next poll reaches its new activation.
+                // The job's silo is leaving; the next call reaches its new activation.
+                await Task.Delay(interval, CancellationToken.None).WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             }
         }
     }

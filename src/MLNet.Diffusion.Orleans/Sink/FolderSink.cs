@@ -32,6 +32,7 @@ internal sealed class FolderSink : IDisposable
         System.Threading.Channels.Channel.CreateUnbounded<Pending>(new() { SingleReader = true, SingleWriter = true });
     private readonly Task _writer;
     private int _written, _queued;
+    private long _queuedBytes;
     private volatile string? _error;
 
     private sealed record Pending(GenerationRow Row, byte[] Png, string Settings, double Seconds);
@@ -53,6 +54,9 @@ internal sealed class FolderSink : IDisposable
 
     /// <summary>Rows accepted by <see cref="Commit"/> and not yet on disk.</summary>
     public int PendingWrites => Volatile.Read(ref _queued);
+
+    /// <summary>Image bytes accepted by <see cref="Commit"/> and not yet on disk (held in memory until then).</summary>
+    public long PendingBytes => Interlocked.Read(ref _queuedBytes);
 
     /// <summary>Why the writer stopped (a full disk, a folder removed), naming the file; null while it works.</summary>
     public string? Error => _error;
@@ -95,6 +99,7 @@ internal sealed class FolderSink : IDisposable
         if (_committed[row.Row] || _failed[row.Row]) return false;
         _committed[row.Row] = true;
         Interlocked.Increment(ref _queued);
+        Interlocked.Add(ref _queuedBytes, png.Length);
         _queue.Writer.TryWrite(new Pending(row, png, settings, seconds));
         return true;
     }
@@ -128,6 +133,9 @@ internal sealed class FolderSink : IDisposable
                     _error = $"Cannot write the output folder '{_directory}': {inner.Message} Free space or fix the folder, then start the job again (committed rows are kept).";
                 }
             }
+            long bytes = 0;
+            foreach (var pending in batch) bytes += pending.Png.Length;
+            Interlocked.Add(ref _queuedBytes, -bytes);
             Interlocked.Add(ref _queued, -batch.Count);
             batch.Clear();
         }
