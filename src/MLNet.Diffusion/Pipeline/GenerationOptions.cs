@@ -13,7 +13,11 @@ public sealed class GenerationOptions
     /// <summary>Inference steps (1–1000). Default 25.</summary>
     public int Steps { get; set; } = 25;
 
-    /// <summary>Classifier-free guidance scale; at 1 or below guidance is off and the UNet runs once per image. Default 7.5.</summary>
+    /// <summary>
+    /// Classifier-free guidance scale; at 1 or below guidance is off and the UNet runs once per image. Default 7.5 (SD 1.x
+    /// and 2.x; SD3 uses 4.5–7). A latent consistency model and FLUX.1-dev take it as an input instead (one row per image at
+    /// any scale; FLUX.1-dev is tuned for 3.5); FLUX.1-schnell ignores it.
+    /// </summary>
     public float GuidanceScale { get; set; } = 7.5f;
 
     /// <summary>The scheduler to use instead of the folder's (a short name such as <c>euler-a</c> or a diffusers class name); null keeps the folder's.</summary>
