@@ -43,8 +43,9 @@ public static class Report
         Overhead("synthetic SDXL-shaped", ModelFolders.SyntheticSdxl, 1024, quick ? 2 : 4, useIoBinding: true);
         Overhead("synthetic SDXL-shaped", ModelFolders.SyntheticSdxl, 1024, quick ? 2 : 20, useIoBinding: true);
         Overhead("synthetic SDXL-shaped", ModelFolders.SyntheticSdxl, 512, quick ? 3 : 8, useIoBinding: true);
-        Overhead("synthetic SD3-shaped (T5 256 tokens)", ModelFolders.SyntheticSd3, 512, quick ? 3 : 8, useIoBinding: true);
-        Overhead("synthetic FLUX.1-dev-shaped (T5 512 tokens, no CFG)", ModelFolders.SyntheticFluxDev, 512, quick ? 3 : 8, useIoBinding: true);
+        // 28 steps: the default of diffusers' SD3 and FLUX.1-dev pipelines.
+        Overhead("synthetic SD3-shaped (T5 256 tokens)", ModelFolders.SyntheticSd3, 512, quick ? 3 : 28, useIoBinding: true);
+        Overhead("synthetic FLUX.1-dev-shaped (T5 512 tokens, no CFG)", ModelFolders.SyntheticFluxDev, 512, quick ? 3 : 28, useIoBinding: true);
         Overhead("demo", ModelFolders.Demo, DemoDataset.ImageSize, 25, useIoBinding: true);
         Overhead("demo, UseIoBinding = false", ModelFolders.Demo, DemoDataset.ImageSize, 25, useIoBinding: false);
         Console.WriteLine();
