@@ -55,8 +55,8 @@ public static class OverheadSplit
             configs.Add(new("synthetic SDXL-shaped", ModelFolders.SyntheticSdxl, 1024, quick ? 2 : 4, io));
             configs.Add(new("tiny transformer, SD3 contract", ModelFolders.TinySd3, 512, 20, io, 16));
             configs.Add(new("tiny transformer, FLUX.1-dev contract (no CFG)", ModelFolders.TinyFluxDev, 512, 20, io, 16));
-            configs.Add(new("synthetic SD3-shaped", ModelFolders.SyntheticSd3, 512, quick ? 3 : 6, io, 16));
-            configs.Add(new("synthetic FLUX.1-dev-shaped (no CFG)", ModelFolders.SyntheticFluxDev, 512, quick ? 3 : 6, io, 16));
+            configs.Add(new("synthetic SD3-shaped", ModelFolders.SyntheticSd3, 512, quick ? 2 : 4, io, 16));
+            configs.Add(new("synthetic FLUX.1-dev-shaped (no CFG)", ModelFolders.SyntheticFluxDev, 512, quick ? 2 : 4, io, 16));
         }
         var pipelines = new Dictionary<(string, bool), StableDiffusionPipeline>();
         try

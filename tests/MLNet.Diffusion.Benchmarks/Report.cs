@@ -76,7 +76,6 @@ public static class Report
         PeakMemory.Measure("synthetic SD3-shaped without T5 (DiffusionRuntimeOptions.WithoutT5)", ModelFolders.SyntheticSd3, 512, 4, "no-t5");
         PeakMemory.Measure("synthetic SD3-shaped with T5, DiffusionRuntimeOptions.LowMemory", ModelFolders.SyntheticSd3, 512, 4, "low-memory");
         PeakMemory.Measure("synthetic FLUX.1-dev-shaped (1 image, 512×512, 4 steps)", ModelFolders.SyntheticFluxDev, 512, 4);
-        PeakMemory.Measure("synthetic FLUX.1-dev-shaped, DiffusionRuntimeOptions.LowMemory", ModelFolders.SyntheticFluxDev, 512, 4, "low-memory");
         return 0;
     }
 
