@@ -28,10 +28,11 @@ public static class OverheadSplit
     /// <summary>Generations per configuration and round.</summary>
     public const int PerRound = 3;
 
-    private sealed record Config(string Model, string Folder, int Size, int Steps, bool IoBinding)
+    private sealed record Config(string Model, string Folder, int Size, int Steps, bool IoBinding, int Channels = 4)
     {
         public int Latent => Size / 8;
-        public double StepBudgetMicroseconds => Latent <= 64 ? 50 : 150;
+        /// <summary>By latent values: 4×64×64 (SD 1.5 at 512²) ≤ 50 µs; up to 4×128×128 (SDXL at 1024², or SD3's and FLUX's 16×64×64 at 512²) ≤ 150 µs.</summary>
+        public double StepBudgetMicroseconds => Channels * Latent * Latent <= 4 * 64 * 64 ? 50 : 150;
         public List<double> SetUp { get; } = [];
         public List<double> Step { get; } = [];
         public List<double> Overhead { get; } = [];
@@ -52,6 +53,10 @@ public static class OverheadSplit
             configs.Add(new("synthetic SD 1.5-shaped", ModelFolders.SyntheticSd15, 512, quick ? 3 : 6, io));
             configs.Add(new("synthetic SDXL-shaped", ModelFolders.SyntheticSdxl, 512, quick ? 3 : 6, io));
             configs.Add(new("synthetic SDXL-shaped", ModelFolders.SyntheticSdxl, 1024, quick ? 2 : 4, io));
+            configs.Add(new("tiny transformer, SD3 contract", ModelFolders.TinySd3, 512, 20, io, 16));
+            configs.Add(new("tiny transformer, FLUX.1-dev contract (no CFG)", ModelFolders.TinyFluxDev, 512, 20, io, 16));
+            configs.Add(new("synthetic SD3-shaped", ModelFolders.SyntheticSd3, 512, quick ? 2 : 4, io, 16));
+            configs.Add(new("synthetic FLUX.1-dev-shaped (no CFG)", ModelFolders.SyntheticFluxDev, 512, quick ? 2 : 4, io, 16));
         }
         var pipelines = new Dictionary<(string, bool), StableDiffusionPipeline>();
         try
@@ -80,7 +85,7 @@ public static class OverheadSplit
             foreach (var p in pipelines.Values) p.Dispose();
         }
 
-        Console.WriteLine($"Host work per generation, split ({rounds} interleaved rounds × {PerRound} generations per row; median, and min–max in brackets; 1 image with guidance: UNet batch 2):");
+        Console.WriteLine($"Host work per generation, split ({rounds} interleaved rounds × {PerRound} generations per row; median, and min–max in brackets; 1 image with guidance: UNet batch 2, FLUX.1 batch 1; SD3 and FLUX.1 with their folders' flow-matching Euler scheduler):");
         Console.WriteLine();
         Console.WriteLine("| model | latent | path | steps | set-up per generation | host per step | overhead per generation | wall per generation | gen-2 GCs | budget (step; set-up ≤ 2 ms) |");
         Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
@@ -89,7 +94,7 @@ public static class OverheadSplit
             double step = Median(c.Step), setUp = Median(c.SetUp);
             string met = $"{(step <= c.StepBudgetMicroseconds ? "met" : "not met")} (≤ {c.StepBudgetMicroseconds:F0} µs); {(setUp <= 2000 ? "met" : "not met")}";
             Console.WriteLine(string.Create(Inv,
-                $"| {c.Model} | 4×{c.Latent}×{c.Latent} | {(c.IoBinding ? "IoBinding" : "SessionRun (UseIoBinding = false)")} | {c.Steps} | {Spread(c.SetUp)} | {Spread(c.Step)} | {Spread(c.Overhead)} | {Spread(c.Wall)} | {c.Gen2Collections} | {met} |"));
+                $"| {c.Model} | {c.Channels}×{c.Latent}×{c.Latent} | {(c.IoBinding ? "IoBinding" : "SessionRun (UseIoBinding = false)")} | {c.Steps} | {Spread(c.SetUp)} | {Spread(c.Step)} | {Spread(c.Overhead)} | {Spread(c.Wall)} | {c.Gen2Collections} | {met} |"));
         }
         Console.WriteLine();
         foreach (var io in configs.Where(c => c.IoBinding))
@@ -99,7 +104,7 @@ public static class OverheadSplit
             // A step's wall time (host work and the run, ONNX Runtime's own per-call cost included) compares the paths whole;
             // with the tiny UNet it is nearly all overhead, with the synthetic UNets mostly the model's time (and its noise).
             Console.WriteLine(string.Create(Inv,
-                $"- {io.Model} 4×{io.Latent}×{io.Latent}: IO binding against plain Run, medians: step wall {Spread(io.StepWall)} vs {Spread(plain.StepWall)}; outside ORT per generation {Format(a)} vs {Format(b)}: {(sa <= sb ? "not slower (met)" : "slower (not met)")} by step wall time"));
+                $"- {io.Model} {io.Channels}×{io.Latent}×{io.Latent}: IO binding against plain Run, medians: step wall {Spread(io.StepWall)} vs {Spread(plain.StepWall)}; outside ORT per generation {Format(a)} vs {Format(b)}: {(sa <= sb ? "not slower (met)" : "slower (not met)")} by step wall time"));
         }
         Console.WriteLine();
     }
@@ -113,7 +118,7 @@ public static class OverheadSplit
 
     private static void Generate(StableDiffusionPipeline pipeline, PromptEmbedding[] embeddings, Config c, bool record)
     {
-        var options = new GenerationOptions { Steps = c.Steps, Scheduler = "euler", GuidanceScale = 7.5f, Width = c.Size, Height = c.Size };
+        var options = new GenerationOptions { Steps = c.Steps, Scheduler = Report.SchedulerFor(c.Folder), GuidanceScale = 7.5f, Width = c.Size, Height = c.Size };
         var probe = new Probe(pipeline, c.Steps);
         var runBefore = pipeline.UNet.RunTime;
         int gen2 = GC.CollectionCount(2);

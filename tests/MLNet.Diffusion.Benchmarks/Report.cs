@@ -43,6 +43,9 @@ public static class Report
         Overhead("synthetic SDXL-shaped", ModelFolders.SyntheticSdxl, 1024, quick ? 2 : 4, useIoBinding: true);
         Overhead("synthetic SDXL-shaped", ModelFolders.SyntheticSdxl, 1024, quick ? 2 : 20, useIoBinding: true);
         Overhead("synthetic SDXL-shaped", ModelFolders.SyntheticSdxl, 512, quick ? 3 : 8, useIoBinding: true);
+        // 28 steps: the default of diffusers' SD3 and FLUX.1-dev pipelines.
+        Overhead("synthetic SD3-shaped (T5 256 tokens)", ModelFolders.SyntheticSd3, 512, quick ? 3 : 28, useIoBinding: true);
+        Overhead("synthetic FLUX.1-dev-shaped (T5 512 tokens, no CFG)", ModelFolders.SyntheticFluxDev, 512, quick ? 3 : 28, useIoBinding: true);
         Overhead("demo", ModelFolders.Demo, DemoDataset.ImageSize, 25, useIoBinding: true);
         Overhead("demo, UseIoBinding = false", ModelFolders.Demo, DemoDataset.ImageSize, 25, useIoBinding: false);
         Console.WriteLine();
@@ -69,6 +72,10 @@ public static class Report
         Console.WriteLine("| --- | --- | --- | --- | --- |");
         PeakMemory.Measure("synthetic SD 1.5-shaped (1 image, 512×512, CFG, 4 Euler steps)", ModelFolders.SyntheticSd15, 512, 4);
         PeakMemory.Measure($"demo (1 image, {DemoDataset.ImageSize}×{DemoDataset.ImageSize}, CFG, 25 Euler steps)", ModelFolders.Demo, DemoDataset.ImageSize, 25);
+        PeakMemory.Measure("synthetic SD3-shaped with T5 (1 image, 512×512, CFG, 4 flow-matching Euler steps)", ModelFolders.SyntheticSd3, 512, 4);
+        PeakMemory.Measure("synthetic SD3-shaped without T5 (DiffusionRuntimeOptions.WithoutT5)", ModelFolders.SyntheticSd3, 512, 4, "no-t5");
+        PeakMemory.Measure("synthetic SD3-shaped with T5, DiffusionRuntimeOptions.LowMemory", ModelFolders.SyntheticSd3, 512, 4, "low-memory");
+        PeakMemory.Measure("synthetic FLUX.1-dev-shaped (1 image, 512×512, 4 steps)", ModelFolders.SyntheticFluxDev, 512, 4);
         return 0;
     }
 
@@ -159,7 +166,7 @@ public static class Report
         runtime.UseIoBinding = useIoBinding;
         runtime.EnableCudaGraph &= useIoBinding;
         using var pipeline = StableDiffusionPipeline.Load(folder, runtime);
-        var options = new GenerationOptions { Steps = stepCount, Scheduler = "euler", GuidanceScale = 7.5f, Width = size, Height = size };
+        var options = new GenerationOptions { Steps = stepCount, Scheduler = SchedulerFor(folder), GuidanceScale = 7.5f, Width = size, Height = size };
         // The prompt's embeddings and the model's default negative ones (the empty prompt's, or SDXL's zeros), with the
         // pooled embeddings where the UNet takes them: the loop as Generate runs it, without the text encoder and the VAE.
         var prompt = pipeline.EncodeTexts(["a red circle"], null, CancellationToken.None)[0];
@@ -168,13 +175,13 @@ public static class Report
         pipeline.Denoise([new ImagePrompt("", 1) { GuidanceScale = 7.5f }], embeddings, options, null, CancellationToken.None); // warm-up
         var probe = new StepProbe(pipeline);
         var runBefore = pipeline.UNet.RunTime;
-        long callsBefore = pipeline.UNet.RunCount;
+        long callsBefore = pipeline.UNet.RunCount, rowsBefore = pipeline.UNet.RowCount;
         long start = Stopwatch.GetTimestamp();
         pipeline.Denoise([new ImagePrompt("", 2) { GuidanceScale = 7.5f }], embeddings, options, probe, CancellationToken.None);
         long stop = Stopwatch.GetTimestamp();
         var wall = Stopwatch.GetElapsedTime(start, stop);
         var inside = pipeline.UNet.RunTime - runBefore;
-        long calls = pipeline.UNet.RunCount - callsBefore;
+        long calls = pipeline.UNet.RunCount - callsBefore, rows = (pipeline.UNet.RowCount - rowsBefore) / Math.Max(calls, 1);
         var perStep = probe.Deltas.Skip(1).ToArray();
         string bytes = perStep.Length == 0 ? "–" : perStep.Min() == perStep.Max() ? perStep[0].ToString(Inv) : $"{perStep.Min()}–{perStep.Max()}";
         name += $" [{pipeline.Device}, {pipeline.UNet.RunPath}{(pipeline.UNet.CudaGraph ? ", CUDA graph" : "")}]";
@@ -185,7 +192,7 @@ public static class Report
             .Select(i => (Stopwatch.GetElapsedTime(probe.Times[i - 1], probe.Times[i]) - (probe.Runs[i] - probe.Runs[i - 1])).TotalMilliseconds).Order().ToArray();
         string split = string.Create(Inv, $"{setUp.TotalMilliseconds:F2} ms; {(steps.Length == 0 ? 0 : steps[steps.Length / 2]):F2} ms");
         Console.WriteLine(string.Create(Inv,
-            $"| {name} | 2 | 4×{size / 8}×{size / 8} | {stepCount} ({calls}) | {wall.TotalMilliseconds:F1} ms | {inside.TotalMilliseconds:F1} ms | {(wall - inside).TotalMilliseconds:F2} ms ({(wall - inside) / wall * 100:F2} %) | {split} | {wall.TotalMilliseconds / calls:F2} ms | {bytes} |"));
+            $"| {name} | {rows} | {pipeline.UNet.LatentChannels}×{size / 8}×{size / 8} | {stepCount} ({calls}) | {wall.TotalMilliseconds:F1} ms | {inside.TotalMilliseconds:F1} ms | {(wall - inside).TotalMilliseconds:F2} ms ({(wall - inside) / wall * 100:F2} %) | {split} | {wall.TotalMilliseconds / calls:F2} ms | {bytes} |"));
     }
 
     private static void EndToEnd(string name, string folder, int size, int steps, int runs)
@@ -285,6 +292,9 @@ public static class Report
     {
         public string Prompt { get; set; } = "";
     }
+
+    /// <summary>The scheduler the measurements use: Euler, or the folder's own flow-matching one for SD3 and FLUX.1.</summary>
+    internal static string? SchedulerFor(string folder) => ModelFolders.IsFlow(folder) ? null : "euler";
 
     private static double Time(Action action)
     {

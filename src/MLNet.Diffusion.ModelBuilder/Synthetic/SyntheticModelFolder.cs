@@ -48,11 +48,11 @@ public static class SyntheticModelFolder
 
     /// <summary>Writes <c>vae_decoder/</c>: <see cref="VaeDecoder"/> and a config.json with <paramref name="scalingEntries"/>
     /// (the scaling factor and, for SDXL, <c>force_upcast</c>).</summary>
-    internal static void WriteVaeDecoder(string root, WeightRandom random, int sampleSize, string scalingEntries)
+    internal static void WriteVaeDecoder(string root, WeightRandom random, int sampleSize, string scalingEntries, int latentChannels = 4)
     {
-        VaeDecoder(random).Save(Path.Combine(root, "vae_decoder", "model.onnx"));
+        VaeDecoderGraph(random, latentChannels).Save(Path.Combine(root, "vae_decoder", "model.onnx"));
         File.WriteAllText(Path.Combine(root, "vae_decoder", "config.json"), string.Create(CultureInfo.InvariantCulture,
-            $$"""{"_class_name":"AutoencoderKL","latent_channels":4,"sample_size":{{sampleSize * 8}},{{scalingEntries}}}"""));
+            $$"""{"_class_name":"AutoencoderKL","latent_channels":{{latentChannels}},"sample_size":{{sampleSize * 8}},{{scalingEntries}}}"""));
     }
 
     /// <summary>Checks the sizes every synthetic UNet needs.</summary>
@@ -180,11 +180,14 @@ public static class SyntheticModelFolder
     }
 
     /// <summary>The VAE decoder: 1×1 conv 4 → 3, nearest ×8 upsampling, a 3×3 conv 3 → 3, tanh.</summary>
-    public static OnnxGraphBuilder VaeDecoder(WeightRandom random)
+    public static OnnxGraphBuilder VaeDecoder(WeightRandom random) => VaeDecoderGraph(random, 4);
+
+    /// <summary>The VAE decoder of <paramref name="latentChannels"/> latent channels (16 for SD3 and FLUX.1): a 1×1 conv to 3, nearest ×8, a 3×3 conv, tanh.</summary>
+    internal static OnnxGraphBuilder VaeDecoderGraph(WeightRandom random, int latentChannels)
     {
         var g = new OnnxGraphBuilder("synthetic_vae_decoder");
-        var latent = g.Input("latent_sample", OnnxElementType.Float, "batch", 4, "height", "width");
-        var rgb = SameConv(g, latent, ConvWeights(g, random, "vae_mix", 3, 4, 1, 1), Zeros(g, "vae_mix_b", 3), 1);
+        var latent = g.Input("latent_sample", OnnxElementType.Float, "batch", latentChannels, "height", "width");
+        var rgb = SameConv(g, latent, ConvWeights(g, random, "vae_mix", 3, latentChannels, 1, 1), Zeros(g, "vae_mix_b", 3), 1);
         var up = g.Node("Resize", [rgb, "", g.Initializer("vae_scales", [1f, 1f, 8f, 8f], 4)],
             ("mode", "nearest"), ("coordinate_transformation_mode", "asymmetric"), ("nearest_mode", "floor"));
         var smooth = SameConv(g, up, ConvWeights(g, random, "vae_smooth", 3, 3, 3, 1), Zeros(g, "vae_smooth_b", 3), 3);

@@ -87,7 +87,7 @@ public static class SyntheticXlModelFolder
     }
 
     /// <summary>Sets <c>pad_token</c> in the tokenizer folder's <c>tokenizer_config.json</c> and <c>special_tokens_map.json</c>.</summary>
-    private static void SetPadToken(string tokenizerDirectory, string padToken)
+    internal static void SetPadToken(string tokenizerDirectory, string padToken)
     {
         foreach (var name in new[] { "tokenizer_config.json", "special_tokens_map.json" })
         {
