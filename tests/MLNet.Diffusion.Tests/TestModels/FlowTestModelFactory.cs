@@ -161,16 +161,7 @@ public static class FlowTestModelFactory
     {
         options ??= new FlowTestModelOptions();
         var folder = new FlowTempModelFolder(options);
-        try
-        {
-            Create(folder.Path, options);
-        }
-        catch
-        {
-            folder.Dispose();
-            throw;
-        }
-        return folder;
+        return TestModelFolders.WriteInto(folder, folder.Path, path => Create(path, options));
     }
 
     /// <summary>
@@ -179,14 +170,7 @@ public static class FlowTestModelFactory
     /// </summary>
     public static string CreateWithout(string directory, string relativePath, FlowTestModelOptions? options = null)
     {
-        string root = Create(directory, options ?? new FlowTestModelOptions());
-        string target = Path.GetFullPath(Path.Combine(root, relativePath));
-        if (!target.StartsWith(root + Path.DirectorySeparatorChar, StringComparison.Ordinal))
-            throw new ArgumentException($"'{relativePath}' is not inside the model folder.", nameof(relativePath));
-        if (Directory.Exists(target)) Directory.Delete(target, recursive: true);
-        else if (File.Exists(target)) File.Delete(target);
-        else throw new ArgumentException($"The flow test model has no '{relativePath}' to delete.", nameof(relativePath));
-        return root;
+        return TestModelFolders.Remove(Create(directory, options ?? new FlowTestModelOptions()), relativePath, "flow test model");
     }
 
     // ---- Closed forms: tokenizers and text encoders -------------------------------------------------

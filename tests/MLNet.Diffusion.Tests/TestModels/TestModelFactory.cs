@@ -115,16 +115,7 @@ public static class TestModelFactory
     {
         options ??= new TestModelOptions();
         var folder = new TempModelFolder(options);
-        try
-        {
-            Create(folder.Path, options);
-        }
-        catch
-        {
-            folder.Dispose();
-            throw;
-        }
-        return folder;
+        return TestModelFolders.WriteInto(folder, folder.Path, path => Create(path, options));
     }
 
     /// <summary>
@@ -134,14 +125,7 @@ public static class TestModelFactory
     /// </summary>
     public static string CreateWithout(string directory, string relativePath, TestModelOptions? options = null)
     {
-        string root = Create(directory, options ?? new TestModelOptions());
-        string target = Path.GetFullPath(Path.Combine(root, relativePath));
-        if (!target.StartsWith(root + Path.DirectorySeparatorChar, StringComparison.Ordinal))
-            throw new ArgumentException($"'{relativePath}' is not inside the model folder.", nameof(relativePath));
-        if (Directory.Exists(target)) Directory.Delete(target, recursive: true);
-        else if (File.Exists(target)) File.Delete(target);
-        else throw new ArgumentException($"The test model has no '{relativePath}' to delete.", nameof(relativePath));
-        return root;
+        return TestModelFolders.Remove(Create(directory, options ?? new TestModelOptions()), relativePath, "test model");
     }
 
     /// <summary>

@@ -128,16 +128,7 @@ public static class XlTestModelFactory
     {
         options ??= new XlTestModelOptions();
         var folder = new XlTempModelFolder(options);
-        try
-        {
-            Create(folder.Path, options);
-        }
-        catch
-        {
-            folder.Dispose();
-            throw;
-        }
-        return folder;
+        return TestModelFolders.WriteInto(folder, folder.Path, path => Create(path, options));
     }
 
     /// <summary>
@@ -146,14 +137,7 @@ public static class XlTestModelFactory
     /// </summary>
     public static string CreateWithout(string directory, string relativePath, XlTestModelOptions? options = null)
     {
-        string root = Create(directory, options ?? new XlTestModelOptions());
-        string target = Path.GetFullPath(Path.Combine(root, relativePath));
-        if (!target.StartsWith(root + Path.DirectorySeparatorChar, StringComparison.Ordinal))
-            throw new ArgumentException($"'{relativePath}' is not inside the model folder.", nameof(relativePath));
-        if (Directory.Exists(target)) Directory.Delete(target, recursive: true);
-        else if (File.Exists(target)) File.Delete(target);
-        else throw new ArgumentException($"The XL test model has no '{relativePath}' to delete.", nameof(relativePath));
-        return root;
+        return TestModelFolders.Remove(Create(directory, options ?? new XlTestModelOptions()), relativePath, "XL test model");
     }
 
     /// <summary>The name of hidden-state output <paramref name="layer"/> (0 = the embeddings).</summary>
