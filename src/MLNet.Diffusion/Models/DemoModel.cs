@@ -62,8 +62,12 @@ public static class DemoModel
     /// </summary>
     /// <param name="logger">Receives the line that says the model is being built; null for none.</param>
     public static string EnsureBuiltFlow(ILogger? logger = null) =>
-        EnsureBuilt(FlowDirectory, logger is null ? null : line => logger.LogInformation("{Message}", line),
-            "demo flow model", DemoFlowModelBuilder.IsCurrent, DemoFlowModelBuilder.EnsureBuilt);
+        EnsureBuiltFlow(FlowDirectory, logger is null ? null : line => logger.LogInformation("{Message}", line));
+
+    /// <summary>Builds the demo flow model into <paramref name="directory"/> unless a current one is there, reporting as
+    /// <see cref="EnsureBuilt(string, Action{string}?, bool)"/> does; returns the folder.</summary>
+    internal static string EnsureBuiltFlow(string directory, Action<string>? report) =>
+        EnsureBuilt(directory, report, "demo flow model", DemoFlowModelBuilder.IsCurrent, DemoFlowModelBuilder.EnsureBuilt);
 
     /// <summary>The cache folder as read through <paramref name="getVariable"/> (the CLI passes its own environment).</summary>
     internal static string CacheDirectoryFrom(Func<string, string?> getVariable)

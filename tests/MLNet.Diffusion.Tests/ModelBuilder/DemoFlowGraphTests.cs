@@ -180,6 +180,21 @@ public class DemoFlowGraphTests(DemoFlowModelFixture model, ITestOutputHelper ou
         output.WriteLine($"{files.Count} files, {DemoModelBuilder.FolderSize(second):N0} bytes");
     }
 
+    [Fact]
+    public void DemoModelBuildsTheFlowSiblingIntoItsOwnFolderOnce()
+    {
+        Assert.EndsWith("demo-flow-model", DemoModel.FlowDirectory);
+        Assert.DoesNotContain(DemoModel.FlowDirectory, new[] { DemoModel.Directory, DemoModel.XlDirectory });
+        var folder = model.Scratch("cache/demo-flow-model");
+        var lines = new List<string>();
+        Assert.Equal(folder, DemoModel.EnsureBuiltFlow(folder, lines.Add));
+        Assert.Equal(2, lines.Count);
+        Assert.Contains("demo flow model", lines[0]);
+        Assert.True(DemoFlowModelBuilder.IsCurrent(folder));
+        DemoModel.EnsureBuiltFlow(folder, lines.Add);
+        Assert.Equal(2, lines.Count);
+    }
+
     private static double[] Softmax(double[] logits)
     {
         double max = logits.Max();
