@@ -12,12 +12,12 @@ namespace MLNet.Diffusion.ModelBuilder.Demo;
 /// "▁" + each demo word of <see cref="DemoVocabulary.Words"/> in lower case and capitalised (T5's vocabulary is cased);
 /// "▁"; and single letters, digits and common punctuation, so that any other word is spelt out piece by piece (a character
 /// outside them is <c>&lt;unk&gt;</c>). Whole words score higher than their spelling, so the Viterbi search picks a demo
-/// word whenever a word begins with one (as a real Unigram model would: "▁red" + "dish" for "reddish").</para>
+/// word whenever a word begins with one ("reddish" is "▁red" then "d", "i", "s", "h", and so reads as red).</para>
 /// <para>The encoder is an embedding lookup: a demo word's piece carries the word's place slots (<see cref="SlotGroups"/>:
 /// top, bottom, left, right, center) in the first <see cref="DemoVocabulary.Dimension"/> of its <see cref="Width"/> columns,
 /// every other piece (specials, spellings, the other demo words' attributes) zero. In the demo flow model T5 is therefore
-/// where the picture's place comes from, as the long T5 prompt carries layout in Stable Diffusion 3: without T5 the place is
-/// left to chance.</para>
+/// where the picture's place comes from, so that leaving T5 out (Stable Diffusion 3's memory saving) visibly costs prompt
+/// adherence: without T5 the place is left to chance.</para>
 /// </remarks>
 public static class DemoT5TextEncoder
 {
