@@ -149,34 +149,49 @@ public static class DemoUnet
     internal static float[] PosteriorMeanEpsilon(ReadOnlySpan<float> sample, ReadOnlySpan<float> timesteps, double[][] logPriors,
         ReadOnlySpan<float> datasetLatents)
     {
-        int batch = sample.Length / LatentLength, count = datasetLatents.Length / LatentLength;
+        int batch = sample.Length / LatentLength;
         var output = new float[sample.Length];
-        var logits = new double[count];
+        var x0 = new double[LatentLength];
         for (int b = 0; b < batch; b++)
         {
             double alphaBar = AlphaBar(timesteps[timesteps.Length == 1 ? 0 : b]);
             double sa = Math.Sqrt(alphaBar), variance = 1 - alphaBar;
             var x = sample.Slice(b * LatentLength, LatentLength);
-            for (int k = 0; k < count; k++)
-            {
-                var z = datasetLatents.Slice(k * LatentLength, LatentLength);
-                double dist = 0;
-                for (int i = 0; i < LatentLength; i++)
-                {
-                    double r = x[i] - sa * z[i];
-                    dist += r * r;
-                }
-                logits[k] = logPriors[b][k] - dist / (2 * variance);
-            }
-            var w = Softmax(logits);
-            for (int i = 0; i < LatentLength; i++)
-            {
-                double x0 = 0;
-                for (int k = 0; k < count; k++) x0 += w[k] * datasetLatents[k * LatentLength + i];
-                output[b * LatentLength + i] = (float)((x[i] - sa * x0) / Math.Sqrt(variance));
-            }
+            PosteriorMean(x, sa, variance, logPriors[b], datasetLatents, x0);
+            for (int i = 0; i < LatentLength; i++) output[b * LatentLength + i] = (float)((x[i] - sa * x0[i]) / Math.Sqrt(variance));
         }
         return output;
+    }
+
+    /// <summary>
+    /// The posterior mean E[z | x] in double precision for one latent <paramref name="x"/> ([4 · 32 · 32]) observed as
+    /// x = a·z + s·ε with z drawn from the dataset latents (rows of <paramref name="datasetLatents"/>) under the log prior
+    /// <paramref name="logPrior"/> ([K]): w_k = softmax(log π_k − ‖x − a z_k‖² / (2s²)), E[z | x] = Σ w_k z_k. The diffusion
+    /// UNets take a = √ᾱ, s² = 1 − ᾱ; the flow-matching transformer a = 1 − σ, s² = σ².
+    /// </summary>
+    internal static void PosteriorMean(ReadOnlySpan<float> x, double signal, double variance, double[] logPrior,
+        ReadOnlySpan<float> datasetLatents, Span<double> mean)
+    {
+        int count = datasetLatents.Length / LatentLength;
+        var logits = new double[count];
+        for (int k = 0; k < count; k++)
+        {
+            var z = datasetLatents.Slice(k * LatentLength, LatentLength);
+            double dist = 0;
+            for (int i = 0; i < LatentLength; i++)
+            {
+                double r = x[i] - signal * z[i];
+                dist += r * r;
+            }
+            logits[k] = logPrior[k] - dist / (2 * variance);
+        }
+        var w = Softmax(logits);
+        for (int i = 0; i < LatentLength; i++)
+        {
+            double sum = 0;
+            for (int k = 0; k < count; k++) sum += w[k] * datasetLatents[k * LatentLength + i];
+            mean[i] = sum;
+        }
     }
 
     /// <summary>Builds the graph over the dataset's latent table and caption embeddings ([K, D]).</summary>
@@ -211,9 +226,6 @@ public static class DemoUnet
     /// </summary>
     internal static void BuildPosteriorMean(OnnxGraphBuilder g, string sample, string timestep, DemoLatentTable table, Func<string> logPrior)
     {
-        var items = DemoDataset.Items;
-        int count = items.Count, p = DemoLatentTable.PlaneLength;
-
         // Noise level: σ interpolated between the table entries around t, ᾱ = 1/(1 + σ²), 1 − ᾱ = σ²/(1 + σ²).
         var sigmas = g.Initializer("sigma_table", SigmaTable(), TrainTimesteps);
         var t = g.Clip(g.Reshape(timestep, -1, 1), 0, TrainTimesteps - 1);
@@ -229,7 +241,26 @@ public static class DemoUnet
         var variance = g.Mul(sigma2, alphaBar);
         var sqrtVariance = g.Sqrt(variance);
 
-        // Likelihood: −‖x − √ᾱ z_k‖² / (2(1 − ᾱ)) = (√ᾱ·x·z_k − ½ᾱ‖z_k‖²)/(1 − ᾱ) − ‖x‖²/(2(1 − ᾱ)). The last term is
+        string x = "";
+        var x0 = AddPosteriorMean(g, () => x = g.Reshape(sample, 0, -1), sqrtAlphaBar, alphaBar, variance, table, logPrior);
+        var eps = g.Div(g.Sub(x, g.Mul(x0, sqrtAlphaBar)), sqrtVariance);
+        g.NodeNamed("Reshape", [eps, g.Node("Shape", [sample])], "out_sample");
+        g.Output("out_sample", OnnxElementType.Float, "batch", DemoVae.LatentChannels, LatentSize, LatentSize);
+    }
+
+    /// <summary>
+    /// Adds the posterior mean E[z | x] ([B, P], P = 4·32·32) of the dataset latents for x = a·z + s·ε and returns its value
+    /// name: <paramref name="flatSample"/> adds the nodes of x as [B, P] (called after the dataset latents are in place),
+    /// <paramref name="signal"/> is a ([B, 1]), <paramref name="signalSquared"/> a², <paramref name="variance"/> s², and
+    /// <paramref name="logPrior"/> adds the nodes of the log prior ([B, K], up to a constant per row).
+    /// </summary>
+    internal static string AddPosteriorMean(OnnxGraphBuilder g, Func<string> flatSample, string signal, string signalSquared, string variance,
+        DemoLatentTable table, Func<string> logPrior)
+    {
+        var items = DemoDataset.Items;
+        int count = items.Count, p = DemoLatentTable.PlaneLength;
+
+        // Likelihood: −‖x − a z_k‖² / (2s²) = (a·x·z_k − ½a²‖z_k‖²)/s² − ‖x‖²/(2s²). The last term is
         // the same for every k and cancels in the softmax, so one [B, P] × [P, K] product (Gemm with transB over the
         // [K, P] latents, P = 4·32·32) and the constant ‖z_k‖² replace forming the [B, K, P] differences (3× faster).
         // The dataset latents z_k [K, P], assembled from the table (ONNX Runtime folds this into a constant at load):
@@ -252,20 +283,17 @@ public static class DemoUnet
             for (int i = 0; i < LatentLength; i++) sum += (double)datasetLatents[k * LatentLength + i] * datasetLatents[k * LatentLength + i];
             norms[k] = (float)sum;
         }
-        var x = g.Reshape(sample, 0, -1);                        // [B, P]
+        var x = flatSample();                                    // [B, P]
         var dots = g.Node("Gemm", [x, z], ("transB", 1L));       // [B, K]: x·z_k
-        var halfNormTerm = g.Mul(g.Mul(alphaBar, g.Scalar(0.5f)), g.Initializer("dataset_latent_norms", norms, 1, count));
-        var logLikelihood = g.Div(g.Sub(g.Mul(dots, sqrtAlphaBar), halfNormTerm), variance);
+        var halfNormTerm = g.Mul(g.Mul(signalSquared, g.Scalar(0.5f)), g.Initializer("dataset_latent_norms", norms, 1, count));
+        var logLikelihood = g.Div(g.Sub(g.Mul(dots, signal), halfNormTerm), variance);
 
         // Logits more than 80 below the largest are raised to that floor (a weight of e⁻⁸⁰ ≈ 2e-35 instead of less):
         // far-away images otherwise get subnormal weights, which the CPU multiplies ~5× slower in the product below.
         var logits = g.Add(logPrior(), logLikelihood);
         var floor = g.Sub(g.ReduceMax(logits, [1]), g.Scalar(80f));
         var weights = g.Softmax(g.Node("Max", [logits, floor]), axis: -1);
-        var x0 = g.MatMul(weights, z);                          // [B, P]
-        var eps = g.Div(g.Sub(x, g.Mul(x0, sqrtAlphaBar)), sqrtVariance);
-        g.NodeNamed("Reshape", [eps, g.Node("Shape", [sample])], "out_sample");
-        g.Output("out_sample", OnnxElementType.Float, "batch", DemoVae.LatentChannels, LatentSize, LatentSize);
+        return g.MatMul(weights, z);                            // [B, P]
     }
 
     private static double[] Softmax(double[] logits)

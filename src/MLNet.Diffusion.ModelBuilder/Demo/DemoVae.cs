@@ -305,9 +305,15 @@ public static class DemoVae
     }
 
     /// <summary>Builds <c>vae_encoder/model.onnx</c>: <c>sample</c> [B, 3, H, W] in [−1, 1] → <c>latent_sample</c> [B, 4, H/8, W/8].</summary>
-    public static OnnxGraphBuilder BuildEncoderGraph()
+    public static OnnxGraphBuilder BuildEncoderGraph() => BuildEncoderGraph("demo_vae_encoder", LatentChannels, null);
+
+    /// <summary>
+    /// Builds the encoder with its 4-channel latent passed through <paramref name="widen"/> (which adds the nodes that map
+    /// it to <paramref name="channels"/> channels and returns their output), or unchanged when that is null.
+    /// </summary>
+    internal static OnnxGraphBuilder BuildEncoderGraph(string graphName, int channels, Func<OnnxGraphBuilder, string, string>? widen)
     {
-        var g = new OnnxGraphBuilder("demo_vae_encoder");
+        var g = new OnnxGraphBuilder(graphName);
         var x = g.Input("sample", OnnxElementType.Float, "batch", 3, "height", "width");
         var rgb = g.Clip(g.Affine(x, 0.5f, 0.5f), 0, 1);
         var max = g.ReduceMax(rgb, [1]);
@@ -379,16 +385,24 @@ public static class DemoVae
             0, 0, 0, ColourGain * k,
         }, 4, 4, 1, 1);
         var bias = g.Initializer("latent_shift", new float[] { DistanceOffset * k, 0, 0, 0 }, 4);
-        g.NodeNamed("Conv", [raw, affine, bias], "latent_sample");
-        g.Output("latent_sample", OnnxElementType.Float, "batch", LatentChannels, "latent_height", "latent_width");
+        if (widen is null) g.NodeNamed("Conv", [raw, affine, bias], "latent_sample");
+        else g.Identity(widen(g, g.Conv(raw, affine, bias)), "latent_sample");
+        g.Output("latent_sample", OnnxElementType.Float, "batch", channels, "latent_height", "latent_width");
         return g;
     }
 
     /// <summary>Builds <c>vae_decoder/model.onnx</c>: <c>latent_sample</c> [B, 4, h, w] → <c>sample</c> [B, 3, 8h, 8w] in [−1, 1].</summary>
-    public static OnnxGraphBuilder BuildDecoderGraph()
+    public static OnnxGraphBuilder BuildDecoderGraph() => BuildDecoderGraph("demo_vae_decoder", LatentChannels, null);
+
+    /// <summary>
+    /// Builds the decoder for a <paramref name="channels"/>-channel latent that <paramref name="narrow"/> maps to the demo's 4
+    /// channels first (adding its nodes and returning their output); with null the input is the 4-channel latent itself.
+    /// </summary>
+    internal static OnnxGraphBuilder BuildDecoderGraph(string graphName, int channels, Func<OnnxGraphBuilder, string, string>? narrow)
     {
-        var g = new OnnxGraphBuilder("demo_vae_decoder");
-        var z = g.Input("latent_sample", OnnxElementType.Float, "batch", LatentChannels, "latent_height", "latent_width");
+        var g = new OnnxGraphBuilder(graphName);
+        var z = g.Input("latent_sample", OnnxElementType.Float, "batch", channels, "latent_height", "latent_width");
+        if (narrow is not null) z = narrow(g, z);
         // Cubic ×8 upsampling (what Resize mode=cubic, half_pixel, cubic_coeff_a=−0.5 computes, done as transposed
         // convolutions because ONNX Runtime's cubic Resize is an order of magnitude slower): edge-pad by 2, then per axis a
         // ConvTranspose with stride 8 and the 32-tap kernel K[q] = W((q − 15.5)/8), cropping 28 pixels at each end.

@@ -26,12 +26,13 @@ namespace MLNet.Diffusion.ModelBuilder.Demo;
 /// </remarks>
 public sealed class DemoXlTextEncoder
 {
-    private DemoXlTextEncoder(string graphName, int layers, bool withProjection, string[] slotGroups)
+    internal DemoXlTextEncoder(string graphName, int layers, bool withProjection, string[] slotGroups, string[]? projectionSlotGroups = null)
     {
         GraphName = graphName;
         Layers = layers;
         WithProjection = withProjection;
         SlotGroups = slotGroups;
+        ProjectionSlotGroups = withProjection ? projectionSlotGroups ?? ["background"] : [];
     }
 
     /// <summary>The first encoder (<c>text_encoder/</c>): shape and colour, 3 layers, <c>pooler_output</c>.</summary>
@@ -42,6 +43,10 @@ public sealed class DemoXlTextEncoder
 
     /// <summary>The slot groups <c>text_embeds</c> carries (the background).</summary>
     public static IReadOnlyList<string> PooledSlotGroups { get; } = ["background"];
+
+    /// <summary>The slot groups this encoder's <c>text_embeds</c> carries (<see cref="PooledSlotGroups"/> for
+    /// <see cref="Second"/>; none without a projection).</summary>
+    public IReadOnlyList<string> ProjectionSlotGroups { get; }
 
     /// <summary>The ONNX graph's name.</summary>
     public string GraphName { get; }
@@ -106,7 +111,7 @@ public sealed class DemoXlTextEncoder
         int d = Dimension, batch = inputIds.Length / sequence;
         var table = DemoTextEncoder.EmbeddingTable();
         var mask = SlotMask(SlotGroups);
-        var background = SlotMask(PooledSlotGroups);
+        var background = SlotMask(ProjectionSlotGroups);
         var penultimate = new float[inputIds.Length * d];
         var pooled = new float[batch * d];
         for (int i = 0; i < inputIds.Length; i++)
@@ -160,7 +165,7 @@ public sealed class DemoXlTextEncoder
         if (WithProjection)
         {
             var summed = g.ReduceSum(embedded, [1], keepDims: false);                               // [B, D]
-            g.NodeNamed("Mul", [summed, g.Initializer("pooled_slot_mask", SlotMask(PooledSlotGroups), d)], "text_embeds");
+            g.NodeNamed("Mul", [summed, g.Initializer("pooled_slot_mask", SlotMask(ProjectionSlotGroups), d)], "text_embeds");
         }
         else
         {
