@@ -202,4 +202,23 @@ public class DemoFlowGraphTests(DemoFlowModelFixture model, ITestOutputHelper ou
         double total = w.Sum();
         return w.Select(v => v / total).ToArray();
     }
+
+    [Fact]
+    public void CommandLineBuildsTheFlowModel()
+    {
+        using var dir = new Cli.TempDir();
+        var previous = Console.Out;
+        var text = new StringWriter();
+        Console.SetOut(text);
+        try
+        {
+            Assert.Equal(0, MLNet.Diffusion.ModelBuilder.Program.Main(["demo-flow", "--out", dir["flow"]]));
+        }
+        finally
+        {
+            Console.SetOut(previous);
+        }
+        Assert.Contains(DemoFlowModelBuilder.Version, text.ToString());
+        Assert.True(DemoFlowModelBuilder.IsCurrent(dir["flow"]));
+    }
 }
