@@ -14,7 +14,8 @@ namespace MLNet.Diffusion.Benchmarks;
 /// </summary>
 /// <remarks>
 /// Each configuration runs <see cref="PerRound"/> generations (one image, classifier-free guidance: UNet batch 2) per
-/// round, the rounds interleaved over all configurations so that a change in the machine's load hits every one alike.
+/// round, the rounds interleaved over all configurations so that a change in the machine's load hits every one alike, and
+/// the IO-binding and plain-Run configurations of one model back to back, generation by generation, so that they pair.
 /// Times come from <see cref="Stopwatch"/> ticks at each progress report and from <c>UNet.RunTime</c> (the time inside
 /// ONNX Runtime's run): a step's host cost is the time between two reports less the run between them; the set-up is the
 /// generation's time outside ONNX Runtime less its steps' host cost (the first step counted at the median step's cost).
@@ -77,9 +78,15 @@ public static class OverheadSplit
                 Generate(pipeline, embeddings[key], new Config("warm-up", key.Item1, 128, 64, key.Item2), record: false);
             Thread.Sleep(500);
             foreach (var c in configs) Generate(pipelines[(c.Folder, c.IoBinding)], embeddings[(c.Folder, c.IoBinding)], c, record: false); // warm-up
+            // The two run paths of one model and size run back to back, alternating which goes first, so that each IO-binding
+            // generation has a plain-Run twin made moments apart (the pairs of the sign test below); the models take turns
+            // by round, forwards then backwards, so that a change in the machine's load hits every model alike.
+            var pairs = configs.Where(c => c.IoBinding).Select(io => (Io: io, Plain: configs.Single(c => !c.IoBinding && c.Folder == io.Folder && c.Size == io.Size))).ToArray();
             for (int round = 0; round < rounds; round++)
-                foreach (var c in round % 2 == 0 ? configs : configs.AsEnumerable().Reverse()) // each path first in turn
-                    for (int i = 0; i < PerRound; i++) Generate(pipelines[(c.Folder, c.IoBinding)], embeddings[(c.Folder, c.IoBinding)], c, record: true);
+                foreach (var (io, plain) in round % 2 == 0 ? pairs : pairs.AsEnumerable().Reverse())
+                    for (int i = 0; i < PerRound; i++)
+                        foreach (var c in (i + round) % 2 == 0 ? [io, plain] : new[] { plain, io })
+                            Generate(pipelines[(c.Folder, c.IoBinding)], embeddings[(c.Folder, c.IoBinding)], c, record: true);
         }
         finally
         {
