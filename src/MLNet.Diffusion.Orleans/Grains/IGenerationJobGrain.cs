@@ -46,4 +46,12 @@ public interface IGenerationJobGrain : IGrainWithStringKey
     /// </summary>
     /// <exception cref="ArgumentException">The arrays differ in length.</exception>
     Task<WorkItem?[]> CompleteAndLeaseMany(WorkResult[] results, string[] workers, SiloAddress silo);
+
+    /// <summary>
+    /// For a job with <see cref="JobSpec.ReturnToCaller"/>: the outcomes (image or error) of the rows settled since the last
+    /// call, each row's once; they are no longer held by the job afterwards. Follow the job with <see cref="WaitForProgress"/>
+    /// and call this after each change.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The job writes to a folder (or was not started).</exception>
+    Task<RowResult[]> TakeResults();
 }
