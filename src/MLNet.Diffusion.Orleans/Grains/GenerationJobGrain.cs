@@ -102,14 +102,14 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
         return Progress();
     }
 
-    public Task<RowResult[]> TakeResults()
+    public Task<RowResult[]> TakeResults(int received)
     {
         if (_sink is not CallerSink caller)
             throw new InvalidOperationException(_spec is null
                 ? $"Job '{this.GetPrimaryKeyString()}' is not started (or lost its state): start it again with the rows not yet received."
                 : $"Job '{this.GetPrimaryKeyString()}' writes to the folder '{_spec.OutputDirectory}', not back to the caller: read its images there.");
-        var taken = caller.Take();
-        // Nothing is kept once a finished job has handed everything over: the activation can go.
+        var taken = caller.Take(received);
+        // Nothing is kept once a finished job's outcomes are all acknowledged: the activation can go.
         if (_status != JobStatus.Running && _inFlight == 0 && caller.HeldCount == 0) DeactivateOnIdle();
         return Task.FromResult(taken);
     }

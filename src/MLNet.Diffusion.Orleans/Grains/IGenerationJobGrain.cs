@@ -48,10 +48,12 @@ public interface IGenerationJobGrain : IGrainWithStringKey
     Task<WorkItem?[]> CompleteAndLeaseMany(WorkResult[] results, string[] workers, SiloAddress silo);
 
     /// <summary>
-    /// For a job with <see cref="JobSpec.ReturnToCaller"/>: the outcomes (image or error) of the rows settled since the last
-    /// call, each row's once; they are no longer held by the job afterwards. Follow the job with <see cref="WaitForProgress"/>
-    /// and call this after each change.
+    /// For a job with <see cref="JobSpec.ReturnToCaller"/>: the rows' outcomes (image or error) settled by this activation
+    /// after the first <paramref name="received"/>, in the order they were settled. The caller passes how many it has
+    /// received from this activation so far (0 at first; after a restart of the job, 0 again): those are acknowledged and
+    /// dropped, the rest stay held until acknowledged, so an answer lost on the way is sent again by the next call. A
+    /// finished job whose outcomes are all acknowledged lets its activation go.
     /// </summary>
     /// <exception cref="InvalidOperationException">The job writes to a folder (or was not started).</exception>
-    Task<RowResult[]> TakeResults();
+    Task<RowResult[]> TakeResults(int received);
 }

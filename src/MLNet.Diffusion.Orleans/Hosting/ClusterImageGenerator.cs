@@ -195,12 +195,15 @@ public sealed class ClusterImageGenerator : IImageGenerator
             Rows = [.. jobRows], Settings = requests[0].Settings, BatchSize = BatchSize, ReturnToCaller = true, LeaseTimeout = LeaseTimeout, MaxPendingWriteBytes = MaxHeldBytes,
         };
         bool cancelled = false;
+        int taken = 0; // results this activation of the job has sent: acknowledged by the next TakeResults
         try
         {
             var progress = await job.Start(SpecOf(rows));
             while (true)
             {
-                foreach (var result in await TakeResults(job))
+                var results = await TakeResults(job, taken);
+                taken += results.Length;
+                foreach (var result in results)
                 {
                     if (result.Row < 0 || result.Row >= received.Length || received[result.Row] is not null) continue; // once per row, even after a restart
                     received[result.Row] = result;
@@ -208,7 +211,11 @@ public sealed class ClusterImageGenerator : IImageGenerator
                     var owner = owners[result.Row];
                     if (++owner.Received == owner.Count) Complete(owner, received);
                 }
-                if (receivedCount == rows.Count) return;
+                if (receivedCount == rows.Count)
+                {
+                    _ = TakeResults(job, taken); // acknowledges the last results, so the finished job lets go of them
+                    return;
+                }
                 if (!cancelled && requests.All(r => r.Done.Task.IsCanceled))
                 {
                     cancelled = true;
@@ -225,6 +232,7 @@ public sealed class ClusterImageGenerator : IImageGenerator
                     if (cancelled) return;
                     // The job's silo died and its state with it: start it again with the rows not received.
                     progress = await job.Start(SpecOf(rows.Where(r => received[r.Row] is null)));
+                    taken = 0;
                 }
             }
         }
@@ -234,11 +242,11 @@ public sealed class ClusterImageGenerator : IImageGenerator
         }
     }
 
-    private async Task<RowResult[]> TakeResults(IGenerationJobGrain job)
+    private static async Task<RowResult[]> TakeResults(IGenerationJobGrain job, int received)
     {
         try
         {
-            return await job.TakeResults();
+            return await job.TakeResults(received);
         }
         catch (Exception e) when (e is TimeoutException or OrleansException or InvalidOperationException)
         {
@@ -246,13 +254,18 @@ public sealed class ClusterImageGenerator : IImageGenerator
         }
     }
 
+    /// <summary>
+    /// The job's next progress. A call to a silo that died can stay unanswered until Orleans' response timeout (30 s by
+    /// default), so each wait gives up after <see cref="PollInterval"/> plus 5 s and asks again: once membership declares
+    /// the silo dead, the call reaches a new activation, which answers <see cref="JobStatus.NotStarted"/>.
+    /// </summary>
     private async Task<JobProgress> WaitForProgress(IGenerationJobGrain job, long version)
     {
         while (true)
         {
             try
             {
-                return await job.WaitForProgress(version, PollInterval);
+                return await job.WaitForProgress(version, PollInterval).WaitAsync(PollInterval + TimeSpan.FromSeconds(5));
             }
             catch (Exception e) when (e is TimeoutException or OrleansException)
             {

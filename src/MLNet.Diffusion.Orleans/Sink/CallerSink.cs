@@ -5,7 +5,7 @@ namespace MLNet.Diffusion.Orleans;
 /// <summary>
 /// The sink of a job whose images go back to the caller (<see cref="JobSpec.ReturnToCaller"/>): each row's outcome (PNG or
 /// error) is settled once, by a bit per row, and held in the job grain until the caller takes it
-/// (<see cref="IGenerationJobGrain.TakeResults"/>). What is held and not taken counts against
+/// (<see cref="IGenerationJobGrain.TakeResults"/>). What is held and not acknowledged counts against
 /// <see cref="JobSpec.MaxPendingWriteBytes"/>, so a caller that does not take its images slows the job instead of filling the
 /// job silo's memory. Nothing is persisted: if the job's silo dies, the caller starts the job again with the rows it has not
 /// received. Used on the job grain's turn only (not thread-safe).
@@ -14,7 +14,8 @@ internal sealed class CallerSink(int tableRows) : IJobSink
 {
     private readonly BitArray _committed = new(tableRows);
     private readonly BitArray _failed = new(tableRows);
-    private List<RowResult> _held = [];
+    private readonly List<RowResult> _held = [];
+    private int _dropped; // results acknowledged by the caller and dropped from the front of _held
     private long _heldBytes;
 
     public int CommittedCount { get; private set; }
@@ -52,14 +53,17 @@ internal sealed class CallerSink(int tableRows) : IJobSink
         _held.Add(new RowResult { Row = row.Row, Error = error });
     }
 
-    /// <summary>Hands over every result held (and forgets them): each row's outcome is handed over once.</summary>
-    public RowResult[] Take()
+    /// <summary>
+    /// Drops the results the caller has (the first <paramref name="received"/> this sink settled) and returns the rest, still
+    /// held: a result leaves the job only once the caller acknowledges it, so an answer lost on the way is sent again.
+    /// </summary>
+    public RowResult[] Take(int received)
     {
-        if (_held.Count == 0) return [];
-        var taken = _held.ToArray();
-        _held = [];
-        _heldBytes = 0;
-        return taken;
+        int drop = Math.Clamp(received - _dropped, 0, _held.Count);
+        for (int i = 0; i < drop; i++) _heldBytes -= _held[i].Png?.Length ?? 0;
+        _held.RemoveRange(0, drop);
+        _dropped += drop;
+        return _held.Count == 0 ? [] : [.. _held];
     }
 
     public Task DrainAsync() => Task.CompletedTask;
