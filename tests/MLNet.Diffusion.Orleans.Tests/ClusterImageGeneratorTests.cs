@@ -23,44 +23,48 @@ public sealed class ClusterImageGeneratorTests(ITestOutputHelper output)
     {
         await using var cluster = await DiffusionCluster.StartAsync(3);
         using var generator = new ClusterImageGenerator(cluster.Client, DemoRows.Model) { BatchSize = 2, PollInterval = TimeSpan.FromMilliseconds(100), LeaseTimeout = TimeSpan.FromSeconds(10) };
-        var rows = DemoRows.Make(72);
-        // Three waves of requests (three jobs, each placed on some silo), 8 requests of 3 images each: rows 3i … 3i + 2 share a prompt, seeds consecutive.
+        var rows = new List<GenerationRow>();
         var requests = new List<(int FirstRow, Task<ImageGenerationResponse> Response)>();
-        for (int wave = 0; wave < 3; wave++)
-        {
-            for (int r = 0; r < 8; r++)
-            {
-                int first = (wave * 8 + r) * 3;
-                var prompt = rows[first].Prompt;
-                for (int k = 0; k < 3; k++) rows[first + k] = new GenerationRow { Row = first + k, Prompt = prompt, Seed = 5000 + first + k };
-                requests.Add((first, generator.GenerateAsync(new ImageGenerationRequest(prompt), OptionsOf(5000 + first, 3))));
-            }
-            await Task.Delay(generator.GatherWindow * 5);
-        }
-
-        // Kill a silo (never the primary, which holds localhost membership) that holds a running job with rows made.
         var registry = cluster.Client.GetGrain<IJobRegistryGrain>(0);
         var secondaries = cluster.SecondarySilos.ToDictionary(s => s.SiloAddress.ToString());
         var clock = Stopwatch.StartNew();
         global::Orleans.TestingHost.SiloHandle? victim = null;
-        while (victim is null)
+        // Waves of 8 requests of 3 images (one job each, placed on some silo) until a job runs on a silo that can be killed
+        // (never the primary, which holds localhost membership): that silo is killed while the job is under way.
+        for (int wave = 0; victim is null; wave++)
         {
-            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60), "no job ran on a secondary silo");
-            foreach (var id in await registry.GetActive())
+            Assert.True(wave < 10, "no job was placed on a secondary silo in 10 waves");
+            var known = (await registry.GetActive()).ToHashSet();
+            var waveRequests = new List<Task<ImageGenerationResponse>>();
+            for (int r = 0; r < 8; r++)
             {
-                var progress = await cluster.Client.GetGrain<IGenerationJobGrain>(id).GetProgress();
-                if (progress.Status == JobStatus.Running && progress.CommittedRows > 0 && secondaries.TryGetValue(progress.Host, out var silo))
-                {
-                    victim = silo;
-                    output.WriteLine($"killing {progress.Host}, holding job {id} at {progress}");
-                    break;
-                }
+                int first = rows.Count;
+                var prompt = DemoRows.Make(first + 1)[first].Prompt;
+                for (int k = 0; k < 3; k++) rows.Add(new GenerationRow { Row = first + k, Prompt = prompt, Seed = 5000 + first + k });
+                var response = generator.GenerateAsync(new ImageGenerationRequest(prompt), OptionsOf(5000 + first, 3));
+                requests.Add((first, response));
+                waveRequests.Add(response);
             }
-            await Task.Delay(10);
+            var waveDone = Task.WhenAll(waveRequests);
+            while (victim is null && !waveDone.IsCompleted)
+            {
+                foreach (var id in (await registry.GetActive()).Where(id => !known.Contains(id)))
+                {
+                    var progress = await cluster.Client.GetGrain<IGenerationJobGrain>(id).GetProgress();
+                    if (progress.Status == JobStatus.Running && secondaries.TryGetValue(progress.Host, out var silo))
+                    {
+                        victim = silo;
+                        output.WriteLine($"wave {wave}: killing {progress.Host}, holding job {id} at {progress}");
+                    }
+                }
+                await Task.Delay(10);
+            }
+            if (victim is null) await waveDone.WaitAsync(TimeSpan.FromSeconds(60));
         }
         await cluster.KillSiloAsync(victim);
 
         var reference = DemoRows.Reference(rows, batchSize: 5);
+        Assert.Equal(Enumerable.Range(0, rows.Count), rows.Select(r => r.Row));
         foreach (var (first, response) in requests)
         {
             var images = (await response.WaitAsync(TimeSpan.FromSeconds(120))).Contents.Cast<DataContent>().ToArray();
@@ -71,7 +75,7 @@ public sealed class ClusterImageGeneratorTests(ITestOutputHelper output)
                 Assert.True(reference[first + k].AsSpan().SequenceEqual(images[k].Data.Span), $"row {first + k}'s image differs from the single-process one");
             }
         }
-        output.WriteLine($"all {rows.Length} images in {clock.Elapsed.TotalSeconds:F1} s after the search began");
+        output.WriteLine($"all {rows.Count} images in {clock.Elapsed.TotalSeconds:F1} s after the search began");
     }
 
     [Fact]

@@ -113,4 +113,39 @@ public sealed class MLNetClusterTests(TwoSiloCluster fixture) : IClassFixture<Tw
         Assert.Contains("data row 5", error.Message, StringComparison.Ordinal);
         Assert.Contains("Non-finite", error.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task Cancelling_every_request_of_a_job_cancels_the_job_on_the_cluster()
+    {
+        using var generator = Generator();
+        using var cancel = new CancellationTokenSource();
+        var options = new Microsoft.Extensions.AI.ImageGenerationOptions
+        {
+            Count = 200,
+            AdditionalProperties = new() { [StableDiffusionImageGenerator.SeedProperty] = 1L, [StableDiffusionImageGenerator.StepsProperty] = DemoRows.Steps },
+        };
+        var registry = fixture.Cluster.Client.GetGrain<IJobRegistryGrain>(0);
+        var before = (await registry.GetActive()).ToHashSet(); // another test's finished job may still be leaving the list
+
+        var request = generator.GenerateAsync(new Microsoft.Extensions.AI.ImageGenerationRequest("a red circle"), options, cancel.Token);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        string[] started;
+        while ((started = [.. (await registry.GetActive()).Where(id => !before.Contains(id))]).Length == 0) // the job has started
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), "the job never started");
+            await Task.Delay(10);
+        }
+        var job = fixture.Cluster.Client.GetGrain<IGenerationJobGrain>(Assert.Single(started));
+        cancel.Cancel();
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => request);
+        JobProgress progress;
+        while ((progress = await job.GetProgress()).Status == JobStatus.Running)
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(40), $"the job was not cancelled: {progress}");
+            await Task.Delay(20);
+        }
+        Assert.Equal(JobStatus.Cancelled, progress.Status);
+        Assert.True(progress.CommittedRows < 200, progress.ToString());
+    }
 }

@@ -151,7 +151,12 @@ public sealed class ClusterImageGenerator : IImageGenerator
         ArgumentNullException.ThrowIfNull(request);
         var pending = Plan(request, options, cancellationToken);
         cancellationToken.ThrowIfCancellationRequested();
-        if (cancellationToken.CanBeCanceled) cancellationToken.Register(() => pending.Done.TrySetCanceled(cancellationToken));
+        if (cancellationToken.CanBeCanceled)
+        {
+            // One registration per request on a token that may outlive millions of them (DiffusionOptions.CancellationToken): released with the request.
+            var registration = cancellationToken.Register(() => pending.Done.TrySetCanceled(cancellationToken));
+            pending.Done.Task.ContinueWith(_ => registration.Dispose(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
         bool first;
         lock (_gate)
         {
