@@ -14,7 +14,7 @@ public sealed class JobSpec
     [Id(2)] public int BatchSize { get; init; } = 8;
 
     /// <summary>
-    /// The output folder, on storage the job's silo can write: an image per row (written to a temporary file, flushed, then
+    /// The output folder (empty when <see cref="ReturnToCaller"/>), on storage the job's silo can write: an image per row (written to a temporary file, flushed, then
     /// renamed) and <c>manifest.csv</c> in the CLI batch's format, a line appended and flushed per finished row; failed rows go
     /// to <c>failures.csv</c> (row, prompt, seed, error).
     /// </summary>
@@ -31,4 +31,12 @@ public sealed class JobSpec
     /// folder's storage is slower than the workers, the job slows to the storage's pace instead of filling its silo's memory.
     /// </summary>
     [Id(5)] public long MaxPendingWriteBytes { get; init; } = 256L << 20;
+
+    /// <summary>
+    /// Whether the rows' images go back to the caller instead of to <see cref="OutputDirectory"/> (which must then be empty):
+    /// the job grain holds each row's outcome, committed exactly once, until the caller takes it with
+    /// <see cref="IGenerationJobGrain.TakeResults"/>; held bytes count against <see cref="MaxPendingWriteBytes"/>. Nothing is
+    /// persisted: a caller whose job lost its grain (its silo died) starts it again with the rows it has not received.
+    /// </summary>
+    [Id(6)] public bool ReturnToCaller { get; init; }
 }

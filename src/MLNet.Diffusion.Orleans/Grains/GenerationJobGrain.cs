@@ -24,7 +24,7 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
     private string?[] _leaseWorker = [];
     private SiloAddress?[] _leaseSilo = [];
     private int _inFlight;
-    private FolderSink? _sink;
+    private IJobSink? _sink;
     private JobStatus _status = JobStatus.NotStarted;
     private bool _draining;
     private long _nextLease;
@@ -41,7 +41,8 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
         Validate(spec);
         _spec = spec;
         _rowsByIndex = spec.Rows.ToDictionary(r => r.Row);
-        _sink = FolderSink.Open(spec.OutputDirectory, spec.Rows.Length == 0 ? 0 : spec.Rows.Max(r => r.Row) + 1);
+        int tableRows = spec.Rows.Length == 0 ? 0 : spec.Rows.Max(r => r.Row) + 1;
+        _sink = spec.ReturnToCaller ? new CallerSink(tableRows) : FolderSink.Open(spec.OutputDirectory, tableRows);
         var todo = spec.Rows.Where(r => !_sink.IsCommitted(r.Row)).ToArray();
         _items = [.. todo.Chunk(spec.BatchSize)];
         _itemDone = new bool[_items.Count];
@@ -60,7 +61,7 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
             await GrainFactory.GetGrain<IJobRegistryGrain>(0).Add(this.GetPrimaryKeyString());
         }
         logger.LogInformation("Job {Job}: {Rows} rows, {Done} already in {Folder}, {Items} items of up to {Batch}.",
-            this.GetPrimaryKeyString(), spec.Rows.Length, _settledRows, spec.OutputDirectory, _items.Count, spec.BatchSize);
+            this.GetPrimaryKeyString(), spec.Rows.Length, _settledRows, spec.ReturnToCaller ? "the caller" : spec.OutputDirectory, _items.Count, spec.BatchSize);
         return Progress();
     }
 
@@ -99,6 +100,18 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
             await Finish();
         }
         return Progress();
+    }
+
+    public Task<RowResult[]> TakeResults(int received)
+    {
+        if (_sink is not CallerSink caller)
+            throw new InvalidOperationException(_spec is null
+                ? $"Job '{this.GetPrimaryKeyString()}' is not started (or lost its state): start it again with the rows not yet received."
+                : $"Job '{this.GetPrimaryKeyString()}' writes to the folder '{_spec.OutputDirectory}', not back to the caller: read its images there.");
+        var taken = caller.Take(received);
+        // Nothing is kept once a finished job's outcomes are all acknowledged: the activation can go.
+        if (_status != JobStatus.Running && _inFlight == 0 && caller.HeldCount == 0) DeactivateOnIdle();
+        return Task.FromResult(taken);
     }
 
     public Task<WorkItem?> Lease(string worker, SiloAddress workerSilo) => Task.FromResult(NextItem(worker, workerSilo));
@@ -294,7 +307,10 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
         if (spec.BatchSize < 1) throw new ArgumentException($"JobSpec.BatchSize is {spec.BatchSize}; it must be 1 or more.", nameof(spec));
         if (spec.MaxPendingWriteBytes <= 0) throw new ArgumentException($"JobSpec.MaxPendingWriteBytes is {spec.MaxPendingWriteBytes}; it must be positive (default 256 MiB).", nameof(spec));
         if (spec.LeaseTimeout <= TimeSpan.Zero) throw new ArgumentException($"JobSpec.LeaseTimeout is {spec.LeaseTimeout}; it must be positive.", nameof(spec));
-        if (string.IsNullOrWhiteSpace(spec.OutputDirectory)) throw new ArgumentException("JobSpec.OutputDirectory is empty; name a folder every silo can write.", nameof(spec));
+        if (spec.ReturnToCaller && !string.IsNullOrWhiteSpace(spec.OutputDirectory))
+            throw new ArgumentException($"JobSpec.ReturnToCaller is set and JobSpec.OutputDirectory names '{spec.OutputDirectory}'; a job's images go to one place: clear one of them.", nameof(spec));
+        if (!spec.ReturnToCaller && string.IsNullOrWhiteSpace(spec.OutputDirectory))
+            throw new ArgumentException("JobSpec.OutputDirectory is empty; name a folder every silo can write (or set JobSpec.ReturnToCaller to take the images back).", nameof(spec));
         if (string.IsNullOrWhiteSpace(spec.Settings.ModelDirectory)) throw new ArgumentException("JobSpec.Settings.ModelDirectory is empty; name a model folder every worker can read.", nameof(spec));
         var seen = new HashSet<int>();
         foreach (var row in spec.Rows)

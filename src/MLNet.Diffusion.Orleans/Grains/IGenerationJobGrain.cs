@@ -46,4 +46,14 @@ public interface IGenerationJobGrain : IGrainWithStringKey
     /// </summary>
     /// <exception cref="ArgumentException">The arrays differ in length.</exception>
     Task<WorkItem?[]> CompleteAndLeaseMany(WorkResult[] results, string[] workers, SiloAddress silo);
+
+    /// <summary>
+    /// For a job with <see cref="JobSpec.ReturnToCaller"/>: the rows' outcomes (image or error) settled by this activation
+    /// after the first <paramref name="received"/>, in the order they were settled. The caller passes how many it has
+    /// received from this activation so far (0 at first; after a restart of the job, 0 again): those are acknowledged and
+    /// dropped, the rest stay held until acknowledged, so an answer lost on the way is sent again by the next call. A
+    /// finished job whose outcomes are all acknowledged lets its activation go.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The job writes to a folder (or was not started).</exception>
+    Task<RowResult[]> TakeResults(int received);
 }

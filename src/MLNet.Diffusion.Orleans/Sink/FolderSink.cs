@@ -15,7 +15,7 @@ namespace MLNet.Diffusion.Orleans;
 /// manifest back (dropping a cut-off last line and lines whose file is gone), so a job started again over the same folder
 /// goes on where it stopped. One job grain writes a folder at a time.
 /// </summary>
-internal sealed class FolderSink : IDisposable
+internal sealed class FolderSink : IJobSink
 {
     /// <summary>The failures file's name.</summary>
     public const string FailuresFileName = "failures.csv";

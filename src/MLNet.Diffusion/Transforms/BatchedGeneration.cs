@@ -82,7 +82,8 @@ internal sealed class BatchedGeneration
 
     /// <summary>
     /// Generates the slots from their rows' prompts (the engine encodes, denoises and, with <paramref name="decode"/>,
-    /// decodes); each slot gets its prompt embeddings, latents and image.
+    /// decodes); each slot gets its prompt embeddings, latents and image. With <see cref="DiffusionOptions.ImageGenerator"/>
+    /// set, the generator makes the images instead (<see cref="RemoteGeneration"/>) and the slots get only their image.
     /// </summary>
     public SlotOutputs[] Generate(IReadOnlyList<ImageSlot> slots, bool decode, BatchRun run)
     {
@@ -90,6 +91,8 @@ internal sealed class BatchedGeneration
         try
         {
             var requests = slots.Select(slot => RequestOf(slot, owned)).ToArray();
+            if (_options.ImageGenerator is { } generator) // DiffusionOptions.Validate refused every output but the image
+                return RemoteGeneration.Generate(generator, _options, Width, Height, requests, [.. slots.Select(RowName)], run);
             var output = _pipeline.Run(requests, _generation, decode, run.Progress, run.CancellationToken, [.. slots.Select(RowName)]);
             var images = output.Images is { } decoded ? Keep(decoded) : null;
             return [.. Enumerable.Range(0, slots.Count).Select(i => new SlotOutputs

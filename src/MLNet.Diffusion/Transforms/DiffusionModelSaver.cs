@@ -98,7 +98,7 @@ public static class DiffusionModelSaver
     /// <param name="inputSchema">The input schema saved with the model, or null if none was.</param>
     /// <param name="modelPath">Where the Stable Diffusion model folder is now; null for the path it was saved with.</param>
     /// <param name="configure">Called with each diffusion transformer's saved options before it is created: set what
-    /// is not saved (<see cref="DiffusionOptions.Progress"/>, <see cref="DiffusionOptions.CancellationToken"/>) or change
+    /// is not saved (<see cref="DiffusionOptions.Progress"/>, <see cref="DiffusionOptions.CancellationToken"/>, <see cref="DiffusionOptions.ImageGenerator"/>) or change
     /// run-time settings such as <see cref="DiffusionOptions.BatchSize"/> or the device; null changes nothing.</param>
     /// <returns>A <see cref="TransformerChain{TLastTransformer}"/> of <see cref="ITransformer"/>; dispose it to unload the model.</returns>
     /// <exception cref="InvalidDataException">The file is not a saved MLNet.Diffusion model.</exception>

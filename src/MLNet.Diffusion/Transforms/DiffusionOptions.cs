@@ -191,6 +191,27 @@ public sealed class DiffusionOptions
     public IDictionary<string, string?> TextualInversions { get; set; } = new Dictionary<string, string?>();
 
     /// <summary>
+    /// <c>GenerateImages</c> only: an image generator (Microsoft.Extensions.AI) that makes the images instead of the local
+    /// device, for example a cluster's (<c>MLNet.Diffusion.Orleans.ClusterImageGenerator</c>). Each batch's images are sent
+    /// as one request per image, all of the batch in flight together: the row's prompt, and as
+    /// <c>ImageGenerationOptions.AdditionalProperties</c> under <see cref="StableDiffusionImageGenerator"/>'s names its seed
+    /// (the seed formula above), steps, guidance scale and negative prompt, and the shared settings that differ from their
+    /// defaults (scheduler, η, guidance rescale, noise, guidance window, aesthetic scores); the image size is
+    /// <c>ImageGenerationOptions.ImageSize</c>. The first image of each response (PNG) becomes the row's image. Null
+    /// (default): the local pipeline makes them.
+    /// <para>The model folder is still opened and loaded locally to declare the output schema (image size); it should be the
+    /// same model the generator serves, or the images differ from a local run. Only the image column can be made this way:
+    /// <see cref="LatentsColumnName"/>, <see cref="PromptEmbeddingColumnName"/>, init images, masks, ControlNets and the SDXL
+    /// time ids (original/target size, crop) are refused, as are the stage transforms (<c>EncodePrompts</c>,
+    /// <c>DenoiseLatents</c>, <c>DecodeLatents</c>). A request that fails is reported naming its data row. Not saved by
+    /// <see cref="DiffusionModelSaver"/> (pass it again through the <c>configure</c> argument of its <c>Load</c>).</para>
+    /// </summary>
+    [JsonIgnore]
+#pragma warning disable MEAI001 // Microsoft.Extensions.AI's IImageGenerator is marked experimental.
+    public Microsoft.Extensions.AI.IImageGenerator? ImageGenerator { get; set; }
+#pragma warning restore MEAI001
+
+    /// <summary>
     /// Receives progress while batches are generated: the batch's first row and size, and the engine's stage and step
     /// (one report per UNet call). Reports come on the thread that reads the generated column. Not saved by
     /// <see cref="DiffusionModelSaver"/> (pass it again through the <c>configure</c> argument of its <c>Load</c>).
@@ -297,8 +318,27 @@ public sealed class DiffusionOptions
             if (column is not null && ControlNets is not { Count: > 0 })
                 throw new ArgumentException($"{name} ('{column}') needs DiffusionOptions.ControlNets: the column steers a ControlNet, and none is set " +
                     "(for a saved model, set them in the configure argument of DiffusionModelSaver.Load).", name);
+        if (ImageGenerator is not null) ValidateRemote();
         if (ImagesPerPrompt > 1 && string.IsNullOrWhiteSpace(ImageIndexColumnName))
             throw new ArgumentException("ImageIndexColumnName must name a column when ImagesPerPrompt is above 1.", nameof(ImageIndexColumnName));
+    }
+
+    /// <summary>With <see cref="ImageGenerator"/> set: refuses what a generator cannot return or take (it returns images only).</summary>
+    private void ValidateRemote()
+    {
+        const string why = "DiffusionOptions.ImageGenerator is set, and an image generator returns images only";
+        foreach (var (column, name) in new[] { (LatentsColumnName, nameof(LatentsColumnName)), (PromptEmbeddingColumnName, nameof(PromptEmbeddingColumnName)) })
+            if (column is not null)
+                throw new ArgumentException($"{name} names the output column '{column}', which cannot be made remotely: {why}. Leave {name} null, or leave ImageGenerator null to generate on the local device.", name);
+        foreach (var (column, name) in new[] { (InitImageColumnName, nameof(InitImageColumnName)), (MaskColumnName, nameof(MaskColumnName)), (ControlImageColumnName, nameof(ControlImageColumnName)) })
+            if (column is not null)
+                throw new ArgumentException($"{name} names the input column '{column}', which cannot be sent to DiffusionOptions.ImageGenerator (it takes text prompts only). Leave {name} null, or leave ImageGenerator null to generate on the local device.", name);
+        if (ControlNets is { Count: > 0 })
+            throw new ArgumentException("DiffusionOptions.ControlNets cannot be sent to DiffusionOptions.ImageGenerator (it takes text prompts only). Remove the ControlNets, or leave ImageGenerator null.", nameof(ControlNets));
+        foreach (var (value, name) in new[] { (OriginalWidth, nameof(OriginalWidth)), (OriginalHeight, nameof(OriginalHeight)), (TargetWidth, nameof(TargetWidth)), (TargetHeight, nameof(TargetHeight)),
+                     ((int?)(CropTop == 0 ? null : CropTop), nameof(CropTop)), ((int?)(CropLeft == 0 ? null : CropLeft), nameof(CropLeft)) })
+            if (value is not null)
+                throw new ArgumentException($"DiffusionOptions.{name} is {value}, an SDXL time id that DiffusionOptions.ImageGenerator has no setting for. Leave it at its default, or leave ImageGenerator null.", name);
     }
 }
 

@@ -21,6 +21,9 @@ public abstract class DiffusionEstimatorBase<TTransformer> : IEstimator<TTransfo
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
+        if (options.ImageGenerator is not null && this is not DiffusionEstimator)
+            throw new ArgumentException($"DiffusionOptions.ImageGenerator is set for {GetType().Name}, but only GenerateImages (DiffusionEstimator) sends its work to an image generator: " +
+                "a generator returns images, not embeddings or latents. Leave ImageGenerator null for this stage.", nameof(options));
         Host = host;
         _options = options.Clone();
         ModelDirectory = string.IsNullOrWhiteSpace(options.ModelPath) ? BuildDemoModel(host) : options.ModelPath;
