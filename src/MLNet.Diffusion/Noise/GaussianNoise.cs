@@ -53,12 +53,6 @@ internal sealed class GaussianNoise : INoiseSource
             _hasSpare = false;
             destination[i++] = (float)_spare;
         }
-        int pairs = (destination.Length - i) / 2;
-        if (pairs >= ParallelPairs && Environment.ProcessorCount > 1)
-        {
-            FillPairsInParallel(destination.Slice(i, 2 * pairs));
-            i += 2 * pairs;
-        }
         for (; i + 1 < destination.Length; i += 2)
         {
             var (first, second) = NextPair();
@@ -72,63 +66,12 @@ internal sealed class GaussianNoise : INoiseSource
     /// One Box–Muller pair: r·cos θ, then r·sin θ, with r = √(−2 ln u₁) and θ = 2π·u₂. <see cref="Math.SinCos"/> gives the
     /// same bits as <see cref="Math.Sin"/> and <see cref="Math.Cos"/> separately (checked by the tests) at less cost.
     /// </summary>
-    private (double First, double Second) NextPair() => BoxMuller(NextUniform(), NextUniform());
-
-    /// <summary>The Box–Muller pair of two uniforms: the one formula of <see cref="NextPair"/> and the parallel fill.</summary>
-    private static (double First, double Second) BoxMuller(double u1, double u2)
+    private (double First, double Second) NextPair()
     {
+        double u1 = NextUniform(), u2 = NextUniform();
         double r = Math.Sqrt(-2.0 * Math.Log(u1));
         var (sin, cos) = Math.SinCos(2.0 * Math.PI * u2);
         return (r * cos, r * sin);
-    }
-
-    /// <summary>
-    /// Pairs from which <see cref="Fill"/> splits the work: below this a generation's noise (SD 1.5's 4×64×64 is 8,192
-    /// pairs) costs less than handing it to other cores.
-    /// </summary>
-    public const int ParallelPairs = 8192;
-
-    /// <summary>Pairs per parallel work item.</summary>
-    private const int PairsPerChunk = 4096;
-
-    /// <summary>
-    /// Fills <paramref name="destination"/> (an even length) with the same values the sequential loop gives: the uniforms
-    /// are drawn in order on this thread (the generator is sequential and cheap), and the Box–Muller transform, which costs
-    /// the rest (a log, a square root, a sine and a cosine per pair), runs on all cores. An SDXL-sized latent (4×128×128,
-    /// 32,768 pairs) is the initial noise of every generation, so this is on the set-up's critical path.
-    /// </summary>
-    private unsafe void FillPairsInParallel(Span<float> destination)
-    {
-        int pairs = destination.Length / 2;
-        var uniforms = System.Buffers.ArrayPool<double>.Shared.Rent(2 * pairs);
-        try
-        {
-            for (int k = 0; k < 2 * pairs; k++) uniforms[k] = NextUniform();
-            fixed (float* target = destination)
-            {
-                var work = new PairWork(uniforms, target, pairs);
-                Parallel.For(0, (pairs + PairsPerChunk - 1) / PairsPerChunk, work.Run);
-            }
-        }
-        finally
-        {
-            System.Buffers.ArrayPool<double>.Shared.Return(uniforms);
-        }
-    }
-
-    /// <summary>One parallel fill: chunk c transforms pairs [c·<see cref="PairsPerChunk"/>, …) of the uniforms into the target.</summary>
-    private sealed unsafe class PairWork(double[] uniforms, float* target, int pairs)
-    {
-        public void Run(int chunk)
-        {
-            int end = Math.Min(pairs, (chunk + 1) * PairsPerChunk);
-            for (int k = chunk * PairsPerChunk; k < end; k++)
-            {
-                var (first, second) = BoxMuller(uniforms[2 * k], uniforms[2 * k + 1]);
-                target[2 * k] = (float)first;
-                target[2 * k + 1] = (float)second;
-            }
-        }
     }
 
     private ulong NextUInt64()

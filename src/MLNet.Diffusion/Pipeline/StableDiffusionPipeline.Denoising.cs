@@ -145,7 +145,7 @@ public sealed partial class StableDiffusionPipeline
         for (int j = 0; j < rows.Length; j++)
         {
             var final = latents.AsSpan(j * shape.ImageLength, shape.ImageLength);
-            result[rows[j]] = new float[shape.ImageLength];
+            result[rows[j]] = GC.AllocateUninitializedArray<float>(shape.ImageLength); // every value is written next
             if (unetModel.IsPacked) LatentPacking.Unpack(final, result[rows[j]], 1, shape.Channels, shape.LatentHeight, shape.LatentWidth);
             else final.CopyTo(result[rows[j]]);
         }
