@@ -77,6 +77,17 @@ public sealed class CliClusterTests(ITestOutputHelper output)
         Assert.Contains(expected, text, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("--connection-string", "Host=db")]
+    [InlineData("--cluster-id", "other")]
+    [InlineData("--connect-timeout", "5")]
+    public void Batch_refuses_a_cluster_option_without_cluster(string option, string value)
+    {
+        var (code, text) = Run(["batch", "prompts.csv", option, value]);
+        Assert.Equal(Program.UsageError, code);
+        Assert.Contains($"{option} applies to a cluster, and no --cluster was given", text, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Worker_refuses_a_primary_port_with_redis_clustering()
     {

@@ -72,6 +72,21 @@ internal sealed class BatchCommand(CliEnvironment environment) : Command<BatchCo
         [Description("With --cluster: give up (exit 69) when the cluster cannot be reached within this many seconds.")]
         [DefaultValue(30.0)]
         public double ConnectTimeout { get; init; } = 30;
+
+        /// <summary>The cluster options mean nothing without <c>--cluster</c>: given alone, they are refused rather than ignored.</summary>
+        public override ValidationResult Validate()
+        {
+            if (Cluster is null)
+            {
+                string? alone = ConnectionString is not null ? "--connection-string"
+                    : ClusterId != ClusterConnection.DefaultClusterId ? "--cluster-id"
+                    : ConnectTimeout != 30 ? "--connect-timeout"
+                    : null;
+                if (alone is not null)
+                    return ValidationResult.Error($"{alone} applies to a cluster, and no --cluster was given: add --cluster (localhost, redis://HOST:PORT or adonet:…), or leave {alone} out to run the batch on this machine.");
+            }
+            return base.Validate();
+        }
     }
 
     /// <summary>A pending row as the ML.NET pipeline sees it.</summary>
