@@ -62,7 +62,6 @@ public static class FlowTestModelFactory
     /// <summary>The smallest σ the transformer divides by.</summary>
     public const float MinSigma = 1e-6f;
 
-    private static readonly JsonSerializerOptions s_json = new() { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
     private static readonly Lazy<T5Tokenizer> s_t5 = new(() => new T5Tokenizer(SentencePieceModel.Load(T5ModelPath), T5ModelPath));
 
     /// <summary>The committed test SentencePiece model that every T5 tokenizer folder holds as <c>spiece.model</c>.</summary>
@@ -557,36 +556,9 @@ public static class FlowTestModelFactory
         if (o.IsFlux && !o.IncludeT5) throw new ArgumentException("IncludeT5 false is an SD3 layout; FLUX always has its T5 encoder (text_encoder_2).", nameof(o));
     }
 
-    private static void WriteJson(string path, JsonObject value)
-    {
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        File.WriteAllText(path, value.ToJsonString(s_json));
-    }
+    private static void WriteJson(string path, JsonObject value) => TestModelFolders.WriteJson(path, value);
 }
 
 /// <summary>A temporary folder holding an SD3 or FLUX test model; disposing deletes it.</summary>
-public sealed class FlowTempModelFolder : IDisposable
-{
-    internal FlowTempModelFolder(FlowTestModelOptions options)
-    {
-        Options = options;
-        Path = Directory.CreateTempSubdirectory("mlnd-flowtestmodel-").FullName;
-    }
+public sealed class FlowTempModelFolder(FlowTestModelOptions options) : TempTestModelFolder<FlowTestModelOptions>(options, "mlnd-flowtestmodel-");
 
-    /// <summary>The model folder.</summary>
-    public string Path { get; }
-
-    /// <summary>The options the model was written with.</summary>
-    public FlowTestModelOptions Options { get; }
-
-    /// <summary>Deletes the folder (ignoring files that are still open).</summary>
-    public void Dispose()
-    {
-        try
-        {
-            if (Directory.Exists(Path)) Directory.Delete(Path, recursive: true);
-        }
-        catch (IOException) { }
-        catch (UnauthorizedAccessException) { }
-    }
-}

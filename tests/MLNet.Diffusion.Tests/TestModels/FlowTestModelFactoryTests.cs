@@ -5,6 +5,9 @@ using MLNet.Diffusion.ModelBuilder.Onnx;
 using MLNet.Diffusion.Noise;
 using MLNet.Diffusion.Tokenization;
 
+using static MLNet.Diffusion.Tests.Pipeline.PipelineTestHelpers;
+using static MLNet.Diffusion.Tests.TestModels.OnnxGraphTestKit;
+
 namespace MLNet.Diffusion.Tests.TestModels;
 
 /// <summary>
@@ -16,76 +19,11 @@ public class FlowTestModelFactoryTests
 {
     // ---- helpers ------------------------------------------------------------------------------------
 
-    private static InferenceSession Open(string root, string component) => new(Path.Combine(root, component, "model.onnx"));
-
-    private static OrtValue Floats(float[] data, long[] shape, bool fp16) =>
-        fp16 ? OrtValue.CreateTensorValueFromMemory(Array.ConvertAll(data, v => (Float16)v), shape)
-             : OrtValue.CreateTensorValueFromMemory(data, shape);
-
     private static OrtValue Ids(long[] ids, OnnxElementType type, long[] shape) =>
         type == OnnxElementType.Int64
             ? OrtValue.CreateTensorValueFromMemory(ids, shape)
             : OrtValue.CreateTensorValueFromMemory(Array.ConvertAll(ids, i => (int)i), shape);
 
-    /// <summary>The values as the model sees them: rounded to float16 for fp16 boundaries.</summary>
-    private static float[] AsSeen(float[] data, bool fp16) => fp16 ? Array.ConvertAll(data, v => (float)(Half)v) : data;
-
-    private static float[] ReadFloats(OrtValue value) =>
-        value.GetTensorTypeAndShape().ElementDataType == TensorElementType.Float16
-            ? Array.ConvertAll(value.GetTensorDataAsSpan<Float16>().ToArray(), h => h.ToFloat())
-            : value.GetTensorDataAsSpan<float>().ToArray();
-
-    /// <summary>Runs every output; returns them by name.</summary>
-    private static Dictionary<string, float[]> Run(InferenceSession session, params (string Name, OrtValue Value)[] inputs)
-    {
-        using var options = new RunOptions();
-        var names = session.OutputMetadata.Keys.ToArray();
-        try
-        {
-            using var outputs = session.Run(options, inputs.Select(i => i.Name).ToArray(), inputs.Select(i => i.Value).ToArray(), names);
-            return names.Zip(outputs.Select(ReadFloats)).ToDictionary(p => p.First, p => p.Second);
-        }
-        finally
-        {
-            foreach (var (_, v) in inputs) v.Dispose();
-        }
-    }
-
-    private static float[] Random(int count, long seed, float scale = 1)
-    {
-        var values = new float[count];
-        new GaussianNoise(seed).Fill(values);
-        for (int i = 0; i < count; i++) values[i] *= scale;
-        return values;
-    }
-
-    private static void AssertClose(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, double tolerance, string what)
-    {
-        Assert.Equal(expected.Length, actual.Length);
-        for (int i = 0; i < expected.Length; i++)
-        {
-            double allowed = tolerance * Math.Max(1, Math.Abs(expected[i]));
-            Assert.True(Math.Abs(expected[i] - actual[i]) <= allowed, $"{what}[{i}]: expected {expected[i]}, got {actual[i]} (tolerance {allowed}).");
-        }
-    }
-
-    private static double MaxDifference(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
-    {
-        Assert.Equal(a.Length, b.Length);
-        double max = 0;
-        for (int i = 0; i < a.Length; i++) max = Math.Max(max, Math.Abs(a[i] - b[i]));
-        return max;
-    }
-
-    /// <summary>Checks element type and dimensions (−1 = symbolic).</summary>
-    private static void AssertNode(IReadOnlyDictionary<string, NodeMetadata> metadata, string name, TensorElementType type, params int[] dims)
-    {
-        Assert.True(metadata.ContainsKey(name), $"'{name}' missing; found {string.Join(", ", metadata.Keys)}.");
-        Assert.Equal(type, metadata[name].ElementDataType);
-        Assert.Equal(dims, metadata[name].Dimensions);
-    }
-
-    private static JsonElement ReadJson(string root, string file) => JsonDocument.Parse(File.ReadAllText(Path.Combine(root, file))).RootElement;
 
     private static float[] Concat(params float[][] parts) => [.. parts.SelectMany(p => p)];
 
@@ -188,7 +126,7 @@ public class FlowTestModelFactoryTests
         Assert.Equal(l.AsSpan(5 * o.ClipLWidth, o.ClipLWidth).ToArray(), without.AsSpan(5 * dj, o.ClipLWidth).ToArray());
         Assert.Equal(g.AsSpan(5 * o.ClipGWidth, o.ClipGWidth).ToArray(), without.AsSpan(5 * dj + o.ClipLWidth, o.ClipGWidth).ToArray());
         Assert.All(without.AsSpan(5 * dj + o.ClipLWidth + o.ClipGWidth, dj - o.ClipLWidth - o.ClipGWidth).ToArray(), v => Assert.Equal(0f, v));
-        Assert.True(MaxDifference(FlowTestModelFactory.TargetLatents(without, pooled, 0, 2, 2, o), FlowTestModelFactory.TargetLatents(with, pooled, 0, 2, 2, o)) > 0.01);
+        Assert.True(MaxAbsDiff(FlowTestModelFactory.TargetLatents(without, pooled, 0, 2, 2, o), FlowTestModelFactory.TargetLatents(with, pooled, 0, 2, 2, o)) > 0.01);
     }
 
     [Fact]
@@ -400,7 +338,7 @@ public class FlowTestModelFactoryTests
         }
         // Padding positions (id 0) still differ from each other.
         var padded = FlowTestModelFactory.T5LastHiddenState(new long[] { 0, 0 }, o);
-        Assert.True(MaxDifference(padded.AsSpan(0, dj), padded.AsSpan(dj, dj)) > 0.05);
+        Assert.True(MaxAbsDiff(padded.AsSpan(0, dj), padded.AsSpan(dj, dj)) > 0.05);
     }
 
     // ---- transformers -------------------------------------------------------------------------------
@@ -487,7 +425,7 @@ public class FlowTestModelFactoryTests
         {
             var g1 = FlowTestModelFactory.ChannelTargets(context.AsSpan(0, t * dj), pooled.AsSpan(0, p), 1f, o);
             var g2 = FlowTestModelFactory.ChannelTargets(context.AsSpan(0, t * dj), pooled.AsSpan(0, p), 3.5f, o);
-            Assert.True(MaxDifference(g1, g2) > 0.05, "guidance must change μ");
+            Assert.True(MaxAbsDiff(g1, g2) > 0.05, "guidance must change μ");
         }
 
         // Ids with rows and columns swapped: the graph follows them, and the answer differs.
@@ -496,7 +434,7 @@ public class FlowTestModelFactoryTests
         var vs = RunWith(swapped);
         var muSwapped = FlowTestModelFactory.PackedTargets(context.AsSpan(0, t * dj), pooled.AsSpan(0, p), guidance[0], swapped, txtIds, o);
         AssertClose(FlowTestModelFactory.Velocity(x.AsSpan(0, n), sigmas[0], muSwapped), vs.AsSpan(0, n), tolerance, "velocity at swapped ids");
-        Assert.True(MaxDifference(v.AsSpan(0, n), vs.AsSpan(0, n)) > 0.01, "img_ids must change the answer");
+        Assert.True(MaxAbsDiff(v.AsSpan(0, n), vs.AsSpan(0, n)) > 0.01, "img_ids must change the answer");
     }
 
     // ---- the oracle property ------------------------------------------------------------------------
@@ -540,7 +478,7 @@ public class FlowTestModelFactoryTests
         var expected = new float[n];
         for (int k = 0; k < n; k++) expected[k] = muU[k] + scale * (muC[k] - muU[k]);
         AssertClose(expected, x, 1e-4, "final latents");
-        Assert.True(MaxDifference(muU, muC) > 0.05, "the prompt must change μ");
+        Assert.True(MaxAbsDiff(muU, muC) > 0.05, "the prompt must change μ");
 
         // Decoding as the pipeline does (z/s + shift) gives pixel values z[0..2].
         var decoderInput = Array.ConvertAll(x, z => z / o.ResolvedScalingFactor + o.ResolvedShiftFactor);

@@ -335,36 +335,9 @@ public static class TestModelFactory
         if (o.UnetSlowdown < 0 || o.VaeDecoderSlowdown < 0) throw new ArgumentException("Slowdowns must be 0 or more.", nameof(o));
     }
 
-    private static void WriteJson(string path, JsonObject value)
-    {
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        File.WriteAllText(path, value.ToJsonString(s_json));
-    }
+    private static void WriteJson(string path, JsonObject value) => TestModelFolders.WriteJson(path, value);
 }
 
 /// <summary>A temporary folder holding a test model; disposing deletes it.</summary>
-public sealed class TempModelFolder : IDisposable
-{
-    internal TempModelFolder(TestModelOptions options)
-    {
-        Options = options;
-        Path = Directory.CreateTempSubdirectory("mlnd-testmodel-").FullName;
-    }
+public sealed class TempModelFolder(TestModelOptions options) : TempTestModelFolder<TestModelOptions>(options, "mlnd-testmodel-");
 
-    /// <summary>The model folder.</summary>
-    public string Path { get; }
-
-    /// <summary>The options the model was written with.</summary>
-    public TestModelOptions Options { get; }
-
-    /// <summary>Deletes the folder (ignoring files that are still open).</summary>
-    public void Dispose()
-    {
-        try
-        {
-            if (Directory.Exists(Path)) Directory.Delete(Path, recursive: true);
-        }
-        catch (IOException) { }
-        catch (UnauthorizedAccessException) { }
-    }
-}

@@ -6,6 +6,8 @@ using MLNet.Diffusion.Noise;
 using MLNet.Diffusion.Schedulers;
 using MLNet.Diffusion.Tests.Oracles;
 
+using static MLNet.Diffusion.Tests.TestModels.OnnxGraphTestKit;
+
 namespace MLNet.Diffusion.Tests.TestModels;
 
 public class TestModelFactoryTests
@@ -25,15 +27,6 @@ public class TestModelFactoryTests
     private static TableScheduler SchedulerOf(string root) =>
         new(SchedulerConfig.Load(Path.Combine(root, "scheduler", "scheduler_config.json")));
 
-    private static OrtValue FloatTensor(float[] data, long[] shape, bool fp16) =>
-        fp16 ? OrtValue.CreateTensorValueFromMemory(Array.ConvertAll(data, v => (Float16)v), shape)
-             : OrtValue.CreateTensorValueFromMemory(data, shape);
-
-    private static float[] ReadFloats(OrtValue value) =>
-        value.GetTensorTypeAndShape().ElementDataType == TensorElementType.Float16
-            ? Array.ConvertAll(value.GetTensorDataAsSpan<Float16>().ToArray(), h => h.ToFloat())
-            : value.GetTensorDataAsSpan<float>().ToArray();
-
     private static float[][] Run(InferenceSession session, params (string Name, OrtValue Value)[] inputs)
     {
         using var options = new RunOptions();
@@ -49,41 +42,11 @@ public class TestModelFactoryTests
         }
     }
 
-    private static float[] Random(int count, long seed, float scale = 1)
-    {
-        var values = new float[count];
-        new GaussianNoise(seed).Fill(values);
-        for (int i = 0; i < count; i++) values[i] *= scale;
-        return values;
-    }
-
-    private static void AssertClose(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, double tolerance, string what)
-    {
-        Assert.Equal(expected.Length, actual.Length);
-        for (int i = 0; i < expected.Length; i++)
-        {
-            double allowed = tolerance * Math.Max(1, Math.Abs(expected[i]));
-            Assert.True(Math.Abs(expected[i] - actual[i]) <= allowed,
-                $"{what}[{i}]: expected {expected[i]}, got {actual[i]} (tolerance {allowed}).");
-        }
-    }
-
     private static void AssertInput(InferenceSession s, string name, TensorElementType type, params int[] dims) =>
         AssertNode(s.InputMetadata, name, type, dims);
 
     private static void AssertOutput(InferenceSession s, string name, TensorElementType type, params int[] dims) =>
         AssertNode(s.OutputMetadata, name, type, dims);
-
-    /// <summary>Checks element type, rank and fixed dimensions (−1 = symbolic).</summary>
-    private static void AssertNode(IReadOnlyDictionary<string, NodeMetadata> metadata, string name, TensorElementType type, int[] dims)
-    {
-        Assert.True(metadata.ContainsKey(name), $"'{name}' missing; found {string.Join(", ", metadata.Keys)}.");
-        var m = metadata[name];
-        Assert.Equal(type, m.ElementDataType);
-        Assert.Equal(dims, m.Dimensions);
-    }
-
-    private static InferenceSession Open(string root, string component) => new(Path.Combine(root, component, "model.onnx"));
 
     private static readonly string[] s_prompts = ["a photo of a cat", ""];
 
@@ -320,14 +283,14 @@ public class TestModelFactoryTests
         {
             OrtValue t = form switch
             {
-                TimestepForm.FloatBatch => FloatTensor(Array.ConvertAll(ts, v => (float)v), [2], fp16),
+                TimestepForm.FloatBatch => Floats(Array.ConvertAll(ts, v => (float)v), [2], fp16),
                 TimestepForm.Int64Batch => OrtValue.CreateTensorValueFromMemory(Array.ConvertAll(ts, v => (long)v), [2]),
                 _ => OrtValue.CreateTensorValueFromMemory(new[] { (float)ts[0] }, []),
             };
             var output = Run(session,
-                ("sample", FloatTensor(sample, [2, inChannels, h, w], fp16)),
+                ("sample", Floats(sample, [2, inChannels, h, w], fp16)),
                 ("timestep", t),
-                ("encoder_hidden_states", FloatTensor(hidden, [2, 77, d], fp16)))[0];
+                ("encoder_hidden_states", Floats(hidden, [2, 77, d], fp16)))[0];
             Assert.Equal(2 * 4 * hw, output.Length);
 
             for (int b = 0; b < 2; b++)
@@ -384,14 +347,14 @@ public class TestModelFactoryTests
         using (var dec = Open(model.Path, "vae_decoder"))
         {
             var latents = Random(2 * 4 * 2 * 3, 3, 4);
-            var image = Run(dec, ("latent_sample", FloatTensor(latents, [2, 4, 2, 3], fp16)))[0];
+            var image = Run(dec, ("latent_sample", Floats(latents, [2, 4, 2, 3], fp16)))[0];
             for (int b = 0; b < 2; b++)
                 AssertClose(TestModelFactory.DecoderOutput(latents.AsSpan(b * 24, 24), 2, 3, s), image.AsSpan(b * 3 * 16 * 24, 3 * 16 * 24), tol, "decoded");
         }
 
         using var enc = Open(model.Path, "vae_encoder");
         var img = Random(3 * 16 * 24, 4, 0.4f);
-        var encoded = Run(enc, ("sample", FloatTensor(img, [1, 3, 16, 24], fp16)))[0];
+        var encoded = Run(enc, ("sample", Floats(img, [1, 3, 16, 24], fp16)))[0];
         var mean = TestModelFactory.EncoderOutput(img, 16, 24, s);
         if (form == VaeEncoderForm.LatentSample) AssertClose(mean, encoded, tol, "latent_sample");
         else

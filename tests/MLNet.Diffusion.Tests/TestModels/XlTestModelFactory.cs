@@ -59,7 +59,6 @@ public static class XlTestModelFactory
     /// <summary>The name of the guidance-embedding input in the <see cref="XlExtraInputNaming.Unnamed"/> conventions.</summary>
     public const string UnnamedTimestepCond = "onnx::Gemm_5";
 
-    private static readonly JsonSerializerOptions s_json = new() { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     /// <summary>Writes the model folder into <paramref name="directory"/> (created if needed) and returns its full path.</summary>
     public static string Create(string directory, XlTestModelOptions options)
@@ -474,36 +473,9 @@ public static class XlTestModelFactory
             throw new ArgumentException($"The XL oracle UNet predicts epsilon; the scheduler config says prediction_type '{prediction.GetString()}'.", nameof(o));
     }
 
-    private static void WriteJson(string path, JsonObject value)
-    {
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        File.WriteAllText(path, value.ToJsonString(s_json));
-    }
+    private static void WriteJson(string path, JsonObject value) => TestModelFolders.WriteJson(path, value);
 }
 
 /// <summary>A temporary folder holding an XL test model; disposing deletes it.</summary>
-public sealed class XlTempModelFolder : IDisposable
-{
-    internal XlTempModelFolder(XlTestModelOptions options)
-    {
-        Options = options;
-        Path = Directory.CreateTempSubdirectory("mlnd-xltestmodel-").FullName;
-    }
+public sealed class XlTempModelFolder(XlTestModelOptions options) : TempTestModelFolder<XlTestModelOptions>(options, "mlnd-xltestmodel-");
 
-    /// <summary>The model folder.</summary>
-    public string Path { get; }
-
-    /// <summary>The options the model was written with.</summary>
-    public XlTestModelOptions Options { get; }
-
-    /// <summary>Deletes the folder (ignoring files that are still open).</summary>
-    public void Dispose()
-    {
-        try
-        {
-            if (Directory.Exists(Path)) Directory.Delete(Path, recursive: true);
-        }
-        catch (IOException) { }
-        catch (UnauthorizedAccessException) { }
-    }
-}

@@ -6,6 +6,9 @@ using MLNet.Diffusion.Noise;
 using MLNet.Diffusion.Schedulers;
 using Xunit.Abstractions;
 
+using static MLNet.Diffusion.Tests.Pipeline.PipelineTestHelpers;
+using static MLNet.Diffusion.Tests.TestModels.OnnxGraphTestKit;
+
 namespace MLNet.Diffusion.Tests.TestModels;
 
 public class XlTestModelFactoryTests(ITestOutputHelper output)
@@ -14,76 +17,11 @@ public class XlTestModelFactoryTests(ITestOutputHelper output)
 
     private static readonly string[] s_prompts = ["a photo of a cat", ""];
 
-    private static InferenceSession Open(string root, string component) => new(Path.Combine(root, component, "model.onnx"));
-
-    private static OrtValue Floats(float[] data, long[] shape, bool fp16) =>
-        fp16 ? OrtValue.CreateTensorValueFromMemory(Array.ConvertAll(data, v => (Float16)v), shape)
-             : OrtValue.CreateTensorValueFromMemory(data, shape);
-
     private static OrtValue Ids(long[] ids, OnnxElementType type, long batch) =>
         type == OnnxElementType.Int64
             ? OrtValue.CreateTensorValueFromMemory(ids, [batch, 77])
             : OrtValue.CreateTensorValueFromMemory(Array.ConvertAll(ids, i => (int)i), [batch, 77]);
 
-    /// <summary>The values as the model sees them: rounded to float16 for fp16 boundaries.</summary>
-    private static float[] AsSeen(float[] data, bool fp16) => fp16 ? Array.ConvertAll(data, v => (float)(Half)v) : data;
-
-    private static float[] ReadFloats(OrtValue value) =>
-        value.GetTensorTypeAndShape().ElementDataType == TensorElementType.Float16
-            ? Array.ConvertAll(value.GetTensorDataAsSpan<Float16>().ToArray(), h => h.ToFloat())
-            : value.GetTensorDataAsSpan<float>().ToArray();
-
-    /// <summary>Runs every output; returns them by name.</summary>
-    private static Dictionary<string, float[]> Run(InferenceSession session, params (string Name, OrtValue Value)[] inputs)
-    {
-        using var options = new RunOptions();
-        var names = session.OutputMetadata.Keys.ToArray();
-        try
-        {
-            using var outputs = session.Run(options, inputs.Select(i => i.Name).ToArray(), inputs.Select(i => i.Value).ToArray(), names);
-            return names.Zip(outputs.Select(ReadFloats)).ToDictionary(p => p.First, p => p.Second);
-        }
-        finally
-        {
-            foreach (var (_, v) in inputs) v.Dispose();
-        }
-    }
-
-    private static float[] Random(int count, long seed, float scale = 1)
-    {
-        var values = new float[count];
-        new GaussianNoise(seed).Fill(values);
-        for (int i = 0; i < count; i++) values[i] *= scale;
-        return values;
-    }
-
-    private static void AssertClose(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, double tolerance, string what)
-    {
-        Assert.Equal(expected.Length, actual.Length);
-        for (int i = 0; i < expected.Length; i++)
-        {
-            double allowed = tolerance * Math.Max(1, Math.Abs(expected[i]));
-            Assert.True(Math.Abs(expected[i] - actual[i]) <= allowed, $"{what}[{i}]: expected {expected[i]}, got {actual[i]} (tolerance {allowed}).");
-        }
-    }
-
-    private static double MaxDifference(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
-    {
-        Assert.Equal(a.Length, b.Length);
-        double max = 0;
-        for (int i = 0; i < a.Length; i++) max = Math.Max(max, Math.Abs(a[i] - b[i]));
-        return max;
-    }
-
-    /// <summary>Checks element type and dimensions (−1 = symbolic).</summary>
-    private static void AssertNode(IReadOnlyDictionary<string, NodeMetadata> metadata, string name, TensorElementType type, params int[] dims)
-    {
-        Assert.True(metadata.ContainsKey(name), $"'{name}' missing; found {string.Join(", ", metadata.Keys)}.");
-        Assert.Equal(type, metadata[name].ElementDataType);
-        Assert.Equal(dims, metadata[name].Dimensions);
-    }
-
-    private static JsonElement ReadJson(string root, string file) => JsonDocument.Parse(File.ReadAllText(Path.Combine(root, file))).RootElement;
 
     private static XlTextEncoder[] EncodersOf(XlTestModelOptions o) =>
         [.. new[] { XlTextEncoder.TextEncoder, XlTextEncoder.TextEncoder2 }.Where(e => e == XlTextEncoder.TextEncoder ? o.HasTextEncoder : o.HasTextEncoder2)];
@@ -258,7 +196,7 @@ public class XlTestModelFactoryTests(ITestOutputHelper output)
             var all = states.Append(last).ToArray();
             for (int i = 0; i < all.Length; i++)
                 for (int j = i + 1; j < all.Length; j++)
-                    Assert.True(MaxDifference(all[i], all[j]) > 0.1, $"{encoder}: states {i} and {j} are too alike.");
+                    Assert.True(MaxAbsDiff(all[i], all[j]) > 0.1, $"{encoder}: states {i} and {j} are too alike.");
             Assert.Equal(states[^2], XlTestModelFactory.PenultimateHiddenState(encoder, ids, o));
         }
 
@@ -388,7 +326,7 @@ public class XlTestModelFactoryTests(ITestOutputHelper output)
 
         void Differs(float[] other, string what, float[]? baseline = null)
         {
-            double d = MaxDifference(baseline ?? z, other);
+            double d = MaxAbsDiff(baseline ?? z, other);
             output.WriteLine($"{what}: max |Δz| = {d:F4}");
             Assert.True(d > 0.02, $"{what} changes the target by only {d}.");
         }
