@@ -124,8 +124,9 @@ public sealed partial class StableDiffusionPipeline : IDisposable
     public ModelFamily Family => _model.Model.Family;
 
     /// <summary>
-    /// Whether the UNet takes a guidance-scale embedding (<c>timestep_cond</c>: a latent consistency model). Such a model runs
-    /// once per image at any guidance scale (no classifier-free guidance); the scale reaches it through the embedding.
+    /// Whether the model takes the guidance scale as an input instead of classifier-free guidance: a latent consistency
+    /// model's guidance embedding (<c>timestep_cond</c>), FLUX.1-dev's <c>guidance</c>; FLUX.1-schnell, distilled without
+    /// guidance, too. Such a model runs once per image at any guidance scale.
     /// </summary>
     public bool UsesGuidanceEmbedding => UNet.TakesGuidanceWithoutCfg;
 
