@@ -93,6 +93,36 @@ public sealed class JobGrainTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_result_made_for_an_earlier_activation_settles_its_rows_and_no_other_item_of_the_new_one()
+    {
+        await using var cluster = await DiffusionCluster.StartAsync(1, workers: false);
+        using var folder = new OutputFolder();
+        var silo = cluster.Primary!.SiloAddress;
+        var spec = new JobSpec { Rows = DemoRows.Make(10), Settings = DemoRows.Settings, BatchSize = 4, OutputDirectory = folder.Path };
+        var job = cluster.GrainFactory.GetGrain<IGenerationJobGrain>("stale");
+        await job.Start(spec);
+        var made = (await job.Lease("a", silo))!;  // rows 0-3
+        var stale = (await job.Lease("b", silo))!; // rows 4-7, item 1 of this activation
+        await job.Complete(Result(made, marker: 1));
+        await WaitUntilCommitted(job, 4);
+        await cluster.DeactivateAsync(job); // as if its silo died while b was still working
+
+        var again = cluster.GrainFactory.GetGrain<IGenerationJobGrain>("stale");
+        await again.Start(spec); // items now: rows 4-7 (item 0), rows 8-9 (item 1)
+        await again.Complete(Result(stale, marker: 2)); // b hands in the old item 1: rows 4-7
+
+        var next = await again.Lease("c", silo);
+        Assert.Equal([8, 9], next!.Rows.Select(r => r.Row)); // rows 4-7 are made; rows 8-9, the new item 1, are not
+        Assert.Null(await again.Lease("d", silo));
+        await again.Complete(Result(next, marker: 3));
+        var end = await WaitUntilFinished(again);
+
+        Assert.Equal(JobStatus.Completed, end.Status);
+        Assert.Equal(0, end.DuplicateRows);
+        Assert.Equal(Enumerable.Range(0, 10).Select(i => i.ToString(CultureInfo.InvariantCulture)), folder.ManifestLines().Select(l => l[0]).Order());
+    }
+
+    [Fact]
     public async Task A_group_completion_commits_each_row_once_and_gives_each_worker_its_own_next_item()
     {
         await using var cluster = await DiffusionCluster.StartAsync(1, workers: false);
@@ -213,6 +243,17 @@ public sealed class JobGrainTests(ITestOutputHelper output)
             item = await reporter.Report(item.JobId, Result(item, marker: 1), name);
         }
         return made;
+    }
+
+    private static async Task WaitUntilCommitted(IGenerationJobGrain job, int rows)
+    {
+        var clock = Stopwatch.StartNew();
+        JobProgress progress;
+        while ((progress = await job.GetProgress()).CommittedRows < rows)
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60), $"{rows} rows were not committed: {progress}");
+            await Task.Delay(20);
+        }
     }
 
     internal static async Task<JobProgress> WaitUntilFinished(IGenerationJobGrain job)

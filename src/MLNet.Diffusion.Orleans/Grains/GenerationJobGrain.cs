@@ -17,6 +17,11 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
     private Dictionary<int, GenerationRow> _rowsByIndex = [];
     private List<GenerationRow[]> _items = [];
     private bool[] _itemDone = [];
+    // The item of this activation that holds each row to make, and each item's rows not yet settled. An item is done when its
+    // rows are settled, by whichever result settled them: a result made for an earlier activation of the job (whose items
+    // were numbered over other rows) still settles its rows and never marks an item of this activation done by number.
+    private Dictionary<int, int> _itemOfRow = [];
+    private int[] _unsettledRows = [];
     private readonly Queue<int> _pending = new();
     // Leases by item (O(1) per lease and completion, no allocation): lease id (0: not leased), deadline, holder.
     private long[] _leaseId = [];
@@ -46,6 +51,15 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
         var todo = spec.Rows.Where(r => !_sink.IsCommitted(r.Row)).ToArray();
         _items = [.. todo.Chunk(spec.BatchSize)];
         _itemDone = new bool[_items.Count];
+        _unsettledRows = new int[_items.Count];
+        _itemOfRow = new Dictionary<int, int>(todo.Length);
+        for (int i = 0; i < _items.Count; i++)
+        {
+            _unsettledRows[i] = _items[i].Length;
+            foreach (var row in _items[i]) _itemOfRow[row.Row] = i;
+        }
+        // Lease ids start at a random point, so a lease of an earlier activation of this job is not taken for one of this one.
+        _nextLease = Random.Shared.NextInt64(1L << 40) << 20;
         _leaseId = new long[_items.Count];
         _leaseDeadline = new long[_items.Count];
         _leaseWorker = new string?[_items.Count];
@@ -177,12 +191,16 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
         _inFlight--;
     }
 
-    /// <summary>Takes one result on the grain's turn: its rows go to the sink (which writes them off the turn), its lease is released.</summary>
+    /// <summary>
+    /// Takes one result on the grain's turn: its rows go to the sink (which writes them off the turn), the items whose rows are
+    /// now all settled are done, and the lease it answers is released. A current lease whose item still has rows unsettled (the
+    /// worker left some out) puts the item back in the queue.
+    /// </summary>
     private void Settle(WorkResult result)
     {
         ArgumentNullException.ThrowIfNull(result);
-        if (_spec is null || _sink is null || result.ItemId < 0 || result.ItemId >= _items.Count) return;
-        bool current = _leaseId[result.ItemId] == result.LeaseId;
+        if (_spec is null || _sink is null) return;
+        bool current = result.ItemId >= 0 && result.ItemId < _items.Count && _leaseId[result.ItemId] == result.LeaseId;
         if (current) Release(result.ItemId);
         if (result.WorkerError is not null)
         {
@@ -198,13 +216,14 @@ internal sealed class GenerationJobGrain(ILogger<GenerationJobGrain> logger, ICl
             if (row.Png is not null) _sink.Commit(source, row.Png, result.SettingsText, row.Seconds);
             else _sink.Fail(source, row.Error ?? "The worker returned neither an image nor an error.");
             _settledRows++;
+            if (_itemOfRow.TryGetValue(row.Row, out int item) && --_unsettledRows[item] == 0)
+            {
+                _itemDone[item] = true;
+                _itemsDone++;
+                Release(item); // a re-issued copy still out is no longer needed; its results will be duplicates
+            }
         }
-        if (!_itemDone[result.ItemId])
-        {
-            _itemDone[result.ItemId] = true;
-            _itemsDone++;
-            Release(result.ItemId); // a re-issued copy still out is no longer needed; its results will be duplicates
-        }
+        if (current && !_itemDone[result.ItemId] && _status == JobStatus.Running) _pending.Enqueue(result.ItemId);
     }
 
     /// <summary>

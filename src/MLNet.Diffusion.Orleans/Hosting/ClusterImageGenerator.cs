@@ -207,8 +207,8 @@ public sealed class ClusterImageGenerator : IImageGenerator
             while (true)
             {
                 var results = await TakeResults(job, taken);
-                taken += results.Length;
-                foreach (var result in results)
+                taken += results?.Length ?? 0;
+                foreach (var result in results ?? [])
                 {
                     if (result.Row < 0 || result.Row >= received.Length || received[result.Row] is not null) continue; // once per row, even after a restart
                     received[result.Row] = result;
@@ -226,7 +226,8 @@ public sealed class ClusterImageGenerator : IImageGenerator
                     cancelled = true;
                     progress = await job.Cancel();
                 }
-                if (progress.Status is JobStatus.Completed or JobStatus.Failed or JobStatus.Cancelled && progress.InFlightItems == 0)
+                // Only an answer taken after the job ended shows that what is missing will not come.
+                if (results is not null && progress.Status is JobStatus.Completed or JobStatus.Failed or JobStatus.Cancelled && progress.InFlightItems == 0)
                 {
                     FailMissing(requests, $"job {jobId} ended {progress.Status}{(progress.SinkError is { } e ? ": " + e : "")} before making it");
                     return;
@@ -247,7 +248,8 @@ public sealed class ClusterImageGenerator : IImageGenerator
         }
     }
 
-    private static async Task<RowResult[]> TakeResults(IGenerationJobGrain job, int received)
+    /// <summary>The job's results not yet received; null when the job could not answer.</summary>
+    private static async Task<RowResult[]?> TakeResults(IGenerationJobGrain job, int received)
     {
         try
         {
@@ -255,7 +257,7 @@ public sealed class ClusterImageGenerator : IImageGenerator
         }
         catch (Exception e) when (e is TimeoutException or OrleansException or InvalidOperationException)
         {
-            return []; // the job's silo is leaving, or the job lost its state: the next look at its progress says which
+            return null; // the job's silo is leaving, or the job lost its state: the next look at its progress says which
         }
     }
 
