@@ -72,7 +72,7 @@ internal sealed class UNet : OnnxModelComponent
             EmbeddingWidth = HiddenStatesSpec.Dimensions[2] > 0 ? HiddenStatesSpec.Dimensions[2] : 0;
             var options = sessions!.Options;
             _deviceId = options.DeviceId;
-            RunPath = !options.UseIoBinding ? UNetRunPath.SessionRun
+            _runPath = !options.UseIoBinding ? UNetRunPath.SessionRun
                 : CudaGraph || options.ForceFixedBuffers ? UNetRunPath.FixedBuffers
                 : UNetRunPath.IoBinding;
         }
@@ -188,9 +188,26 @@ internal sealed class UNet : OnnxModelComponent
     /// </summary>
     public bool TakesGuidanceWithoutCfg => TimestepCond is not null || Guidance is not null || Extra(UNetExtraKind.ImageIds) is not null;
 
-    /// <summary>How bindings pass their buffers to ONNX Runtime (from <see cref="DiffusionRuntimeOptions.UseIoBinding"/>
-    /// and <see cref="DiffusionRuntimeOptions.EnableCudaGraph"/>).</summary>
-    public UNetRunPath RunPath { get; }
+    /// <summary>
+    /// How new bindings pass their buffers to ONNX Runtime (from <see cref="DiffusionRuntimeOptions.UseIoBinding"/> and
+    /// <see cref="DiffusionRuntimeOptions.EnableCudaGraph"/>). It can be switched between <see cref="UNetRunPath.IoBinding"/>
+    /// and <see cref="UNetRunPath.SessionRun"/> after loading, so that the two paths can be compared on one session (the
+    /// benchmarks do; two loads would also differ in their sessions' memory and threads); a binding keeps the path it was
+    /// made with and is reused only for its own.
+    /// </summary>
+    /// <exception cref="ArgumentException">A switch to or from <see cref="UNetRunPath.FixedBuffers"/>, which needs the session's CUDA graph settings.</exception>
+    public UNetRunPath RunPath
+    {
+        get => _runPath;
+        internal set
+        {
+            if (value != _runPath && (value == UNetRunPath.FixedBuffers || _runPath == UNetRunPath.FixedBuffers))
+                throw new ArgumentException($"The unet model '{ModelPath}' runs with {_runPath}; only IoBinding and SessionRun can be switched after loading.", nameof(value));
+            _runPath = value;
+        }
+    }
+
+    private UNetRunPath _runPath;
 
     /// <summary>
     /// Pixels per latent along each axis: the VAE's downsampling, 2^(number of VAE blocks − 1) = 8 for SD 1.x and 2.x
@@ -296,7 +313,7 @@ internal sealed class UNet : OnnxModelComponent
         {
             ThrowIfDisposed();
             for (int i = _idleBindings.Count - 1; i >= 0; i--)
-                if (_idleBindings[i].Shape.Equals(key))
+                if (_idleBindings[i].Shape.Equals(key) && _idleBindings[i].RunPath == _runPath)
                 {
                     reused = _idleBindings[i];
                     _idleBindings.RemoveAt(i);

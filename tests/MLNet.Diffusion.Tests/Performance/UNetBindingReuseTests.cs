@@ -54,6 +54,42 @@ public class UNetBindingReuseTests
     }
 
     [Fact]
+    public void AfterASwitchOfRunPathABindingIsReusedOnlyForItsOwnPathAndTheOutputsAgree()
+    {
+        using var folder = TestModelFactory.CreateTemp();
+        using var unet = LoadUNet(folder.Path, UNetRunPath.IoBinding);
+        var hidden = new float[2 * 77 * 768];
+        new GaussianNoise(1).Fill(hidden);
+        var sample = new float[2 * 4 * 8 * 8];
+        new GaussianNoise(2).Fill(sample);
+        using var runOptions = new RunOptions();
+        float[] RunOnce(out UNetBinding made)
+        {
+            using var binding = unet.Bind(2, 8, 8, 77, 768);
+            made = binding;
+            Assert.Equal(unet.RunPath, binding.RunPath);
+            binding.SetHiddenStates(hidden);
+            binding.WriteSample(sample, 0);
+            var output = new float[binding.OutputLength];
+            binding.Run(500, output, runOptions);
+            return output;
+        }
+
+        var bound = RunOnce(out var ioBinding);
+        unet.RunPath = UNetRunPath.SessionRun;
+        var plain = RunOnce(out var sessionRun);
+        Assert.NotSame(ioBinding, sessionRun);
+        Assert.Equal(bound, plain);
+        Assert.Equal(2, unet.IdleBindingCount);
+        unet.RunPath = UNetRunPath.IoBinding;
+        RunOnce(out var again);
+        Assert.Same(ioBinding, again);
+
+        var refused = Assert.Throws<ArgumentException>(() => unet.RunPath = UNetRunPath.FixedBuffers);
+        Assert.Contains("unet", refused.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void TwoGenerationsOfOneShapeAtOnceGetDifferentBuffers()
     {
         using var folder = TestModelFactory.CreateTemp();
