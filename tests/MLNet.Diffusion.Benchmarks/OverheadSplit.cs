@@ -12,8 +12,8 @@ namespace MLNet.Diffusion.Benchmarks;
 /// the hand-out after the last call (each image's final latents into an array of its own), in microseconds, by model,
 /// latent size and run path, against the budget: ≤ 50 µs per step at 4×64×64 and ≤ 150 µs at 4×128×128 (UNet batch 2),
 /// ≤ 2 ms set-up, and the IO-binding path never slower than plain <c>Run</c>: slower means slower in more of the paired
-/// generations than chance explains (a one-sided sign test per row, <see cref="SignTest"/>, at 5 % over all the rows
-/// together by Holm's method, <see cref="HolmRejects"/>).
+/// generations than chance explains (a one-sided sign test per row, <see cref="PairedComparison.SignTest"/>, at 5 % over all the rows
+/// together by Holm's method, <see cref="PairedComparison.HolmRejects"/>).
 /// </summary>
 /// <remarks>
 /// Each configuration runs <see cref="PerRound"/> generations (one image, classifier-free guidance: UNet batch 2) per
@@ -125,8 +125,8 @@ public static class OverheadSplit
         // path is slower stays at 5 % however many rows the table has.
         var compared = configs.Where(c => c.IoBinding)
             .Select(io => (Io: io, Plain: configs.Single(c => !c.IoBinding && c.Folder == io.Folder && c.Size == io.Size)))
-            .Select(r => (r.Io, r.Plain, Test: SignTest(r.Io.StepWall, r.Plain.StepWall))).ToArray();
-        var rejected = HolmRejects([.. compared.Select(r => r.Test.P)], 0.05);
+            .Select(r => (r.Io, r.Plain, Test: PairedComparison.SignTest(r.Io.StepWall, r.Plain.StepWall))).ToArray();
+        var rejected = PairedComparison.HolmRejects([.. compared.Select(r => r.Test.P)], 0.05);
         for (int row = 0; row < compared.Length; row++)
         {
             var (io, plain, (slower, pairs, p)) = compared[row];
@@ -136,44 +136,6 @@ public static class OverheadSplit
                 $"- {io.Model} {io.Channels}×{io.Latent}×{io.Latent}: IO binding against plain Run, medians: step wall {Spread(io.StepWall)} vs {Spread(plain.StepWall)}; outside ORT per generation {Format(a)} vs {Format(b)}; slower in {slower} of {pairs} paired generations (sign test p = {p:F3}; Holm over {compared.Length} rows at 5 %): {verdict}"));
         }
         Console.WriteLine();
-    }
-
-    /// <summary>
-    /// How many of the paired generations had <paramref name="a"/> slower than <paramref name="b"/>, and the one-sided sign
-    /// test's p: the chance of at least that many if neither path were slower (ties left out).
-    /// </summary>
-    internal static (int Slower, int Pairs, double P) SignTest(IReadOnlyList<double> a, IReadOnlyList<double> b)
-    {
-        int slower = 0, pairs = 0;
-        for (int k = 0; k < Math.Min(a.Count, b.Count); k++)
-        {
-            if (a[k] == b[k]) continue;
-            pairs++;
-            if (a[k] > b[k]) slower++;
-        }
-        double p = 0;
-        for (int x = slower; x <= pairs; x++) p += Binomial(pairs, x) / Math.Pow(2, pairs);
-        return (slower, pairs, pairs == 0 ? 1 : p);
-
-        static double Binomial(int n, int k)
-        {
-            double r = 1;
-            for (int i = 1; i <= k; i++) r = r * (n - k + i) / i;
-            return r;
-        }
-    }
-
-    /// <summary>
-    /// Holm's step-down method (Holm 1979): which of the hypotheses with p-values <paramref name="p"/> are rejected with a
-    /// family-wise error of at most <paramref name="alpha"/>. The k-th smallest p (from 0) is compared with α / (m − k), and
-    /// the first that is not below its bound stops the rejections.
-    /// </summary>
-    internal static bool[] HolmRejects(IReadOnlyList<double> p, double alpha)
-    {
-        var order = Enumerable.Range(0, p.Count).OrderBy(i => p[i]).ToArray();
-        var rejected = new bool[p.Count];
-        for (int k = 0; k < order.Length && p[order[k]] < alpha / (order.Length - k); k++) rejected[order[k]] = true;
-        return rejected;
     }
 
     private static PromptEmbedding[] Embeddings(StableDiffusionPipeline pipeline)
