@@ -97,8 +97,9 @@ public static class DemoFlowModelBuilder
             w.WriteEndObject();
         });
 
-        WriteClipConfig(Path.Combine(dir, "text_encoder", "config.json"), note, DemoFlowTextEncoders.ClipL, ClipVocabularyWriter.Tokens().Count - 1);
-        WriteClipConfig(Path.Combine(dir, "text_encoder_2", "config.json"), note, DemoFlowTextEncoders.ClipG,
+        const string projection = "CLIPTextModelWithProjection";
+        DemoFolder.WriteClipConfig(Path.Combine(dir, "text_encoder", "config.json"), note, DemoFlowTextEncoders.ClipL, projection, ClipVocabularyWriter.Tokens().Count - 1);
+        DemoFolder.WriteClipConfig(Path.Combine(dir, "text_encoder_2", "config.json"), note, DemoFlowTextEncoders.ClipG, projection,
             ClipVocabularyWriter.TokenId(ClipVocabularyWriter.ExclamationPad));
         DemoJson.Write(Path.Combine(dir, "text_encoder_3", "config.json"), w =>
         {
@@ -129,55 +130,11 @@ public static class DemoFlowModelBuilder
             w.WriteEndObject();
         });
 
-        foreach (var part in new[] { "vae_encoder", "vae_decoder" })
-        {
-            DemoJson.Write(Path.Combine(dir, part, "config.json"), w =>
-            {
-                w.WriteStartObject();
-                w.WriteString("_class_name", "AutoencoderKL");
-                w.WriteString("_mlnet_demo", note + " block_out_channels only tells the 8× downsampling (2^(4 − 1)).");
-                w.WriteStartArray("block_out_channels");
-                foreach (var c in new[] { 128, 256, 512, 512 }) w.WriteNumberValue(c);
-                w.WriteEndArray();
-                w.WriteBoolean("force_upcast", false);
-                w.WriteNumber("in_channels", 3);
-                w.WriteNumber("latent_channels", DemoFlowVae.LatentChannels);
-                w.WriteNumber("out_channels", 3);
-                w.WriteNumber("sample_size", DemoDataset.ImageSize);
-                w.WriteNumber("scaling_factor", (double)(decimal)DemoVae.ScalingFactor);
-                w.WriteNumber("shift_factor", (double)(decimal)DemoFlowVae.ShiftFactor);
-                w.WriteBoolean("use_post_quant_conv", false);
-                w.WriteBoolean("use_quant_conv", false);
-                w.WriteEndObject();
-            });
-        }
+        DemoFolder.WriteVaeConfigs(dir, note, forceUpcast: false, latentChannels: DemoFlowVae.LatentChannels, shiftFactor: DemoFlowVae.ShiftFactor, quantConv: false);
 
         DemoFolder.WriteText(Path.Combine(dir, "README.md"), Readme());
         // Last: a folder with this stamp is complete.
         DemoFolder.WriteText(Path.Combine(dir, DemoModelBuilder.StampFile), StampText);
-    }
-
-    private static void WriteClipConfig(string path, string note, DemoXlTextEncoder encoder, int padId)
-    {
-        int vocabSize = ClipVocabularyWriter.Tokens().Count;
-        DemoJson.Write(path, w =>
-        {
-            w.WriteStartObject();
-            w.WriteString("_mlnet_demo", note);
-            w.WriteStartArray("architectures");
-            w.WriteStringValue("CLIPTextModelWithProjection");
-            w.WriteEndArray();
-            w.WriteNumber("bos_token_id", vocabSize - 2);
-            w.WriteNumber("eos_token_id", vocabSize - 1);
-            w.WriteNumber("hidden_size", DemoXlTextEncoder.Dimension);
-            w.WriteNumber("max_position_embeddings", ClipVocabularyWriter.MaxLength);
-            w.WriteString("model_type", "clip_text_model");
-            w.WriteNumber("num_hidden_layers", encoder.Layers);
-            w.WriteNumber("pad_token_id", padId);
-            w.WriteNumber("projection_dim", DemoXlTextEncoder.Dimension);
-            w.WriteNumber("vocab_size", vocabSize);
-            w.WriteEndObject();
-        });
     }
 
     private static string Readme()

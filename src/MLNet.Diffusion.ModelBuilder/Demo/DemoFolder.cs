@@ -92,10 +92,18 @@ internal static class DemoFolder
     }
 
     /// <summary>
-    /// Writes <c>vae_encoder/config.json</c> and <c>vae_decoder/config.json</c> for <see cref="DemoVae"/>, with
-    /// <c>force_upcast</c> when <paramref name="forceUpcast"/> is given.
+    /// Writes <c>vae_encoder/config.json</c> and <c>vae_decoder/config.json</c> for <see cref="DemoVae"/> (or, with
+    /// <paramref name="latentChannels"/>, <paramref name="shiftFactor"/> and <paramref name="quantConv"/>, its flow
+    /// sibling), with <c>force_upcast</c> when <paramref name="forceUpcast"/> is given.
     /// </summary>
-    public static void WriteVaeConfigs(string dir, string note, bool? forceUpcast = null)
+    /// <param name="dir">The model folder.</param>
+    /// <param name="note">The demo note each config carries.</param>
+    /// <param name="forceUpcast"><c>force_upcast</c>, written when given.</param>
+    /// <param name="latentChannels"><c>latent_channels</c> (default <see cref="DemoVae.LatentChannels"/>).</param>
+    /// <param name="shiftFactor"><c>shift_factor</c>, written when given.</param>
+    /// <param name="quantConv"><c>use_post_quant_conv</c> and <c>use_quant_conv</c>, written when given.</param>
+    public static void WriteVaeConfigs(string dir, string note, bool? forceUpcast = null, int latentChannels = DemoVae.LatentChannels,
+        float? shiftFactor = null, bool? quantConv = null)
     {
         foreach (var part in new[] { "vae_encoder", "vae_decoder" })
         {
@@ -109,13 +117,46 @@ internal static class DemoFolder
                 w.WriteEndArray();
                 if (forceUpcast is { } upcast) w.WriteBoolean("force_upcast", upcast);
                 w.WriteNumber("in_channels", 3);
-                w.WriteNumber("latent_channels", DemoVae.LatentChannels);
+                w.WriteNumber("latent_channels", latentChannels);
                 w.WriteNumber("out_channels", 3);
                 w.WriteNumber("sample_size", DemoDataset.ImageSize);
                 w.WriteNumber("scaling_factor", (double)(decimal)DemoVae.ScalingFactor);
+                if (shiftFactor is { } shift) w.WriteNumber("shift_factor", (double)(decimal)shift);
+                if (quantConv is { } quant)
+                {
+                    w.WriteBoolean("use_post_quant_conv", quant);
+                    w.WriteBoolean("use_quant_conv", quant);
+                }
                 w.WriteEndObject();
             });
         }
+    }
+
+    /// <summary>
+    /// Writes a CLIP text encoder's <c>config.json</c> for a <see cref="DemoXlTextEncoder"/> (the XL and flow demos'
+    /// encoders): <paramref name="architecture"/> and the pad id as the folder's tokenizer pads.
+    /// </summary>
+    public static void WriteClipConfig(string path, string note, DemoXlTextEncoder encoder, string architecture, int padId)
+    {
+        int vocabSize = ClipVocabularyWriter.Tokens().Count;
+        DemoJson.Write(path, w =>
+        {
+            w.WriteStartObject();
+            w.WriteString("_mlnet_demo", note);
+            w.WriteStartArray("architectures");
+            w.WriteStringValue(architecture);
+            w.WriteEndArray();
+            w.WriteNumber("bos_token_id", vocabSize - 2);
+            w.WriteNumber("eos_token_id", vocabSize - 1);
+            w.WriteNumber("hidden_size", DemoXlTextEncoder.Dimension);
+            w.WriteNumber("max_position_embeddings", ClipVocabularyWriter.MaxLength);
+            w.WriteString("model_type", "clip_text_model");
+            w.WriteNumber("num_hidden_layers", encoder.Layers);
+            w.WriteNumber("pad_token_id", padId);
+            w.WriteNumber("projection_dim", DemoXlTextEncoder.Dimension);
+            w.WriteNumber("vocab_size", vocabSize);
+            w.WriteEndObject();
+        });
     }
 
     /// <summary>The demo schedule's keys shared by every scheduler config the builders write (β range, steps, spacing).</summary>

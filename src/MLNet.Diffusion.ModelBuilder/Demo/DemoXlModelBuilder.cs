@@ -91,8 +91,8 @@ public static class DemoXlModelBuilder
         });
 
         int vocabSize = ClipVocabularyWriter.Tokens().Count;
-        WriteEncoderConfig(Path.Combine(dir, "text_encoder", "config.json"), note, DemoXlTextEncoder.First, "CLIPTextModel", vocabSize - 1);
-        WriteEncoderConfig(Path.Combine(dir, "text_encoder_2", "config.json"), note, DemoXlTextEncoder.Second, "CLIPTextModelWithProjection",
+        DemoFolder.WriteClipConfig(Path.Combine(dir, "text_encoder", "config.json"), note, DemoXlTextEncoder.First, "CLIPTextModel", vocabSize - 1);
+        DemoFolder.WriteClipConfig(Path.Combine(dir, "text_encoder_2", "config.json"), note, DemoXlTextEncoder.Second, "CLIPTextModelWithProjection",
             ClipVocabularyWriter.TokenId(ClipVocabularyWriter.ExclamationPad));
 
         DemoJson.Write(Path.Combine(dir, "unet", "config.json"), w =>
@@ -116,29 +116,6 @@ public static class DemoXlModelBuilder
         DemoFolder.WriteText(Path.Combine(dir, "README.md"), Readme());
         // Last: a folder with this stamp is complete.
         DemoFolder.WriteText(Path.Combine(dir, DemoModelBuilder.StampFile), StampText);
-    }
-
-    private static void WriteEncoderConfig(string path, string note, DemoXlTextEncoder encoder, string architecture, int padId)
-    {
-        int vocabSize = ClipVocabularyWriter.Tokens().Count;
-        DemoJson.Write(path, w =>
-        {
-            w.WriteStartObject();
-            w.WriteString("_mlnet_demo", note);
-            w.WriteStartArray("architectures");
-            w.WriteStringValue(architecture);
-            w.WriteEndArray();
-            w.WriteNumber("bos_token_id", vocabSize - 2);
-            w.WriteNumber("eos_token_id", vocabSize - 1);
-            w.WriteNumber("hidden_size", DemoXlTextEncoder.Dimension);
-            w.WriteNumber("max_position_embeddings", ClipVocabularyWriter.MaxLength);
-            w.WriteString("model_type", "clip_text_model");
-            w.WriteNumber("num_hidden_layers", encoder.Layers);
-            w.WriteNumber("pad_token_id", padId);
-            w.WriteNumber("projection_dim", DemoXlTextEncoder.Dimension);
-            w.WriteNumber("vocab_size", vocabSize);
-            w.WriteEndObject();
-        });
     }
 
     private static string Readme()
