@@ -3,11 +3,11 @@
 #pragma warning disable MEAI001
 
 using System.Globalization;
-using System.Text.Json;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using MLNet.Diffusion.Hosting;
 
 namespace MLNet.Diffusion.Orleans;
 
@@ -319,14 +319,14 @@ public sealed class ClusterImageGenerator : IImageGenerator
         int count = options?.Count ?? 1;
         if (count < 1) throw new ArgumentOutOfRangeException(nameof(options), count, $"ImageGenerationOptions.Count must be 1 or more; got {count}.");
         if (options?.MediaType is { } mediaType && !string.IsNullOrWhiteSpace(mediaType)
-            && !string.Equals(mediaType.Split(';', 2)[0].Trim(), StableDiffusionImageGenerator.PngMediaType, StringComparison.OrdinalIgnoreCase))
+            && !ImageGenerationOptionsReader.IsPng(mediaType))
             throw new NotSupportedException($"ImageGenerationOptions.MediaType '{mediaType}' is not supported: ClusterImageGenerator produces {StableDiffusionImageGenerator.PngMediaType} only.");
         var extra = options?.AdditionalProperties;
         foreach (var name in s_unsupported)
             if (extra is not null && extra.TryGetValue(name, out var value) && value is not null)
                 throw new NotSupportedException($"ImageGenerationOptions.AdditionalProperties[\"{name}\"] is set, but a cluster job does not carry that setting; leave it out, or generate locally with StableDiffusionImageGenerator.");
         var defaults = new JobSettings();
-        long steps = Integer(extra, StableDiffusionImageGenerator.StepsProperty) ?? defaults.Steps;
+        long steps = ImageGenerationOptionsReader.GetInteger(extra, StableDiffusionImageGenerator.StepsProperty) ?? defaults.Steps;
         if (steps is < 1 or > 1000)
             throw new ArgumentOutOfRangeException(nameof(options), steps, $"ImageGenerationOptions.AdditionalProperties[\"{StableDiffusionImageGenerator.StepsProperty}\"] is {steps}; steps run from 1 to 1000.");
         var settings = new JobSettings
@@ -335,61 +335,14 @@ public sealed class ClusterImageGenerator : IImageGenerator
             Steps = (int)steps,
             Width = options?.ImageSize?.Width,
             Height = options?.ImageSize?.Height,
-            Scheduler = Text(extra, StableDiffusionImageGenerator.SchedulerProperty) is { Length: > 0 } scheduler ? scheduler : null,
-            Eta = (float)(Number(extra, StableDiffusionImageGenerator.EtaProperty) ?? 0),
-            GuidanceRescale = (float)(Number(extra, StableDiffusionImageGenerator.GuidanceRescaleProperty) ?? 0),
+            Scheduler = ImageGenerationOptionsReader.GetString(extra, StableDiffusionImageGenerator.SchedulerProperty) is { Length: > 0 } scheduler ? scheduler : null,
+            Eta = (float)(ImageGenerationOptionsReader.GetNumber(extra, StableDiffusionImageGenerator.EtaProperty) ?? 0),
+            GuidanceRescale = (float)(ImageGenerationOptionsReader.GetNumber(extra, StableDiffusionImageGenerator.GuidanceRescaleProperty) ?? 0),
         };
-        float guidance = (float)(Number(extra, StableDiffusionImageGenerator.GuidanceScaleProperty) ?? defaults.GuidanceScale);
-        long seed = Integer(extra, StableDiffusionImageGenerator.SeedProperty) ?? Random.Shared.NextInt64(0, 1L << 32);
-        return new Pending(request.Prompt, Text(extra, StableDiffusionImageGenerator.NegativePromptProperty) ?? "", guidance, seed, count, settings, cancellationToken);
+        float guidance = (float)(ImageGenerationOptionsReader.GetNumber(extra, StableDiffusionImageGenerator.GuidanceScaleProperty) ?? defaults.GuidanceScale);
+        long seed = ImageGenerationOptionsReader.GetInteger(extra, StableDiffusionImageGenerator.SeedProperty) ?? Random.Shared.NextInt64(0, 1L << 32);
+        return new Pending(request.Prompt, ImageGenerationOptionsReader.GetString(extra, StableDiffusionImageGenerator.NegativePromptProperty) ?? "", guidance, seed, count, settings, cancellationToken);
     }
-
-    private static long? Integer(AdditionalPropertiesDictionary? extra, string key)
-    {
-        if (extra is null || !extra.TryGetValue(key, out var value) || value is null) return null;
-        return value switch
-        {
-            long l => l,
-            int i => i,
-            uint u => u,
-            short s => s,
-            double d when double.IsInteger(d) && Math.Abs(d) <= 1e15 => (long)d,
-            float f when float.IsInteger(f) && Math.Abs(f) <= 1e7f => (long)f,
-            string s when long.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out var p) => p,
-            JsonElement { ValueKind: JsonValueKind.Number } j when j.TryGetInt64(out var p) => p,
-            _ => throw WrongType(key, "a whole number", value),
-        };
-    }
-
-    private static double? Number(AdditionalPropertiesDictionary? extra, string key)
-    {
-        if (extra is null || !extra.TryGetValue(key, out var value) || value is null) return null;
-        return value switch
-        {
-            double d => d,
-            float f => f,
-            decimal m => (double)m,
-            long l => l,
-            int i => i,
-            string s when double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var p) => p,
-            JsonElement { ValueKind: JsonValueKind.Number } j => j.GetDouble(),
-            _ => throw WrongType(key, "a number", value),
-        };
-    }
-
-    private static string? Text(AdditionalPropertiesDictionary? extra, string key)
-    {
-        if (extra is null || !extra.TryGetValue(key, out var value) || value is null) return null;
-        return value switch
-        {
-            string s => s,
-            JsonElement { ValueKind: JsonValueKind.String } j => j.GetString(),
-            _ => throw WrongType(key, "a string", value),
-        };
-    }
-
-    private static ArgumentException WrongType(string key, string expected, object value) =>
-        new($"ImageGenerationOptions.AdditionalProperties[\"{key}\"] must be {expected}; got {(value is JsonElement j ? j.GetRawText() : value)} ({value.GetType().Name}).", "options");
 
     /// <summary><see cref="ImageGeneratorMetadata"/> (provider <see cref="ProviderName"/>, the model folder as default model id) or this generator; null otherwise.</summary>
     public object? GetService(Type serviceType, object? serviceKey = null)

@@ -3,7 +3,6 @@
 #pragma warning disable MEAI001
 
 using System.Globalization;
-using System.Text.Json;
 using Microsoft.Extensions.AI;
 using MLNet.Diffusion.Pipeline;
 using MLNet.Diffusion.Hosting;
@@ -205,11 +204,11 @@ public sealed class StableDiffusionImageGenerator : IImageGenerator
             generation.Width = size.Width;
             generation.Height = size.Height;
         }
-        if (options?.MediaType is { } mediaType && !string.IsNullOrWhiteSpace(mediaType) && !IsPng(mediaType))
+        if (options?.MediaType is { } mediaType && !string.IsNullOrWhiteSpace(mediaType) && !ImageGenerationOptionsReader.IsPng(mediaType))
             throw new NotSupportedException($"ImageGenerationOptions.MediaType '{mediaType}' is not supported: StableDiffusionImageGenerator produces {PngMediaType} only.");
 
         var extra = options?.AdditionalProperties;
-        if (GetInteger(extra, StepsProperty) is long steps)
+        if (ImageGenerationOptionsReader.GetInteger(extra, StepsProperty) is long steps)
         {
             SettingLimits.ThrowIf(SettingLimits.Steps($"ImageGenerationOptions.AdditionalProperties[\"{StepsProperty}\"]", (int)Math.Clamp(steps, int.MinValue, int.MaxValue)), nameof(options));
             generation.Steps = (int)steps;
@@ -221,27 +220,27 @@ public sealed class StableDiffusionImageGenerator : IImageGenerator
         ReadNumber(extra, NegativeAestheticScoreProperty, SettingLimits.AestheticScore, v => generation.NegativeAestheticScore = v);
         ReadNumber(extra, GuidanceEndProperty, (name, v) => SettingLimits.GuidanceEnd(name, v), v => generation.GuidanceEnd = v);
         const string prefix = "ImageGenerationOptions.AdditionalProperties";
-        if (GetNumber(extra, GuidanceIntervalLowProperty) is double low) generation.GuidanceIntervalLow = (float)low;
-        if (GetNumber(extra, GuidanceIntervalHighProperty) is double high) generation.GuidanceIntervalHigh = (float)high;
+        if (ImageGenerationOptionsReader.GetNumber(extra, GuidanceIntervalLowProperty) is double low) generation.GuidanceIntervalLow = (float)low;
+        if (ImageGenerationOptionsReader.GetNumber(extra, GuidanceIntervalHighProperty) is double high) generation.GuidanceIntervalHigh = (float)high;
         SettingLimits.ThrowIf(SettingLimits.GuidanceInterval($"{prefix}[\"{GuidanceIntervalLowProperty}\"]", $"{prefix}[\"{GuidanceIntervalHighProperty}\"]",
             generation.GuidanceIntervalLow, generation.GuidanceIntervalHigh), nameof(options));
-        if (GetString(extra, SchedulerProperty) is { } scheduler && !string.IsNullOrWhiteSpace(scheduler))
+        if (ImageGenerationOptionsReader.GetString(extra, SchedulerProperty) is { } scheduler && !string.IsNullOrWhiteSpace(scheduler))
             generation.Scheduler = scheduler;
-        if (GetString(extra, NoiseProperty) is { } noise && !string.IsNullOrWhiteSpace(noise))
+        if (ImageGenerationOptionsReader.GetString(extra, NoiseProperty) is { } noise && !string.IsNullOrWhiteSpace(noise))
         {
             SettingLimits.ThrowIf(SettingLimits.NoiseName($"{prefix}[\"{NoiseProperty}\"]", noise), nameof(options));
             generation.Noise = MLNet.Diffusion.Noise.NoiseKindNames.Parse(noise)!.Value;
         }
         float? controlScale = null;
-        if (GetNumber(extra, ControlScaleProperty) is double scale)
+        if (ImageGenerationOptionsReader.GetNumber(extra, ControlScaleProperty) is double scale)
         {
             if (_defaults.ControlNets.Count == 0)
                 throw new ArgumentException($"{prefix}[\"{ControlScaleProperty}\"] is set, but the generator has no ControlNets (GenerationOptions.ControlNets of its defaults).", nameof(options));
             SettingLimits.ThrowIf(SettingLimits.ControlScale($"{prefix}[\"{ControlScaleProperty}\"]", (float)scale), nameof(options));
             controlScale = (float)scale;
         }
-        string negative = GetString(extra, NegativePromptProperty) ?? "";
-        long seed = GetInteger(extra, SeedProperty) ?? Random.Shared.NextInt64(0, 1L << 32);
+        string negative = ImageGenerationOptionsReader.GetString(extra, NegativePromptProperty) ?? "";
+        long seed = ImageGenerationOptionsReader.GetInteger(extra, SeedProperty) ?? Random.Shared.NextInt64(0, 1L << 32);
         return new Request(request.Prompt, negative, seed, count, generation, controlImages, controlScale);
     }
 
@@ -272,80 +271,14 @@ public sealed class StableDiffusionImageGenerator : IImageGenerator
 
     private static int Nearest(int side) => Math.Clamp((int)Math.Round(side / (double)SettingLimits.SizeMultiple, MidpointRounding.AwayFromZero) * SettingLimits.SizeMultiple, SettingLimits.MinSize, SettingLimits.MaxSize);
 
-    private static bool IsPng(string mediaType) =>
-        string.Equals(mediaType.Split(';', 2)[0].Trim(), PngMediaType, StringComparison.OrdinalIgnoreCase);
-
-    private static long? GetInteger(AdditionalPropertiesDictionary? extra, string key)
-    {
-        if (extra is null || !extra.TryGetValue(key, out var value) || value is null) return null;
-        long? result = value switch
-        {
-            long l => l,
-            int i => i,
-            short s => s,
-            sbyte s => s,
-            byte b => b,
-            ushort u => u,
-            uint u => u,
-            ulong u when u <= long.MaxValue => (long)u,
-            double d when double.IsInteger(d) && Math.Abs(d) <= 1e15 => (long)d,
-            float f when float.IsInteger(f) && Math.Abs(f) <= 1e7f => (long)f,
-            decimal m when decimal.IsInteger(m) && m >= long.MinValue && m <= long.MaxValue => (long)m,
-            string s when long.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out var p) => p,
-            JsonElement { ValueKind: JsonValueKind.Number } j when j.TryGetInt64(out var p) => p,
-            JsonElement { ValueKind: JsonValueKind.String } j when long.TryParse(j.GetString(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var p) => p,
-            _ => null,
-        };
-        return result ?? throw WrongType(key, "a whole number", value);
-    }
-
     /// <summary>Reads the number property <paramref name="name"/> when present, checks it with <paramref name="check"/> (a
     /// <see cref="SettingLimits"/> rule, named as the caller wrote it) and applies it.</summary>
     private static void ReadNumber(AdditionalPropertiesDictionary? extra, string name, Func<string, float, string?> check, Action<float> apply)
     {
-        if (GetNumber(extra, name) is not double value) return;
+        if (ImageGenerationOptionsReader.GetNumber(extra, name) is not double value) return;
         SettingLimits.ThrowIf(check($"ImageGenerationOptions.AdditionalProperties[\"{name}\"]", (float)value), "options");
         apply((float)value);
     }
-
-    private static double? GetNumber(AdditionalPropertiesDictionary? extra, string key)
-    {
-        if (extra is null || !extra.TryGetValue(key, out var value) || value is null) return null;
-        double? result = value switch
-        {
-            double d => d,
-            float f => f,
-            decimal m => (double)m,
-            long l => l,
-            int i => i,
-            short s => s,
-            sbyte s => s,
-            byte b => b,
-            ushort u => u,
-            uint u => u,
-            ulong u => u,
-            string s when double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var p) => p,
-            JsonElement { ValueKind: JsonValueKind.Number } j => j.GetDouble(),
-            JsonElement { ValueKind: JsonValueKind.String } j when double.TryParse(j.GetString(), NumberStyles.Float, CultureInfo.InvariantCulture, out var p) => p,
-            _ => null,
-        };
-        return result ?? throw WrongType(key, "a number", value);
-    }
-
-    private static string? GetString(AdditionalPropertiesDictionary? extra, string key)
-    {
-        if (extra is null || !extra.TryGetValue(key, out var value) || value is null) return null;
-        return value switch
-        {
-            string s => s,
-            JsonElement { ValueKind: JsonValueKind.String } j => j.GetString(),
-            JsonElement { ValueKind: JsonValueKind.Null } => null,
-            _ => throw WrongType(key, "a string", value),
-        };
-    }
-
-    private static ArgumentException WrongType(string key, string expected, object value) =>
-        new($"ImageGenerationOptions.AdditionalProperties[\"{key}\"] must be {expected}; got {(value is JsonElement j ? j.GetRawText() : value)} ({value.GetType().Name}).", "options");
 
     /// <summary>
     /// <see cref="ImageGeneratorMetadata"/> (provider <see cref="ProviderName"/>, the model folder as default model id
